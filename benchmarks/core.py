@@ -1,0 +1,882 @@
+"""axonbus against its anchors on the same workloads, in one process and one run.
+
+    python -m benchmarks.core            # full run, about 2-3 minutes on 2 cores
+    python -m benchmarks.core --quick    # smoke test, well under 30 s
+    python -m benchmarks.core --json artifacts/bench.json
+
+Workloads (each implementation on the same one; every handler is an ``async def h(event)`` no-op
+that counts):
+
+- ``W1``: one publisher, one subscriber, N pre-built events; time until all were handled.
+- ``W10``: the same with ten subscribers; the rate counts deliveries.
+- ``RPC``: sequential request/reply round trips.
+- ``latency``: p50/p99 publish-to-handler latency at a steady 10,000 events/s.
+- ``memory``: 1,000,000 events into a stalled ``maxsize=1000, overflow="drop_oldest"``
+  subscription; RSS growth and drop count.
+
+Anchors: raw asyncio (bounded ``asyncio.Queue``, the practical limit), blinker ``send_async``,
+pyee ``AsyncIOEventEmitter``, bubus ``EventBus``, autogen-core ``SingleThreadedAgentRuntime``,
+and the seed's own gather-based MessageBus. An anchor that is not installed is skipped with a
+note. Slow anchors run fewer events (the N column says how many). Rates are best of K trials,
+interleaved round-robin; every ratio compares numbers from this same run.
+
+Note: no ``from __future__ import annotations`` here, because autogen-core resolves the type hints
+of ``@message_handler`` methods defined inside functions below.
+"""
+
+import argparse
+import asyncio
+import gc
+import itertools
+import logging
+import sys
+import time
+import warnings
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from functools import cache, partial
+from time import perf_counter, perf_counter_ns
+from typing import Any
+
+from ._harness import (
+    Countdown,
+    Entry,
+    Printer,
+    Row,
+    Skip,
+    Target,
+    environment,
+    find,
+    fmt_rate,
+    fmt_ratio,
+    measure,
+    percentile,
+    ratio,
+    require,
+    rss_bytes,
+    run_fresh,
+    verdict,
+    write_json,
+)
+
+TOPIC = "bench.tick"
+RPC_TOPIC = "bench.rpc"
+LATENCY_TOPIC = "bench.latency"
+MAILBOX = 10_000  # every bounded queue in the benchmark, axonbus's default maxsize
+BUBUS_WINDOW = 32  # bubus refuses >= 100 pending (queued ones count twice): keep 32 in flight
+
+log = logging.getLogger("benchmarks.core")
+
+
+@dataclass(frozen=True)
+class Config:
+    w1_n: int = 200_000
+    w10_n: int = 20_000  # events; x10 deliveries
+    rpc_n: int = 50_000
+    latency_seconds: float = 2.0
+    latency_rate: int = 10_000
+    memory_n: int = 1_000_000
+    repeats: int = 3
+    timeout: float = 120.0
+
+
+FULL = Config()
+QUICK = Config(
+    w1_n=20_000,
+    w10_n=2_000,
+    rpc_n=5_000,
+    latency_seconds=0.5,
+    memory_n=100_000,
+    repeats=1,
+    timeout=30.0,
+)
+
+
+async def _cancel(tasks: Sequence["asyncio.Task[Any]"]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+# -- the seed's design --------------------------------------------------------------------------
+
+
+class SeedMessageBus:
+    """The seed's MessageBus (seed 000): per publish, gather every handler behind _safe_call."""
+
+    def __init__(self) -> None:
+        self._handlers: dict[str, set[Callable[[Any], Awaitable[Any]]]] = {}
+        self._global_handlers: set[Callable[[Any], Awaitable[Any]]] = set()
+
+    def subscribe(self, topic: str, handler: Callable[[Any], Awaitable[Any]]) -> None:
+        self._handlers.setdefault(topic, set()).add(handler)
+
+    async def publish(self, topic: str, message: Any) -> None:
+        specific = list(self._handlers.get(topic, set()))
+        glob = list(self._global_handlers)
+        await asyncio.gather(*[self._safe_call(h, message) for h in specific + glob])
+
+    async def _safe_call(self, handler: Callable[[Any], Awaitable[Any]], message: Any) -> None:
+        try:
+            await handler(message)
+        except Exception as exc:
+            log.error("Handler %r failed: %s", handler, exc, exc_info=True)
+
+
+# -- event types (created lazily: their libraries may be missing) -------------------------------
+
+
+@cache
+def _axonbus_types() -> tuple[type, type]:
+    ax = require("axonbus")
+
+    class Tick(ax.Event, topic=TOPIC):  # type: ignore[misc,call-arg]
+        n: int = 0
+
+    class Stamp(ax.Event, topic=LATENCY_TOPIC):  # type: ignore[misc,call-arg]
+        t: int = 0
+
+    return Tick, Stamp
+
+
+@cache
+def _bubus_types() -> tuple[type, type]:
+    bubus = require("bubus")
+
+    class BenchTick(bubus.BaseEvent):  # type: ignore[misc,name-defined]
+        n: int = 0
+
+    class BenchRequest(bubus.BaseEvent[int]):  # type: ignore[misc,name-defined]
+        n: int = 0
+
+    return BenchTick, BenchRequest
+
+
+@cache
+def _autogen_types() -> tuple[type, type, type]:
+    ac = require("autogen_core")
+
+    @dataclass
+    class AgTick:
+        n: int
+
+    @dataclass
+    class AgRequest:
+        n: int
+
+    class Sink(ac.RoutedAgent):  # type: ignore[misc,name-defined]
+        def __init__(self, hit: Callable[[], None]) -> None:
+            super().__init__("benchmark sink")
+            self._hit = hit
+
+        @ac.message_handler
+        async def on_tick(self, message: AgTick, ctx: ac.MessageContext) -> None:
+            self._hit()
+
+        @ac.message_handler
+        async def on_request(self, message: AgRequest, ctx: ac.MessageContext) -> int:
+            return message.n
+
+    return AgTick, AgRequest, Sink
+
+
+_bus_names = itertools.count()
+
+
+# -- W1 / W10: (n events, fanout subscribers) -> seconds until every delivery was handled ---------
+
+
+async def pubsub_raw(n: int, fanout: int) -> float:
+    """Bounded asyncio.Queue per subscriber, one consumer task each: the practical limit."""
+    cd = Countdown(n * fanout)
+    queues: list[asyncio.Queue[Any]] = [asyncio.Queue(maxsize=MAILBOX) for _ in range(fanout)]
+
+    async def consume(
+        queue: "asyncio.Queue[Any]", handler: Callable[[Any], Awaitable[None]]
+    ) -> None:
+        while True:
+            await handler(await queue.get())
+
+    workers = [asyncio.create_task(consume(q, cd.handler(i))) for i, q in enumerate(queues)]
+    events = list(range(n))
+    try:
+        t0 = perf_counter()
+        for ev in events:
+            for q in queues:
+                await q.put(ev)
+        await cd.done
+        return perf_counter() - t0
+    finally:
+        await _cancel(workers)
+
+
+async def pubsub_axonbus(n: int, fanout: int, typed: bool = False) -> float:
+    """``await bus.publish(...)`` for every event, then ``await bus.drain()``."""
+    ax = require("axonbus")
+    cd = Countdown(n * fanout)
+    events: list[Any] = list(range(n))
+    if typed:
+        tick, _ = _axonbus_types()
+        events = [tick(n=i) for i in events]
+    async with ax.Bus() as bus:
+        for i in range(fanout):
+            bus.subscribe(TOPIC, cd.handler(i), maxsize=MAILBOX, overflow="block")
+        publish = bus.publish
+        t0 = perf_counter()
+        if typed:
+            for ev in events:
+                await publish(ev)
+        else:
+            for ev in events:
+                await publish(TOPIC, ev)
+        await bus.drain()
+        elapsed = perf_counter() - t0
+    cd.check()
+    return elapsed
+
+
+async def pubsub_blinker(n: int, fanout: int) -> float:
+    """blinker ``await signal.send_async(event)``: receivers awaited inline, no queue."""
+    blinker = require("blinker")
+    cd = Countdown(n * fanout)
+    signal = blinker.Signal()
+    for i in range(fanout):
+        signal.connect(cd.handler(i), weak=False)
+    events = list(range(n))
+    send = signal.send_async
+    t0 = perf_counter()
+    for ev in events:
+        await send(ev)
+    await cd.done
+    return perf_counter() - t0
+
+
+async def pubsub_pyee(n: int, fanout: int) -> float:
+    """pyee ``emit`` schedules one task per coroutine handler; wait until all ran."""
+    pyee_asyncio = require("pyee.asyncio")
+    cd = Countdown(n * fanout)
+    emitter = pyee_asyncio.AsyncIOEventEmitter()
+    for i in range(fanout):
+        emitter.add_listener("tick", cd.handler(i))
+    events = list(range(n))
+    emit = emitter.emit
+    t0 = perf_counter()
+    for ev in events:
+        emit("tick", ev)
+    await cd.done
+    return perf_counter() - t0
+
+
+async def pubsub_seed(n: int, fanout: int) -> float:
+    """The seed's MessageBus: ``await bus.publish(...)`` gathers every handler."""
+    cd = Countdown(n * fanout)
+    bus = SeedMessageBus()
+    for i in range(fanout):
+        bus.subscribe(TOPIC, cd.handler(i))
+    events = list(range(n))
+    publish = bus.publish
+    t0 = perf_counter()
+    for ev in events:
+        await publish(TOPIC, ev)
+    await cd.done
+    return perf_counter() - t0
+
+
+async def pubsub_bubus(n: int, fanout: int) -> float:
+    """bubus ``bus.dispatch(event)``, at most BUBUS_WINDOW events in flight (its cap is 100)."""
+    bubus = require("bubus")
+    tick, _ = _bubus_types()
+    cd = Countdown(n * fanout)
+    bus = bubus.EventBus(name=f"bench{next(_bus_names)}")
+    for i in range(fanout):
+        bus.on(tick, cd.handler(i))
+    events = [tick(n=i) for i in range(n)]
+    window: deque[Any] = deque()
+    try:
+        t0 = perf_counter()
+        for ev in events:
+            if len(window) >= BUBUS_WINDOW:
+                await window.popleft()
+            window.append(bus.dispatch(ev))
+        await cd.done
+        return perf_counter() - t0
+    finally:
+        await bus.stop(clear=True)
+
+
+async def pubsub_autogen(n: int, fanout: int) -> float:
+    """autogen-core ``publish_message`` to ``fanout`` RoutedAgent types on one topic."""
+    ac = require("autogen_core")
+    ag_tick, _, sink = _autogen_types()
+    cd = Countdown(n * fanout)
+    runtime = ac.SingleThreadedAgentRuntime()
+    for i in range(fanout):
+        await sink.register(runtime, f"sink{i}", lambda: sink(cd.hit))
+        await runtime.add_subscription(
+            ac.TypeSubscription(topic_type="bench", agent_type=f"sink{i}")
+        )
+    events = [ag_tick(i) for i in range(n)]
+    topic = ac.TopicId("bench", "default")
+    runtime.start()
+    try:
+        t0 = perf_counter()
+        for ev in events:
+            await runtime.publish_message(ev, topic)
+        await cd.done
+        return perf_counter() - t0
+    finally:
+        await runtime.stop_when_idle()
+
+
+# -- RPC: n sequential round trips -> seconds; every reply is checked ----------------------------
+
+
+def _check_reply(request: int, reply: Any) -> None:
+    if reply != request:
+        raise AssertionError(f"reply {reply!r} to request {request!r}")
+
+
+async def rpc_raw(n: int) -> float:
+    """A server task reads (payload, future) from a bounded queue; the caller awaits the future."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[tuple[Any, asyncio.Future[Any]]] = asyncio.Queue(maxsize=MAILBOX)
+
+    async def responder(payload: Any) -> Any:
+        return payload
+
+    async def serve() -> None:
+        while True:
+            payload, reply = await queue.get()
+            result = await responder(payload)
+            if not reply.done():
+                reply.set_result(result)
+
+    server = asyncio.create_task(serve())
+    try:
+        t0 = perf_counter()
+        for i in range(1, n + 1):
+            reply = loop.create_future()
+            await queue.put((i, reply))
+            _check_reply(i, await reply)
+        return perf_counter() - t0
+    finally:
+        await _cancel([server])
+
+
+async def rpc_axonbus(n: int) -> float:
+    """``bus.respond`` + sequential ``await bus.request(..., timeout=2.0)``."""
+    ax = require("axonbus")
+
+    async def responder(payload: Any) -> Any:
+        return payload
+
+    async with ax.Bus() as bus:
+        bus.respond(RPC_TOPIC, responder)
+        request = bus.request
+        t0 = perf_counter()
+        for i in range(1, n + 1):
+            _check_reply(i, await request(RPC_TOPIC, i, timeout=2.0))
+        return perf_counter() - t0
+
+
+async def rpc_blinker(n: int) -> float:
+    """blinker ``send_async`` returns the receiver's value: a direct await, no queue hop."""
+    blinker = require("blinker")
+
+    async def responder(payload: Any) -> Any:
+        return payload
+
+    signal = blinker.Signal()
+    signal.connect(responder, weak=False)
+    send = signal.send_async
+    t0 = perf_counter()
+    for i in range(1, n + 1):
+        _check_reply(i, (await send(i))[0][1])
+    return perf_counter() - t0
+
+
+async def rpc_bubus(n: int) -> float:
+    """bubus ``await bus.dispatch(Request(n=i)).event_result()``."""
+    bubus = require("bubus")
+    _, req_type = _bubus_types()
+
+    async def responder(event: Any) -> int:
+        return int(event.n)
+
+    bus = bubus.EventBus(name=f"bench{next(_bus_names)}")
+    bus.on(req_type, responder)
+    requests = [req_type(n=i) for i in range(1, n + 1)]
+    try:
+        t0 = perf_counter()
+        for i, req in enumerate(requests, 1):
+            _check_reply(i, await bus.dispatch(req).event_result())
+        return perf_counter() - t0
+    finally:
+        await bus.stop(clear=True)
+
+
+async def rpc_autogen(n: int) -> float:
+    """autogen-core ``await runtime.send_message(Request(i), AgentId("sink", "default"))``."""
+    ac = require("autogen_core")
+    _, ag_request, sink = _autogen_types()
+    runtime = ac.SingleThreadedAgentRuntime()
+    await sink.register(runtime, "sink", lambda: sink(lambda: None))
+    requests = [ag_request(i) for i in range(1, n + 1)]
+    recipient = ac.AgentId("sink", "default")
+    runtime.start()
+    try:
+        t0 = perf_counter()
+        for i, req in enumerate(requests, 1):
+            _check_reply(i, await runtime.send_message(req, recipient))
+        return perf_counter() - t0
+    finally:
+        await runtime.stop_when_idle()
+
+
+# -- latency: paced publisher, handler records perf_counter_ns() - stamp -------------------------
+
+
+@dataclass
+class LatencyResult:
+    name: str
+    events: int = 0
+    achieved_rate: float = 0.0
+    skipped: int = 0  # slots skipped after stalls longer than STALL
+    p50_us: float = float("nan")
+    p99_us: float = float("nan")
+    p999_us: float = float("nan")
+    max_us: float = float("nan")
+    p99_runs_us: list[float] = field(default_factory=list)
+    note: str = ""
+
+
+Publish = Callable[[int], Awaitable[Any]]
+
+
+STALL = 0.005  # the publisher fell this far behind (machine noise): skip slots, do not burst
+
+
+async def _paced(publish: Publish, seconds: float, rate: int) -> tuple[float, int]:
+    """Publish ``seconds * rate`` ``perf_counter_ns()`` stamps at ``rate``/s.
+
+    Returns (achieved rate, skipped slots). The loop sleeps with about 1 ms resolution, so each
+    wake-up sends the events that came due since, one at a time with a yield after each (every
+    event is measured on its own, not behind a batch). After a stall longer than STALL (the
+    process was descheduled) the missed slots are skipped instead of sent in one catch-up burst,
+    which would measure the burst rather than the bus.
+    """
+    loop = asyncio.get_running_loop()
+    interval = 1.0 / rate
+    total = int(seconds * rate)
+    start = due = loop.time()
+    deadline = start + 3 * seconds  # stalls do not eat into the sample count, up to a point
+    sent = skipped = 0
+    while sent < total:
+        now = loop.time()
+        if now > deadline:
+            break
+        if due > now:
+            await asyncio.sleep(due - now)
+            continue
+        if now - due > STALL:
+            missed = int((now - due) / interval)
+            skipped += missed
+            due += missed * interval
+        await publish(perf_counter_ns())
+        sent += 1
+        due += interval
+        await asyncio.sleep(0)
+    return sent / (loop.time() - start), skipped
+
+
+def _summarize(name: str, samples: list[int], paced: tuple[float, int]) -> LatencyResult:
+    warm = sorted(samples[len(samples) // 10 :])  # drop the first 10%: warm-up
+    us = [s / 1000 for s in warm]
+    return LatencyResult(
+        name,
+        events=len(samples),
+        achieved_rate=paced[0],
+        skipped=paced[1],
+        p50_us=percentile(us, 50),
+        p99_us=percentile(us, 99),
+        p999_us=percentile(us, 99.9),
+        max_us=us[-1] if us else float("nan"),
+    )
+
+
+async def latency_raw(seconds: float, rate: int) -> LatencyResult:
+    samples: list[int] = []
+    record = samples.append
+    queue: asyncio.Queue[int] = asyncio.Queue(maxsize=MAILBOX)
+
+    async def handler(stamp: int) -> None:
+        record(perf_counter_ns() - stamp)
+
+    async def consume() -> None:
+        while True:
+            await handler(await queue.get())
+
+    worker = asyncio.create_task(consume())
+    try:
+        paced = await _paced(queue.put, seconds, rate)
+        while queue.qsize():
+            await asyncio.sleep(0.001)
+        await asyncio.sleep(0.001)
+    finally:
+        await _cancel([worker])
+    return _summarize("raw asyncio.Queue", samples, paced)
+
+
+async def latency_axonbus(seconds: float, rate: int, typed: bool = False) -> LatencyResult:
+    ax = require("axonbus")
+    _, stamp_type = _axonbus_types()
+    samples: list[int] = []
+    record = samples.append
+
+    async def on_int(stamp: int) -> None:
+        record(perf_counter_ns() - stamp)
+
+    async def on_event(event: Any) -> None:
+        record(perf_counter_ns() - event.t)
+
+    async with ax.Bus() as bus:
+        bus.subscribe(LATENCY_TOPIC, on_event if typed else on_int, maxsize=MAILBOX)
+        publish: Publish
+        if typed:
+
+            def publish(stamp: int) -> Awaitable[Any]:
+                return bus.publish(stamp_type(t=stamp))
+        else:
+            publish = partial(bus.publish, LATENCY_TOPIC)
+        paced = await _paced(publish, seconds, rate)
+        await bus.drain()
+    name = "axonbus (Event)" if typed else "axonbus (int payload)"
+    return _summarize(name, samples, paced)
+
+
+LatencyTrial = Callable[[float, int], Awaitable[LatencyResult]]
+
+LATENCY: list[tuple[str, LatencyTrial]] = [
+    ("raw asyncio.Queue", latency_raw),
+    ("axonbus (int payload)", latency_axonbus),
+    ("axonbus (Event)", partial(latency_axonbus, typed=True)),
+]
+
+
+def measure_latency(cfg: Config, progress: Callable[[str], None]) -> list[LatencyResult]:
+    """Each implementation ``repeats`` times, interleaved; keep the run with the lowest p99."""
+    best: dict[str, LatencyResult] = {name: LatencyResult(name) for name, _ in LATENCY}
+    runs: dict[str, list[float]] = {name: [] for name, _ in LATENCY}
+    for _ in range(cfg.repeats):
+        for name, trial in LATENCY:
+            if best[name].note:
+                continue
+            progress(f"latency: {name}")
+            try:
+                res = run_fresh(
+                    partial(trial, cfg.latency_seconds, cfg.latency_rate),
+                    cfg.latency_seconds * 3 + 10,
+                )
+            except Skip as exc:
+                best[name].note = f"skipped: {exc}"
+                continue
+            except Exception as exc:
+                best[name].note = f"error: {type(exc).__name__}: {exc}"[:160]
+                continue
+            runs[name].append(res.p99_us)
+            if not runs[name][:-1] or res.p99_us < best[name].p99_us:
+                best[name] = res
+    for name, result in best.items():
+        result.p99_runs_us = runs[name]
+    return list(best.values())
+
+
+# -- memory: a stalled drop_oldest subscription under 1M events ----------------------------------
+
+
+@dataclass
+class MemoryResult:
+    name: str
+    events: int = 0
+    publish_rate: float = 0.0
+    rss_before_mb: float = 0.0
+    growth_mb: float = float("nan")  # peak RSS while publishing minus RSS before
+    dropped: int = 0
+    queued: int = 0
+    note: str = ""
+
+
+async def memory_axonbus(n: int) -> MemoryResult:
+    ax = require("axonbus")
+    tick, _ = _axonbus_types()
+    gate = asyncio.Event()
+
+    async def stalled(event: Any) -> None:
+        await gate.wait()
+
+    async with ax.Bus() as bus:
+        bus.subscribe(TOPIC, stalled, name="stalled", maxsize=1000, overflow="drop_oldest")
+        await bus.publish(tick(n=-1))
+        await asyncio.sleep(0.01)  # the worker is now parked inside the handler
+        gc.collect()
+        before = peak = rss_bytes()
+        publish = bus.publish_nowait
+        t0 = perf_counter()
+        for i in range(n):
+            publish(tick(n=i))
+            if i % 1000 == 999:  # a busy producer still yields to the loop now and then
+                await asyncio.sleep(0)
+                if i % 50_000 == 49_999:
+                    peak = max(peak, rss_bytes())
+        elapsed = perf_counter() - t0
+        peak = max(peak, rss_bytes())
+        stats = next(s for s in bus.stats() if s.name == "stalled")
+        dropped, queued = int(stats.dropped), int(stats.queued)
+        gate.set()
+    mb = 1024 * 1024
+    return MemoryResult(
+        "axonbus publish_nowait(Event)",
+        events=n,
+        publish_rate=n / elapsed,
+        rss_before_mb=before / mb,
+        growth_mb=(peak - before) / mb,
+        dropped=dropped,
+        queued=queued,
+    )
+
+
+def measure_memory(cfg: Config, progress: Callable[[str], None]) -> MemoryResult:
+    progress(f"memory: axonbus (n={cfg.memory_n})")
+    try:
+        return run_fresh(partial(memory_axonbus, cfg.memory_n), cfg.timeout)
+    except Skip as exc:
+        return MemoryResult("axonbus publish_nowait(Event)", note=f"skipped: {exc}")
+    except Exception as exc:
+        note = f"error: {type(exc).__name__}: {exc}"[:160]
+        return MemoryResult("axonbus publish_nowait(Event)", note=note)
+
+
+# -- the tables of entries ------------------------------------------------------------------------
+
+RAW = "raw asyncio.Queue"
+AXONBUS = "axonbus"
+AUTOGEN = "autogen-core"
+SLOW = "fewer events (slow)"
+
+
+def pubsub_entries(fanout: int) -> list[Entry]:
+    few_tasks = "one task per handler call, no backpressure"
+    return [
+        Entry(RAW, partial(pubsub_raw, fanout=fanout)),
+        Entry(AXONBUS, partial(pubsub_axonbus, fanout=fanout), note="int payloads, explicit topic"),
+        Entry(
+            "axonbus (Event)",
+            partial(pubsub_axonbus, fanout=fanout, typed=True),
+            note="pre-built pydantic Event instances",
+        ),
+        Entry("blinker send_async", partial(pubsub_blinker, fanout=fanout), note="inline await"),
+        Entry("pyee AsyncIOEventEmitter", partial(pubsub_pyee, fanout=fanout), 0.25, few_tasks),
+        Entry("seed gather design", partial(pubsub_seed, fanout=fanout), 0.5),
+        Entry(AUTOGEN, partial(pubsub_autogen, fanout=fanout), 0.025, SLOW),
+        Entry("bubus", partial(pubsub_bubus, fanout=fanout), 0.01, SLOW),
+    ]
+
+
+RPC_ENTRIES = [
+    Entry(RAW, rpc_raw, note="queue + future"),
+    Entry(AXONBUS, rpc_axonbus, note="respond / request"),
+    Entry("blinker send_async", rpc_blinker, note="direct await, no queue hop"),
+    Entry(AUTOGEN, rpc_autogen, 0.05, SLOW),
+    Entry("bubus", rpc_bubus, 0.02, SLOW),
+]
+
+
+# -- report ---------------------------------------------------------------------------------------
+
+
+def rate_table(printer: Printer, title: str, rows: list[Row]) -> None:
+    raw = find(rows, RAW)
+    ax = find(rows, AXONBUS)
+    body = []
+    for r in rows:
+        runs = " ".join(fmt_rate(x) for x in r.rates)
+        x_raw = fmt_ratio(ratio(r.rate, raw.rate if raw else None))
+        ax_over = fmt_ratio(ratio(ax.rate if ax else None, r.rate))
+        body.append([r.name, f"{r.n:,}", fmt_rate(r.rate), x_raw, ax_over, runs, r.note])
+    columns = ["implementation", "N", r.unit if rows else "rate", "x raw", "axonbus/this"]
+    printer.table(title, [*columns, "runs", "notes"], body)
+
+
+def memory_table(printer: Printer, mem: MemoryResult) -> None:
+    printer.table(
+        "memory: stalled subscription, maxsize=1000, overflow=drop_oldest",
+        ["implementation", "events", "publish/s", "RSS before", "growth", "dropped", "queued",
+         "notes"],
+        [[mem.name, f"{mem.events:,}", fmt_rate(mem.publish_rate), f"{mem.rss_before_mb:.1f} MB",
+          f"{mem.growth_mb:.1f} MB", f"{mem.dropped:,}", f"{mem.queued:,}", mem.note]],
+    )  # fmt: skip
+
+
+def latency_table(printer: Printer, cfg: Config, lat: list[LatencyResult]) -> None:
+    printer.table(
+        f"latency: publish-to-handler at {cfg.latency_rate:,} events/s for "
+        f"{cfg.latency_seconds:g} s (run with the best p99 of {cfg.repeats}; first 10% dropped)",
+        ["implementation", "events", "achieved/s", "skipped", "p50 us", "p99 us", "p99.9 us",
+         "max us", "p99 of each run", "notes"],
+        [[r.name, f"{r.events:,}", fmt_rate(r.achieved_rate), f"{r.skipped:,}", f"{r.p50_us:.1f}",
+          f"{r.p99_us:.1f}", f"{r.p999_us:.1f}", f"{r.max_us:.0f}",
+          " ".join(f"{x:.0f}" for x in r.p99_runs_us), r.note] for r in lat],
+    )  # fmt: skip
+
+
+def targets(
+    w1: list[Row], w10: list[Row], rpc: list[Row], lat: list[LatencyResult], mem: MemoryResult
+) -> list[Target]:
+    def rate(rows: list[Row], name: str) -> float | None:
+        row = find(rows, name)
+        return row.rate if row else None
+
+    def at_least(name: str, x: float | None, floor: float) -> Target:
+        passed = None if x is None else x >= floor
+        return Target(name, fmt_ratio(x), f">= {floor:g}x", passed)
+
+    out = [
+        at_least("W1 axonbus / raw queue", ratio(rate(w1, AXONBUS), rate(w1, RAW)), 0.5),
+        at_least("W10 axonbus / raw (ten queues)", ratio(rate(w10, AXONBUS), rate(w10, RAW)), 0.5),
+        at_least("RPC axonbus / raw queue+future", ratio(rate(rpc, AXONBUS), rate(rpc, RAW)), 0.5),
+        at_least("W1 axonbus / autogen-core", ratio(rate(w1, AXONBUS), rate(w1, AUTOGEN)), 30),
+        at_least("RPC axonbus / autogen-core", ratio(rate(rpc, AXONBUS), rate(rpc, AUTOGEN)), 10),
+    ]
+    ax_lat = next((r for r in lat if r.name == "axonbus (int payload)" and not r.note), None)
+    p99 = ax_lat.p99_us if ax_lat else None
+    out.append(
+        Target(
+            "p99 latency at 10k events/s",
+            "-" if p99 is None else f"{p99:.0f} us",
+            "< 100 us",
+            None if p99 is None else p99 < 100,
+        )
+    )
+    grew = None if mem.note else mem.growth_mb
+    out.append(
+        Target(
+            f"RSS growth, {mem.events:,} events into stalled drop_oldest",
+            "-" if grew is None else f"{grew:.1f} MB",
+            "< 50 MB",
+            None if grew is None else grew < 50,
+        )
+    )
+    return out
+
+
+def run(cfg: Config, printer: Printer, only: set[str] | None = None) -> dict[str, Any]:
+    def wanted(name: str) -> bool:
+        return only is None or name in only
+
+    env = environment()
+    printer.line(
+        f"axonbus benchmarks: python {env['python']} on {env['platform']}, {env['cpus']} cpus, "
+        f"load {env['loadavg']}, best of {cfg.repeats}"
+    )
+    printer.line("versions: " + ", ".join(f"{k} {v}" for k, v in env["versions"].items()))
+    progress = printer.progress
+    started = time.perf_counter()
+
+    # Memory first: RSS is cleanest before anything else has grown the heap.
+    mem = measure_memory(cfg, progress) if wanted("memory") else MemoryResult("-", note="not run")
+    if wanted("memory"):
+        memory_table(printer, mem)
+
+    def rates(key: str, title: str, entries: list[Entry], n: int, **kw: Any) -> list[Row]:
+        if not wanted(key):
+            return []
+        rows = measure(
+            key.upper(),
+            entries,
+            n,
+            repeats=cfg.repeats,
+            timeout=cfg.timeout,
+            progress=progress,
+            **kw,
+        )
+        rate_table(printer, title, rows)
+        return rows
+
+    w1 = rates("w1", "W1: one publisher, one async no-op subscriber", pubsub_entries(1), cfg.w1_n)
+    w10 = rates(
+        "w10",
+        "W10: one publisher, ten subscribers (N = events; rate = deliveries/s)",
+        pubsub_entries(10),
+        cfg.w10_n,
+        per_event=10,
+        unit="deliveries/s",
+    )
+    rpc = rates(
+        "rpc", "RPC: sequential request/reply", RPC_ENTRIES, cfg.rpc_n, unit="round trips/s"
+    )
+
+    lat: list[LatencyResult] = []
+    if wanted("latency"):
+        lat = measure_latency(cfg, progress)
+        latency_table(printer, cfg, lat)
+
+    goals = targets(w1, w10, rpc, lat, mem)
+    printer.table(
+        "targets (ratios within this run)",
+        ["target", "measured", "goal", "result"],
+        [[t.name, t.measured, t.threshold, verdict(t.passed)] for t in goals],
+    )
+    elapsed = time.perf_counter() - started
+    printer.line(f"total {elapsed:.0f} s")
+    return {
+        "environment": env,
+        "config": asdict(cfg),
+        "elapsed_s": elapsed,
+        "rates": [{**asdict(r), "rate": r.rate} for r in [*w1, *w10, *rpc]],
+        "latency": [asdict(r) for r in lat],
+        "memory": asdict(mem),
+        "targets": [asdict(t) for t in goals],
+    }
+
+
+WORKLOADS = ("memory", "w1", "w10", "rpc", "latency")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.core",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--quick", action="store_true", help="small N, one repeat (smoke test)")
+    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    parser.add_argument("--repeats", type=int, metavar="K", help="best of K (default 3, quick 1)")
+    parser.add_argument(
+        "--only", metavar="LIST", help=f"comma-separated subset of: {','.join(WORKLOADS)}"
+    )
+    parser.add_argument("--plain", action="store_true", help="plain text tables, not rich")
+    parser.add_argument("--strict", action="store_true", help="exit 1 when a target fails")
+    args = parser.parse_args(argv)
+
+    cfg = QUICK if args.quick else FULL
+    if args.repeats:
+        cfg = replace(cfg, repeats=args.repeats)
+    only = None
+    if args.only:
+        only = {w.strip().lower() for w in args.only.split(",") if w.strip()}
+        if unknown := only - set(WORKLOADS):
+            parser.error(f"unknown workloads: {', '.join(sorted(unknown))}")
+
+    with warnings.catch_warnings():
+        # Third-party anchors may warn; report it once instead of failing under -W error.
+        warnings.simplefilter("default")
+        results = run(cfg, Printer(plain=args.plain), only)
+    if args.json:
+        write_json(args.json, results)
+    failed = any(t["passed"] is False for t in results["targets"])
+    return 1 if args.strict and failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""axonbus: the event backbone for AI agents.
+
+>>> from axonbus import Bus, Event
+>>> class ToolCall(Event, topic="agent.{session_id}.tool_call"):
+...     session_id: str
+...     tool: str
+>>> async with Bus() as bus:
+...     bus.subscribe(ToolCall, on_tool)
+...     await bus.publish(ToolCall(session_id="s1", tool="search"))
+"""
+
+from ._bus import Bus
+from ._events import Context, Envelope, Event
+from ._exceptions import (
+    AxonbusError,
+    BusClosed,
+    BusNotStarted,
+    ConnectionLost,
+    DecodeError,
+    InvalidHandler,
+    InvalidTopic,
+    LifecycleError,
+    MessageTooLarge,
+    NoResponders,
+    QueueFull,
+    RemoteError,
+    RequestError,
+    RequestTimeout,
+    TransportError,
+)
+from ._middleware import Middleware
+from ._retry import Retry
+from ._stream import EventStream, Waiter
+from ._subscription import Subscription, SubscriptionStats
+from ._system import DeadLetter, HandlerFailed, Outcome, PublishResult
+from ._topics import match
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AxonbusError",
+    "Bus",
+    "BusClosed",
+    "BusNotStarted",
+    "ConnectionLost",
+    "Context",
+    "DeadLetter",
+    "DecodeError",
+    "Envelope",
+    "Event",
+    "EventStream",
+    "HandlerFailed",
+    "InvalidHandler",
+    "InvalidTopic",
+    "LifecycleError",
+    "MessageTooLarge",
+    "Middleware",
+    "NoResponders",
+    "Outcome",
+    "PublishResult",
+    "QueueFull",
+    "RemoteError",
+    "RequestError",
+    "RequestTimeout",
+    "Retry",
+    "Subscription",
+    "SubscriptionStats",
+    "TransportError",
+    "Waiter",
+    "__version__",
+    "match",
+]

@@ -1,0 +1,754 @@
+"""The Bus: publish / subscribe / request / stream / wait_for, and its lifecycle."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import enum
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Literal, TypeVar, overload
+
+from ._events import Envelope, Event, current_envelope, new_event_id
+from ._exceptions import (
+    BusClosed,
+    BusNotStarted,
+    InvalidTopic,
+    MessageTooLarge,
+    NoResponders,
+    QueueFull,
+    RequestTimeout,
+)
+from ._mailbox import Mailbox
+from ._middleware import Middleware, build_handle_chain, build_publish_chain
+from ._retry import Retry
+from ._stream import EventStream, Waiter
+from ._subscription import HandlerSpec, Subscription, SubscriptionStats
+from ._system import DeadLetter, HandlerFailed, Outcome, PublishResult
+from ._topics import TopicIndex, match, split_pattern
+from .transports import Transport, open_transport
+
+__all__ = ["Bus"]
+
+logger = logging.getLogger("axonbus")
+
+E = TypeVar("E")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class _Missing(enum.Enum):
+    MISSING = enum.auto()
+
+
+MISSING = _Missing.MISSING
+
+
+class State(enum.Enum):
+    NEW = "new"
+    STARTED = "started"
+    CLOSING = "closing"
+    CLOSED = "closed"
+
+
+class Bus:
+    """The event bus. In-process by default; the same API over Redis or NATS by URL.
+
+    >>> async with Bus() as bus:
+    ...     bus.subscribe("greet.*", hello)
+    ...     await bus.publish("greet.ada", {"text": "hi"})
+
+    ``history=N`` keeps the last N envelopes for :meth:`history`. ``max_message_bytes`` is
+    enforced on the encoded size wherever events are encoded (broker transports); on the
+    in-process transport only ``bytes`` and ``str`` payloads are measured.
+    """
+
+    def __init__(
+        self,
+        url: str = "memory://",
+        *,
+        name: str | None = None,
+        codec: str = "json",
+        history: int = 0,
+        max_message_bytes: int = 1_048_576,
+        middleware: Sequence[Middleware] = (),
+    ) -> None:
+        if codec not in ("json", "msgpack"):
+            raise ValueError(f"unknown codec {codec!r}; expected 'json' or 'msgpack'")
+        if not isinstance(history, int) or history < 0:
+            raise ValueError(f"history must be an int >= 0, got {history!r}")
+        if not isinstance(max_message_bytes, int) or max_message_bytes < 1:
+            raise ValueError(f"max_message_bytes must be a positive int, got {max_message_bytes!r}")
+        self.url = url
+        self.name = name or "axonbus"
+        self.codec = codec
+        self.max_message_bytes = max_message_bytes
+        self.transport: Transport = open_transport(url)
+        self._state = State.NEW
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._index: TopicIndex[Mailbox] = TopicIndex()
+        self._responders: TopicIndex[Mailbox] = TopicIndex()
+        self._shared: dict[tuple[str, ...], Mailbox] = {}
+        self._subs: list[Subscription] = []
+        self._streams: set[Mailbox] = set()
+        self._strict = 0  # mailboxes with overflow="error": publish checks them all first
+        self._pending = 0  # accepted deliveries not yet settled, for drain()
+        self._idle: asyncio.Future[None] | None = None
+        self._closed: asyncio.Future[None] | None = None
+        self._rr = 0
+        self._history: deque[Envelope] | None = deque(maxlen=history) if history else None
+        self._middleware = tuple(middleware)
+        self._publish_hook = build_publish_chain(self._middleware)
+        self._handle_chain = build_handle_chain(self._middleware)
+
+    @classmethod
+    def from_env(cls, **kwargs: Any) -> Bus:
+        """A bus on ``$AXONBUS_URL`` (``memory://`` when unset)."""
+        return cls(os.environ.get("AXONBUS_URL", "memory://"), **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<Bus {self.name!r} {self.url} {self._state.value}>"
+
+    @property
+    def state(self) -> str:
+        """``"new"``, ``"started"``, ``"closing"`` or ``"closed"``."""
+        return self._state.value
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def start(self) -> Bus:
+        """Start the bus: connect the transport and start every subscription's workers."""
+        if self._state is State.STARTED:
+            return self
+        if self._state is not State.NEW:
+            raise BusClosed(f"bus {self.name!r} is {self._state.value}; create a new Bus")
+        self._loop = asyncio.get_running_loop()
+        await self.transport.start(self)
+        self._state = State.STARTED
+        for sub in self._subs:
+            sub.start()
+        return self
+
+    async def __aenter__(self) -> Bus:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self, timeout: float | None = 10.0) -> None:
+        """Stop accepting publishes, let handlers finish what was accepted, then cancel them.
+
+        Handlers may still publish while the bus drains, so causal chains complete. After
+        ``timeout`` seconds whatever is still running is cancelled and logged.
+        """
+        if self._state is State.CLOSED:
+            return
+        if self._state is State.CLOSING:
+            assert self._closed is not None
+            await asyncio.shield(self._closed)
+            return
+        was_started = self._state is State.STARTED
+        self._state = State.CLOSING
+        self._closed = asyncio.get_running_loop().create_future()
+        try:
+            if was_started:
+                try:
+                    await asyncio.wait_for(self.drain(), timeout)
+                except TimeoutError:
+                    logger.warning(
+                        "bus %r: %d deliveries still pending after %ss; cancelling them",
+                        self.name,
+                        self._pending,
+                        timeout,
+                    )
+            for sub in self._subs:
+                sub.active = False
+                sub.cancel()
+            await asyncio.gather(*(sub.join() for sub in self._subs))
+            for mb in self._all_mailboxes():
+                mb.closed = True
+                self._fail_requests(mb)
+                mb.wake_all()
+            await self.transport.close()
+        finally:
+            self._state = State.CLOSED
+            self._closed.set_result(None)
+
+    def _all_mailboxes(self) -> list[Mailbox]:
+        seen: dict[int, Mailbox] = {}
+        for mb in (*self._index.items(), *self._responders.items(), *self._streams):
+            seen[id(mb)] = mb
+        return list(seen.values())
+
+    @staticmethod
+    def _fail_requests(mb: Mailbox) -> None:
+        for env in mb.queue:
+            if env.reply is not None and not env.reply.done():
+                env.reply.set_exception(BusClosed("the bus closed before the request was handled"))
+
+    async def drain(self, timeout: float | None = None) -> None:
+        """Wait until every subscription's mailbox is empty and its handlers are idle.
+
+        Streams are not waited for: their readers decide when to read.
+        """
+        async with asyncio.timeout(timeout):
+            while self._pending > 0:
+                if self._idle is None or self._idle.done():
+                    self._idle = asyncio.get_running_loop().create_future()
+                await asyncio.shield(self._idle)
+
+    def _settle(self, n: int = 1) -> None:
+        self._pending -= n
+        if self._pending <= 0 and self._idle is not None and not self._idle.done():
+            self._idle.set_result(None)
+
+    def _check_open(self) -> None:
+        state = self._state
+        if state is State.STARTED:
+            return
+        if state is State.NEW:
+            raise BusNotStarted(
+                f"bus {self.name!r} is not started: use 'async with Bus() as bus' "
+                "or 'await bus.start()'"
+            )
+        if state is State.CLOSING and current_envelope.get() is not None:
+            return  # a handler finishing its work during close may still publish
+        raise BusClosed(f"bus {self.name!r} is {state.value}")
+
+    # -- subscribing ---------------------------------------------------------------------------
+
+    def subscribe(
+        self,
+        target: str | type[Any],
+        handler: Callable[..., Any],
+        *,
+        name: str | None = None,
+        group: str | None = None,
+        durable: str | None = None,
+        maxsize: int = 10_000,
+        overflow: Literal["block", "drop_oldest", "drop_newest", "error"] = "block",
+        concurrency: int = 1,
+        timeout: float | None = None,
+        retry: Retry | None = None,
+        filter: Callable[[Any], bool] | None = None,
+        offload: bool = False,
+    ) -> Subscription:
+        """Call ``handler`` for every event whose topic matches ``target``.
+
+        ``target`` is a pattern (``"agent.*.tool_call"``, ``"channel.>"``) or an Event class
+        (its topic template with placeholders as ``*``; other payload types are skipped).
+        Takes effect before the next publish.
+
+        >>> sub = bus.subscribe("agent.*.tool_call", on_tool, concurrency=4, retry=Retry())
+        """
+        pattern, type_filter = self._resolve_target(target)
+        spec = HandlerSpec.inspect(handler)
+        if durable is not None and retry is None:
+            retry = Retry()
+        if group is not None and not group:
+            raise ValueError("group name must be a non-empty string")
+        if durable is not None and not durable:
+            raise ValueError("durable name must be a non-empty string")
+        key: tuple[str, ...] | None = None
+        if durable is not None:
+            key = ("durable", durable)
+        elif group is not None:
+            key = ("group", pattern, group)
+        sub_name = name or durable or group or spec.name
+        mb = self._mailbox_for(self._index, key, sub_name, pattern, maxsize, overflow)
+        return self._attach(mb, spec, sub_name, pattern, group, durable, concurrency, timeout,
+                            retry, filter, offload, type_filter)
+
+    def on(self, target: str | type[Any], **options: Any) -> Callable[[F], F]:
+        """Decorator form of :meth:`subscribe`.
+
+        >>> @bus.on("channel.>")
+        ... async def inbound(event, ctx): ...
+        """
+
+        def register(fn: F) -> F:
+            self.subscribe(target, fn, **options)
+            return fn
+
+        return register
+
+    def subscribe_all(self, handler: Callable[..., Any], **options: Any) -> Subscription:
+        """Subscribe to every application topic (``">"``; system ``$`` topics excluded)."""
+        return self.subscribe(">", handler, **options)
+
+    def respond(
+        self,
+        target: str | type[Any],
+        handler: Callable[..., Any],
+        *,
+        name: str | None = None,
+        concurrency: int = 1,
+        maxsize: int = 10_000,
+        timeout: float | None = None,
+    ) -> Subscription:
+        """Answer requests on ``target`` with ``handler``'s return value.
+
+        Responders on the same pattern share one queue, so requests are load-balanced; an
+        exception reaches the requester as :class:`RemoteError`.
+
+        >>> bus.respond("math.add", lambda req: req["a"] + req["b"])
+        """
+        pattern, type_filter = self._resolve_target(target)
+        spec = HandlerSpec.inspect(handler)
+        sub_name = name or spec.name
+        mb = self._mailbox_for(
+            self._responders, ("respond", pattern), f"respond:{pattern}", pattern, maxsize, "block"
+        )
+        return self._attach(mb, spec, sub_name, pattern, None, None, concurrency, timeout, None,
+                            None, False, type_filter)
+
+    def _resolve_target(self, target: str | type[Any]) -> tuple[str, type | None]:
+        if isinstance(target, str):
+            split_pattern(target)
+            return target, None
+        if isinstance(target, type) and issubclass(target, Event):
+            return target.topic_pattern(), target
+        raise InvalidTopic(repr(target), "expected a topic pattern (str) or an Event subclass")
+
+    def _mailbox_for(
+        self,
+        index: TopicIndex[Mailbox],
+        key: tuple[str, ...] | None,
+        name: str,
+        pattern: str,
+        maxsize: int,
+        overflow: str,
+    ) -> Mailbox:
+        if key is not None:
+            existing = self._shared.get(key)
+            if existing is not None:
+                if existing.pattern != pattern:
+                    raise ValueError(
+                        f"{key[0]} {key[-1]!r} is bound to {existing.pattern!r}, not {pattern!r}"
+                    )
+                return existing
+        mb = Mailbox(name, pattern, maxsize=maxsize, overflow=overflow, counted=True, key=key)
+        index.add(pattern, mb)
+        if key is not None:
+            self._shared[key] = mb
+        if overflow == "error":
+            self._strict += 1
+        return mb
+
+    def _attach(
+        self,
+        mb: Mailbox,
+        spec: HandlerSpec,
+        name: str,
+        pattern: str,
+        group: str | None,
+        durable: str | None,
+        concurrency: int,
+        timeout: float | None,
+        retry: Retry | None,
+        filter: Callable[[Any], bool] | None,
+        offload: bool,
+        type_filter: type | None,
+    ) -> Subscription:
+        sub = Subscription(
+            self, mb, spec, name=name, pattern=pattern, group=group, durable=durable,
+            concurrency=concurrency, timeout=timeout, retry=retry, filter=filter, offload=offload,
+            type_filter=type_filter, handle_chain=self._handle_chain,
+        )  # fmt: skip
+        if not mb.members and mb.queue and durable is not None:
+            self._pending += len(mb.queue)  # a parked durable comes back with its backlog
+        mb.members.append(sub)
+        self._subs.append(sub)
+        if self._state is State.STARTED:
+            sub.start()
+        return sub
+
+    @overload
+    def unsubscribe(self, target: Subscription) -> bool: ...
+    @overload
+    def unsubscribe(self, target: str, handler: Callable[..., Any]) -> bool: ...
+
+    def unsubscribe(
+        self, target: Subscription | str, handler: Callable[..., Any] | None = None
+    ) -> bool:
+        """Remove a subscription, or every subscription of ``handler`` on exactly ``target``.
+
+        Events already queued for a removed subscription are still handled; a durable
+        subscription's queue is kept until a subscriber with the same durable name returns.
+        Returns False when nothing matched.
+        """
+        if isinstance(target, Subscription):
+            return self._detach(target)
+        if handler is None:
+            raise TypeError("unsubscribe(pattern, handler) needs the handler")
+        split_pattern(target)
+        found = [s for s in self._subs if s.pattern == target and s.handler == handler]
+        for sub in found:
+            self._detach(sub)
+        return bool(found)
+
+    def _detach(self, sub: Subscription) -> bool:
+        if not sub.active or sub not in self._subs:
+            return False
+        self._subs.remove(sub)
+        mb = sub.mailbox
+        mb.members.remove(sub)
+        if mb.members:
+            sub.stop(finish_queue=False)  # the others keep consuming the shared queue
+        elif sub.durable is not None:
+            self._settle(len(mb.queue))  # parked: kept, but no longer something drain() awaits
+            sub.stop(finish_queue=False)
+        else:
+            index = self._responders if mb.key and mb.key[0] == "respond" else self._index
+            index.remove(mb.pattern, mb)
+            if mb.key is not None:
+                self._shared.pop(mb.key, None)
+            if mb.overflow == "error":
+                self._strict -= 1
+            mb.closed = True
+            sub.stop(finish_queue=True)
+        return True
+
+    # -- pull consumers ------------------------------------------------------------------------
+
+    def stream(
+        self,
+        target: str | type[Any],
+        *,
+        maxsize: int = 10_000,
+        overflow: Literal["block", "drop_oldest", "drop_newest", "error"] = "block",
+        where: Callable[[Any], bool] | None = None,
+        envelopes: bool = False,
+    ) -> EventStream:
+        """An async iterator of matching events, registered from this call on.
+
+        >>> async with bus.stream("agent.s1.>") as events:
+        ...     async for event in events: ...
+        """
+        pattern, type_filter = self._resolve_target(target)
+        return EventStream(self, pattern, maxsize=maxsize, overflow=overflow,
+                           type_filter=type_filter, where=where, envelopes=envelopes)
+
+    def wait_for(
+        self,
+        target: str | type[E],
+        *,
+        where: Callable[[Any], bool] | None = None,
+        timeout: float | None = None,
+    ) -> Waiter[E]:
+        """Await the first matching event; ``TimeoutError`` after ``timeout`` seconds.
+
+        Registered when called, so create it before triggering what you wait for.
+
+        >>> result = await bus.wait_for(ToolResult, where=lambda e: e.call_id == cid, timeout=5)
+        """
+        stream = self.stream(target, maxsize=1024, overflow="drop_oldest", where=where)
+        return Waiter(stream, timeout)
+
+    def _open_stream(self, pattern: str, *, maxsize: int, overflow: str) -> Mailbox:
+        mb = Mailbox(f"stream:{pattern}", pattern, maxsize=maxsize, overflow=overflow,
+                     counted=False)
+        if self._state is State.CLOSED:
+            mb.closed = True
+            return mb
+        self._index.add(pattern, mb)
+        self._streams.add(mb)
+        if overflow == "error":
+            self._strict += 1
+        return mb
+
+    def _close_stream(self, mb: Mailbox) -> None:
+        if mb in self._streams:
+            self._streams.discard(mb)
+            self._index.remove(mb.pattern, mb)
+            if mb.overflow == "error":
+                self._strict -= 1
+        mb.closed = True
+        mb.wake_all()
+
+    # -- publishing ----------------------------------------------------------------------------
+
+    def _envelope(
+        self,
+        topic_or_event: Any,
+        payload: Any,
+        headers: dict[str, str] | None,
+        correlation_id: str | None,
+        parent: Envelope | None,
+    ) -> Envelope:
+        if type(topic_or_event) is str:
+            topic = topic_or_event
+            event = None if payload is MISSING else payload
+        elif isinstance(topic_or_event, Event):
+            if payload is not MISSING:
+                raise TypeError("publish(event) takes no payload; use publish(topic, payload)")
+            event = topic_or_event
+            topic = event.topic
+        else:
+            raise InvalidTopic(
+                repr(type(topic_or_event).__name__),
+                "publish needs a topic: publish(topic, payload) or publish(EventSubclass(...))",
+            )
+        if type(event) in (bytes, str) and len(event) > self.max_message_bytes:
+            raise MessageTooLarge(len(event), self.max_message_bytes)
+        if parent is None:
+            parent = current_envelope.get()
+        causation = None
+        if parent is not None:
+            causation = parent.id
+            if correlation_id is None:
+                correlation_id = parent.correlation_id or parent.id
+        return Envelope(
+            topic, event, new_event_id(), headers if headers is not None else {}, time.time(),
+            correlation_id, causation,
+        )  # fmt: skip
+
+    @overload
+    async def publish(
+        self, topic_or_event: Any, payload: Any = ..., *, wait: Literal[False] = False,
+        headers: dict[str, str] | None = ..., correlation_id: str | None = ...,
+        _parent: Envelope | None = ...,
+    ) -> str: ...  # fmt: skip
+    @overload
+    async def publish(
+        self, topic_or_event: Any, payload: Any = ..., *, wait: Literal[True],
+        headers: dict[str, str] | None = ..., correlation_id: str | None = ...,
+        _parent: Envelope | None = ...,
+    ) -> PublishResult: ...  # fmt: skip
+
+    async def publish(
+        self,
+        topic_or_event: Any,
+        payload: Any = MISSING,
+        *,
+        wait: bool = False,
+        headers: dict[str, str] | None = None,
+        correlation_id: str | None = None,
+        _parent: Envelope | None = None,
+    ) -> str | PublishResult:
+        """Publish an Event (topic from its class) or ``(topic, payload)``; returns the event id.
+
+        Waits only for mailbox room (``overflow="block"``), not for handlers, unless
+        ``wait=True``: then it returns a :class:`PublishResult` with one outcome per local
+        subscription. Handler errors never propagate to the publisher.
+        """
+        if self._state is not State.STARTED:
+            self._check_open()
+        env = self._envelope(topic_or_event, payload, headers, correlation_id, _parent)
+        if self._publish_hook is not None:
+            hooked = self._publish_hook(env)
+            if hooked is None:
+                return PublishResult(env.id) if wait else env.id
+            env = hooked
+        if wait:
+            result = env.tracker = PublishResult(env.id)
+            await self._dispatch(env)
+            return await result.wait()
+        await self._dispatch(env)
+        return env.id
+
+    def publish_nowait(
+        self,
+        topic_or_event: Any,
+        payload: Any = MISSING,
+        *,
+        headers: dict[str, str] | None = None,
+        correlation_id: str | None = None,
+    ) -> str:
+        """Publish from synchronous code on the loop; never blocks.
+
+        All or nothing: if a ``"block"`` or ``"error"`` mailbox is full the event goes nowhere
+        and :class:`QueueFull` is raised. Drop policies apply as usual.
+        """
+        if self._state is not State.STARTED:
+            self._check_open()
+        env = self._envelope(topic_or_event, payload, headers, correlation_id, None)
+        if self._publish_hook is not None:
+            hooked = self._publish_hook(env)
+            if hooked is None:
+                return env.id
+            env = hooked
+        route = self._index.lookup(env.topic)
+        for mb in route:
+            if len(mb.queue) >= mb.maxsize and mb.overflow in ("block", "error") and not mb.closed:
+                raise QueueFull(mb.name, mb.maxsize)
+        self._enqueue(env, route)
+        return env.id
+
+    def publish_threadsafe(
+        self, topic_or_event: Any, payload: Any = MISSING, **kwargs: Any
+    ) -> concurrent.futures.Future[Any]:
+        """Publish from another thread; returns a future with the event id.
+
+        Backpressure applies: the future completes when the event was accepted. Never call
+        ``.result()`` on it from the bus's own loop thread.
+        """
+        loop = self._loop
+        if loop is None or self._state is not State.STARTED:
+            self._check_open()
+        assert loop is not None
+        parent = current_envelope.get()  # keep causation across the thread hop
+        return asyncio.run_coroutine_threadsafe(
+            self.publish(topic_or_event, payload, _parent=parent, **kwargs), loop
+        )
+
+    async def _dispatch(self, env: Envelope) -> None:
+        route = self._index.lookup(env.topic)
+        if self._strict:
+            for mb in route:
+                if len(mb.queue) >= mb.maxsize and mb.overflow == "error" and not mb.closed:
+                    raise QueueFull(mb.name, mb.maxsize)
+        blocked = self._enqueue(env, route)
+        if blocked:
+            for mb in blocked:
+                await self._put_blocking(mb, env)
+
+    def _enqueue(self, env: Envelope, route: Iterable[Mailbox]) -> list[Mailbox] | None:
+        """Append ``env`` to every mailbox with room; returns the full ``"block"`` ones."""
+        if self._history is not None:
+            self._history.append(env)
+        tracker = env.tracker
+        blocked: list[Mailbox] | None = None
+        for mb in route:
+            q = mb.queue
+            if len(q) < mb.maxsize and not mb.closed:
+                q.append(env)
+                if mb._getters:
+                    mb.wake_getter()
+                if mb.counted:
+                    self._pending += 1
+                    if tracker is not None:
+                        tracker.expected += 1
+            elif mb.closed:
+                continue
+            elif mb.overflow == "block":
+                if blocked is None:
+                    blocked = []
+                blocked.append(mb)
+            else:
+                self._overflow(mb, env)
+        return blocked
+
+    def _overflow(self, mb: Mailbox, env: Envelope) -> None:
+        lost = mb.offer_full(env)  # raises QueueFull for "error"
+        if not mb.counted or lost is None:
+            return
+        if env.tracker is not None:
+            env.tracker.expected += 1  # env is either queued, or is the lost one reported below
+        if lost.tracker is not None:
+            lost.tracker.add(Outcome(mb.name, "dropped"))
+
+    async def _put_blocking(self, mb: Mailbox, env: Envelope) -> None:
+        while len(mb.queue) >= mb.maxsize:
+            if mb.closed:
+                return
+            await mb.wait_for_room()
+        if mb.closed:
+            return
+        mb.queue.append(env)
+        mb.wake_getter()
+        if mb.counted:
+            self._pending += 1
+            if env.tracker is not None:
+                env.tracker.expected += 1
+
+    async def _report_failure(
+        self,
+        sub: Subscription,
+        env: Envelope,
+        error: BaseException,
+        kind: str,
+        attempts: int,
+        dead: bool,
+    ) -> None:
+        if self._state is State.CLOSED:
+            return
+        error_type = type(error).__name__
+        message = str(error)[:2000]
+        failed = HandlerFailed(
+            subscription=sub.name, handler=sub.spec.name, event_id=env.id, original_topic=env.topic,
+            error_type=error_type, error_message=message, attempts=attempts,
+            kind=kind,  # type: ignore[arg-type]
+        )  # fmt: skip
+        await self._dispatch(self._envelope(failed, MISSING, None, None, env))
+        if dead:
+            letter = DeadLetter(
+                subscription=sub.name, event_id=env.id, original_topic=env.topic, error_type=error_type,
+                error_message=message, attempts=attempts, event=env.event, headers=env.headers,
+            )  # fmt: skip
+            await self._dispatch(self._envelope(letter, MISSING, None, None, env))
+
+    # -- request / reply -----------------------------------------------------------------------
+
+    async def request(
+        self,
+        topic: str,
+        payload: Any = None,
+        *,
+        timeout: float | None = 30.0,
+        headers: dict[str, str] | None = None,
+    ) -> Any:
+        """Send ``payload`` to one responder of ``topic`` and return its reply.
+
+        Raises :class:`NoResponders`, :class:`RequestTimeout` (a ``TimeoutError``), or
+        :class:`RemoteError` when the responder raised.
+
+        >>> await bus.request("math.add", {"a": 1, "b": 2}, timeout=2.0)
+        3
+        """
+        if self._state is not State.STARTED:
+            self._check_open()
+        env = self._envelope(topic, payload, headers, None, None)
+        route = self._responders.lookup(topic)
+        if not route:
+            raise NoResponders(topic)
+        mb = route[self._rr % len(route)] if len(route) > 1 else route[0]
+        self._rr += 1
+        loop = asyncio.get_running_loop()
+        reply: asyncio.Future[Any] = loop.create_future()
+        env.reply = reply
+        timer = loop.call_later(timeout, _expire, reply, topic, timeout) if timeout else None
+        try:
+            if len(mb.queue) < mb.maxsize and not mb.closed:
+                mb.queue.append(env)
+                if mb._getters:
+                    mb.wake_getter()
+                self._pending += 1
+            else:
+                await self._put_blocking(mb, env)
+                if mb.closed:
+                    raise NoResponders(topic)
+            return await reply
+        finally:
+            if timer is not None:
+                timer.cancel()
+
+    # -- introspection -------------------------------------------------------------------------
+
+    def handler_count(self, pattern: str | None = None) -> int:
+        """Subscriptions on exactly ``pattern``; all subscriptions when ``pattern`` is None."""
+        if pattern is None:
+            return len(self._subs)
+        return sum(1 for s in self._subs if s.pattern == pattern)
+
+    def subscriptions(self) -> list[Subscription]:
+        return list(self._subs)
+
+    def stats(self) -> list[SubscriptionStats]:
+        """A snapshot of every subscription's counters (queued, delivered, failed, dropped...)."""
+        return [s.stats() for s in self._subs]
+
+    def history(self, pattern: str = ">", limit: int | None = None) -> list[Envelope]:
+        """The most recent envelopes matching ``pattern``, oldest first (needs ``history=N``)."""
+        if self._history is None:
+            return []
+        split_pattern(pattern)
+        found = [env for env in self._history if match(pattern, env.topic)]
+        return found[-limit:] if limit else found
+
+
+def _expire(reply: asyncio.Future[Any], topic: str, timeout: float) -> None:
+    if not reply.done():
+        reply.set_exception(RequestTimeout(topic, timeout))

@@ -1,0 +1,208 @@
+"""Events, envelopes and the handler context.
+
+An :class:`Event` is a pydantic v2 model that knows its topic::
+
+    class ToolCall(Event, topic="agent.{session_id}.tool_call"):
+        session_id: str
+        tool: str
+
+Any other payload (dict, str, bytes, dataclass, model) travels with an explicit topic.
+The bus wraps every payload in an :class:`Envelope`; handlers that take a second argument get a
+:class:`Context` describing the delivery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import string
+import time
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from ._exceptions import InvalidTopic
+from ._topics import split_pattern, split_topic
+
+if TYPE_CHECKING:
+    from ._bus import Bus, PublishResult
+
+__all__ = ["Context", "Envelope", "Event", "event_class", "new_event_id", "topic_of"]
+
+# Event ids: a random per-process prefix plus a counter. Unique across processes, ordered within
+# one, and ~20x cheaper than uuid4 on the publish hot path.
+_ID_PREFIX = os.urandom(6).hex()
+_ID_COUNTER = itertools.count(1)
+
+
+def new_event_id() -> str:
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):010x}"
+
+
+_REGISTRY: dict[str, type[Event]] = {}
+
+
+def event_class(name: str) -> type[Event] | None:
+    """The Event class registered under ``name`` (its ``__event_name__``), if any."""
+    return _REGISTRY.get(name)
+
+
+class Event(BaseModel):
+    """Base class of typed events. The ``topic=`` class keyword sets the topic template.
+
+    >>> class UserJoined(Event, topic="room.{room}.joined"):
+    ...     room: str
+    ...     user: str
+    >>> UserJoined(room="lobby", user="ada").topic
+    'room.lobby.joined'
+    """
+
+    model_config = ConfigDict(frozen=False, extra="forbid")
+
+    __event_topic__: ClassVar[str | None] = None
+    __event_name__: ClassVar[str] = ""
+    __topic_fields__: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(
+        cls, *, topic: str | None = None, name: str | None = None, **kwargs: Any
+    ) -> None:
+        super().__init_subclass__(**kwargs)
+        if topic is not None:
+            fields = tuple(
+                f for _, f, _, _ in string.Formatter().parse(topic) if f is not None and f != ""
+            )
+            try:
+                split_pattern(topic_template_pattern(topic, fields))
+            except InvalidTopic as exc:
+                raise InvalidTopic(topic, f"bad topic template on {cls.__qualname__}: "
+                                   f"{exc.reason}") from None
+            cls.__event_topic__ = topic
+            cls.__topic_fields__ = fields
+        cls.__event_name__ = name or f"{cls.__module__}.{cls.__qualname__}"
+        _REGISTRY[cls.__event_name__] = cls
+
+    @classmethod
+    def topic_pattern(cls) -> str:
+        """The pattern that matches every topic of this class (placeholders become ``*``)."""
+        template = cls.__event_topic__
+        if template is None:
+            raise InvalidTopic(cls.__qualname__, "event class has no topic= template")
+        return topic_template_pattern(template, cls.__topic_fields__)
+
+    @property
+    def topic(self) -> str:
+        """This event's concrete topic, with template fields filled in."""
+        template = type(self).__event_topic__
+        if template is None:
+            raise InvalidTopic(type(self).__qualname__, "event class has no topic= template")
+        fields = type(self).__topic_fields__
+        if not fields:
+            return template
+        values = {f: getattr(self, f) for f in fields}
+        for f, v in values.items():
+            s = str(v)
+            if not s or "." in s or "*" in s or ">" in s or any(c.isspace() for c in s):
+                raise InvalidTopic(
+                    template, f"field {f}={s!r} cannot fill a topic token"
+                )
+        return template.format(**values)
+
+
+def topic_template_pattern(template: str, fields: tuple[str, ...]) -> str:
+    return template.format(**dict.fromkeys(fields, "*")) if fields else template
+
+
+def topic_of(event: Any) -> str:
+    """The topic an event carries by itself; :class:`InvalidTopic` when it has none."""
+    if isinstance(event, Event):
+        return event.topic
+    raise InvalidTopic(
+        repr(type(event).__name__),
+        "only Event subclasses carry a topic; pass one: publish(topic, payload)",
+    )
+
+
+@dataclass(slots=True, eq=False)
+class Envelope:
+    """What the bus moves: the payload plus routing and tracing metadata."""
+
+    topic: str
+    event: Any
+    id: str = field(default_factory=new_event_id)
+    headers: dict[str, str] = field(default_factory=dict)
+    timestamp: float = field(default_factory=time.time)
+    correlation_id: str | None = None
+    causation_id: str | None = None
+    # in-process only, never serialized: outcomes for publish(wait=True), the reply of a request
+    tracker: PublishResult | None = None
+    reply: asyncio.Future[Any] | None = None
+
+
+# The envelope being handled by the current task: publishes made inside a handler inherit
+# causation and correlation from it. Each worker task has its own context, and tasks a handler
+# spawns copy it, so the value is always the delivery that caused them.
+current_envelope: ContextVar[Envelope | None] = ContextVar("axonbus_current_envelope", default=None)
+
+
+class Context:
+    """What a handler knows about the delivery it is handling.
+
+    >>> async def on_call(event, ctx: Context):
+    ...     await ctx.publish("audit.tool", {"id": ctx.event_id})   # causation = this event
+    """
+
+    __slots__ = ("_bus", "attempt", "envelope", "subscription")
+
+    def __init__(self, bus: Bus, envelope: Envelope, attempt: int, subscription: str) -> None:
+        self._bus = bus
+        self.envelope = envelope
+        self.attempt = attempt
+        self.subscription = subscription
+
+    @property
+    def bus(self) -> Bus:
+        return self._bus
+
+    @property
+    def topic(self) -> str:
+        return self.envelope.topic
+
+    @property
+    def event_id(self) -> str:
+        return self.envelope.id
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return self.envelope.headers
+
+    @property
+    def timestamp(self) -> float:
+        return self.envelope.timestamp
+
+    @property
+    def correlation_id(self) -> str:
+        return self.envelope.correlation_id or self.envelope.id
+
+    @property
+    def causation_id(self) -> str | None:
+        return self.envelope.causation_id
+
+    async def publish(self, topic_or_event: Any, payload: Any = None, **kwargs: Any) -> Any:
+        """Publish with causation set to this event and its correlation kept."""
+        return await self._bus.publish(
+            topic_or_event, payload, _parent=self.envelope, **kwargs
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"Context(topic={self.topic!r}, event_id={self.event_id!r}, attempt={self.attempt}, "
+            f"subscription={self.subscription!r})"
+        )
+
+
+def check_topic(topic: str) -> str:
+    split_topic(topic)
+    return topic
