@@ -258,8 +258,20 @@ class Bus:
             key = ("group", pattern, group)
         sub_name = name or durable or group or spec.name
         mb = self._mailbox_for(self._index, key, sub_name, pattern, maxsize, overflow)
-        return self._attach(mb, spec, sub_name, pattern, group, durable, concurrency, timeout,
-                            retry, filter, offload, type_filter)
+        return self._attach(
+            mb,
+            spec,
+            sub_name,
+            pattern,
+            group,
+            durable,
+            concurrency,
+            timeout,
+            retry,
+            filter,
+            offload,
+            type_filter,
+        )
 
     def on(self, target: str | type[Any], **options: Any) -> Callable[[F], F]:
         """Decorator form of :meth:`subscribe`.
@@ -301,8 +313,20 @@ class Bus:
         mb = self._mailbox_for(
             self._responders, ("respond", pattern), f"respond:{pattern}", pattern, maxsize, "block"
         )
-        return self._attach(mb, spec, sub_name, pattern, None, None, concurrency, timeout, None,
-                            None, False, type_filter)
+        return self._attach(
+            mb,
+            spec,
+            sub_name,
+            pattern,
+            None,
+            None,
+            concurrency,
+            timeout,
+            None,
+            None,
+            False,
+            type_filter,
+        )
 
     def _resolve_target(self, target: str | type[Any]) -> tuple[str, type | None]:
         if isinstance(target, str):
@@ -357,8 +381,9 @@ class Bus:
             concurrency=concurrency, timeout=timeout, retry=retry, filter=filter, offload=offload,
             type_filter=type_filter, handle_chain=self._handle_chain,
         )  # fmt: skip
-        if not mb.members and mb.queue and durable is not None:
-            self._pending += len(mb.queue)  # a parked durable comes back with its backlog
+        if not mb.counted:
+            mb.counted = True  # a parked durable comes back with its backlog
+            self._pending += len(mb.queue)
         mb.members.append(sub)
         self._subs.append(sub)
         if self._state is State.STARTED:
@@ -398,7 +423,9 @@ class Bus:
         if mb.members:
             sub.stop(finish_queue=False)  # the others keep consuming the shared queue
         elif sub.durable is not None:
-            self._settle(len(mb.queue))  # parked: kept, but no longer something drain() awaits
+            # parked: the queue is kept for the durable name, but drain() no longer awaits it
+            mb.counted = False
+            self._settle(len(mb.queue))
             sub.stop(finish_queue=False)
         else:
             index = self._responders if mb.key and mb.key[0] == "respond" else self._index
@@ -428,8 +455,15 @@ class Bus:
         ...     async for event in events: ...
         """
         pattern, type_filter = self._resolve_target(target)
-        return EventStream(self, pattern, maxsize=maxsize, overflow=overflow,
-                           type_filter=type_filter, where=where, envelopes=envelopes)
+        return EventStream(
+            self,
+            pattern,
+            maxsize=maxsize,
+            overflow=overflow,
+            type_filter=type_filter,
+            where=where,
+            envelopes=envelopes,
+        )
 
     def wait_for(
         self,
@@ -448,8 +482,9 @@ class Bus:
         return Waiter(stream, timeout)
 
     def _open_stream(self, pattern: str, *, maxsize: int, overflow: str) -> Mailbox:
-        mb = Mailbox(f"stream:{pattern}", pattern, maxsize=maxsize, overflow=overflow,
-                     counted=False)
+        mb = Mailbox(
+            f"stream:{pattern}", pattern, maxsize=maxsize, overflow=overflow, counted=False
+        )
         if self._state is State.CLOSED:
             mb.closed = True
             return mb
@@ -491,7 +526,7 @@ class Bus:
                 repr(type(topic_or_event).__name__),
                 "publish needs a topic: publish(topic, payload) or publish(EventSubclass(...))",
             )
-        if type(event) in (bytes, str) and len(event) > self.max_message_bytes:
+        if isinstance(event, bytes | str) and len(event) > self.max_message_bytes:
             raise MessageTooLarge(len(event), self.max_message_bytes)
         if parent is None:
             parent = current_envelope.get()
@@ -665,19 +700,18 @@ class Bus:
     ) -> None:
         if self._state is State.CLOSED:
             return
-        error_type = type(error).__name__
-        message = str(error)[:2000]
-        failed = HandlerFailed(
-            subscription=sub.name, handler=sub.spec.name, event_id=env.id, original_topic=env.topic,
-            error_type=error_type, error_message=message, attempts=attempts,
-            kind=kind,  # type: ignore[arg-type]
-        )  # fmt: skip
+        common: dict[str, Any] = {
+            "subscription": sub.name,
+            "event_id": env.id,
+            "original_topic": env.topic,
+            "error_type": type(error).__name__,
+            "error_message": str(error)[:2000],
+            "attempts": attempts,
+        }
+        failed = HandlerFailed(handler=sub.spec.name, kind=kind, **common)
         await self._dispatch(self._envelope(failed, MISSING, None, None, env))
         if dead:
-            letter = DeadLetter(
-                subscription=sub.name, event_id=env.id, original_topic=env.topic, error_type=error_type,
-                error_message=message, attempts=attempts, event=env.event, headers=env.headers,
-            )  # fmt: skip
+            letter = DeadLetter(event=env.event, headers=env.headers, **common)
             await self._dispatch(self._envelope(letter, MISSING, None, None, env))
 
     # -- request / reply -----------------------------------------------------------------------

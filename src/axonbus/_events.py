@@ -28,7 +28,8 @@ from ._exceptions import InvalidTopic
 from ._topics import split_pattern, split_topic
 
 if TYPE_CHECKING:
-    from ._bus import Bus, PublishResult
+    from ._bus import Bus
+    from ._system import PublishResult
 
 __all__ = ["Context", "Envelope", "Event", "event_class", "new_event_id", "topic_of"]
 
@@ -77,8 +78,9 @@ class Event(BaseModel):
             try:
                 split_pattern(topic_template_pattern(topic, fields))
             except InvalidTopic as exc:
-                raise InvalidTopic(topic, f"bad topic template on {cls.__qualname__}: "
-                                   f"{exc.reason}") from None
+                raise InvalidTopic(
+                    topic, f"bad topic template on {cls.__qualname__}: {exc.reason}"
+                ) from None
             cls.__event_topic__ = topic
             cls.__topic_fields__ = fields
         cls.__event_name__ = name or f"{cls.__module__}.{cls.__qualname__}"
@@ -105,9 +107,7 @@ class Event(BaseModel):
         for f, v in values.items():
             s = str(v)
             if not s or "." in s or "*" in s or ">" in s or any(c.isspace() for c in s):
-                raise InvalidTopic(
-                    template, f"field {f}={s!r} cannot fill a topic token"
-                )
+                raise InvalidTopic(template, f"field {f}={s!r} cannot fill a topic token")
         return template.format(**values)
 
 
@@ -192,9 +192,7 @@ class Context:
 
     async def publish(self, topic_or_event: Any, payload: Any = None, **kwargs: Any) -> Any:
         """Publish with causation set to this event and its correlation kept."""
-        return await self._bus.publish(
-            topic_or_event, payload, _parent=self.envelope, **kwargs
-        )
+        return await self._bus.publish(topic_or_event, payload, _parent=self.envelope, **kwargs)
 
     def __repr__(self) -> str:
         return (

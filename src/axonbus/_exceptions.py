@@ -65,7 +65,10 @@ class LifecycleError(AxonbusError):
 
 
 class BusNotStarted(LifecycleError):
-    """Publishing on a bus that was never started (use ``async with Bus()`` or ``await bus.start()``)."""
+    """Publishing on a bus that was never started.
+
+    Use ``async with Bus() as bus`` or ``await bus.start()`` first.
+    """
 
 
 class BusClosed(LifecycleError):

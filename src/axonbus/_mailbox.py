@@ -96,7 +96,7 @@ class Mailbox:
                 fut.cancel()
 
     def take(self) -> Envelope:
-        """Pop the oldest envelope and let one blocked publisher in. The caller checked non-empty."""
+        """Pop the oldest envelope (the caller checked) and let one blocked publisher in."""
         env = self.queue.popleft()
         if self._putters:
             self._wake(self._putters)

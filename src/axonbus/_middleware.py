@@ -53,11 +53,12 @@ def build_publish_chain(middleware: Sequence[Middleware]) -> PublishHook | None:
         return None
 
     def run(envelope: Envelope) -> Envelope | None:
-        env: Envelope | None = envelope
+        env = envelope
         for hook in hooks:
-            env = hook(env)
-            if env is None:
+            out = hook(env)
+            if out is None:
                 return None
+            env = out
         return env
 
     return run

@@ -33,7 +33,7 @@ class Retry:
 
     def delay(self, attempt: int) -> float:
         """Seconds to wait before try number ``attempt`` (2 for the first retry)."""
-        base = min(self.max_backoff, self.backoff * (2 ** max(0, attempt - 2)))
+        base: float = min(self.max_backoff, self.backoff * (2 ** max(0, attempt - 2)))
         if self.jitter:
             base *= random.uniform(0.5, 1.0)
         return base

@@ -46,7 +46,9 @@ class HandlerSpec:
     def inspect(cls, fn: Handler) -> HandlerSpec:
         if not callable(fn):
             raise InvalidHandler(f"handler must be callable, got {type(fn).__name__}")
-        name = getattr(fn, "__qualname__", None) or getattr(type(fn), "__qualname__", repr(fn))
+        name = str(
+            getattr(fn, "__qualname__", None) or getattr(type(fn), "__qualname__", None) or fn
+        )
         target = fn
         if not inspect.isfunction(fn) and not inspect.ismethod(fn):
             call = getattr(fn, "__call__", None)  # noqa: B004 - callable objects

@@ -1,0 +1,20 @@
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+import pytest
+
+from axonbus import Bus
+
+
+@pytest.fixture
+async def bus() -> AsyncIterator[Bus]:
+    async with Bus(history=100) as b:
+        yield b
+
+
+@pytest.fixture(autouse=True)
+def _quiet_axonbus_logs(caplog: pytest.LogCaptureFixture) -> None:
+    # handler failures are logged with tracebacks on purpose; keep test output readable
+    caplog.set_level(logging.CRITICAL, logger="axonbus")
