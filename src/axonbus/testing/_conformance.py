@@ -1,0 +1,296 @@
+"""The behavioural checks every transport must pass.
+
+Each check takes ``make_bus`` (a zero-argument callable returning a new, unstarted Bus on the
+transport under test) and raises ``AssertionError`` with a message naming what went wrong.
+Checks that need two buses sharing one broker are skipped for in-process transports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from .._bus import Bus
+from .._context_helpers import settle
+from .._events import Context, Event
+from .._exceptions import BusClosed, MessageTooLarge, NoResponders, RemoteError
+from .._retry import Retry
+from .._stream import Waiter
+from .._system import DeadLetter
+
+__all__ = ["CHECKS", "CheckSkipped", "check_transport"]
+
+MakeBus = Callable[[], Bus]
+Check = Callable[[MakeBus], Awaitable[None]]
+
+CHECKS: dict[str, Check] = {}
+
+
+class CheckSkipped(Exception):
+    """A check does not apply to this transport (the reason is the message)."""
+
+
+def _check(fn: Check) -> Check:
+    CHECKS[fn.__name__.removeprefix("check_")] = fn
+    return fn
+
+
+def _topic(prefix: str) -> str:
+    # unique per run, so checks against a shared broker never see each other's events
+    return f"conf{uuid.uuid4().hex[:10]}.{prefix}"
+
+
+class ConformanceEvent(Event, topic="conformance.{run}.event", name="axonbus.ConformanceEvent"):
+    run: str
+    n: int
+    text: str = ""
+
+
+@_check
+async def check_publish_subscribe(make_bus: MakeBus) -> None:
+    async with make_bus() as bus:
+        got: list[Any] = []
+        base = _topic("ps")
+        bus.subscribe(f"{base}.x", got.append)
+        await bus.publish(f"{base}.x", {"k": "v"})
+        await bus.publish(f"{base}.other", {"k": "no"})
+        await settle(bus, lambda: len(got) >= 1)
+        assert got == [{"k": "v"}], f"expected one dict payload, got {got!r}"
+
+
+@_check
+async def check_typed_events_roundtrip(make_bus: MakeBus) -> None:
+    async with make_bus() as bus:
+        run = uuid.uuid4().hex[:10]
+        got: list[Any] = []
+        bus.subscribe(ConformanceEvent, got.append)
+        await bus.publish(ConformanceEvent(run=run, n=1, text="héllo"))
+        await settle(bus, lambda: len(got) >= 1)
+        assert got == [ConformanceEvent(run=run, n=1, text="héllo")], got
+
+
+@_check
+async def check_per_publisher_order(make_bus: MakeBus) -> None:
+    async with make_bus() as bus:
+        got: list[int] = []
+        topic = _topic("order")
+        bus.subscribe(topic, got.append)
+        for i in range(500):
+            await bus.publish(topic, i)
+        await settle(bus, lambda: len(got) >= 500)
+        assert got == list(range(500)), "events arrived out of publish order"
+
+
+@_check
+async def check_patterns(make_bus: MakeBus) -> None:
+    async with make_bus() as bus:
+        base = _topic("pat")
+        seen: dict[str, list[str]] = {"star": [], "tail": [], "system": []}
+        bus.subscribe(f"{base}.*.x", lambda e, ctx: seen["star"].append(ctx.topic))
+        bus.subscribe(f"{base}.>", lambda e, ctx: seen["tail"].append(ctx.topic))
+        bus.subscribe(">", lambda e, ctx: seen["system"].append(ctx.topic), filter=None)
+        for t in (f"{base}.a.x", f"{base}.a.b.x", f"{base}.a"):
+            await bus.publish(t, None)
+        await bus.publish("$conformance.sys", None)
+        await settle(bus, lambda: len(seen["tail"]) >= 3)
+        assert seen["star"] == [f"{base}.a.x"], seen["star"]
+        assert seen["tail"] == [f"{base}.a.x", f"{base}.a.b.x", f"{base}.a"], seen["tail"]
+        assert "$conformance.sys" not in seen["system"], "'>' matched a system topic"
+
+
+@_check
+async def check_bulkhead(make_bus: MakeBus) -> None:
+    async with make_bus() as bus:
+        topic = _topic("bulkhead")
+        ok: list[int] = []
+        failures: list[Any] = []
+
+        async def broken(event: int) -> None:
+            raise RuntimeError("broken on purpose")
+
+        bus.subscribe(topic, broken)
+        bus.subscribe(topic, ok.append)
+        bus.subscribe("$bus.handler_failed", failures.append)
+        for i in range(3):
+            await bus.publish(topic, i)
+        await settle(bus, lambda: len(ok) >= 3 and len(failures) >= 3)
+        assert ok == [0, 1, 2], ok
+        assert len(failures) == 3, failures
+
+
+@_check
+async def check_group_one_member_each(make_bus: MakeBus) -> None:
+    async with make_bus() as bus:
+        topic = _topic("group")
+        a: list[int] = []
+        b: list[int] = []
+
+        async def slow_a(event: int) -> None:
+            await asyncio.sleep(0.001)
+            a.append(event)
+
+        async def slow_b(event: int) -> None:
+            await asyncio.sleep(0.001)
+            b.append(event)
+
+        bus.subscribe(topic, slow_a, group="g")
+        bus.subscribe(topic, slow_b, group="g")
+        for i in range(30):
+            await bus.publish(topic, i)
+        await settle(bus, lambda: len(a) + len(b) >= 30)
+        assert sorted(a + b) == list(range(30)), "group lost or duplicated events"
+        assert not set(a) & set(b), "an event reached two members of one group"
+
+
+@_check
+async def check_request_reply(make_bus: MakeBus) -> None:
+    async with make_bus() as bus:
+        base = _topic("rpc")
+
+        def add(req: dict[str, int]) -> int:
+            return req["a"] + req["b"]
+
+        def fail(req: Any) -> None:
+            raise ValueError("bad request")
+
+        bus.respond(f"{base}.add", add)
+        bus.respond(f"{base}.fail", fail)
+        assert await bus.request(f"{base}.add", {"a": 2, "b": 3}, timeout=5) == 5
+        try:
+            await bus.request(f"{base}.fail", {}, timeout=5)
+        except RemoteError as exc:
+            assert exc.remote_type == "ValueError", exc.remote_type
+            assert "bad request" in exc.remote_message
+        else:
+            raise AssertionError("a raising responder did not produce RemoteError")
+        try:
+            await bus.request(f"{base}.nobody", {}, timeout=5)
+        except NoResponders:
+            pass
+        else:
+            raise AssertionError("request without responders did not raise NoResponders")
+
+
+@_check
+async def check_durable_redelivery(make_bus: MakeBus) -> None:
+    async with make_bus() as bus:
+        topic = _topic("durable")
+        attempts: list[int] = []
+        letters: list[DeadLetter] = []
+
+        async def flaky(event: Any, ctx: Context) -> None:
+            attempts.append(ctx.attempt)
+            if event == "poison" or ctx.attempt < 2:
+                raise RuntimeError("not yet")
+
+        retry = Retry(attempts=3, backoff=0.001, max_backoff=0.01)
+        bus.subscribe(topic, flaky, durable=f"d{uuid.uuid4().hex[:8]}", retry=retry)
+        bus.subscribe(DeadLetter, letters.append)
+        await bus.publish(topic, "ok")
+        await settle(bus, lambda: len(attempts) >= 2)
+        assert attempts == [1, 2], f"expected a redelivery then success, got attempts {attempts}"
+        await bus.publish(topic, "poison")
+        await settle(bus, lambda: len(letters) >= 1)
+        assert letters[0].event == "poison", letters
+        assert letters[0].attempts == 3, letters[0].attempts
+
+
+@_check
+async def check_wait_for_and_stream(make_bus: MakeBus) -> None:
+    async with make_bus() as bus:
+        base = _topic("wait")
+        waiter: Waiter[Any] = bus.wait_for(f"{base}.done", where=lambda e: e == 2, timeout=5)
+        async with bus.stream(f"{base}.>") as stream:
+            for i in range(3):
+                await bus.publish(f"{base}.done", i)
+            assert await waiter == 2
+            got = [await asyncio.wait_for(anext(stream), 5) for _ in range(3)]
+        assert got == [0, 1, 2], got
+
+
+@_check
+async def check_message_size_limit(make_bus: MakeBus) -> None:
+    bus = make_bus()
+    limit = bus.max_message_bytes
+    async with bus:
+        topic = _topic("size")
+        got: list[Any] = []
+        bus.subscribe(topic, got.append)
+        try:
+            await bus.publish(topic, b"x" * (limit + 1))
+        except MessageTooLarge:
+            pass
+        else:
+            raise AssertionError("an oversized payload was accepted")
+        await bus.publish(topic, b"small")
+        await settle(bus, lambda: len(got) >= 1)
+        assert got == [b"small"], "the refused message was delivered"
+
+
+@_check
+async def check_close(make_bus: MakeBus) -> None:
+    bus = make_bus()
+    got: list[int] = []
+    topic = _topic("close")
+
+    async def slow(event: int) -> None:
+        await asyncio.sleep(0.001)
+        got.append(event)
+
+    bus.subscribe(topic, slow)
+    await bus.start()
+    for i in range(20):
+        await bus.publish(topic, i)
+    await bus.close()
+    assert got == list(range(20)), "close() did not finish the accepted events"
+    try:
+        await bus.publish(topic, 99)
+    except BusClosed:
+        pass
+    else:
+        raise AssertionError("publish after close did not raise BusClosed")
+
+
+@_check
+async def check_cross_process_delivery(make_bus: MakeBus) -> None:
+    first, second = make_bus(), make_bus()
+    if first.transport.local_only:
+        raise CheckSkipped(f"{first.url} does not connect processes")
+    async with first, second:
+        topic = _topic("cross")
+        here: list[int] = []
+        there: list[int] = []
+        first.subscribe(topic, here.append)
+        second.subscribe(topic, there.append)
+        await asyncio.sleep(0.2)  # let the broker learn of both subscriptions
+        for i in range(10):
+            await first.publish(topic, i)
+        await settle(first, lambda: len(here) >= 10)
+        await settle(second, lambda: len(there) >= 10)
+        assert here == list(range(10)), f"local subscriber got {here} (each event once)"
+        assert there == list(range(10)), f"remote subscriber got {there}"
+
+
+async def check_transport(make_bus: MakeBus, *, only: list[str] | None = None) -> dict[str, str]:
+    """Run every conformance check (or ``only`` those named) against ``make_bus``.
+
+    Returns ``{check: "passed" | "skipped: why"}``; raises ``AssertionError`` naming the first
+    check that fails.
+
+    >>> report = await check_transport(lambda: Bus("redis://127.0.0.1:6379/0"))
+    """
+    report: dict[str, str] = {}
+    for name, check in CHECKS.items():
+        if only is not None and name not in only:
+            continue
+        try:
+            await check(make_bus)
+        except CheckSkipped as skip:
+            report[name] = f"skipped: {skip}"
+        except AssertionError as exc:
+            raise AssertionError(f"conformance check {name!r} failed: {exc}") from exc
+        else:
+            report[name] = "passed"
+    return report

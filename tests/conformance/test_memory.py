@@ -1,0 +1,34 @@
+"""The conformance kit on the in-process transport."""
+
+from __future__ import annotations
+
+import pytest
+
+from axonbus import Bus
+from axonbus.testing import CHECKS, CheckSkipped, check_transport
+
+
+@pytest.mark.parametrize("name", sorted(CHECKS))
+async def test_memory_conformance(name: str) -> None:
+    try:
+        await CHECKS[name](lambda: Bus("memory://"))
+    except CheckSkipped as skip:
+        pytest.skip(str(skip))
+
+
+async def test_check_transport_reports_every_check() -> None:
+    report = await check_transport(lambda: Bus())
+    assert set(report) == set(CHECKS)
+    assert report["cross_process_delivery"].startswith("skipped")
+    assert all(v == "passed" for k, v in report.items() if k != "cross_process_delivery")
+
+
+async def test_check_transport_names_the_failing_check() -> None:
+    class Lossy(Bus):
+        async def publish(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            if args and isinstance(args[0], str) and args[0].endswith(".order"):
+                await super().publish(*args, **kwargs)  # a broken transport that duplicates
+            return await super().publish(*args, **kwargs)
+
+    with pytest.raises(AssertionError, match="per_publisher_order"):
+        await check_transport(lambda: Lossy(), only=["per_publisher_order"])
