@@ -55,7 +55,8 @@ async def test_receive_publishes_channel_message_on_in_topic(bus: Bus) -> None:
         "what time is it?",
     )
     assert msg.metadata == {"chat_id": 42}
-    assert msg.id and first.id != second.id
+    assert msg.id
+    assert first.id != second.id
     assert msg.topic == "channel.telegram.in"
 
 
@@ -229,3 +230,11 @@ async def test_receive_on_closed_bus_raises_bus_error() -> None:
     with pytest.raises(LifecycleError):
         await channel.receive("u", "x")
     await channel.stop()  # still fine after the bus closed
+
+
+def test_exports_are_sorted_and_resolvable() -> None:
+    import axonbus.channels as channels
+
+    assert channels.__all__ == sorted(channels.__all__)
+    for name in channels.__all__:
+        assert getattr(channels, name) is not None
