@@ -103,7 +103,7 @@ async def test_context_fields(bus: Bus) -> None:
         ctxs.append(ctx)
 
     bus.subscribe("ctx.test", h)
-    event_id = await bus.publish("ctx.test", 1, headers={"k": "v"}, correlation_id="corr-1")
+    event_id = (await bus.publish("ctx.test", 1, headers={"k": "v"}, correlation_id="corr-1")).id
     await bus.drain()
     (ctx,) = ctxs
     assert ctx.event_id == event_id
@@ -130,9 +130,26 @@ async def test_causation_and_correlation_follow_handler_publishes(bus: Bus) -> N
     bus.subscribe("step.one", first)
     bus.subscribe("step.two", record)
     bus.subscribe("step.three", record)
-    root = await bus.publish("step.one", None)
+    root = (await bus.publish("step.one", None)).id
     await bus.drain()
     assert sorted(chain) == [("step.three", root, root), ("step.two", root, root)]
+
+
+async def test_ctx_publish_accepts_events_and_topic_payload_pairs(bus: Bus) -> None:
+    got: list[tuple[Any, str | None]] = []
+
+    async def on_call(event: ToolCall, ctx: Context) -> None:
+        await ctx.publish(ToolResult(session_id=event.session_id, value=1))
+        await ctx.publish("agent.audit", {"tool": event.tool})
+
+    bus.subscribe(ToolCall, on_call)
+    bus.subscribe("agent.s9.tool_result", lambda e, c: got.append((e, c.causation_id)))
+    bus.subscribe("agent.audit", lambda e, c: got.append((e, c.causation_id)))
+    root = (await bus.publish(ToolCall(session_id="s9", tool="calc"))).id
+    await bus.drain()
+    assert sorted(got, key=repr) == sorted(
+        [(ToolResult(session_id="s9", value=1), root), ({"tool": "calc"}, root)], key=repr
+    )
 
 
 async def test_sync_handlers_run_on_loop_and_offloaded(bus: Bus) -> None:

@@ -49,7 +49,7 @@ async def test_failure_is_logged_with_handler_event_and_traceback(
         raise ValueError("kaboom")
 
     bus.subscribe("l.x", explode)
-    event_id = await bus.publish("l.x", 1)
+    event_id = (await bus.publish("l.x", 1)).id
     await bus.drain()
     (record,) = [r for r in caplog.records if r.levelname == "ERROR"]
     assert "explode" in record.getMessage()

@@ -52,6 +52,13 @@ async def test_request_timeout(bus: Bus) -> None:
     assert info.value.timeout == 0.05
 
 
+async def test_request_timeout_must_be_positive(bus: Bus) -> None:
+    bus.respond("t.z", lambda r: r)
+    with pytest.raises(ValueError, match="timeout"):
+        await bus.request("t.z", 1, timeout=0)
+    assert await bus.request("t.z", 1, timeout=None) == 1
+
+
 async def test_remote_error_carries_type_and_message(bus: Bus) -> None:
     def divide(req: dict[str, int]) -> float:
         return req["a"] / req["b"]

@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal, TypeVar, overload
 
-from ._events import Envelope, Event, current_envelope, new_event_id
+from ._events import Envelope, Event, current_envelope
 from ._exceptions import (
     BusClosed,
     BusNotStarted,
@@ -526,7 +526,7 @@ class Bus:
                 repr(type(topic_or_event).__name__),
                 "publish needs a topic: publish(topic, payload) or publish(EventSubclass(...))",
             )
-        if isinstance(event, bytes | str) and len(event) > self.max_message_bytes:
+        if isinstance(event, (bytes, str)) and len(event) > self.max_message_bytes:
             raise MessageTooLarge(len(event), self.max_message_bytes)
         if parent is None:
             parent = current_envelope.get()
@@ -535,17 +535,14 @@ class Bus:
             causation = parent.id
             if correlation_id is None:
                 correlation_id = parent.correlation_id or parent.id
-        return Envelope(
-            topic, event, new_event_id(), headers if headers is not None else {}, time.time(),
-            correlation_id, causation,
-        )  # fmt: skip
+        return Envelope(topic, event, None, headers, time.time(), correlation_id, causation)
 
     @overload
     async def publish(
         self, topic_or_event: Any, payload: Any = ..., *, wait: Literal[False] = False,
         headers: dict[str, str] | None = ..., correlation_id: str | None = ...,
         _parent: Envelope | None = ...,
-    ) -> str: ...  # fmt: skip
+    ) -> Envelope: ...  # fmt: skip
     @overload
     async def publish(
         self, topic_or_event: Any, payload: Any = ..., *, wait: Literal[True],
@@ -562,8 +559,10 @@ class Bus:
         headers: dict[str, str] | None = None,
         correlation_id: str | None = None,
         _parent: Envelope | None = None,
-    ) -> str | PublishResult:
-        """Publish an Event (topic from its class) or ``(topic, payload)``; returns the event id.
+    ) -> Envelope | PublishResult:
+        """Publish an Event (topic from its class) or ``(topic, payload)``.
+
+        Returns the published :class:`Envelope` (``.id``, ``.topic``, ``.timestamp``).
 
         Waits only for mailbox room (``overflow="block"``), not for handlers, unless
         ``wait=True``: then it returns a :class:`PublishResult` with one outcome per local
@@ -575,14 +574,21 @@ class Bus:
         if self._publish_hook is not None:
             hooked = self._publish_hook(env)
             if hooked is None:
-                return PublishResult(env.id) if wait else env.id
+                return PublishResult(env.id) if wait else env
             env = hooked
         if wait:
             result = env.tracker = PublishResult(env.id)
             await self._dispatch(env)
             return await result.wait()
-        await self._dispatch(env)
-        return env.id
+        # _dispatch, inlined: this is the hot path
+        route = self._index.lookup(env.topic)
+        if self._strict:
+            self._check_strict(route)
+        blocked = self._enqueue(env, route)
+        if blocked:
+            for mb in blocked:
+                await self._put_blocking(mb, env)
+        return env
 
     def publish_nowait(
         self,
@@ -591,7 +597,7 @@ class Bus:
         *,
         headers: dict[str, str] | None = None,
         correlation_id: str | None = None,
-    ) -> str:
+    ) -> Envelope:
         """Publish from synchronous code on the loop; never blocks.
 
         All or nothing: if a ``"block"`` or ``"error"`` mailbox is full the event goes nowhere
@@ -603,19 +609,19 @@ class Bus:
         if self._publish_hook is not None:
             hooked = self._publish_hook(env)
             if hooked is None:
-                return env.id
+                return env
             env = hooked
         route = self._index.lookup(env.topic)
         for mb in route:
             if len(mb.queue) >= mb.maxsize and mb.overflow in ("block", "error") and not mb.closed:
                 raise QueueFull(mb.name, mb.maxsize)
         self._enqueue(env, route)
-        return env.id
+        return env
 
     def publish_threadsafe(
         self, topic_or_event: Any, payload: Any = MISSING, **kwargs: Any
     ) -> concurrent.futures.Future[Any]:
-        """Publish from another thread; returns a future with the event id.
+        """Publish from another thread; returns a future of the published :class:`Envelope`.
 
         Backpressure applies: the future completes when the event was accepted. Never call
         ``.result()`` on it from the bus's own loop thread.
@@ -632,13 +638,18 @@ class Bus:
     async def _dispatch(self, env: Envelope) -> None:
         route = self._index.lookup(env.topic)
         if self._strict:
-            for mb in route:
-                if len(mb.queue) >= mb.maxsize and mb.overflow == "error" and not mb.closed:
-                    raise QueueFull(mb.name, mb.maxsize)
+            self._check_strict(route)
         blocked = self._enqueue(env, route)
         if blocked:
             for mb in blocked:
                 await self._put_blocking(mb, env)
+
+    @staticmethod
+    def _check_strict(route: Iterable[Mailbox]) -> None:
+        # all or nothing: an "error" mailbox that is full refuses the event for everyone
+        for mb in route:
+            if len(mb.queue) >= mb.maxsize and mb.overflow == "error" and not mb.closed:
+                raise QueueFull(mb.name, mb.maxsize)
 
     def _enqueue(self, env: Envelope, route: Iterable[Mailbox]) -> list[Mailbox] | None:
         """Append ``env`` to every mailbox with room; returns the full ``"block"`` ones."""
@@ -734,6 +745,8 @@ class Bus:
         """
         if self._state is not State.STARTED:
             self._check_open()
+        if timeout is not None and timeout <= 0:
+            raise ValueError(f"timeout must be > 0 seconds or None, got {timeout!r}")
         env = self._envelope(topic, payload, headers, None, None)
         route = self._responders.lookup(topic)
         if not route:
@@ -743,7 +756,9 @@ class Bus:
         loop = asyncio.get_running_loop()
         reply: asyncio.Future[Any] = loop.create_future()
         env.reply = reply
-        timer = loop.call_later(timeout, _expire, reply, topic, timeout) if timeout else None
+        timer = (
+            None if timeout is None else loop.call_later(timeout, _expire, reply, topic, timeout)
+        )
         try:
             if len(mb.queue) < mb.maxsize and not mb.closed:
                 mb.queue.append(env)

@@ -98,6 +98,12 @@ class Mailbox:
     def take(self) -> Envelope:
         """Pop the oldest envelope (the caller checked) and let one blocked publisher in."""
         env = self.queue.popleft()
+        if self._putters or self.burst_drops:
+            self.after_take()
+        return env
+
+    def after_take(self) -> None:
+        """Bookkeeping after a pop: wake a blocked publisher, note the end of a drop burst."""
         if self._putters:
             self._wake(self._putters)
         if self.burst_drops and len(self.queue) <= self.maxsize // 2:
@@ -108,7 +114,6 @@ class Mailbox:
                 self.overflow,
             )
             self.burst_drops = 0
-        return env
 
     def put_back(self, env: Envelope) -> None:
         """Return an unacknowledged envelope to the front (durable redelivery)."""
