@@ -14,6 +14,7 @@ import importlib
 import json
 import os
 import platform
+import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -26,8 +27,50 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-Trial = Callable[[int], Awaitable[float]]
-"""A benchmark body: handle ``n`` events and return the elapsed seconds of the timed part."""
+
+CONFIRM = 0.2
+"""Two quiet trials within this fraction of each other confirm a best rate."""
+
+CPU_SHARE = 0.9
+"""A trial is quiet when this process was on the CPU for at least this share of its wall time,
+i.e. no other process on the machine took our core meanwhile. On a shared 2-core machine the
+other trials run several times slower, in bursts."""
+
+
+@dataclass(frozen=True)
+class Lap:
+    """Wall and CPU seconds of a trial's timed part."""
+
+    wall: float
+    cpu: float
+
+    @property
+    def quiet(self) -> bool:
+        """This process had the CPU for at least CPU_SHARE of the time (see there)."""
+        return self.cpu >= CPU_SHARE * self.wall
+
+
+class Stopwatch:
+    """Starts on creation; :meth:`stop` returns the :class:`Lap` since then."""
+
+    __slots__ = ("_cpu", "_wall")
+
+    def __init__(self) -> None:
+        self._wall = time.perf_counter()
+        self._cpu = time.process_time()
+
+    def stop(self) -> Lap:
+        wall = time.perf_counter() - self._wall
+        return Lap(wall, time.process_time() - self._cpu)
+
+
+def stopwatch() -> Stopwatch:
+    """``t0 = stopwatch()`` ... ``return t0.stop()``: the timed part of a trial."""
+    return Stopwatch()
+
+
+Trial = Callable[[int], Awaitable[Lap]]
+"""A benchmark body: handle ``n`` events and return the :class:`Lap` of the timed part."""
 
 
 class Skip(Exception):
@@ -57,11 +100,13 @@ class Countdown:
         if self.left == 0:
             self.done.set_result(None)
 
-    def handler(self, index: int = 0) -> Callable[..., Awaitable[None]]:
-        """A fresh async no-op handler (distinct object and name, so registries keep all)."""
+    def handler(self, index: int = 0) -> Callable[[Any], Awaitable[None]]:
+        """A fresh ``async def handler(event)`` that counts (a distinct object and name, so that
+        registries keep all of them). Exactly one parameter: axonbus inspects the signature and
+        builds a Context per delivery only for handlers that take a second argument."""
         hit = self.hit
 
-        async def handler(*_args: Any, **_kwargs: Any) -> None:
+        async def handler(event: Any) -> None:
             hit()
 
         handler.__name__ = handler.__qualname__ = f"sink{index}"
@@ -89,12 +134,36 @@ class Row:
     n: int
     unit: str
     rates: list[float] = field(default_factory=list)
+    quiet: list[bool] = field(default_factory=list)  # per trial: had the CPU (see CPU_SHARE)
     note: str = ""
     failed: bool = False
 
     @property
     def rate(self) -> float | None:
         return max(self.rates) if self.rates else None
+
+    @property
+    def median(self) -> float | None:
+        return statistics.median(self.rates) if self.rates else None
+
+    @property
+    def settled(self) -> bool:
+        """The two best quiet trials agree within CONFIRM: more trials are unlikely to find a
+        quieter moment. (A trial can have the CPU and still be slow when the host is busy.)"""
+        if self.failed:
+            return True
+        best = sorted(r for r, q in zip(self.rates, self.quiet, strict=True) if q)[-2:]
+        return len(best) == 2 and best[0] >= best[1] * (1 - CONFIRM)
+
+
+@dataclass(frozen=True)
+class Rounds:
+    """How many interleaved rounds to run: at least ``min``, then until every row has two quiet
+    trials, at most ``max`` or until ``budget`` seconds were spent on this workload."""
+
+    min: int = 3
+    max: int = 12
+    budget: float = 40.0
 
 
 def run_fresh(body: Callable[[], Awaitable[T]], timeout: float) -> T:
@@ -114,26 +183,37 @@ def measure(
     *,
     per_event: int = 1,
     unit: str = "events/s",
-    repeats: int = 3,
+    rounds: Rounds = Rounds(),
     timeout: float = 60.0,
     progress: Callable[[str], None] | None = None,
 ) -> list[Row]:
-    """Best-of-``repeats`` rate of every entry, interleaved round-robin."""
+    """Best rate of every entry over interleaved round-robin trials (see :class:`Rounds`).
+
+    On a shared machine a trial that overlaps another process's burst runs several times slower;
+    the best of several short trials is the rate the code is capable of, and interleaving makes
+    each implementation sample different moments.
+    """
     rows = [Row(workload, e.name, max(1, int(n * e.scale)), unit, note=e.note) for e in entries]
-    for _ in range(repeats):
+    started = time.perf_counter()
+    for i in range(rounds.max):
+        if i >= rounds.min and (
+            all(r.settled for r in rows) or time.perf_counter() - started > rounds.budget
+        ):
+            break
         for entry, row in zip(entries, rows, strict=True):
-            if row.failed:
+            if row.failed or (i >= rounds.min and row.settled):
                 continue
             if progress:
-                progress(f"{workload}: {entry.name} (n={row.n})")
+                progress(f"{workload} round {i + 1}: {entry.name} (n={row.n})")
             try:
-                elapsed = run_fresh(partial(entry.trial, row.n), timeout)
+                lap = run_fresh(partial(entry.trial, row.n), timeout)
             except Skip as exc:
                 row.failed, row.note = True, f"skipped: {exc}"
             except Exception as exc:
                 row.failed, row.note = True, f"error: {type(exc).__name__}: {exc}"[:160]
             else:
-                row.rates.append(row.n * per_event / elapsed)
+                row.rates.append(row.n * per_event / lap.wall)
+                row.quiet.append(lap.quiet)
     return rows
 
 

@@ -17,12 +17,18 @@ that counts):
 Anchors: raw asyncio (bounded ``asyncio.Queue``, the practical limit), blinker ``send_async``,
 pyee ``AsyncIOEventEmitter``, bubus ``EventBus``, autogen-core ``SingleThreadedAgentRuntime``,
 and the seed's own gather-based MessageBus. An anchor that is not installed is skipped with a
-note. Slow anchors run fewer events (the N column says how many). Rates are best of K trials,
-interleaved round-robin; every ratio compares numbers from this same run.
+note. Slow anchors run fewer events (the N column says how many).
 
-Note: no ``from __future__ import annotations`` here, because autogen-core resolves the type hints
-of ``@message_handler`` methods defined inside functions below.
+Noise: the machine is shared, and a trial that overlaps another process's burst runs several
+times slower. So every throughput trial is short, trials are interleaved round-robin across
+implementations, and each row gets 3 to 12 trials, until its two best *quiet* trials (this
+process had the CPU for >= 90% of the timed part) agree within 20%, or the workload's time budget
+runs out (``*`` in the table). The rate reported is the best trial; the median is shown too.
+Every ratio compares numbers from this same run.
 """
+
+# No ``from __future__ import annotations`` here: autogen-core resolves the type hints of the
+# ``@message_handler`` methods defined inside a function below, which needs real objects.
 
 import argparse
 import asyncio
@@ -42,7 +48,9 @@ from typing import Any
 from ._harness import (
     Countdown,
     Entry,
+    Lap,
     Printer,
+    Rounds,
     Row,
     Skip,
     Target,
@@ -56,6 +64,7 @@ from ._harness import (
     require,
     rss_bytes,
     run_fresh,
+    stopwatch,
     verdict,
     write_json,
 )
@@ -71,24 +80,32 @@ log = logging.getLogger("benchmarks.core")
 
 @dataclass(frozen=True)
 class Config:
-    w1_n: int = 200_000
-    w10_n: int = 20_000  # events; x10 deliveries
-    rpc_n: int = 50_000
+    """Sizes of one run. Throughput trials are kept short on purpose (about 0.05-0.5 s for the
+    fast implementations): on a shared 2-core machine a short trial has a fair chance to land in
+    a quiet moment, and the best of several is what the code can do. RPC trials are the shortest:
+    every round trip crosses the event loop twice, and each crossing is a chance to lose the CPU.
+    ``--scale 4`` gives W1 N = 200,000 for a quiet machine."""
+
+    w1_n: int = 50_000
+    w10_n: int = 5_000  # events; x10 deliveries
+    rpc_n: int = 5_000
     latency_seconds: float = 2.0
     latency_rate: int = 10_000
+    latency_runs: int = 3
     memory_n: int = 1_000_000
-    repeats: int = 3
+    rounds: Rounds = field(default_factory=lambda: Rounds(min=3, max=12, budget=35.0))
     timeout: float = 120.0
 
 
 FULL = Config()
 QUICK = Config(
-    w1_n=20_000,
-    w10_n=2_000,
-    rpc_n=5_000,
+    w1_n=10_000,
+    w10_n=1_000,
+    rpc_n=2_000,
     latency_seconds=0.5,
+    latency_runs=1,
     memory_n=100_000,
-    repeats=1,
+    rounds=Rounds(min=2, max=3, budget=4.0),
     timeout=30.0,
 )
 
@@ -128,34 +145,34 @@ class SeedMessageBus:
 
 
 @cache
-def _axonbus_types() -> tuple[type, type]:
-    ax = require("axonbus")
+def _axonbus_types() -> tuple[Any, Any]:
+    event: Any = require("axonbus").Event
 
-    class Tick(ax.Event, topic=TOPIC):  # type: ignore[misc,call-arg]
+    class Tick(event, topic=TOPIC):  # type: ignore[misc,call-arg]
         n: int = 0
 
-    class Stamp(ax.Event, topic=LATENCY_TOPIC):  # type: ignore[misc,call-arg]
+    class Stamp(event, topic=LATENCY_TOPIC):  # type: ignore[misc,call-arg]
         t: int = 0
 
     return Tick, Stamp
 
 
 @cache
-def _bubus_types() -> tuple[type, type]:
-    bubus = require("bubus")
+def _bubus_types() -> tuple[Any, Any]:
+    base: Any = require("bubus").BaseEvent
 
-    class BenchTick(bubus.BaseEvent):  # type: ignore[misc,name-defined]
+    class BenchTick(base):  # type: ignore[misc]
         n: int = 0
 
-    class BenchRequest(bubus.BaseEvent[int]):  # type: ignore[misc,name-defined]
+    class BenchRequest(base[int]):  # type: ignore[misc]
         n: int = 0
 
     return BenchTick, BenchRequest
 
 
 @cache
-def _autogen_types() -> tuple[type, type, type]:
-    ac = require("autogen_core")
+def _autogen_types() -> tuple[Any, Any, Any]:
+    ac: Any = require("autogen_core")
 
     @dataclass
     class AgTick:
@@ -165,17 +182,17 @@ def _autogen_types() -> tuple[type, type, type]:
     class AgRequest:
         n: int
 
-    class Sink(ac.RoutedAgent):  # type: ignore[misc,name-defined]
+    class Sink(ac.RoutedAgent):  # type: ignore[misc]
         def __init__(self, hit: Callable[[], None]) -> None:
             super().__init__("benchmark sink")
             self._hit = hit
 
-        @ac.message_handler
-        async def on_tick(self, message: AgTick, ctx: ac.MessageContext) -> None:
+        @ac.message_handler  # type: ignore[untyped-decorator]
+        async def on_tick(self, message: AgTick, ctx: Any) -> None:
             self._hit()
 
-        @ac.message_handler
-        async def on_request(self, message: AgRequest, ctx: ac.MessageContext) -> int:
+        @ac.message_handler  # type: ignore[untyped-decorator]
+        async def on_request(self, message: AgRequest, ctx: Any) -> int:
             return message.n
 
     return AgTick, AgRequest, Sink
@@ -184,10 +201,10 @@ def _autogen_types() -> tuple[type, type, type]:
 _bus_names = itertools.count()
 
 
-# -- W1 / W10: (n events, fanout subscribers) -> seconds until every delivery was handled ---------
+# -- W1 / W10: (n events, fanout subscribers) -> Lap until every delivery was handled ------------
 
 
-async def pubsub_raw(n: int, fanout: int) -> float:
+async def pubsub_raw(n: int, fanout: int) -> Lap:
     """Bounded asyncio.Queue per subscriber, one consumer task each: the practical limit."""
     cd = Countdown(n * fanout)
     queues: list[asyncio.Queue[Any]] = [asyncio.Queue(maxsize=MAILBOX) for _ in range(fanout)]
@@ -201,17 +218,17 @@ async def pubsub_raw(n: int, fanout: int) -> float:
     workers = [asyncio.create_task(consume(q, cd.handler(i))) for i, q in enumerate(queues)]
     events = list(range(n))
     try:
-        t0 = perf_counter()
+        t0 = stopwatch()
         for ev in events:
             for q in queues:
                 await q.put(ev)
         await cd.done
-        return perf_counter() - t0
+        return t0.stop()
     finally:
         await _cancel(workers)
 
 
-async def pubsub_axonbus(n: int, fanout: int, typed: bool = False) -> float:
+async def pubsub_axonbus(n: int, fanout: int, typed: bool = False) -> Lap:
     """``await bus.publish(...)`` for every event, then ``await bus.drain()``."""
     ax = require("axonbus")
     cd = Countdown(n * fanout)
@@ -223,7 +240,7 @@ async def pubsub_axonbus(n: int, fanout: int, typed: bool = False) -> float:
         for i in range(fanout):
             bus.subscribe(TOPIC, cd.handler(i), maxsize=MAILBOX, overflow="block")
         publish = bus.publish
-        t0 = perf_counter()
+        t0 = stopwatch()
         if typed:
             for ev in events:
                 await publish(ev)
@@ -231,12 +248,12 @@ async def pubsub_axonbus(n: int, fanout: int, typed: bool = False) -> float:
             for ev in events:
                 await publish(TOPIC, ev)
         await bus.drain()
-        elapsed = perf_counter() - t0
+        lap = t0.stop()
     cd.check()
-    return elapsed
+    return lap
 
 
-async def pubsub_blinker(n: int, fanout: int) -> float:
+async def pubsub_blinker(n: int, fanout: int) -> Lap:
     """blinker ``await signal.send_async(event)``: receivers awaited inline, no queue."""
     blinker = require("blinker")
     cd = Countdown(n * fanout)
@@ -245,14 +262,14 @@ async def pubsub_blinker(n: int, fanout: int) -> float:
         signal.connect(cd.handler(i), weak=False)
     events = list(range(n))
     send = signal.send_async
-    t0 = perf_counter()
+    t0 = stopwatch()
     for ev in events:
         await send(ev)
     await cd.done
-    return perf_counter() - t0
+    return t0.stop()
 
 
-async def pubsub_pyee(n: int, fanout: int) -> float:
+async def pubsub_pyee(n: int, fanout: int) -> Lap:
     """pyee ``emit`` schedules one task per coroutine handler; wait until all ran."""
     pyee_asyncio = require("pyee.asyncio")
     cd = Countdown(n * fanout)
@@ -261,14 +278,14 @@ async def pubsub_pyee(n: int, fanout: int) -> float:
         emitter.add_listener("tick", cd.handler(i))
     events = list(range(n))
     emit = emitter.emit
-    t0 = perf_counter()
+    t0 = stopwatch()
     for ev in events:
         emit("tick", ev)
     await cd.done
-    return perf_counter() - t0
+    return t0.stop()
 
 
-async def pubsub_seed(n: int, fanout: int) -> float:
+async def pubsub_seed(n: int, fanout: int) -> Lap:
     """The seed's MessageBus: ``await bus.publish(...)`` gathers every handler."""
     cd = Countdown(n * fanout)
     bus = SeedMessageBus()
@@ -276,14 +293,14 @@ async def pubsub_seed(n: int, fanout: int) -> float:
         bus.subscribe(TOPIC, cd.handler(i))
     events = list(range(n))
     publish = bus.publish
-    t0 = perf_counter()
+    t0 = stopwatch()
     for ev in events:
         await publish(TOPIC, ev)
     await cd.done
-    return perf_counter() - t0
+    return t0.stop()
 
 
-async def pubsub_bubus(n: int, fanout: int) -> float:
+async def pubsub_bubus(n: int, fanout: int) -> Lap:
     """bubus ``bus.dispatch(event)``, at most BUBUS_WINDOW events in flight (its cap is 100)."""
     bubus = require("bubus")
     tick, _ = _bubus_types()
@@ -294,18 +311,18 @@ async def pubsub_bubus(n: int, fanout: int) -> float:
     events = [tick(n=i) for i in range(n)]
     window: deque[Any] = deque()
     try:
-        t0 = perf_counter()
+        t0 = stopwatch()
         for ev in events:
             if len(window) >= BUBUS_WINDOW:
                 await window.popleft()
             window.append(bus.dispatch(ev))
         await cd.done
-        return perf_counter() - t0
+        return t0.stop()
     finally:
         await bus.stop(clear=True)
 
 
-async def pubsub_autogen(n: int, fanout: int) -> float:
+async def pubsub_autogen(n: int, fanout: int) -> Lap:
     """autogen-core ``publish_message`` to ``fanout`` RoutedAgent types on one topic."""
     ac = require("autogen_core")
     ag_tick, _, sink = _autogen_types()
@@ -320,16 +337,16 @@ async def pubsub_autogen(n: int, fanout: int) -> float:
     topic = ac.TopicId("bench", "default")
     runtime.start()
     try:
-        t0 = perf_counter()
+        t0 = stopwatch()
         for ev in events:
             await runtime.publish_message(ev, topic)
         await cd.done
-        return perf_counter() - t0
+        return t0.stop()
     finally:
         await runtime.stop_when_idle()
 
 
-# -- RPC: n sequential round trips -> seconds; every reply is checked ----------------------------
+# -- RPC: n sequential round trips -> Lap; every reply is checked --------------------------------
 
 
 def _check_reply(request: int, reply: Any) -> None:
@@ -337,7 +354,7 @@ def _check_reply(request: int, reply: Any) -> None:
         raise AssertionError(f"reply {reply!r} to request {request!r}")
 
 
-async def rpc_raw(n: int) -> float:
+async def rpc_raw(n: int) -> Lap:
     """A server task reads (payload, future) from a bounded queue; the caller awaits the future."""
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[tuple[Any, asyncio.Future[Any]]] = asyncio.Queue(maxsize=MAILBOX)
@@ -354,18 +371,18 @@ async def rpc_raw(n: int) -> float:
 
     server = asyncio.create_task(serve())
     try:
-        t0 = perf_counter()
+        t0 = stopwatch()
         for i in range(1, n + 1):
             reply = loop.create_future()
             await queue.put((i, reply))
             _check_reply(i, await reply)
-        return perf_counter() - t0
+        return t0.stop()
     finally:
         await _cancel([server])
 
 
-async def rpc_axonbus(n: int) -> float:
-    """``bus.respond`` + sequential ``await bus.request(..., timeout=2.0)``."""
+async def rpc_axonbus(n: int, timeout: float | None = 2.0) -> Lap:
+    """``bus.respond`` + sequential ``await bus.request(..., timeout=timeout)``."""
     ax = require("axonbus")
 
     async def responder(payload: Any) -> Any:
@@ -374,13 +391,13 @@ async def rpc_axonbus(n: int) -> float:
     async with ax.Bus() as bus:
         bus.respond(RPC_TOPIC, responder)
         request = bus.request
-        t0 = perf_counter()
+        t0 = stopwatch()
         for i in range(1, n + 1):
-            _check_reply(i, await request(RPC_TOPIC, i, timeout=2.0))
-        return perf_counter() - t0
+            _check_reply(i, await request(RPC_TOPIC, i, timeout=timeout))
+        return t0.stop()
 
 
-async def rpc_blinker(n: int) -> float:
+async def rpc_blinker(n: int) -> Lap:
     """blinker ``send_async`` returns the receiver's value: a direct await, no queue hop."""
     blinker = require("blinker")
 
@@ -390,13 +407,13 @@ async def rpc_blinker(n: int) -> float:
     signal = blinker.Signal()
     signal.connect(responder, weak=False)
     send = signal.send_async
-    t0 = perf_counter()
+    t0 = stopwatch()
     for i in range(1, n + 1):
         _check_reply(i, (await send(i))[0][1])
-    return perf_counter() - t0
+    return t0.stop()
 
 
-async def rpc_bubus(n: int) -> float:
+async def rpc_bubus(n: int) -> Lap:
     """bubus ``await bus.dispatch(Request(n=i)).event_result()``."""
     bubus = require("bubus")
     _, req_type = _bubus_types()
@@ -408,15 +425,15 @@ async def rpc_bubus(n: int) -> float:
     bus.on(req_type, responder)
     requests = [req_type(n=i) for i in range(1, n + 1)]
     try:
-        t0 = perf_counter()
+        t0 = stopwatch()
         for i, req in enumerate(requests, 1):
             _check_reply(i, await bus.dispatch(req).event_result())
-        return perf_counter() - t0
+        return t0.stop()
     finally:
         await bus.stop(clear=True)
 
 
-async def rpc_autogen(n: int) -> float:
+async def rpc_autogen(n: int) -> Lap:
     """autogen-core ``await runtime.send_message(Request(i), AgentId("sink", "default"))``."""
     ac = require("autogen_core")
     _, ag_request, sink = _autogen_types()
@@ -426,10 +443,10 @@ async def rpc_autogen(n: int) -> float:
     recipient = ac.AgentId("sink", "default")
     runtime.start()
     try:
-        t0 = perf_counter()
+        t0 = stopwatch()
         for i, req in enumerate(requests, 1):
             _check_reply(i, await runtime.send_message(req, recipient))
-        return perf_counter() - t0
+        return t0.stop()
     finally:
         await runtime.stop_when_idle()
 
@@ -454,23 +471,23 @@ class LatencyResult:
 Publish = Callable[[int], Awaitable[Any]]
 
 
-STALL = 0.005  # the publisher fell this far behind (machine noise): skip slots, do not burst
+STALL = 0.05  # the publisher fell this far behind (machine noise): skip slots, do not catch up
 
 
 async def _paced(publish: Publish, seconds: float, rate: int) -> tuple[float, int]:
     """Publish ``seconds * rate`` ``perf_counter_ns()`` stamps at ``rate``/s.
 
     Returns (achieved rate, skipped slots). The loop sleeps with about 1 ms resolution, so each
-    wake-up sends the events that came due since, one at a time with a yield after each (every
-    event is measured on its own, not behind a batch). After a stall longer than STALL (the
-    process was descheduled) the missed slots are skipped instead of sent in one catch-up burst,
-    which would measure the burst rather than the bus.
+    wake-up sends the events that came due since, one at a time with a yield after each: the
+    handler runs before the next publish, so every event is measured on its own, not behind a
+    batch. After a stall longer than STALL (the process was descheduled) the missed slots are
+    skipped rather than sent as a long catch-up run at many times the target rate.
     """
     loop = asyncio.get_running_loop()
     interval = 1.0 / rate
     total = int(seconds * rate)
     start = due = loop.time()
-    deadline = start + 3 * seconds  # stalls do not eat into the sample count, up to a point
+    deadline = start + 2 * seconds  # stalls do not eat into the sample count, up to a point
     sent = skipped = 0
     while sent < total:
         now = loop.time()
@@ -545,7 +562,7 @@ async def latency_axonbus(seconds: float, rate: int, typed: bool = False) -> Lat
         publish: Publish
         if typed:
 
-            def publish(stamp: int) -> Awaitable[Any]:
+            def publish(stamp: int) -> Any:
                 return bus.publish(stamp_type(t=stamp))
         else:
             publish = partial(bus.publish, LATENCY_TOPIC)
@@ -565,10 +582,10 @@ LATENCY: list[tuple[str, LatencyTrial]] = [
 
 
 def measure_latency(cfg: Config, progress: Callable[[str], None]) -> list[LatencyResult]:
-    """Each implementation ``repeats`` times, interleaved; keep the run with the lowest p99."""
+    """Each implementation ``latency_runs`` times, interleaved; keep the run with the best p99."""
     best: dict[str, LatencyResult] = {name: LatencyResult(name) for name, _ in LATENCY}
     runs: dict[str, list[float]] = {name: [] for name, _ in LATENCY}
-    for _ in range(cfg.repeats):
+    for _ in range(cfg.latency_runs):
         for name, trial in LATENCY:
             if best[name].note:
                 continue
@@ -677,18 +694,19 @@ def pubsub_entries(fanout: int) -> list[Entry]:
         ),
         Entry("blinker send_async", partial(pubsub_blinker, fanout=fanout), note="inline await"),
         Entry("pyee AsyncIOEventEmitter", partial(pubsub_pyee, fanout=fanout), 0.25, few_tasks),
-        Entry("seed gather design", partial(pubsub_seed, fanout=fanout), 0.5),
+        Entry("seed gather design", partial(pubsub_seed, fanout=fanout), 0.25),
         Entry(AUTOGEN, partial(pubsub_autogen, fanout=fanout), 0.025, SLOW),
-        Entry("bubus", partial(pubsub_bubus, fanout=fanout), 0.01, SLOW),
+        Entry("bubus", partial(pubsub_bubus, fanout=fanout), 0.005, SLOW),
     ]
 
 
 RPC_ENTRIES = [
     Entry(RAW, rpc_raw, note="queue + future"),
-    Entry(AXONBUS, rpc_axonbus, note="respond / request"),
+    Entry(AXONBUS, rpc_axonbus, note="respond / request(timeout=2.0)"),
+    Entry("axonbus (no timeout)", partial(rpc_axonbus, timeout=None), note="request(timeout=None)"),
     Entry("blinker send_async", rpc_blinker, note="direct await, no queue hop"),
-    Entry(AUTOGEN, rpc_autogen, 0.05, SLOW),
-    Entry("bubus", rpc_bubus, 0.02, SLOW),
+    Entry(AUTOGEN, rpc_autogen, 0.2, SLOW),
+    Entry("bubus", rpc_bubus, 0.04, SLOW),
 ]
 
 
@@ -696,16 +714,19 @@ RPC_ENTRIES = [
 
 
 def rate_table(printer: Printer, title: str, rows: list[Row]) -> None:
+    """Best rates and ratios; trials = quiet/all, ``*`` when no two quiet trials agreed."""
     raw = find(rows, RAW)
     ax = find(rows, AXONBUS)
     body = []
     for r in rows:
-        runs = " ".join(fmt_rate(x) for x in r.rates)
         x_raw = fmt_ratio(ratio(r.rate, raw.rate if raw else None))
         ax_over = fmt_ratio(ratio(ax.rate if ax else None, r.rate))
-        body.append([r.name, f"{r.n:,}", fmt_rate(r.rate), x_raw, ax_over, runs, r.note])
-    columns = ["implementation", "N", r.unit if rows else "rate", "x raw", "axonbus/this"]
-    printer.table(title, [*columns, "runs", "notes"], body)
+        trials = f"{sum(r.quiet)}/{len(r.rates)}{'' if r.settled else '*'}"
+        median = fmt_rate(r.median)
+        body.append([r.name, f"{r.n:,}", fmt_rate(r.rate), x_raw, ax_over, trials, median, r.note])
+    unit = rows[0].unit if rows else "rate"
+    columns = ["implementation", "N", f"best {unit}", "x raw", "axonbus/this", "trials", "median"]
+    printer.table(title, [*columns, "notes"], body)
 
 
 def memory_table(printer: Printer, mem: MemoryResult) -> None:
@@ -720,8 +741,9 @@ def memory_table(printer: Printer, mem: MemoryResult) -> None:
 
 def latency_table(printer: Printer, cfg: Config, lat: list[LatencyResult]) -> None:
     printer.table(
-        f"latency: publish-to-handler at {cfg.latency_rate:,} events/s for "
-        f"{cfg.latency_seconds:g} s (run with the best p99 of {cfg.repeats}; first 10% dropped)",
+        f"latency: publish-to-handler at {cfg.latency_rate:,} events/s, "
+        f"{cfg.latency_seconds:g} s per run, best p99 of {cfg.latency_runs} runs "
+        "(first 10% of each run dropped as warm-up)",
         ["implementation", "events", "achieved/s", "skipped", "p50 us", "p99 us", "p99.9 us",
          "max us", "p99 of each run", "notes"],
         [[r.name, f"{r.events:,}", fmt_rate(r.achieved_rate), f"{r.skipped:,}", f"{r.p50_us:.1f}",
@@ -777,11 +799,17 @@ def run(cfg: Config, printer: Printer, only: set[str] | None = None) -> dict[str
     env = environment()
     printer.line(
         f"axonbus benchmarks: python {env['python']} on {env['platform']}, {env['cpus']} cpus, "
-        f"load {env['loadavg']}, best of {cfg.repeats}"
+        f"load {env['loadavg']}"
     )
     printer.line("versions: " + ", ".join(f"{k} {v}" for k, v in env["versions"].items()))
     progress = printer.progress
     started = time.perf_counter()
+
+    # Import every library up front and freeze the heap, so that each trial sees the same
+    # garbage collector workload whatever ran before it (gc ignores frozen objects).
+    preload()
+    gc.collect()
+    gc.freeze()
 
     # Memory first: RSS is cleanest before anything else has grown the heap.
     mem = measure_memory(cfg, progress) if wanted("memory") else MemoryResult("-", note="not run")
@@ -795,12 +823,12 @@ def run(cfg: Config, printer: Printer, only: set[str] | None = None) -> dict[str
             key.upper(),
             entries,
             n,
-            repeats=cfg.repeats,
+            rounds=cfg.rounds,
             timeout=cfg.timeout,
             progress=progress,
             **kw,
         )
-        rate_table(printer, title, rows)
+        rate_table(printer, f"{title}  (trials: quiet/all; * = best not confirmed)", rows)
         return rows
 
     w1 = rates("w1", "W1: one publisher, one async no-op subscriber", pubsub_entries(1), cfg.w1_n)
@@ -840,6 +868,17 @@ def run(cfg: Config, printer: Printer, only: set[str] | None = None) -> dict[str
     }
 
 
+ANCHOR_MODULES = ("axonbus", "blinker", "pyee.asyncio", "bubus", "autogen_core")
+
+
+def preload() -> None:
+    for module in ANCHOR_MODULES:
+        try:
+            require(module)
+        except Skip:
+            pass  # reported by the rows that need it
+
+
 WORKLOADS = ("memory", "w1", "w10", "rpc", "latency")
 
 
@@ -849,9 +888,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--quick", action="store_true", help="small N, one repeat (smoke test)")
+    parser.add_argument("--quick", action="store_true", help="small N, 2-3 trials (smoke test)")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
-    parser.add_argument("--repeats", type=int, metavar="K", help="best of K (default 3, quick 1)")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        metavar="K",
+        help="exactly K trials each (default: 3 to 12, adaptive)",
+    )
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply the throughput N")
     parser.add_argument(
         "--only", metavar="LIST", help=f"comma-separated subset of: {','.join(WORKLOADS)}"
     )
@@ -861,7 +906,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     cfg = QUICK if args.quick else FULL
     if args.repeats:
-        cfg = replace(cfg, repeats=args.repeats)
+        rounds = replace(cfg.rounds, min=args.repeats, max=args.repeats)
+        cfg = replace(cfg, rounds=rounds, latency_runs=min(args.repeats, 3))
+    if args.scale != 1.0:
+
+        def scaled(n: int) -> int:
+            return max(1, int(n * args.scale))
+
+        cfg = replace(cfg, w1_n=scaled(cfg.w1_n), w10_n=scaled(cfg.w10_n), rpc_n=scaled(cfg.rpc_n))
     only = None
     if args.only:
         only = {w.strip().lower() for w in args.only.split(",") if w.strip()}

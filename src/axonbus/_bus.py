@@ -520,7 +520,7 @@ class Bus:
             if payload is not MISSING:
                 raise TypeError("publish(event) takes no payload; use publish(topic, payload)")
             event = topic_or_event
-            topic = event.topic
+            topic = type(event).__static_topic__ or event.topic
         else:
             raise InvalidTopic(
                 repr(type(topic_or_event).__name__),
@@ -581,7 +581,9 @@ class Bus:
             await self._dispatch(env)
             return await result.wait()
         # _dispatch, inlined: this is the hot path
-        route = self._index.lookup(env.topic)
+        route = self._index.cache.get(env.topic)
+        if route is None:
+            route = self._index.lookup(env.topic)
         if self._strict:
             self._check_strict(route)
         blocked = self._enqueue(env, route)

@@ -65,6 +65,8 @@ class Event(BaseModel):
     __event_topic__: ClassVar[str | None] = None
     __event_name__: ClassVar[str] = ""
     __topic_fields__: ClassVar[tuple[str, ...]] = ()
+    # the topic itself when the template has no placeholders (saves formatting per publish)
+    __static_topic__: ClassVar[str | None] = None
 
     def __init_subclass__(
         cls, *, topic: str | None = None, name: str | None = None, **kwargs: Any
@@ -82,6 +84,7 @@ class Event(BaseModel):
                 ) from None
             cls.__event_topic__ = topic
             cls.__topic_fields__ = fields
+            cls.__static_topic__ = None if fields else topic
         cls.__event_name__ = name or f"{cls.__module__}.{cls.__qualname__}"
         _REGISTRY[cls.__event_name__] = cls
 
@@ -131,11 +134,11 @@ class Envelope:
     """
 
     __slots__ = (
+        "_headers",
         "_id",
         "causation_id",
         "correlation_id",
         "event",
-        "headers",
         "reply",
         "timestamp",
         "topic",
@@ -155,7 +158,7 @@ class Envelope:
         self.topic = topic
         self.event = event
         self._id = id  # made on first read: most events are handled without anyone asking
-        self.headers = headers if headers is not None else {}
+        self._headers = headers  # a dict only once someone sets or reads headers
         self.timestamp = timestamp if timestamp is not None else time.time()
         self.correlation_id = correlation_id
         self.causation_id = causation_id
@@ -174,6 +177,18 @@ class Envelope:
     @id.setter
     def id(self, value: str) -> None:
         self._id = value
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """String headers travelling with the event (tracing context, idempotency keys...)."""
+        h = self._headers
+        if h is None:
+            h = self._headers = {}
+        return h
+
+    @headers.setter
+    def headers(self, value: dict[str, str]) -> None:
+        self._headers = value
 
     def __repr__(self) -> str:
         return f"Envelope(topic={self.topic!r}, id={self.id!r}, event={self.event!r})"

@@ -101,7 +101,8 @@ class TopicIndex(Generic[T]):
 
     def __init__(self) -> None:
         self._root: _Node[T] = _Node()
-        self._cache: dict[str, tuple[T, ...]] = {}
+        # topic -> matching items; read directly by the bus's publish path, cleared on any change
+        self.cache: dict[str, tuple[T, ...]] = {}
         self._seq: dict[int, int] = {}  # id(item) -> insertion order, for a stable result order
         self._counter = 0
         self._size = 0
@@ -122,7 +123,7 @@ class TopicIndex(Generic[T]):
         self._counter += 1
         self._seq[id(item)] = self._counter
         self._size += 1
-        self._cache.clear()
+        self.cache.clear()
 
     def remove(self, pattern: str, item: T) -> bool:
         """Remove one item; returns False when it was not there."""
@@ -153,7 +154,7 @@ class TopicIndex(Generic[T]):
             return False
         self._seq.pop(id(item), None)
         self._size -= 1
-        self._cache.clear()
+        self.cache.clear()
         # prune empty branches so a long-running process with churning topics does not leak nodes
         for parent, tok in reversed(path):
             child = parent.children[tok]
@@ -163,13 +164,13 @@ class TopicIndex(Generic[T]):
         return True
 
     def lookup(self, topic: str) -> tuple[T, ...]:
-        found = self._cache.get(topic)
+        found = self.cache.get(topic)
         if found is not None:
             return found
         found = self._collect(topic)
-        if len(self._cache) >= _MAX_CACHE:
-            self._cache.clear()
-        self._cache[topic] = found
+        if len(self.cache) >= _MAX_CACHE:
+            self.cache.clear()
+        self.cache[topic] = found
         return found
 
     def _collect(self, topic: str) -> tuple[T, ...]:
