@@ -233,6 +233,23 @@ def test_bad_subscription_options(kwargs: dict[str, Any], exc: type[Exception]) 
         Bus().subscribe("a.b", lambda e: None, **kwargs)
 
 
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"overflow": "explode"}, {"concurrency": 0}, {"timeout": -1}, {"retry": 3}],
+)
+def test_rejected_subscription_leaves_nothing_behind(kwargs: dict[str, Any]) -> None:
+    b = Bus()
+    with pytest.raises((ValueError, TypeError)):
+        b.subscribe("a.b", lambda e: None, **kwargs)
+
+    async def h(event: Any) -> None: ...
+
+    with pytest.raises(InvalidHandler):
+        b.subscribe("a.b", h, offload=True)
+    assert len(b._index) == 0
+    assert b.handler_count() == 0
+
+
 def test_unknown_overflow_message_lists_policies() -> None:
     with pytest.raises(ValueError, match="drop_oldest"):
         Bus().subscribe("a.b", lambda e: None, overflow="explode")  # type: ignore[arg-type]

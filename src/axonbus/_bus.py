@@ -25,10 +25,11 @@ from ._exceptions import (
 from ._mailbox import Mailbox
 from ._middleware import Middleware, build_handle_chain, build_publish_chain
 from ._retry import Retry
+from ._routing import RoutingTable, resolve_target
 from ._stream import EventStream, Waiter
-from ._subscription import HandlerSpec, Subscription, SubscriptionStats
+from ._subscription import HandlerSpec, Subscription, SubscriptionStats, check_options
 from ._system import DeadLetter, HandlerFailed, Outcome, PublishResult
-from ._topics import TopicIndex, match, split_pattern
+from ._topics import match, split_pattern
 from .transports import Transport, open_transport
 
 __all__ = ["Bus"]
@@ -88,12 +89,8 @@ class Bus:
         self.transport: Transport = open_transport(url)
         self._state = State.NEW
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._index: TopicIndex[Mailbox] = TopicIndex()
-        self._responders: TopicIndex[Mailbox] = TopicIndex()
-        self._shared: dict[tuple[str, ...], Mailbox] = {}
-        self._subs: list[Subscription] = []
-        self._streams: set[Mailbox] = set()
-        self._strict = 0  # mailboxes with overflow="error": publish checks them all first
+        self._routes = RoutingTable()
+        self._index = self._routes.index  # the publish hot path reads its cache directly
         self._pending = 0  # accepted deliveries not yet settled, for drain()
         self._idle: asyncio.Future[None] | None = None
         self._closed: asyncio.Future[None] | None = None
@@ -127,7 +124,7 @@ class Bus:
         self._loop = asyncio.get_running_loop()
         await self.transport.start(self)
         self._state = State.STARTED
-        for sub in self._subs:
+        for sub in self._routes.subs:
             sub.start()
         return self
 
@@ -163,11 +160,11 @@ class Bus:
                         self._pending,
                         timeout,
                     )
-            for sub in self._subs:
+            for sub in self._routes.subs:
                 sub.active = False
                 sub.cancel()
-            await asyncio.gather(*(sub.join() for sub in self._subs))
-            for mb in self._all_mailboxes():
+            await asyncio.gather(*(sub.join() for sub in self._routes.subs))
+            for mb in self._routes.mailboxes():
                 mb.closed = True
                 self._fail_requests(mb)
                 mb.wake_all()
@@ -175,12 +172,6 @@ class Bus:
         finally:
             self._state = State.CLOSED
             self._closed.set_result(None)
-
-    def _all_mailboxes(self) -> list[Mailbox]:
-        seen: dict[int, Mailbox] = {}
-        for mb in (*self._index.items(), *self._responders.items(), *self._streams):
-            seen[id(mb)] = mb
-        return list(seen.values())
 
     @staticmethod
     def _fail_requests(mb: Mailbox) -> None:
@@ -243,7 +234,7 @@ class Bus:
 
         >>> sub = bus.subscribe("agent.*.tool_call", on_tool, concurrency=4, retry=Retry())
         """
-        pattern, type_filter = self._resolve_target(target)
+        pattern, type_filter = resolve_target(target)
         spec = HandlerSpec.inspect(handler)
         if durable is not None and retry is None:
             retry = Retry()
@@ -251,13 +242,11 @@ class Bus:
             raise ValueError("group name must be a non-empty string")
         if durable is not None and not durable:
             raise ValueError("durable name must be a non-empty string")
-        key: tuple[str, ...] | None = None
-        if durable is not None:
-            key = ("durable", durable)
-        elif group is not None:
-            key = ("group", pattern, group)
+        check_options(spec, concurrency=concurrency, timeout=timeout, retry=retry, offload=offload)
         sub_name = name or durable or group or spec.name
-        mb = self._mailbox_for(self._index, key, sub_name, pattern, maxsize, overflow)
+        mb = self._routes.subscriber_mailbox(
+            pattern, name=sub_name, group=group, durable=durable, maxsize=maxsize, overflow=overflow
+        )
         return self._attach(
             mb,
             spec,
@@ -307,12 +296,11 @@ class Bus:
 
         >>> bus.respond("math.add", lambda req: req["a"] + req["b"])
         """
-        pattern, type_filter = self._resolve_target(target)
+        pattern, type_filter = resolve_target(target)
         spec = HandlerSpec.inspect(handler)
+        check_options(spec, concurrency=concurrency, timeout=timeout, retry=None, offload=False)
         sub_name = name or spec.name
-        mb = self._mailbox_for(
-            self._responders, ("respond", pattern), f"respond:{pattern}", pattern, maxsize, "block"
-        )
+        mb = self._routes.responder_mailbox(pattern, maxsize=maxsize)
         return self._attach(
             mb,
             spec,
@@ -327,39 +315,6 @@ class Bus:
             False,
             type_filter,
         )
-
-    def _resolve_target(self, target: str | type[Any]) -> tuple[str, type | None]:
-        if isinstance(target, str):
-            split_pattern(target)
-            return target, None
-        if isinstance(target, type) and issubclass(target, Event):
-            return target.topic_pattern(), target
-        raise InvalidTopic(repr(target), "expected a topic pattern (str) or an Event subclass")
-
-    def _mailbox_for(
-        self,
-        index: TopicIndex[Mailbox],
-        key: tuple[str, ...] | None,
-        name: str,
-        pattern: str,
-        maxsize: int,
-        overflow: str,
-    ) -> Mailbox:
-        if key is not None:
-            existing = self._shared.get(key)
-            if existing is not None:
-                if existing.pattern != pattern:
-                    raise ValueError(
-                        f"{key[0]} {key[-1]!r} is bound to {existing.pattern!r}, not {pattern!r}"
-                    )
-                return existing
-        mb = Mailbox(name, pattern, maxsize=maxsize, overflow=overflow, counted=True, key=key)
-        index.add(pattern, mb)
-        if key is not None:
-            self._shared[key] = mb
-        if overflow == "error":
-            self._strict += 1
-        return mb
 
     def _attach(
         self,
@@ -381,11 +336,7 @@ class Bus:
             concurrency=concurrency, timeout=timeout, retry=retry, filter=filter, offload=offload,
             type_filter=type_filter, handle_chain=self._handle_chain,
         )  # fmt: skip
-        if not mb.counted:
-            mb.counted = True  # a parked durable comes back with its backlog
-            self._pending += len(mb.queue)
-        mb.members.append(sub)
-        self._subs.append(sub)
+        self._pending += self._routes.attach(sub)
         if self._state is State.STARTED:
             sub.start()
         return sub
@@ -409,33 +360,19 @@ class Bus:
         if handler is None:
             raise TypeError("unsubscribe(pattern, handler) needs the handler")
         split_pattern(target)
-        found = [s for s in self._subs if s.pattern == target and s.handler == handler]
+        found = [s for s in self._routes.subs if s.pattern == target and s.handler == handler]
         for sub in found:
             self._detach(sub)
         return bool(found)
 
     def _detach(self, sub: Subscription) -> bool:
-        if not sub.active or sub not in self._subs:
+        left = self._routes.detach(sub)
+        if left is None:
             return False
-        self._subs.remove(sub)
-        mb = sub.mailbox
-        mb.members.remove(sub)
-        if mb.members:
-            sub.stop(finish_queue=False)  # the others keep consuming the shared queue
-        elif sub.durable is not None:
-            # parked: the queue is kept for the durable name, but drain() no longer awaits it
-            mb.counted = False
-            self._settle(len(mb.queue))
-            sub.stop(finish_queue=False)
-        else:
-            index = self._responders if mb.key and mb.key[0] == "respond" else self._index
-            index.remove(mb.pattern, mb)
-            if mb.key is not None:
-                self._shared.pop(mb.key, None)
-            if mb.overflow == "error":
-                self._strict -= 1
-            mb.closed = True
-            sub.stop(finish_queue=True)
+        if left == "parked":
+            self._settle(len(sub.mailbox.queue))
+        # a shared mailbox's queue belongs to the remaining members, a parked one to the durable
+        sub.stop(finish_queue=left == "closed")
         return True
 
     # -- pull consumers ------------------------------------------------------------------------
@@ -454,7 +391,7 @@ class Bus:
         >>> async with bus.stream("agent.s1.>") as events:
         ...     async for event in events: ...
         """
-        pattern, type_filter = self._resolve_target(target)
+        pattern, type_filter = resolve_target(target)
         return EventStream(
             self,
             pattern,
@@ -487,21 +424,12 @@ class Bus:
         )
         if self._state is State.CLOSED:
             mb.closed = True
-            return mb
-        self._index.add(pattern, mb)
-        self._streams.add(mb)
-        if overflow == "error":
-            self._strict += 1
+        else:
+            self._routes.add_stream(mb)
         return mb
 
     def _close_stream(self, mb: Mailbox) -> None:
-        if mb in self._streams:
-            self._streams.discard(mb)
-            self._index.remove(mb.pattern, mb)
-            if mb.overflow == "error":
-                self._strict -= 1
-        mb.closed = True
-        mb.wake_all()
+        self._routes.close_stream(mb)
 
     # -- publishing ----------------------------------------------------------------------------
 
@@ -584,7 +512,7 @@ class Bus:
         route = self._index.cache.get(env.topic)
         if route is None:
             route = self._index.lookup(env.topic)
-        if self._strict:
+        if self._routes.strict:
             self._check_strict(route)
         blocked = self._enqueue(env, route)
         if blocked:
@@ -639,7 +567,7 @@ class Bus:
 
     async def _dispatch(self, env: Envelope) -> None:
         route = self._index.lookup(env.topic)
-        if self._strict:
+        if self._routes.strict:
             self._check_strict(route)
         blocked = self._enqueue(env, route)
         if blocked:
@@ -721,7 +649,7 @@ class Bus:
             "error_message": str(error)[:2000],
             "attempts": attempts,
         }
-        failed = HandlerFailed(handler=sub.spec.name, kind=kind, **common)
+        failed = HandlerFailed(handler=sub.spec.qualname, kind=kind, **common)
         await self._dispatch(self._envelope(failed, MISSING, None, None, env))
         if dead:
             letter = DeadLetter(event=env.event, headers=env.headers, **common)
@@ -750,7 +678,7 @@ class Bus:
         if timeout is not None and timeout <= 0:
             raise ValueError(f"timeout must be > 0 seconds or None, got {timeout!r}")
         env = self._envelope(topic, payload, headers, None, None)
-        route = self._responders.lookup(topic)
+        route = self._routes.responders.lookup(topic)
         if not route:
             raise NoResponders(topic)
         mb = route[self._rr % len(route)] if len(route) > 1 else route[0]
@@ -780,16 +708,17 @@ class Bus:
 
     def handler_count(self, pattern: str | None = None) -> int:
         """Subscriptions on exactly ``pattern``; all subscriptions when ``pattern`` is None."""
+        subs = self._routes.subs
         if pattern is None:
-            return len(self._subs)
-        return sum(1 for s in self._subs if s.pattern == pattern)
+            return len(subs)
+        return sum(1 for s in subs if s.pattern == pattern)
 
     def subscriptions(self) -> list[Subscription]:
-        return list(self._subs)
+        return list(self._routes.subs)
 
     def stats(self) -> list[SubscriptionStats]:
         """A snapshot of every subscription's counters (queued, delivered, failed, dropped...)."""
-        return [s.stats() for s in self._subs]
+        return [s.stats() for s in self._routes.subs]
 
     def history(self, pattern: str = ">", limit: int | None = None) -> list[Envelope]:
         """The most recent envelopes matching ``pattern``, oldest first (needs ``history=N``)."""

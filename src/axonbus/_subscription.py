@@ -38,7 +38,8 @@ class HandlerSpec:
     """What subscribe learned about a handler by inspecting it once."""
 
     fn: Handler
-    name: str
+    name: str  # short: the default subscription name in stats
+    qualname: str  # full: used in logs, where the extra context helps
     is_async: bool
     takes_ctx: bool
 
@@ -46,9 +47,10 @@ class HandlerSpec:
     def inspect(cls, fn: Handler) -> HandlerSpec:
         if not callable(fn):
             raise InvalidHandler(f"handler must be callable, got {type(fn).__name__}")
-        name = str(
+        qualname = str(
             getattr(fn, "__qualname__", None) or getattr(type(fn), "__qualname__", None) or fn
         )
+        name = str(getattr(fn, "__name__", None) or type(fn).__name__)
         target = fn
         if not inspect.isfunction(fn) and not inspect.ismethod(fn):
             call = getattr(fn, "__call__", None)  # noqa: B004 - callable objects
@@ -91,7 +93,21 @@ class HandlerSpec:
                 "handlers are called as handler(event) or handler(event, ctx)"
             )
         takes_ctx = star or positional >= 2
-        return cls(fn=fn, name=name, is_async=is_async, takes_ctx=takes_ctx)
+        return cls(fn=fn, name=name, qualname=qualname, is_async=is_async, takes_ctx=takes_ctx)
+
+
+def check_options(
+    spec: HandlerSpec, *, concurrency: int, timeout: float | None, retry: Any, offload: bool
+) -> None:
+    """Reject bad subscription options; called before anything is registered on the bus."""
+    if not isinstance(concurrency, int) or concurrency < 1:
+        raise ValueError(f"concurrency must be a positive int, got {concurrency!r}")
+    if timeout is not None and timeout <= 0:
+        raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
+    if retry is not None and not isinstance(retry, Retry):
+        raise TypeError(f"retry must be a Retry, got {type(retry).__name__}")
+    if offload and spec.is_async:
+        raise InvalidHandler(f"offload=True is for plain def handlers; {spec.name} is async")
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,14 +156,7 @@ class Subscription:
         type_filter: type | None,
         handle_chain: Callable[[HandleNext], HandleNext] | None,
     ) -> None:
-        if not isinstance(concurrency, int) or concurrency < 1:
-            raise ValueError(f"concurrency must be a positive int, got {concurrency!r}")
-        if timeout is not None and timeout <= 0:
-            raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
-        if retry is not None and not isinstance(retry, Retry):
-            raise TypeError(f"retry must be a Retry, got {type(retry).__name__}")
-        if offload and spec.is_async:
-            raise InvalidHandler(f"offload=True is for plain def handlers; {spec.name} is async")
+        check_options(spec, concurrency=concurrency, timeout=timeout, retry=retry, offload=offload)
         self.bus = bus
         self.mailbox = mailbox
         self.spec = spec
@@ -334,7 +343,7 @@ class Subscription:
                 self.retried += 1
                 logger.warning(
                     "handler %s failed on event %s (topic %s, attempt %d/%d), retrying: %s: %s",
-                    self.spec.name,
+                    self.spec.qualname,
                     env.id,
                     env.topic,
                     attempt,
@@ -401,7 +410,7 @@ class Subscription:
     async def _fail(self, env: Envelope, error: BaseException, kind: str, attempts: int) -> None:
         logger.error(
             "handler %s failed on event %s (topic %s, %s after %d attempt(s)): %s: %s",
-            self.spec.name,
+            self.spec.qualname,
             env.id,
             env.topic,
             kind,

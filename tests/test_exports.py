@@ -1,0 +1,48 @@
+"""The public surface: one sorted __all__ per public module, every name importable."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+import axonbus
+
+PUBLIC_MODULES = ["axonbus", "axonbus.channels", "axonbus.testing", "axonbus.transports"]
+
+PINNED = {  # names DESIGN.md pins for users
+    "Bus",
+    "Context",
+    "Event",
+    "Retry",
+    "Middleware",
+    "BusClosed",
+    "InvalidTopic",
+    "MessageTooLarge",
+    "NoResponders",
+    "QueueFull",
+    "RemoteError",
+    "RequestTimeout",
+    "ConnectionLost",
+}
+
+
+@pytest.mark.parametrize("name", PUBLIC_MODULES)
+def test_all_is_sorted_and_importable(name: str) -> None:
+    module = importlib.import_module(name)
+    exported = list(module.__all__)
+    assert exported == sorted(exported), f"{name}.__all__ is not sorted"
+    assert len(set(exported)) == len(exported)
+    for attr in exported:
+        assert hasattr(module, attr), f"{name}.{attr} missing"
+
+
+def test_pinned_names_are_exported() -> None:
+    assert set(axonbus.__all__) >= PINNED
+
+
+def test_every_exception_is_an_axonbus_error() -> None:
+    for attr in axonbus.__all__:
+        obj = getattr(axonbus, attr)
+        if isinstance(obj, type) and issubclass(obj, Exception):
+            assert issubclass(obj, axonbus.AxonbusError), attr
