@@ -12,6 +12,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal, TypeVar, overload
 
+from ._codec import Codec, get_codec
 from ._events import Envelope, Event, current_envelope
 from ._exceptions import (
     BusClosed,
@@ -76,8 +77,6 @@ class Bus:
         max_message_bytes: int = 1_048_576,
         middleware: Sequence[Middleware] = (),
     ) -> None:
-        if codec not in ("json", "msgpack"):
-            raise ValueError(f"unknown codec {codec!r}; expected 'json' or 'msgpack'")
         if not isinstance(history, int) or history < 0:
             raise ValueError(f"history must be an int >= 0, got {history!r}")
         if not isinstance(max_message_bytes, int) or max_message_bytes < 1:
@@ -85,6 +84,8 @@ class Bus:
         self.url = url
         self.name = name or "axonbus"
         self.codec = codec
+        # the wire format for transports that encode; built now so a bad name fails here
+        self._codec: Codec = get_codec(codec)
         self.max_message_bytes = max_message_bytes
         self.transport: Transport = open_transport(url)
         self._state = State.NEW
