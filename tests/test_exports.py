@@ -8,7 +8,13 @@ import pytest
 
 import axonbus
 
-PUBLIC_MODULES = ["axonbus", "axonbus.channels", "axonbus.testing", "axonbus.transports"]
+PUBLIC_MODULES = [
+    "axonbus",
+    "axonbus.channels",
+    "axonbus.sync",
+    "axonbus.testing",
+    "axonbus.transports",
+]
 
 PINNED = {  # names DESIGN.md pins for users
     "Bus",
