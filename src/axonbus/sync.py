@@ -24,10 +24,10 @@ import threading
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
-from ._bus import MISSING
 from ._bus import Bus as AsyncBus
 from ._events import Envelope
 from ._exceptions import BusClosed
+from ._publishing import MISSING
 from ._stream import EventStream as AsyncEventStream
 from ._subscription import HandlerSpec, Subscription, SubscriptionStats
 from ._system import PublishResult

@@ -1,0 +1,358 @@
+"""How events enter mailboxes: publish, publish_nowait, publish_threadsafe and request.
+
+The hot path of the library lives here, kept apart from the Bus's lifecycle and subscription
+bookkeeping in ``_bus.py``. ``Publisher`` is a base class of ``Bus`` (no extra indirection per
+publish); the attributes it reads are declared below and set by ``Bus.__init__``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import enum
+import logging
+import time
+from collections import deque
+from collections.abc import Iterable
+from typing import Any, Literal, overload
+
+from ._events import Envelope, Event, current_envelope
+from ._exceptions import (
+    BusClosed,
+    BusNotStarted,
+    InvalidTopic,
+    MessageTooLarge,
+    NoResponders,
+    QueueFull,
+    RequestTimeout,
+)
+from ._mailbox import Mailbox
+from ._middleware import PublishHook
+from ._routing import RoutingTable
+from ._subscription import Subscription
+from ._system import DeadLetter, HandlerFailed, Outcome, PublishResult
+from ._topics import TopicIndex
+
+__all__ = ["MISSING", "Publisher", "State"]
+
+logger = logging.getLogger("axonbus")
+
+
+class _Missing(enum.Enum):
+    MISSING = enum.auto()
+
+
+MISSING = _Missing.MISSING
+
+
+class State(enum.Enum):
+    NEW = "new"
+    STARTED = "started"
+    CLOSING = "closing"
+    CLOSED = "closed"
+
+
+class Publisher:
+    """The publishing half of :class:`axonbus.Bus`."""
+
+    name: str
+    max_message_bytes: int
+    _state: State
+    _loop: asyncio.AbstractEventLoop | None
+    _index: TopicIndex[Mailbox]
+    _routes: RoutingTable
+    _pending: int
+    _rr: int
+    _history: deque[Envelope] | None
+    _publish_hook: PublishHook | None
+
+    def _check_open(self) -> None:
+        state = self._state
+        if state is State.STARTED:
+            return
+        if state is State.NEW:
+            raise BusNotStarted(
+                f"bus {self.name!r} is not started: use 'async with Bus() as bus' "
+                "or 'await bus.start()'"
+            )
+        if state is State.CLOSING and current_envelope.get() is not None:
+            return  # a handler finishing its work during close may still publish
+        raise BusClosed(f"bus {self.name!r} is {state.value}")
+
+    # -- publishing ----------------------------------------------------------------------------
+
+    def _envelope(
+        self,
+        topic_or_event: Any,
+        payload: Any,
+        headers: dict[str, str] | None,
+        correlation_id: str | None,
+        parent: Envelope | None,
+    ) -> Envelope:
+        if type(topic_or_event) is str:
+            topic = topic_or_event
+            event = None if payload is MISSING else payload
+        elif isinstance(topic_or_event, Event):
+            if payload is not MISSING:
+                raise TypeError("publish(event) takes no payload; use publish(topic, payload)")
+            event = topic_or_event
+            topic = type(event).__static_topic__ or event.topic
+        else:
+            raise InvalidTopic(
+                repr(type(topic_or_event).__name__),
+                "publish needs a topic: publish(topic, payload) or publish(EventSubclass(...))",
+            )
+        if isinstance(event, (bytes, str)) and len(event) > self.max_message_bytes:
+            raise MessageTooLarge(len(event), self.max_message_bytes)
+        if parent is None:
+            parent = current_envelope.get()
+        causation = None
+        if parent is not None:
+            causation = parent.id
+            if correlation_id is None:
+                correlation_id = parent.correlation_id or parent.id
+        return Envelope(topic, event, None, headers, time.time(), correlation_id, causation)
+
+    @overload
+    async def publish(
+        self, topic_or_event: Any, payload: Any = ..., *, wait: Literal[False] = False,
+        headers: dict[str, str] | None = ..., correlation_id: str | None = ...,
+        _parent: Envelope | None = ...,
+    ) -> Envelope: ...  # fmt: skip
+    @overload
+    async def publish(
+        self, topic_or_event: Any, payload: Any = ..., *, wait: Literal[True],
+        headers: dict[str, str] | None = ..., correlation_id: str | None = ...,
+        _parent: Envelope | None = ...,
+    ) -> PublishResult: ...  # fmt: skip
+
+    async def publish(
+        self,
+        topic_or_event: Any,
+        payload: Any = MISSING,
+        *,
+        wait: bool = False,
+        headers: dict[str, str] | None = None,
+        correlation_id: str | None = None,
+        _parent: Envelope | None = None,
+    ) -> Envelope | PublishResult:
+        """Publish an Event (topic from its class) or ``(topic, payload)``.
+
+        Returns the published :class:`Envelope` (``.id``, ``.topic``, ``.timestamp``).
+
+        Waits only for mailbox room (``overflow="block"``), not for handlers, unless
+        ``wait=True``: then it returns a :class:`PublishResult` with one outcome per local
+        subscription. Handler errors never propagate to the publisher.
+        """
+        if self._state is not State.STARTED:
+            self._check_open()
+        env = self._envelope(topic_or_event, payload, headers, correlation_id, _parent)
+        if self._publish_hook is not None:
+            hooked = self._publish_hook(env)
+            if hooked is None:
+                return PublishResult(env.id) if wait else env
+            env = hooked
+        if wait:
+            result = env.tracker = PublishResult(env.id)
+            await self._dispatch(env)
+            return await result.wait()
+        # _dispatch, inlined: this is the hot path
+        route = self._index.cache.get(env.topic)
+        if route is None:
+            route = self._index.lookup(env.topic)
+        if self._routes.strict:
+            self._check_strict(route)
+        blocked = self._enqueue(env, route)
+        if blocked:
+            for mb in blocked:
+                await self._put_blocking(mb, env)
+        return env
+
+    def publish_nowait(
+        self,
+        topic_or_event: Any,
+        payload: Any = MISSING,
+        *,
+        headers: dict[str, str] | None = None,
+        correlation_id: str | None = None,
+    ) -> Envelope:
+        """Publish from synchronous code on the loop; never blocks.
+
+        All or nothing: if a ``"block"`` or ``"error"`` mailbox is full the event goes nowhere
+        and :class:`QueueFull` is raised. Drop policies apply as usual.
+        """
+        if self._state is not State.STARTED:
+            self._check_open()
+        env = self._envelope(topic_or_event, payload, headers, correlation_id, None)
+        if self._publish_hook is not None:
+            hooked = self._publish_hook(env)
+            if hooked is None:
+                return env
+            env = hooked
+        route = self._index.lookup(env.topic)
+        for mb in route:
+            if len(mb.queue) >= mb.maxsize and mb.overflow in ("block", "error") and not mb.closed:
+                raise QueueFull(mb.name, mb.maxsize)
+        self._enqueue(env, route)
+        return env
+
+    def publish_threadsafe(
+        self, topic_or_event: Any, payload: Any = MISSING, **kwargs: Any
+    ) -> concurrent.futures.Future[Any]:
+        """Publish from another thread; returns a future of the published :class:`Envelope`.
+
+        Backpressure applies: the future completes when the event was accepted. Never call
+        ``.result()`` on it from the bus's own loop thread.
+        """
+        loop = self._loop
+        if loop is None or self._state is not State.STARTED:
+            self._check_open()
+        assert loop is not None
+        parent = current_envelope.get()  # keep causation across the thread hop
+        return asyncio.run_coroutine_threadsafe(
+            self.publish(topic_or_event, payload, _parent=parent, **kwargs), loop
+        )
+
+    async def _dispatch(self, env: Envelope) -> None:
+        route = self._index.lookup(env.topic)
+        if self._routes.strict:
+            self._check_strict(route)
+        blocked = self._enqueue(env, route)
+        if blocked:
+            for mb in blocked:
+                await self._put_blocking(mb, env)
+
+    @staticmethod
+    def _check_strict(route: Iterable[Mailbox]) -> None:
+        # all or nothing: an "error" mailbox that is full refuses the event for everyone
+        for mb in route:
+            if len(mb.queue) >= mb.maxsize and mb.overflow == "error" and not mb.closed:
+                raise QueueFull(mb.name, mb.maxsize)
+
+    def _enqueue(self, env: Envelope, route: Iterable[Mailbox]) -> list[Mailbox] | None:
+        """Append ``env`` to every mailbox with room; returns the full ``"block"`` ones."""
+        if self._history is not None:
+            self._history.append(env)
+        tracker = env.tracker
+        blocked: list[Mailbox] | None = None
+        for mb in route:
+            q = mb.queue
+            if len(q) < mb.maxsize and not mb.closed:
+                q.append(env)
+                if mb._getters:
+                    mb.wake_getter()
+                if mb.counted:
+                    self._pending += 1
+                    if tracker is not None:
+                        tracker.expected += 1
+            elif mb.closed:
+                continue
+            elif mb.overflow == "block":
+                if blocked is None:
+                    blocked = []
+                blocked.append(mb)
+            else:
+                self._overflow(mb, env)
+        return blocked
+
+    def _overflow(self, mb: Mailbox, env: Envelope) -> None:
+        lost = mb.offer_full(env)  # raises QueueFull for "error"
+        if not mb.counted or lost is None:
+            return
+        if env.tracker is not None:
+            env.tracker.expected += 1  # env is either queued, or is the lost one reported below
+        if lost.tracker is not None:
+            lost.tracker.add(Outcome(mb.name, "dropped"))
+
+    async def _put_blocking(self, mb: Mailbox, env: Envelope) -> None:
+        while len(mb.queue) >= mb.maxsize:
+            if mb.closed:
+                return
+            await mb.wait_for_room()
+        if mb.closed:
+            return
+        mb.queue.append(env)
+        mb.wake_getter()
+        if mb.counted:
+            self._pending += 1
+            if env.tracker is not None:
+                env.tracker.expected += 1
+
+    async def _report_failure(
+        self,
+        sub: Subscription,
+        env: Envelope,
+        error: BaseException,
+        kind: str,
+        attempts: int,
+        dead: bool,
+    ) -> None:
+        if self._state is State.CLOSED:
+            return
+        common: dict[str, Any] = {
+            "subscription": sub.name,
+            "event_id": env.id,
+            "original_topic": env.topic,
+            "error_type": type(error).__name__,
+            "error_message": str(error)[:2000],
+            "attempts": attempts,
+        }
+        failed = HandlerFailed(handler=sub.spec.qualname, kind=kind, **common)
+        await self._dispatch(self._envelope(failed, MISSING, None, None, env))
+        if dead:
+            letter = DeadLetter(event=env.event, headers=env.headers, **common)
+            await self._dispatch(self._envelope(letter, MISSING, None, None, env))
+
+    # -- request / reply -----------------------------------------------------------------------
+
+    async def request(
+        self,
+        topic: str,
+        payload: Any = None,
+        *,
+        timeout: float | None = 30.0,
+        headers: dict[str, str] | None = None,
+    ) -> Any:
+        """Send ``payload`` to one responder of ``topic`` and return its reply.
+
+        Raises :class:`NoResponders`, :class:`RequestTimeout` (a ``TimeoutError``), or
+        :class:`RemoteError` when the responder raised.
+
+        >>> await bus.request("math.add", {"a": 1, "b": 2}, timeout=2.0)
+        3
+        """
+        if self._state is not State.STARTED:
+            self._check_open()
+        if timeout is not None and timeout <= 0:
+            raise ValueError(f"timeout must be > 0 seconds or None, got {timeout!r}")
+        env = self._envelope(topic, payload, headers, None, None)
+        route = self._routes.responders.lookup(topic)
+        if not route:
+            raise NoResponders(topic)
+        mb = route[self._rr % len(route)] if len(route) > 1 else route[0]
+        self._rr += 1
+        loop = asyncio.get_running_loop()
+        reply: asyncio.Future[Any] = loop.create_future()
+        env.reply = reply
+        timer = (
+            None if timeout is None else loop.call_later(timeout, _expire, reply, topic, timeout)
+        )
+        try:
+            if len(mb.queue) < mb.maxsize and not mb.closed:
+                mb.queue.append(env)
+                if mb._getters:
+                    mb.wake_getter()
+                self._pending += 1
+            else:
+                await self._put_blocking(mb, env)
+                if mb.closed:
+                    raise NoResponders(topic)
+            return await reply
+        finally:
+            if timer is not None:
+                timer.cancel()
+
+
+def _expire(reply: asyncio.Future[Any], topic: str, timeout: float) -> None:
+    if not reply.done():
+        reply.set_exception(RequestTimeout(topic, timeout))
