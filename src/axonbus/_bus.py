@@ -212,20 +212,12 @@ class Bus(Publisher):
         mb = self._routes.subscriber_mailbox(
             pattern, name=sub_name, group=group, durable=durable, maxsize=maxsize, overflow=overflow
         )
-        return self._attach(
-            mb,
-            spec,
-            sub_name,
-            pattern,
-            group,
-            durable,
-            concurrency,
-            timeout,
-            retry,
-            filter,
-            offload,
-            type_filter,
-        )
+        sub = Subscription(
+            self, mb, spec, name=sub_name, pattern=pattern, group=group, durable=durable,
+            concurrency=concurrency, timeout=timeout, retry=retry, filter=filter, offload=offload,
+            type_filter=type_filter, handle_chain=self._handle_chain,
+        )  # fmt: skip
+        return self._attach(sub)
 
     def on(self, target: str | type[Any], **options: Any) -> Callable[[F], F]:
         """Decorator form of :meth:`subscribe`.
@@ -266,41 +258,14 @@ class Bus(Publisher):
         check_options(spec, concurrency=concurrency, timeout=timeout, retry=None, offload=False)
         sub_name = name or spec.name
         mb = self._routes.responder_mailbox(pattern, maxsize=maxsize)
-        return self._attach(
-            mb,
-            spec,
-            sub_name,
-            pattern,
-            None,
-            None,
-            concurrency,
-            timeout,
-            None,
-            None,
-            False,
-            type_filter,
-        )
-
-    def _attach(
-        self,
-        mb: Mailbox,
-        spec: HandlerSpec,
-        name: str,
-        pattern: str,
-        group: str | None,
-        durable: str | None,
-        concurrency: int,
-        timeout: float | None,
-        retry: Retry | None,
-        filter: Callable[[Any], bool] | None,
-        offload: bool,
-        type_filter: type | None,
-    ) -> Subscription:
         sub = Subscription(
-            self, mb, spec, name=name, pattern=pattern, group=group, durable=durable,
-            concurrency=concurrency, timeout=timeout, retry=retry, filter=filter, offload=offload,
+            self, mb, spec, name=sub_name, pattern=pattern, group=None, durable=None,
+            concurrency=concurrency, timeout=timeout, retry=None, filter=None, offload=False,
             type_filter=type_filter, handle_chain=self._handle_chain,
         )  # fmt: skip
+        return self._attach(sub)
+
+    def _attach(self, sub: Subscription) -> Subscription:
         self._pending += self._routes.attach(sub)
         if self._state is State.STARTED:
             sub.start()
