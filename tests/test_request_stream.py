@@ -52,6 +52,35 @@ async def test_request_timeout(bus: Bus) -> None:
     assert info.value.timeout == 0.05
 
 
+async def test_timeouts_fire_at_their_own_deadlines(bus: Bus) -> None:
+    """One timer serves every request: a later short timeout must still fire first."""
+
+    async def never(req: Any) -> None:
+        await asyncio.sleep(60)
+
+    bus.respond("slow.y", never, concurrency=10)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    long = asyncio.create_task(bus.request("slow.y", 1, timeout=5))
+    await asyncio.sleep(0)
+    with pytest.raises(RequestTimeout):
+        await bus.request("slow.y", 2, timeout=0.05)
+    assert loop.time() - started < 2  # not held back to the 5 s deadline armed first
+    assert not long.done()
+    long.cancel()
+    fast = [bus.request("slow.y", i, timeout=0.05 + i / 100) for i in range(5)]
+    results = await asyncio.gather(*fast, return_exceptions=True)
+    assert all(isinstance(r, RequestTimeout) for r in results)
+    assert not bus._deadlines._waiting  # nothing left behind
+
+
+async def test_completed_requests_leave_no_deadline_behind(bus: Bus) -> None:
+    bus.respond("fast.y", lambda r: r)
+    for i in range(100):
+        assert await bus.request("fast.y", i, timeout=10) == i
+    assert not bus._deadlines._waiting
+
+
 async def test_request_timeout_must_be_positive(bus: Bus) -> None:
     bus.respond("t.z", lambda r: r)
     with pytest.raises(ValueError, match="timeout"):

@@ -16,7 +16,7 @@ from ._exceptions import (
 )
 from ._mailbox import Mailbox
 from ._middleware import Middleware, build_handle_chain, build_publish_chain
-from ._publishing import Publisher, State
+from ._publishing import Deadlines, Publisher, State
 from ._retry import Retry
 from ._routing import RoutingTable, resolve_target
 from ._stream import EventStream, Waiter
@@ -73,6 +73,7 @@ class Bus(Publisher):
         self._idle: asyncio.Future[None] | None = None
         self._closed: asyncio.Future[None] | None = None
         self._rr = 0
+        self._deadlines = Deadlines()
         self._history: deque[Envelope] | None = deque(maxlen=history) if history else None
         self._middleware = tuple(middleware)
         self._publish_hook = build_publish_chain(self._middleware)
@@ -146,6 +147,7 @@ class Bus(Publisher):
                 mb.closed = True
                 self._fail_requests(mb)
                 mb.wake_all()
+            self._deadlines.cancel()  # every request has failed or finished by now
             await self.transport.close()
         finally:
             self._state = State.CLOSED
