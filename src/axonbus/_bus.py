@@ -170,8 +170,11 @@ class Bus(Publisher):
                     self._idle = asyncio.get_running_loop().create_future()
                 await asyncio.shield(self._idle)
 
-    def _settle(self, n: int = 1) -> None:
+    def _settle(self, n: int) -> None:
         self._pending -= n
+        self._wake_idle()
+
+    def _wake_idle(self) -> None:
         if self._pending <= 0 and self._idle is not None and not self._idle.done():
             self._idle.set_result(None)
 
@@ -261,9 +264,8 @@ class Bus(Publisher):
         sub_name = name or spec.name
         mb = self._routes.responder_mailbox(pattern, maxsize=maxsize)
         sub = Subscription(
-            self, mb, spec, name=sub_name, pattern=pattern, group=None, durable=None,
-            concurrency=concurrency, timeout=timeout, retry=None, filter=None, offload=False,
-            type_filter=type_filter, handle_chain=self._handle_chain,
+            self, mb, spec, name=sub_name, pattern=pattern, concurrency=concurrency,
+            timeout=timeout, type_filter=type_filter, handle_chain=self._handle_chain,
         )  # fmt: skip
         return self._attach(sub)
 

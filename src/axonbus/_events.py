@@ -24,13 +24,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import BaseModel, ConfigDict
 
 from ._exceptions import InvalidTopic
-from ._topics import split_pattern, split_topic
+from ._topics import split_pattern
 
 if TYPE_CHECKING:
     from ._bus import Bus
     from ._system import PublishResult
 
-__all__ = ["Context", "Envelope", "Event", "event_class", "new_event_id", "topic_of"]
+__all__ = ["Context", "Envelope", "Event", "event_class", "new_event_id"]
 
 # Event ids: a random per-process prefix plus a counter in hex. Unique across processes and
 # several times cheaper than uuid4 (or a zero-padded f-string) on the publish hot path.
@@ -115,16 +115,6 @@ class Event(BaseModel):
 
 def topic_template_pattern(template: str, fields: tuple[str, ...]) -> str:
     return template.format(**dict.fromkeys(fields, "*")) if fields else template
-
-
-def topic_of(event: Any) -> str:
-    """The topic an event carries by itself; :class:`InvalidTopic` when it has none."""
-    if isinstance(event, Event):
-        return event.topic
-    raise InvalidTopic(
-        repr(type(event).__name__),
-        "only Event subclasses carry a topic; pass one: publish(topic, payload)",
-    )
 
 
 class Envelope:
@@ -255,8 +245,3 @@ class Context:
             f"Context(topic={self.topic!r}, event_id={self.event_id!r}, attempt={self.attempt}, "
             f"subscription={self.subscription!r})"
         )
-
-
-def check_topic(topic: str) -> str:
-    split_topic(topic)
-    return topic

@@ -14,7 +14,6 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Iterable
 from typing import Any, Literal, overload
 
 from ._events import Envelope, Event, current_envelope
@@ -158,13 +157,8 @@ class Publisher:
             result = env.tracker = PublishResult(env.id)
             await self._dispatch(env)
             return await result.wait()
-        # _dispatch, inlined: this is the hot path
-        route = self._index.cache.get(env.topic)
-        if route is None:
-            route = self._index.lookup(env.topic)
-        if self._routes.strict:
-            self._check_strict(route)
-        blocked = self._enqueue(env, route)
+        # the body of _dispatch, without creating a second coroutine: this is the hot path
+        blocked = self._enqueue(env)
         if blocked:
             for mb in blocked:
                 await self._put_blocking(mb, env)
@@ -191,11 +185,8 @@ class Publisher:
             if hooked is None:
                 return env
             env = hooked
-        route = self._index.lookup(env.topic)
-        for mb in route:
-            if len(mb.queue) >= mb.maxsize and mb.overflow in ("block", "error") and not mb.closed:
-                raise QueueFull(mb.name, mb.maxsize)
-        self._enqueue(env, route)
+        # never waits: a full "block" mailbox refuses the event like an "error" one
+        self._enqueue(env, ("block", "error"), always_check=True)
         return env
 
     def publish_threadsafe(
@@ -216,23 +207,33 @@ class Publisher:
         )
 
     async def _dispatch(self, env: Envelope) -> None:
-        route = self._index.lookup(env.topic)
-        if self._routes.strict:
-            self._check_strict(route)
-        blocked = self._enqueue(env, route)
+        blocked = self._enqueue(env)
         if blocked:
             for mb in blocked:
                 await self._put_blocking(mb, env)
 
-    @staticmethod
-    def _check_strict(route: Iterable[Mailbox]) -> None:
-        # all or nothing: an "error" mailbox that is full refuses the event for everyone
-        for mb in route:
-            if len(mb.queue) >= mb.maxsize and mb.overflow == "error" and not mb.closed:
-                raise QueueFull(mb.name, mb.maxsize)
+    def _enqueue(
+        self,
+        env: Envelope,
+        refuse_when_full: tuple[str, ...] = ("error",),
+        *,
+        always_check: bool = False,
+    ) -> list[Mailbox] | None:
+        """Route ``env`` and append it to every mailbox with room; returns the full "block" ones.
 
-    def _enqueue(self, env: Envelope, route: Iterable[Mailbox]) -> list[Mailbox] | None:
-        """Append ``env`` to every mailbox with room; returns the full ``"block"`` ones."""
+        All or nothing first: a full mailbox whose overflow policy is in ``refuse_when_full``
+        refuses the event for every subscriber (``QueueFull``). That check is skipped while no
+        "error" mailbox exists, unless ``always_check``. One function on purpose: it is the
+        whole synchronous part of every publish.
+        """
+        route = self._index.cache.get(env.topic)
+        if route is None:
+            route = self._index.lookup(env.topic)
+        if always_check or self._routes.strict:
+            for mb in route:
+                full = len(mb.queue) >= mb.maxsize and not mb.closed
+                if full and mb.overflow in refuse_when_full:
+                    raise QueueFull(mb.name, mb.maxsize)
         if self._history is not None:
             self._history.append(env)
         tracker = env.tracker

@@ -11,7 +11,6 @@ import asyncio
 import functools
 import inspect
 import logging
-import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -146,15 +145,15 @@ class Subscription:
         *,
         name: str,
         pattern: str,
-        group: str | None,
-        durable: str | None,
         concurrency: int,
         timeout: float | None,
-        retry: Retry | None,
-        filter: Callable[[Any], bool] | None,
-        offload: bool,
         type_filter: type | None,
         handle_chain: Callable[[HandleNext], HandleNext] | None,
+        group: str | None = None,
+        durable: str | None = None,
+        retry: Retry | None = None,
+        filter: Callable[[Any], bool] | None = None,
+        offload: bool = False,
     ) -> None:
         check_options(spec, concurrency=concurrency, timeout=timeout, retry=retry, offload=offload)
         self.bus = bus
@@ -431,7 +430,3 @@ class Subscription:
         if env.topic.startswith("$"):
             return  # a failure while handling a system event is not published again
         await self.bus._report_failure(self, env, error, kind, attempts, dead)
-
-
-def format_traceback(error: BaseException) -> str:
-    return "".join(traceback.format_exception(type(error), error, error.__traceback__))

@@ -197,7 +197,7 @@ class TopicIndex(Generic[T]):
                     stack.append((child, depth + 1))
         if len(out) > 1:
             seq = self._seq
-            out = sorted(set_unique(out), key=lambda it: seq.get(id(it), 0))
+            out = sorted(_unique(out), key=lambda it: seq.get(id(it), 0))
         return tuple(out)
 
     def items(self) -> Iterable[T]:
@@ -209,7 +209,7 @@ class TopicIndex(Generic[T]):
             stack.extend(node.children.values())
 
 
-def set_unique(items: list[T]) -> list[T]:
+def _unique(items: list[T]) -> list[T]:
     seen: set[int] = set()
     out: list[T] = []
     for it in items:
