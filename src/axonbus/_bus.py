@@ -23,6 +23,7 @@ from ._stream import EventStream, Waiter
 from ._subscription import HandlerSpec, Subscription, SubscriptionStats, check_options
 from ._topics import match, split_pattern
 from .transports import Transport, open_transport
+from .transports.base import BrokerTransport
 
 __all__ = ["Bus"]
 
@@ -42,6 +43,9 @@ class Bus(Publisher):
     ``history=N`` keeps the last N envelopes for :meth:`history`. ``max_message_bytes`` is
     enforced on the encoded size wherever events are encoded (broker transports); on the
     in-process transport only ``bytes`` and ``str`` payloads are measured.
+    ``on_unavailable``: what a publish does when the broker stays unreachable for the URL's
+    ``unavailable_timeout``: ``"raise"`` :class:`ConnectionLost` (default) or ``"log"`` it,
+    count it in ``bus.transport.lost_publishes`` and carry on.
     """
 
     def __init__(
@@ -53,7 +57,10 @@ class Bus(Publisher):
         history: int = 0,
         max_message_bytes: int = 1_048_576,
         middleware: Sequence[Middleware] = (),
+        on_unavailable: Literal["raise", "log"] = "raise",
     ) -> None:
+        if on_unavailable not in ("raise", "log"):
+            raise ValueError(f"on_unavailable must be 'raise' or 'log', got {on_unavailable!r}")
         if not isinstance(history, int) or history < 0:
             raise ValueError(f"history must be an int >= 0, got {history!r}")
         if not isinstance(max_message_bytes, int) or max_message_bytes < 1:
@@ -64,10 +71,13 @@ class Bus(Publisher):
         # the wire format for transports that encode; built now so a bad name fails here
         self._codec: Codec = get_codec(codec)
         self.max_message_bytes = max_message_bytes
+        self.on_unavailable = on_unavailable
         self.transport: Transport = open_transport(url)
+        # set when events leave the process: publishes also go out, groups come back in
+        self._remote = self.transport if isinstance(self.transport, BrokerTransport) else None
         self._state = State.NEW
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._routes = RoutingTable()
+        self._routes = RoutingTable(remote=self._remote is not None)
         self._index = self._routes.index  # the publish hot path reads its cache directly
         self._pending = 0  # accepted deliveries not yet settled, for drain()
         self._idle: asyncio.Future[None] | None = None
@@ -129,6 +139,8 @@ class Bus(Publisher):
         self._state = State.CLOSING
         self._closed = asyncio.get_running_loop().create_future()
         try:
+            if was_started and self._remote is not None:
+                await self._remote.stop_receiving()  # else a broker could keep drain() busy
             if was_started:
                 try:
                     await asyncio.wait_for(self.drain(), timeout)
@@ -270,7 +282,14 @@ class Bus(Publisher):
         return self._attach(sub)
 
     def _attach(self, sub: Subscription) -> Subscription:
+        mb = sub.mailbox
+        first = not mb.members
         self._pending += self._routes.attach(sub)
+        if self._remote is not None:
+            if mb.key is None:
+                self._remote.watch(mb.pattern)
+            elif first:
+                self._remote.bind(mb, sub)
         if self._state is State.STARTED:
             sub.start()
         return sub
@@ -305,6 +324,11 @@ class Bus(Publisher):
             return False
         if left == "parked":
             self._settle(len(sub.mailbox.queue))
+        if self._remote is not None and left != "shared":
+            if sub.mailbox.key is None:
+                self._remote.unwatch(sub.pattern)
+            else:
+                self._remote.unbind(sub.mailbox)
         # a shared mailbox's queue belongs to the remaining members, a parked one to the durable
         sub.stop(finish_queue=left == "closed")
         return True
@@ -360,10 +384,29 @@ class Bus(Publisher):
             mb.closed = True
         else:
             self._routes.add_stream(mb)
+            if self._remote is not None:
+                self._remote.watch(pattern)
         return mb
 
     def _close_stream(self, mb: Mailbox) -> None:
-        self._routes.close_stream(mb)
+        if self._routes.close_stream(mb) and self._remote is not None:
+            self._remote.unwatch(mb.pattern)
+
+    # -- what broker transports hand in --------------------------------------------------------
+
+    async def _receive(self, pattern: str, env: Envelope) -> None:
+        """An event another bus published, for the local mailboxes on exactly ``pattern``."""
+        route = self._routes.broadcast.get(pattern)
+        if route:
+            blocked = self._enqueue(env, (), route=route, inbound=True)
+            if blocked:
+                for mb in blocked:
+                    await self._put_blocking(mb, env)
+
+    async def _put(self, mb: Mailbox, env: Envelope) -> bool:
+        """A broker delivery for a group, durable or responder mailbox; False if it is closed."""
+        await self._put_blocking(mb, env)
+        return not mb.closed
 
     # -- introspection -------------------------------------------------------------------------
 

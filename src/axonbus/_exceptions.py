@@ -15,8 +15,9 @@
     │   ├── NoResponders
     │   ├── RequestTimeout      (also TimeoutError)
     │   └── RemoteError
-    └── TransportError
-        └── ConnectionLost
+    ├── TransportError
+    │   └── ConnectionLost
+    └── RedeliveryExhausted
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ __all__ = [
     "MessageTooLarge",
     "NoResponders",
     "QueueFull",
+    "RedeliveryExhausted",
     "RemoteError",
     "RequestError",
     "RequestTimeout",
@@ -139,3 +141,19 @@ class TransportError(AxonbusError):
 
 class ConnectionLost(TransportError):
     """The broker could not be reached within the allowed time."""
+
+
+class RedeliveryExhausted(AxonbusError):
+    """A broker delivered an event more times than the subscription's retry budget allows.
+
+    Happens when consumers crash or stop mid-handler on the same event again and again; the
+    event is dead-lettered with this error instead of being handled once more.
+    """
+
+    def __init__(self, deliveries: int, attempts: int) -> None:
+        super().__init__(
+            f"delivered {deliveries} times, over the retry budget of {attempts} attempts "
+            "(consumers crashed or stopped mid-handler)"
+        )
+        self.deliveries = deliveries
+        self.attempts = attempts

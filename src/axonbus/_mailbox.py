@@ -144,13 +144,15 @@ class Mailbox:
     def has_room(self) -> bool:
         return len(self.queue) < self.maxsize
 
-    def offer_full(self, env: Envelope) -> Envelope | None:
+    def offer_full(self, env: Envelope, *, refuse: bool = True) -> Envelope | None:
         """Apply the non-blocking overflow policies to a full mailbox.
 
         Returns the envelope that did not make it (the evicted oldest or the rejected newest), or
-        raises :class:`QueueFull` for ``"error"``. Not called for ``"block"``.
+        raises :class:`QueueFull` for ``"error"``. Not called for ``"block"``. With
+        ``refuse=False`` (an event from a broker: there is no publisher to tell) ``"error"``
+        drops the new event instead.
         """
-        if self.overflow == "error":
+        if self.overflow == "error" and refuse:
             raise QueueFull(self.name, self.maxsize)
         self.dropped += 1
         if not self.burst_drops:
@@ -161,7 +163,7 @@ class Mailbox:
                 self.overflow,
             )
         self.burst_drops += 1
-        if self.overflow == "drop_newest":
+        if self.overflow != "drop_oldest":
             return env
         evicted = self.queue.popleft()
         self.queue.append(env)

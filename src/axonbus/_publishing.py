@@ -14,8 +14,9 @@ import logging
 import math
 import time
 from collections import deque
-from typing import Any, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal, overload
 
+from ._codec import Codec, encode_checked
 from ._events import Envelope, Event, current_envelope
 from ._exceptions import (
     BusClosed,
@@ -32,6 +33,9 @@ from ._routing import RoutingTable
 from ._subscription import Subscription
 from ._system import DeadLetter, HandlerFailed, Outcome, PublishResult
 from ._topics import TopicIndex
+
+if TYPE_CHECKING:
+    from .transports.base import BrokerTransport
 
 __all__ = ["MISSING", "Publisher", "State"]
 
@@ -66,6 +70,8 @@ class Publisher:
     _history: deque[Envelope] | None
     _publish_hook: PublishHook | None
     _deadlines: Deadlines
+    _codec: Codec
+    _remote: BrokerTransport | None
 
     def _check_open(self) -> None:
         state = self._state
@@ -144,6 +150,11 @@ class Publisher:
         Waits only for mailbox room (``overflow="block"``), not for handlers, unless
         ``wait=True``: then it returns a :class:`PublishResult` with one outcome per local
         subscription. Handler errors never propagate to the publisher.
+
+        On a broker transport the event is encoded first (:class:`MessageTooLarge` if over
+        ``max_message_bytes``: then nobody receives it), queued for the broker, and handed to
+        this bus's own plain subscribers directly. ``wait=True`` also waits for the broker to
+        confirm it; other processes' handlers are not waited for.
         """
         if self._state is not State.STARTED:
             self._check_open()
@@ -153,10 +164,15 @@ class Publisher:
             if hooked is None:
                 return PublishResult(env.id) if wait else env
             env = hooked
+        if self._remote is not None:
+            await self._send(env)  # first, so a refused event reached nobody
         if wait:
             result = env.tracker = PublishResult(env.id)
-            await self._dispatch(env)
-            return await result.wait()
+            await self._dispatch_local(env)
+            await result.wait()
+            if self._remote is not None:
+                await self._remote.flush()  # and the broker has it
+            return result
         # the body of _dispatch, without creating a second coroutine: this is the hot path
         blocked = self._enqueue(env)
         if blocked:
@@ -185,6 +201,8 @@ class Publisher:
             if hooked is None:
                 return env
             env = hooked
+        if self._remote is not None:
+            self._remote.send_nowait(self._outbound(env))
         # never waits: a full "block" mailbox refuses the event like an "error" one
         self._enqueue(env, ("block", "error"), always_check=True)
         return env
@@ -207,10 +225,24 @@ class Publisher:
         )
 
     async def _dispatch(self, env: Envelope) -> None:
+        if self._remote is not None:
+            await self._send(env)
+        await self._dispatch_local(env)
+
+    async def _dispatch_local(self, env: Envelope) -> None:
         blocked = self._enqueue(env)
         if blocked:
             for mb in blocked:
                 await self._put_blocking(mb, env)
+
+    def _outbound(self, env: Envelope) -> Any:
+        assert self._remote is not None
+        data = encode_checked(self._codec, env, self.max_message_bytes)
+        return self._remote.publish_op(env, data)
+
+    async def _send(self, env: Envelope) -> None:
+        assert self._remote is not None
+        await self._remote.send(self._outbound(env))
 
     def _enqueue(
         self,
@@ -218,17 +250,21 @@ class Publisher:
         refuse_when_full: tuple[str, ...] = ("error",),
         *,
         always_check: bool = False,
+        route: tuple[Mailbox, ...] | list[Mailbox] | None = None,
+        inbound: bool = False,
     ) -> list[Mailbox] | None:
         """Route ``env`` and append it to every mailbox with room; returns the full "block" ones.
 
         All or nothing first: a full mailbox whose overflow policy is in ``refuse_when_full``
         refuses the event for every subscriber (``QueueFull``). That check is skipped while no
         "error" mailbox exists, unless ``always_check``. One function on purpose: it is the
-        whole synchronous part of every publish.
+        whole synchronous part of every publish. A broker transport passes the ``route`` of an
+        ``inbound`` event: nobody can be refused then, so a full "error" mailbox drops it.
         """
-        route = self._index.cache.get(env.topic)
         if route is None:
-            route = self._index.lookup(env.topic)
+            route = self._index.cache.get(env.topic)
+            if route is None:
+                route = self._index.lookup(env.topic)
         if always_check or self._routes.strict:
             for mb in route:
                 full = len(mb.queue) >= mb.maxsize and not mb.closed
@@ -255,11 +291,11 @@ class Publisher:
                     blocked = []
                 blocked.append(mb)
             else:
-                self._overflow(mb, env)
+                self._overflow(mb, env, inbound)
         return blocked
 
-    def _overflow(self, mb: Mailbox, env: Envelope) -> None:
-        lost = mb.offer_full(env)  # raises QueueFull for "error"
+    def _overflow(self, mb: Mailbox, env: Envelope, inbound: bool = False) -> None:
+        lost = mb.offer_full(env, refuse=not inbound)  # raises QueueFull for "error"
         if not mb.counted or lost is None:
             return
         if env.tracker is not None:
@@ -329,6 +365,9 @@ class Publisher:
         if timeout is not None and timeout <= 0:
             raise ValueError(f"timeout must be > 0 seconds or None, got {timeout!r}")
         env = self._envelope(topic, payload, headers, None, None)
+        if self._remote is not None:
+            data = encode_checked(self._codec, env, self.max_message_bytes)
+            return await self._remote.request(env, data, timeout)
         route = self._routes.responders.lookup(topic)
         if not route:
             raise NoResponders(topic)

@@ -38,13 +38,18 @@ def resolve_target(target: str | type[Any]) -> tuple[str, type | None]:
 class RoutingTable:
     """The bus's registry of mailboxes by pattern, and of the subscriptions reading them."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, remote: bool = False) -> None:
+        # remote: a broker feeds group and durable mailboxes, so publish must not reach them
+        self.remote = remote
         self.index: TopicIndex[Mailbox] = TopicIndex()
         # kept out of ``index`` so a publish never reaches a responder, nor a request a subscriber
         self.responders: TopicIndex[Mailbox] = TopicIndex()
         self.shared: dict[tuple[str, ...], Mailbox] = {}
         self.subs: list[Subscription] = []
         self.streams: set[Mailbox] = set()
+        # plain subscriptions' and streams' mailboxes by their exact pattern, for events a
+        # broker hands in (it delivers once per watched pattern)
+        self.broadcast: dict[str, list[Mailbox]] = {}
         self.strict = 0  # mailboxes with overflow="error": publish checks them all first
 
     def subscriber_mailbox(
@@ -87,8 +92,11 @@ class RoutingTable:
                     )
                 return existing
         mb = Mailbox(name, pattern, maxsize=maxsize, overflow=overflow, counted=True, key=key)
-        index.add(pattern, mb)
-        if key is not None:
+        if self._indexed(mb):
+            index.add(pattern, mb)
+        if key is None:
+            self.broadcast.setdefault(pattern, []).append(mb)
+        else:
             self.shared[key] = mb
         if overflow == "error":
             self.strict += 1
@@ -119,28 +127,47 @@ class RoutingTable:
             mb.counted = False
             return "parked"
         index = self.responders if mb.key and mb.key[0] == "respond" else self.index
-        index.remove(mb.pattern, mb)
+        if self._indexed(mb):
+            index.remove(mb.pattern, mb)
         if mb.key is not None:
             self.shared.pop(mb.key, None)
+        else:
+            self._unlist(mb)
         if mb.overflow == "error":
             self.strict -= 1
         mb.closed = True
         return "closed"
 
+    def _indexed(self, mb: Mailbox) -> bool:
+        """Whether publishes reach ``mb`` directly (not through a broker)."""
+        return not (self.remote and mb.key is not None and mb.key[0] != "respond")
+
+    def _unlist(self, mb: Mailbox) -> None:
+        same = self.broadcast.get(mb.pattern)
+        if same is not None and mb in same:
+            same.remove(mb)
+            if not same:
+                del self.broadcast[mb.pattern]
+
     def add_stream(self, mb: Mailbox) -> None:
         self.index.add(mb.pattern, mb)
         self.streams.add(mb)
+        self.broadcast.setdefault(mb.pattern, []).append(mb)
         if mb.overflow == "error":
             self.strict += 1
 
-    def close_stream(self, mb: Mailbox) -> None:
-        if mb in self.streams:
+    def close_stream(self, mb: Mailbox) -> bool:
+        """Unregister a stream's mailbox; True if it was registered."""
+        registered = mb in self.streams
+        if registered:
             self.streams.discard(mb)
             self.index.remove(mb.pattern, mb)
+            self._unlist(mb)
             if mb.overflow == "error":
                 self.strict -= 1
         mb.closed = True
         mb.wake_all()
+        return registered
 
     def mailboxes(self) -> list[Mailbox]:
         """Every registered mailbox, once (streams are in both ``index`` and ``streams``)."""

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ._events import Context, Envelope, current_envelope
-from ._exceptions import BusClosed, InvalidHandler, RemoteError
+from ._exceptions import AxonbusError, BusClosed, InvalidHandler, RedeliveryExhausted, RemoteError
 from ._retry import Retry
 from ._system import Outcome
 
@@ -183,8 +183,15 @@ class Subscription:
         base: HandleNext = self._invoke
         self._call: HandleNext = handle_chain(base) if handle_chain is not None else base
         self._needs_ctx = spec.takes_ctx or handle_chain is not None
-        # nothing between the worker and the handler: no middleware, filter, timeout or offload
-        self._plain = handle_chain is None and filter is None and timeout is None and not offload
+        # nothing between the worker and the handler: no middleware, filter, timeout, offload,
+        # nor a durable's delivery count (a broker redelivery starts at attempt > 1)
+        self._plain = (
+            handle_chain is None
+            and filter is None
+            and timeout is None
+            and not offload
+            and durable is None
+        )
 
     def __repr__(self) -> str:
         extra = "".join(
@@ -308,7 +315,13 @@ class Subscription:
             if self.type_filter is not None and not isinstance(event, self.type_filter):
                 self._filtered(env)
                 return
-        attempt = 1
+        # a broker redelivery continues the count (the consumer before us crashed or gave up)
+        attempt: int = getattr(env.tracker, "attempt", 1)
+        retry = self.retry
+        if retry is not None and attempt > retry.attempts and first_error is None:
+            error: BaseException = RedeliveryExhausted(attempt, retry.attempts)
+            await self._fail(env, error, "error", attempt)
+            return
         while True:
             if first_error is not None:
                 error, first_error = first_error, None
@@ -337,9 +350,12 @@ class Subscription:
             self.failed += 1
             if kind == "timeout":
                 self.timed_out += 1
-            retry = self.retry
             if retry is not None and attempt < retry.attempts:
                 self.retried += 1
+                delay = retry.delay(attempt + 1)
+                tracker = env.tracker
+                if tracker is not None and hasattr(tracker, "defer") and tracker.defer(delay):
+                    return  # the broker redelivers after the delay, to whichever member is free
                 logger.warning(
                     "handler %s failed on event %s (topic %s, attempt %d/%d), retrying: %s: %s",
                     self.spec.qualname,
@@ -352,7 +368,7 @@ class Subscription:
                     extra=self._log_fields(env, attempt),
                 )
                 attempt += 1
-                await asyncio.sleep(retry.delay(attempt))
+                await asyncio.sleep(delay)
                 continue
             await self._fail(env, error, kind, attempt)
             return
@@ -419,14 +435,22 @@ class Subscription:
             exc_info=(type(error), error, error.__traceback__),
             extra=self._log_fields(env, attempts),
         )
-        if env.tracker is not None:
-            env.tracker.add(Outcome(self.name, kind, error=error))  # type: ignore[arg-type]
         reply = env.reply
         if reply is not None and not reply.done():
             reply.set_exception(RemoteError(type(error).__name__, str(error), topic=env.topic))
         dead = self.retry is not None or self.durable is not None
         if dead:
             self.dead_lettered += 1
-        if env.topic.startswith("$"):
-            return  # a failure while handling a system event is not published again
-        await self.bus._report_failure(self, env, error, kind, attempts, dead)
+        # a failure while handling a system event is not published again
+        if not env.topic.startswith("$"):
+            try:
+                await self.bus._report_failure(self, env, error, kind, attempts, dead)
+            except (AxonbusError, TypeError) as exc:
+                # the dead letter did not go out (broker down, payload not encodable): leave a
+                # broker delivery unacknowledged so it comes back, rather than lose it
+                logger.error("could not report the failure of event %s: %r", env.id, exc)
+                if getattr(env.tracker, "attempt", None) is not None:
+                    return
+        # last: for a broker delivery this acknowledges it, after the dead letter is out
+        if env.tracker is not None:
+            env.tracker.add(Outcome(self.name, kind, error=error))  # type: ignore[arg-type]

@@ -3,18 +3,55 @@
 A transport moves envelopes between processes. It never calls a handler: the Bus keeps all
 local dispatch (mailboxes, workers, bulkhead) and hands the transport what must leave the
 process. Each transport states in its docstring what it cannot promise.
+
+Broker transports subclass :class:`BrokerTransport`. The contract with the Bus:
+
+- **Outbound.** ``send(env, data)`` queues an encoded envelope; a writer task sends everything
+  queued in one loop tick as one batch (a pipeline). ``flush()`` waits until the broker has
+  everything sent so far. While the broker is unreachable, ``send`` waits up to
+  ``unavailable_timeout`` seconds for it, then raises :class:`ConnectionLost` (or, with
+  ``Bus(on_unavailable="log")``, logs and counts the event as lost).
+- **Plain subscriptions and streams.** The Bus dispatches its own publishes locally and calls
+  ``watch(pattern)`` / ``unwatch(pattern)`` when the first / last local mailbox on a pattern
+  comes and goes. The transport hands events published by *other* buses to
+  ``bus._receive(pattern, env)``, once per watched pattern that matches. So local subscribers
+  receive each event once, wherever it was published.
+- **Groups, durables and responders.** ``bind(mailbox, subscription)`` / ``unbind(mailbox)``
+  when the shared mailbox of a ``group=``, ``durable=`` or ``respond`` appears or goes. The
+  broker feeds it through ``bus._put(mailbox, env)``; a broker delivery that must be
+  acknowledged carries an :class:`Inbound` as its ``tracker``. Locally published events reach
+  these mailboxes only through the broker, so one member in the whole system gets each one.
 """
 
 from __future__ import annotations
 
 import abc
-from typing import TYPE_CHECKING, ClassVar
-from urllib.parse import urlsplit
+import asyncio
+import logging
+import random
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import parse_qsl, urlsplit
+
+from .._events import Envelope
+from .._exceptions import ConnectionLost, QueueFull
+from .._system import Outcome
 
 if TYPE_CHECKING:
     from .._bus import Bus
+    from .._mailbox import Mailbox
+    from .._subscription import Subscription
 
-__all__ = ["Transport", "open_transport", "register_transport"]
+__all__ = [
+    "BrokerTransport",
+    "Inbound",
+    "Transport",
+    "open_transport",
+    "register_transport",
+]
+
+logger = logging.getLogger("axonbus")
 
 
 class Transport(abc.ABC):
@@ -37,6 +74,366 @@ class Transport(abc.ABC):
         """Disconnect; called by ``Bus.close`` after local handlers finished."""
 
 
+class Inbound:
+    """The ``tracker`` of a broker delivery that must be acknowledged.
+
+    The subscription reports the delivery's final outcome here, exactly as it does to a
+    :class:`PublishResult`: handled, filtered out, or failed and dead-lettered all acknowledge
+    it; a drop does not, so the broker delivers it again. ``attempt`` is the broker's delivery
+    count (1 the first time). ``defer(delay)`` asks the broker to redeliver later instead of
+    retrying in-process; it returns False when the broker cannot do that.
+    """
+
+    __slots__ = ("_ack", "_defer", "attempt", "done", "expected")
+
+    def __init__(
+        self,
+        attempt: int,
+        ack: Callable[[], None],
+        defer: Callable[[float], None] | None = None,
+    ) -> None:
+        self.attempt = attempt
+        self.expected = 0  # kept for the PublishResult interface; nobody waits on it
+        self.done = False
+        self._ack = ack
+        self._defer = defer
+
+    def add(self, outcome: Outcome) -> None:
+        if self.done or outcome.status == "dropped":
+            return
+        self.done = True
+        self._ack()
+
+    def defer(self, delay: float) -> bool:
+        if self._defer is None or self.done:
+            return False
+        self.done = True
+        self._defer(delay)
+        return True
+
+
+def url_options(url: str) -> tuple[str, dict[str, str]]:
+    """Split ``url`` into the URL without its query and the query's options."""
+    parts = urlsplit(url)
+    options = dict(parse_qsl(parts.query, keep_blank_values=True))
+    return parts._replace(query="").geturl(), options
+
+
+def float_option(options: dict[str, str], key: str, default: float) -> float:
+    raw = options.pop(key, None)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"URL option {key}={raw!r} must be a number") from None
+    if value < 0:
+        raise ValueError(f"URL option {key}={raw!r} must be >= 0")
+    return value
+
+
+def int_option(options: dict[str, str], key: str, default: int) -> int:
+    value = float_option(options, key, default)
+    if value != int(value):
+        raise ValueError(f"URL option {key}={value!r} must be a whole number")
+    return int(value)
+
+
+def backoff_delays(first: float = 0.05, cap: float = 2.0) -> Any:
+    """Exponential reconnect delays with full jitter: 0.05 s doubling up to ``cap``."""
+    delay = first
+    while True:
+        yield random.uniform(delay / 2, delay)
+        delay = min(delay * 2, cap)
+
+
+class BrokerTransport(Transport):
+    """Shared machinery of broker transports: the outbox, its writer, and outage handling.
+
+    A subclass implements :meth:`_connect` and :meth:`_write`, plus the subscription hooks.
+    Common URL options: ``unavailable_timeout`` (seconds a publish waits for a lost broker,
+    default 5) and ``outbox`` (operations queued before publishers wait, default 10,000).
+    """
+
+    #: driver exceptions that mean "the connection is gone", set by each subclass
+    connection_errors: ClassVar[tuple[type[BaseException], ...]] = (ConnectionError, OSError)
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.address, self.options = url_options(url)
+        self.unavailable_timeout = float_option(self.options, "unavailable_timeout", 5.0)
+        self.outbox_size = int_option(self.options, "outbox", 10_000)
+        if self.outbox_size < 1:
+            raise ValueError("URL option outbox must be >= 1")
+        self.bus: Bus | None = None
+        self.connected = False
+        self.lost_publishes = 0  # with on_unavailable="log": publishes given up on
+        self._outbox: deque[Any] = deque()
+        self._queued = 0  # operations ever queued
+        self._written = 0  # operations the broker has confirmed
+        self._flushers: list[tuple[int, asyncio.Future[None]]] = []
+        self._wakeup: asyncio.Future[None] | None = None
+        self._room: list[asyncio.Future[None]] = []
+        self._up: asyncio.Event | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._readers: set[asyncio.Task[Any]] = set()
+        self.receiving = True  # False once the bus closes: no new deliveries are fetched
+        self._closing = False
+
+    def __repr__(self) -> str:
+        state = "connected" if self.connected else "disconnected"
+        return f"<{type(self).__name__} {self.address} {state}>"
+
+    # -- what a subclass implements ------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def _connect(self) -> None:
+        """(Re)connect and restore every subscription; raise a connection error on failure."""
+
+    @abc.abstractmethod
+    async def _write(self, batch: list[Any]) -> None:
+        """Send a batch of outbox operations; raise a connection error if it did not go."""
+
+    @abc.abstractmethod
+    async def _disconnect(self) -> None:
+        """Release every connection (close, or after a failure); never raises."""
+
+    @abc.abstractmethod
+    def watch(self, pattern: str) -> None:
+        """Start receiving other buses' events on ``pattern`` (first local mailbox on it)."""
+
+    @abc.abstractmethod
+    def unwatch(self, pattern: str) -> None:
+        """Stop receiving ``pattern`` (its last local mailbox went)."""
+
+    @abc.abstractmethod
+    def bind(self, mailbox: Mailbox, subscription: Subscription) -> None:
+        """Start feeding a group, durable or responder mailbox from the broker."""
+
+    @abc.abstractmethod
+    def unbind(self, mailbox: Mailbox) -> None:
+        """Stop feeding ``mailbox`` (a durable's position stays on the broker)."""
+
+    @abc.abstractmethod
+    async def request(self, env: Envelope, data: bytes, timeout: float | None) -> Any:
+        """Send a request to one responder anywhere and return its decoded reply."""
+
+    def publish_op(self, env: Envelope, data: bytes) -> Any:
+        """The outbox operation that publishes ``env`` (subclasses may add fields)."""
+        return ("pub", env.topic, data)
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def start(self, bus: Bus) -> None:
+        self.bus = bus
+        self._up = asyncio.Event()
+        try:
+            await asyncio.wait_for(self._connect(), self.unavailable_timeout or None)
+        except (TimeoutError, *self.connection_errors) as exc:  # type: ignore[misc]
+            await self._disconnect()
+            reason = str(exc) or type(exc).__name__
+            raise ConnectionLost(f"cannot reach {self.address}: {reason}") from exc
+        self._set_connected(True)
+        self._writer = self.spawn(self._write_loop(), "writer")
+
+    async def close(self) -> None:
+        if self._up is None:
+            return
+        try:
+            await asyncio.wait_for(self.flush(), self.unavailable_timeout or None)
+        except (TimeoutError, ConnectionLost):
+            logger.warning(
+                "%s: %d queued operations not sent before close", self, len(self._outbox)
+            )
+        self._closing = True
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._disconnect()
+        self._set_connected(False)
+        self._fail_waiters(ConnectionLost(f"{self.address}: the bus closed"))
+
+    def spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
+        """A background task owned by the transport: cancelled at close, failures logged."""
+        task = asyncio.get_running_loop().create_task(coro, name=f"axonbus:{self.scheme}:{name}")
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def spawn_reader(self, coro: Any, name: str) -> asyncio.Task[Any]:
+        """A task that fetches deliveries; :meth:`stop_receiving` cancels it."""
+        task = self.spawn(coro, name)
+        self._readers.add(task)
+        task.add_done_callback(self._readers.discard)
+        return task
+
+    async def stop_receiving(self) -> None:
+        """Fetch nothing more from the broker (the bus is closing and drains what it has)."""
+        self.receiving = False
+        readers = list(self._readers)
+        for task in readers:
+            task.cancel()
+        await asyncio.gather(*readers, return_exceptions=True)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            logger.error("%s: task %s crashed: %r", self, task.get_name(), exc, exc_info=exc)
+
+    # -- outbound ------------------------------------------------------------------------------
+
+    async def send(self, op: Any) -> None:
+        """Queue ``op`` for the writer; waits while the outbox is full or the broker is down."""
+        if self.connected and len(self._outbox) < self.outbox_size:
+            self._push(op)
+            return
+        try:
+            await asyncio.wait_for(self._wait_room(), self.unavailable_timeout or None)
+        except TimeoutError:
+            self._unavailable(op)
+            return
+        self._push(op)
+
+    def send_nowait(self, op: Any) -> None:
+        """Queue ``op`` without waiting: :class:`QueueFull` or :class:`ConnectionLost` instead."""
+        if not self.connected:
+            self._unavailable(op)
+            return
+        if len(self._outbox) >= self.outbox_size:
+            raise QueueFull(f"{self.scheme} outbox", self.outbox_size)
+        self._push(op)
+
+    def send_control(self, op: Any) -> None:
+        """Queue an internal operation (an ack, a registration): never refused, never waits."""
+        self._push(op)
+
+    def _push(self, op: Any) -> None:
+        self._outbox.append(op)
+        self._queued += 1
+        wake = self._wakeup
+        if wake is not None and not wake.done():
+            wake.set_result(None)
+
+    async def _wait_room(self) -> None:
+        assert self._up is not None
+        while not (self.connected and len(self._outbox) < self.outbox_size):
+            if self._closing:
+                raise ConnectionLost(f"{self.address}: the bus is closing")
+            if not self.connected:
+                await self._up.wait()
+                continue
+            fut = asyncio.get_running_loop().create_future()
+            self._room.append(fut)
+            await fut
+
+    def _unavailable(self, op: Any) -> None:
+        bus = self.bus
+        if bus is not None and bus.on_unavailable == "log":
+            self.lost_publishes += 1
+            logger.warning(
+                "%s: broker unreachable, publish on %r not sent (%d lost so far)",
+                self,
+                op[1] if isinstance(op, tuple) and len(op) > 1 else op,
+                self.lost_publishes,
+            )
+            return
+        state = "unreachable" if not self.connected else "not keeping up (outbox full)"
+        raise ConnectionLost(
+            f"{self.address} {state} for {self.unavailable_timeout}s; the event was not sent"
+        )
+
+    async def flush(self) -> None:
+        """Wait until the broker has confirmed every operation queued so far."""
+        target = self._queued
+        if self._written >= target:
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._flushers.append((target, fut))
+        await fut
+
+    async def _write_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        outbox = self._outbox
+        while True:
+            if not outbox:
+                self._wakeup = loop.create_future()
+                await self._wakeup
+                self._wakeup = None
+                continue
+            batch = list(outbox)  # everything queued in the last loop tick(s): one pipeline
+            try:
+                await self._write(batch)
+            except self.connection_errors as exc:
+                await self._outage(exc)  # the batch stays queued; sent again once reconnected
+                continue
+            for _ in batch:
+                outbox.popleft()
+            self._written += len(batch)
+            self._wake_room()
+            self._wake_flushers()
+
+    def _wake_room(self) -> None:
+        while self._room and len(self._outbox) < self.outbox_size:
+            fut = self._room.pop(0)
+            if not fut.done():
+                fut.set_result(None)
+
+    def _wake_flushers(self) -> None:
+        if not self._flushers:
+            return
+        still: list[tuple[int, asyncio.Future[None]]] = []
+        for target, fut in self._flushers:
+            if self._written >= target:
+                if not fut.done():
+                    fut.set_result(None)
+            else:
+                still.append((target, fut))
+        self._flushers = still
+
+    def _fail_waiters(self, exc: BaseException) -> None:
+        for _, fut in self._flushers:
+            if not fut.done():
+                fut.set_exception(exc)
+        self._flushers = []
+        for fut in self._room:
+            if not fut.done():
+                fut.set_exception(exc)
+        self._room = []
+
+    # -- outages -------------------------------------------------------------------------------
+
+    def _set_connected(self, up: bool) -> None:
+        self.connected = up
+        assert self._up is not None
+        if up:
+            self._up.set()
+        else:
+            self._up.clear()
+
+    async def _outage(self, exc: BaseException) -> None:
+        """Called by whoever notices the broker is gone: reconnect with backoff, once."""
+        if not self.connected:
+            await self._up.wait()  # type: ignore[union-attr]  # another task is reconnecting
+            return
+        self._set_connected(False)
+        logger.warning("%s: connection lost (%r); reconnecting", self, exc)
+        await self._disconnect()
+        for delay in backoff_delays():
+            await asyncio.sleep(delay)
+            try:
+                await asyncio.wait_for(self._connect(), max(self.unavailable_timeout, 1.0))
+            except (TimeoutError, *self.connection_errors) as again:  # type: ignore[misc]
+                logger.debug("%s: reconnect failed: %r", self, again)
+                await self._disconnect()
+                continue
+            break
+        logger.warning("%s: reconnected", self)
+        self._set_connected(True)
+        self._wake_room()
+
+
 _REGISTRY: dict[str, type[Transport]] = {}
 
 
@@ -51,8 +448,19 @@ def open_transport(url: str) -> Transport:
     if not isinstance(url, str) or "://" not in url:
         raise ValueError(f"bus URL must look like 'scheme://...', got {url!r}")
     scheme = urlsplit(url).scheme
+    if scheme in _LAZY and scheme not in _REGISTRY:
+        __import__(_LAZY[scheme], fromlist=["_"])  # the driver is imported only when used
     cls = _REGISTRY.get(scheme)
     if cls is None:
-        known = ", ".join(f"{s}://" for s in sorted(_REGISTRY))
+        known = ", ".join(f"{s}://" for s in sorted({*_REGISTRY, *_LAZY}))
         raise ValueError(f"no transport for {scheme}:// (available: {known})")
     return cls(url)
+
+
+# transports whose driver is an optional dependency: imported on first use of their scheme
+_LAZY: dict[str, str] = {
+    "redis": "axonbus.transports.redis",
+    "rediss": "axonbus.transports.redis",
+    "nats": "axonbus.transports.nats",
+    "tls": "axonbus.transports.nats",
+}
