@@ -197,7 +197,10 @@ class BrokerTransport(Transport):
 
     @abc.abstractmethod
     async def _disconnect(self) -> None:
-        """Release every connection (close, or after a failure); never raises."""
+        """Release every connection and stop the readers (at close or after a failure).
+
+        Never raises. Runs in its own task, so it may cancel and await every reader.
+        """
 
     @abc.abstractmethod
     def watch(self, pattern: str) -> None:
@@ -412,13 +415,21 @@ class BrokerTransport(Transport):
         else:
             self._up.clear()
 
-    async def _outage(self, exc: BaseException) -> None:
-        """Called by whoever notices the broker is gone: reconnect with backoff, once."""
-        if not self.connected:
-            await self._up.wait()  # type: ignore[union-attr]  # another task is reconnecting
+    def lost(self, exc: BaseException) -> None:
+        """Whoever notices the broker is gone calls this; one task then reconnects."""
+        if not self.connected or self._closing:
             return
         self._set_connected(False)
         logger.warning("%s: connection lost (%r); reconnecting", self, exc)
+        self.spawn(self._reconnect(), "reconnect")
+
+    async def _outage(self, exc: BaseException) -> None:
+        """:meth:`lost`, then wait until the broker is back."""
+        self.lost(exc)
+        assert self._up is not None
+        await self._up.wait()
+
+    async def _reconnect(self) -> None:
         await self._disconnect()
         for delay in backoff_delays():
             await asyncio.sleep(delay)

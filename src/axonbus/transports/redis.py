@@ -1,0 +1,615 @@
+"""``redis://``: many processes on one Redis, through redis-py (asyncio).
+
+>>> async with Bus("redis://127.0.0.1:6379/0", name="assistant") as bus: ...
+
+How each kind of subscription travels:
+
+- plain subscriptions and streams: pub/sub on channels ``{bus}/{topic}`` (``PSUBSCRIBE`` with a
+  glob per pattern; globs are looser than ``*``/``>``, so every match is checked again here).
+  At most once: a subscriber that is disconnected when an event is published misses it.
+- ``group=`` and ``durable=``: a stream per group or durable name (``{bus}:group:{name}:{pattern}``,
+  ``{bus}:durable:{name}``) read with ``XREADGROUP``. The publish script appends each event to
+  every stream whose pattern matches, on the server, so a subscription registered anywhere is
+  never missed. Groups read with ``NOACK`` (at most once); durables acknowledge with ``XACK``
+  after the handler succeeded or the event was dead-lettered. Entries a crashed consumer left
+  pending are taken over with ``XAUTOCLAIM`` after ``claim_idle`` seconds; the delivery count
+  comes from ``XPENDING``, and past the retry budget the event is dead-lettered.
+- ``request`` / ``respond``: requests go through a list per responder pattern (load-balanced
+  across processes, ``BRPOP``); replies come back on the requester's own channel
+  ``{bus}:reply:{id}``.
+- Publishes queued in one loop tick go to Redis as one pipeline.
+
+URL options (query string), besides redis-py's own: ``maxlen`` (entries kept per stream,
+approximate, default 100,000), ``max_age`` (seconds; trims by age instead of length),
+``claim_idle`` (seconds before a pending entry of another consumer is taken over, default 30),
+``unavailable_timeout`` (default 5) and ``outbox`` (default 10,000).
+
+What it cannot promise: Redis without AOF (``appendonly yes``) loses every stream, pending entry
+and registration on restart, and even with AOF the default ``appendfsync everysec`` can lose the
+last second; groups and plain subscriptions are at most once; trimming by ``maxlen``/``max_age``
+discards entries no consumer has read yet. A standalone Redis is assumed (the scripts build keys
+from the bus name).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import urlencode, urlsplit
+
+from .._events import Envelope
+from .._exceptions import ConnectionLost, DecodeError, NoResponders, RemoteError, RequestTimeout
+from .._topics import match
+from . import _redis_lua
+from .base import BrokerTransport, Inbound, float_option, int_option, register_transport
+
+try:
+    import redis.asyncio as aioredis
+    from redis import exceptions as rexc
+    from redis.asyncio.retry import Retry as RedisRetry
+    from redis.backoff import NoBackoff
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    raise ImportError(
+        "the redis:// transport needs redis-py: pip install 'axonbus[redis]'"
+    ) from exc
+
+if TYPE_CHECKING:
+    from .._bus import Bus
+    from .._mailbox import Mailbox
+    from .._subscription import Subscription
+
+__all__ = ["RedisTransport"]
+
+logger = logging.getLogger("axonbus")
+
+GROUP = "axonbus"  # the consumer group on every stream: one stream per axonbus group/durable
+BLOCK_MS = 1000  # how long a blocking read waits before looking around (closing, room...)
+RESPONDER_TTL = 10.0  # seconds a responder registration lives without a heartbeat
+FETCH = 256  # most entries fetched at once
+
+
+def _glob(pattern: str) -> str:
+    """A Redis glob matching at least every topic of ``pattern`` (checked again on receipt)."""
+    out = []
+    for tok in pattern.split("."):
+        if tok in ("*", ">"):
+            out.append("*")
+        else:
+            out.append("".join("\\" + c if c in "*?[]\\" else c for c in tok))
+    return ".".join(out)
+
+
+def _redacted(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    user = f"{parts.username}:" if parts.username else ":"
+    return parts._replace(netloc=f"{user}***@{host}{port}").geturl()
+
+
+@dataclass(eq=False)
+class _Queue:
+    """A group or durable mailbox fed from its stream."""
+
+    mailbox: Mailbox
+    stream: str
+    durable: bool
+    task: asyncio.Task[Any] | None = None
+    # entry ids handed to the mailbox and not yet acknowledged: a claim must not hand them
+    # over a second time while they wait in our own queue
+    inflight: set[bytes] = field(default_factory=set)
+
+
+@dataclass(eq=False)
+class _Responders:
+    mailbox: Mailbox
+    queue: str  # the list requests for this pattern are pushed on
+
+
+@register_transport
+class RedisTransport(BrokerTransport):
+    scheme = "redis"
+    connection_errors: ClassVar[tuple[type[BaseException], ...]] = (
+        rexc.ConnectionError,
+        rexc.TimeoutError,
+        ConnectionError,
+        OSError,
+    )
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.maxlen = int_option(self.options, "maxlen", 100_000)
+        self.max_age = float_option(self.options, "max_age", 0.0)
+        self.claim_idle = float_option(self.options, "claim_idle", 30.0)
+        parts = urlsplit(self.address)
+        self._redis_url = parts._replace(query=urlencode(self.options)).geturl()
+        self.address = _redacted(self.address)  # what logs and reprs show
+        self.instance = secrets.token_hex(8)  # 16 chars: the origin tag on pub/sub messages
+        self._origin = self.instance.encode()
+        self.prefix = "axonbus"
+        self._client: aioredis.Redis | None = None
+        self._pubsub: Any = None
+        self._shas: dict[str, str] = {}
+        self._watched: dict[str, int] = {}  # pattern -> local mailboxes on it
+        self._globs: dict[str, set[str]] = {}  # glob -> patterns it stands for
+        self._subscribing: dict[str, asyncio.Future[None]] = {}  # channel/glob -> confirmation
+        self._queues: dict[int, _Queue] = {}  # id(mailbox) -> queue
+        self._responders: dict[str, _Responders] = {}  # pattern -> local responders
+        self._replies: dict[str, asyncio.Future[Any]] = {}  # request id -> reply
+        self._reply_channel = ""
+        # operations queued up to the last registration: a request waits for them to be sent
+        self._registered_upto = 0
+
+    # -- connection ----------------------------------------------------------------------------
+
+    async def start(self, bus: Bus) -> None:
+        self.prefix = bus.name
+        self._reply_channel = f"{self.prefix}:reply:{self.instance}"
+        await super().start(bus)
+
+    async def _connect(self) -> None:
+        client = aioredis.Redis.from_url(
+            self._redis_url,
+            socket_timeout=max(5.0, self.unavailable_timeout),
+            socket_connect_timeout=self.unavailable_timeout or None,
+            retry=RedisRetry(NoBackoff(), 0),  # fail fast: outages are handled here, once
+        )
+        self._client = client
+        await client.ping()
+        for name in ("PUBLISH", "REQUEST"):
+            self._shas[name] = await client.script_load(getattr(_redis_lua, name))
+        pubsub = client.pubsub()
+        self._pubsub = pubsub
+        await pubsub.subscribe(self._reply_channel)
+        if self._globs:
+            await pubsub.psubscribe(*(f"{self.prefix}/{glob}" for glob in self._globs))
+        self._confirm_subscriptions()  # all (re)subscribed just now
+        self.spawn_reader(self._listen(pubsub), "pubsub")
+        if not self.receiving:
+            return
+        for queue in self._queues.values():
+            queue.task = self.spawn_reader(self._consume(queue), f"consume:{queue.stream}")
+        if self._responders:
+            self.spawn_reader(self._serve(), "respond")
+
+    async def _disconnect(self) -> None:
+        current = asyncio.current_task()
+        readers = [t for t in self._readers if t is not current]
+        for task in readers:
+            task.cancel()
+        await asyncio.gather(*readers, return_exceptions=True)
+        pubsub, self._pubsub = self._pubsub, None
+        client, self._client = self._client, None
+        for closing in (pubsub, client):
+            if closing is not None:
+                try:
+                    await closing.aclose()
+                except Exception as exc:  # the connection is already broken: nothing to do
+                    logger.debug("%s: error while closing: %r", self, exc)
+
+    async def stop_receiving(self) -> None:
+        await super().stop_receiving()
+        # the listener is gone, so no confirmation will come; nobody needs one any more
+        self._confirm_subscriptions()
+
+    def _confirm_subscriptions(self) -> None:
+        for fut in self._subscribing.values():
+            if not fut.done():
+                fut.set_result(None)
+        self._subscribing.clear()
+
+    async def close(self) -> None:
+        await super().close()
+        self._confirm_subscriptions()
+        for fut in self._replies.values():
+            if not fut.done():
+                fut.set_exception(ConnectionLost(f"{self.address}: the bus closed"))
+
+    async def flush(self) -> None:
+        """Wait until Redis has every publish, acknowledgement and registration made so far."""
+        await super().flush()
+        pending = [f for f in self._subscribing.values() if not f.done()]
+        if pending:
+            await asyncio.gather(*(asyncio.shield(f) for f in pending))
+
+    # -- outbound ------------------------------------------------------------------------------
+
+    async def _write(self, batch: list[Any]) -> None:
+        client = self._client
+        if client is None:
+            raise rexc.ConnectionError("not connected")
+        sha = self._shas["PUBLISH"]
+        pipe = client.pipeline(transaction=False)
+        for op in batch:
+            kind = op[0]
+            if kind == "pub":
+                pipe.evalsha(
+                    sha, 0, self.prefix, op[1], op[2], self._origin, self.maxlen,
+                    int(self.max_age * 1000),
+                )  # fmt: skip
+            elif kind == "ack":
+                pipe.xack(op[1], GROUP, op[2])
+            elif kind == "reply":
+                pipe.publish(op[1], op[2])
+            elif kind == "register":
+                pipe.xgroup_create(op[1], GROUP, id="0", mkstream=True)
+                pipe.hset(f"{self.prefix}:bindings", op[1], op[2])
+            elif kind == "respond":
+                pipe.hset(f"{self.prefix}:responders", op[1], op[2])
+            else:  # "unrespond"
+                pipe.hdel(f"{self.prefix}:responders", op[1])
+        results = await pipe.execute(raise_on_error=False)
+        retry = []
+        ops = [op for op in batch for _ in range(2 if op[0] == "register" else 1)]
+        for op, result in zip(ops, results, strict=True):
+            if isinstance(result, rexc.ResponseError) and "BUSYGROUP" in str(result):
+                continue  # the group exists: registering is idempotent
+            if isinstance(result, rexc.NoScriptError):
+                retry.append(op)  # Redis restarted and forgot the script: load it again
+            elif isinstance(result, self.connection_errors):
+                raise result
+            elif isinstance(result, Exception):
+                logger.error("%s: Redis refused %s on %r: %r", self, op[0], op[1], result)
+        if retry:
+            self._shas["PUBLISH"] = await client.script_load(_redis_lua.PUBLISH)
+            await self._write(retry)
+
+    # -- plain subscriptions: pub/sub --------------------------------------------------------
+
+    def watch(self, pattern: str) -> None:
+        count = self._watched.get(pattern, 0)
+        self._watched[pattern] = count + 1
+        if count:
+            return
+        glob = _glob(pattern)
+        patterns = self._globs.setdefault(glob, set())
+        patterns.add(pattern)
+        if len(patterns) == 1 and self._pubsub is not None and self.connected:
+            channel = f"{self.prefix}/{glob}"
+            self._subscribing[channel] = asyncio.get_running_loop().create_future()
+            self.spawn(self._pubsub.psubscribe(channel), "psubscribe")
+
+    def unwatch(self, pattern: str) -> None:
+        count = self._watched.get(pattern, 0) - 1
+        if count > 0:
+            self._watched[pattern] = count
+            return
+        self._watched.pop(pattern, None)
+        glob = _glob(pattern)
+        patterns = self._globs.get(glob)
+        if patterns is None:
+            return
+        patterns.discard(pattern)
+        if not patterns:
+            del self._globs[glob]
+            if self._pubsub is not None and self.connected:
+                channel = f"{self.prefix}/{glob}"
+                self.spawn(self._pubsub.punsubscribe(channel), "punsubscribe")
+
+    async def _listen(self, pubsub: Any) -> None:
+        bus = self.bus
+        assert bus is not None
+        decode = bus._codec.decode
+        origin = self._origin
+        n = len(origin)
+        skip = len(self.prefix) + 1  # "{bus}/" in front of every glob
+        quiet_since = time.monotonic()
+        pinged = False
+        try:
+            while True:
+                msg = await pubsub.get_message(timeout=1.0)
+                if msg is None:
+                    # a silent connection may be a dead one (half-open): ask, and give up if
+                    # not even the PING is answered
+                    idle = time.monotonic() - quiet_since
+                    if idle > 3.0 and not pinged:
+                        await pubsub.ping()
+                        pinged = True
+                    elif idle > 3.0 + max(5.0, self.unavailable_timeout):
+                        raise rexc.TimeoutError("pub/sub connection silent; PING unanswered")
+                    continue
+                quiet_since = time.monotonic()
+                pinged = False
+                kind = msg["type"]
+                if kind == "pmessage":
+                    data = msg["data"]
+                    if data[:n] == origin:
+                        continue  # our own publish: delivered locally already
+                    try:
+                        env = decode(data[n:])
+                    except DecodeError as exc:
+                        logger.error("%s: undecodable message on %r: %s", self, msg["channel"], exc)
+                        continue
+                    glob = msg["pattern"].decode()[skip:]
+                    for pattern in tuple(self._globs.get(glob, ())):
+                        if match(pattern, env.topic):
+                            await bus._receive(pattern, env)
+                elif kind == "message":
+                    self._on_reply(msg["data"])
+                elif kind in ("psubscribe", "subscribe"):
+                    fut = self._subscribing.pop(msg["channel"].decode(), None)
+                    if fut is not None and not fut.done():
+                        fut.set_result(None)
+        except self.connection_errors as exc:
+            self.lost(exc)
+
+    # -- groups and durables: streams ----------------------------------------------------------
+
+    def bind(self, mailbox: Mailbox, subscription: Subscription) -> None:
+        key = mailbox.key
+        assert key is not None
+        if key[0] == "respond":
+            self._bind_responder(mailbox)
+            return
+        if key[0] == "durable":
+            stream = f"{self.prefix}:durable:{key[1]}"
+        else:
+            stream = f"{self.prefix}:group:{key[2]}:{mailbox.pattern}"
+        queue = _Queue(mailbox, stream, durable=key[0] == "durable")
+        self._queues[id(mailbox)] = queue
+        # through the outbox, so this bus's next publish is appended after the group exists
+        self._register_op(("register", stream, mailbox.pattern))
+        if self.connected and self.receiving:
+            queue.task = self.spawn_reader(self._consume(queue), f"consume:{stream}")
+
+    def unbind(self, mailbox: Mailbox) -> None:
+        key = mailbox.key
+        if key is not None and key[0] == "respond":
+            self._responders.pop(mailbox.pattern, None)
+            self._register_op(("unrespond", f"{self.instance}\n{mailbox.pattern}"))
+            return
+        queue = self._queues.pop(id(mailbox), None)
+        if queue is not None and queue.task is not None:
+            queue.task.cancel()  # fetched entries stay pending: redelivered later
+
+    def _register_op(self, op: tuple[Any, ...]) -> None:
+        self.send_control(op)
+        self._registered_upto = self._queued
+
+    async def _register(self, queue: _Queue) -> None:
+        """Create the stream's group and binding (again: after a reconnect it may be gone)."""
+        client = self._client
+        assert client is not None
+        try:
+            await client.xgroup_create(queue.stream, GROUP, id="0", mkstream=True)
+        except rexc.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        await client.hset(f"{self.prefix}:bindings", queue.stream, queue.mailbox.pattern)
+
+    async def _consume(self, queue: _Queue) -> None:
+        bus = self.bus
+        assert bus is not None
+        mb = queue.mailbox
+        claim_at = 0.0
+        try:
+            await self._register(queue)
+            while True:
+                client = self._client
+                assert client is not None
+                room = max(1, min(FETCH, mb.maxsize - len(mb.queue)))
+                entries: list[tuple[bytes, dict[bytes, bytes]]] = []
+                counts: dict[bytes, int] = {}
+                if queue.durable and time.monotonic() >= claim_at:
+                    claim_at = time.monotonic() + max(self.claim_idle / 2, 0.05)
+                    entries, counts = await self._claim(client, queue, room)
+                    entries = [e for e in entries if e[0] not in queue.inflight]
+                if not entries:
+                    reply: Any = await client.xreadgroup(
+                        GROUP, self.instance, {queue.stream: ">"}, count=room,
+                        block=BLOCK_MS, noack=not queue.durable,
+                    )  # fmt: skip
+                    if reply:
+                        entries = reply[0][1]
+                for entry_id, fields in entries:
+                    if not await self._hand_over(queue, entry_id, fields, counts.get(entry_id, 1)):
+                        return  # the mailbox closed: what is left stays pending
+        except rexc.ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            # the stream or its group vanished (flushed, or a Redis restart without AOF):
+            # register again rather than loop on the error
+            logger.warning("%s: stream %s lost its group; recreating it", self, queue.stream)
+            queue.task = self.spawn_reader(self._consume(queue), f"consume:{queue.stream}")
+        except self.connection_errors as exc:
+            self.lost(exc)
+
+    async def _claim(
+        self, client: Any, queue: _Queue, count: int
+    ) -> tuple[list[tuple[bytes, dict[bytes, bytes]]], dict[bytes, int]]:
+        """Take over entries other consumers left pending for ``claim_idle``; their counts."""
+        idle_ms = int(self.claim_idle * 1000)
+        _next, claimed, *_ = await client.xautoclaim(
+            queue.stream, GROUP, self.instance, idle_ms, start_id="0-0", count=count
+        )
+        claimed = [(i, f) for i, f in claimed if f is not None]
+        if not claimed:
+            return [], {}
+        pending = await client.xpending_range(
+            queue.stream, GROUP, min=claimed[0][0], max=claimed[-1][0], count=len(claimed) * 2,
+            consumername=self.instance,
+        )  # fmt: skip
+        counts = {p["message_id"]: int(p["times_delivered"]) for p in pending}
+        return claimed, counts
+
+    async def _hand_over(
+        self, queue: _Queue, entry_id: bytes, fields: dict[bytes, bytes], attempt: int
+    ) -> bool:
+        bus = self.bus
+        assert bus is not None
+        try:
+            env = bus._codec.decode(fields[b"d"])
+        except (DecodeError, KeyError) as exc:
+            logger.error("%s: undecodable entry %s in %s: %r", self, entry_id, queue.stream, exc)
+            if queue.durable:
+                self.send_control(("ack", queue.stream, entry_id))  # never decodable: drop it
+            return True
+        if queue.durable:
+            queue.inflight.add(entry_id)
+            inbound = Inbound(attempt, self._acker(queue, entry_id))
+            env.tracker = inbound  # type: ignore[assignment]
+        return await bus._put(queue.mailbox, env)
+
+    def _acker(self, queue: _Queue, entry_id: bytes) -> Callable[[], None]:
+        def ack() -> None:
+            queue.inflight.discard(entry_id)
+            self.send_control(("ack", queue.stream, entry_id))
+
+        return ack
+
+    # -- request / reply -----------------------------------------------------------------------
+
+    def _bind_responder(self, mailbox: Mailbox) -> None:
+        first = not self._responders
+        self._responders[mailbox.pattern] = _Responders(
+            mailbox, f"{self.prefix}:rpc:{mailbox.pattern}"
+        )
+        expiry = int((time.time() + RESPONDER_TTL) * 1000)
+        self._register_op(("respond", f"{self.instance}\n{mailbox.pattern}", expiry))
+        if first and self.connected and self.receiving:
+            self.spawn_reader(self._serve(), "respond")
+
+    async def _heartbeat(self, client: Any) -> None:
+        expiry = int((time.time() + RESPONDER_TTL) * 1000)
+        mapping = {f"{self.instance}\n{p}": expiry for p in self._responders}
+        if mapping:
+            await client.hset(f"{self.prefix}:responders", mapping=mapping)
+
+    async def _serve(self) -> None:
+        """Pop requests for every local responder pattern, while its mailbox has room."""
+        bus = self.bus
+        assert bus is not None
+        beat_at = 0.0
+        try:
+            while self._responders:
+                client = self._client
+                assert client is not None
+                if time.monotonic() >= beat_at:
+                    await self._heartbeat(client)
+                    beat_at = time.monotonic() + RESPONDER_TTL / 3
+                keys = [r.queue for r in self._responders.values() if r.mailbox.has_room()]
+                if not keys:
+                    await asyncio.sleep(0.01)
+                    continue
+                popped: Any = await client.brpop(keys, timeout=BLOCK_MS / 1000)
+                if popped is None:
+                    continue
+                key, frame = popped
+                pattern = key.decode().removeprefix(f"{self.prefix}:rpc:")
+                responders = self._responders.get(pattern)
+                if responders is not None:
+                    await self._handle_request(responders.mailbox, frame)
+        except self.connection_errors as exc:
+            self.lost(exc)
+
+    async def _handle_request(self, mailbox: Mailbox, frame: bytes) -> None:
+        bus = self.bus
+        assert bus is not None
+        try:
+            channel, request_id, deadline, data = frame.split(b"\n", 3)
+            env = bus._codec.decode(data)
+        except (ValueError, DecodeError) as exc:
+            logger.error("%s: undecodable request: %r", self, exc)
+            return
+        if deadline and float(deadline) < time.time():
+            return  # the requester has given up already
+        reply: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        env.reply = reply
+        reply.add_done_callback(lambda f: self._send_reply(channel, request_id, env, f))
+        if not await bus._put(mailbox, env) and not reply.done():
+            reply.set_exception(ConnectionLost("the responder closed before handling the request"))
+
+    def _send_reply(
+        self, channel: bytes, request_id: bytes, request: Envelope, fut: asyncio.Future[Any]
+    ) -> None:
+        bus = self.bus
+        assert bus is not None
+        if fut.cancelled():
+            status, body = b"err", b"CancelledError\nthe request was cancelled"
+        elif fut.exception() is not None:
+            exc = fut.exception()
+            if isinstance(exc, RemoteError):
+                kind, text = exc.remote_type, exc.remote_message
+            else:
+                kind, text = type(exc).__name__, str(exc)
+            status, body = b"err", f"{kind}\n{text}".encode()
+        else:
+            try:
+                body = bus._codec.encode(Envelope(request.topic, fut.result()))
+                status = b"ok"
+            except (TypeError, ValueError) as exc:
+                status, body = b"err", f"TypeError\ncannot encode the reply: {exc}".encode()
+        self.send_control(("reply", channel, request_id + b"\n" + status + b"\n" + body))
+
+    def _on_reply(self, data: bytes) -> None:
+        try:
+            request_id, status, body = data.split(b"\n", 2)
+        except ValueError:
+            logger.error("%s: malformed reply frame", self)
+            return
+        fut = self._replies.pop(request_id.decode(), None)
+        if fut is None or fut.done():
+            return  # timed out already
+        if status == b"ok":
+            bus = self.bus
+            assert bus is not None
+            try:
+                fut.set_result(bus._codec.decode(body).event)
+            except DecodeError as exc:
+                fut.set_exception(exc)
+        else:
+            kind, _, text = body.decode(errors="replace").partition("\n")
+            fut.set_exception(RemoteError(kind, text))
+
+    async def request(self, env: Envelope, data: bytes, timeout: float | None) -> Any:
+        bus = self.bus
+        assert bus is not None
+        if not self.connected:
+            try:
+                await asyncio.wait_for(self._wait_room(), self.unavailable_timeout or None)
+            except TimeoutError:
+                raise ConnectionLost(f"{self.address} unreachable; request not sent") from None
+        if self._written < self._registered_upto:
+            await super().flush()  # our own responders must be registered before we ask
+        client = self._client
+        assert client is not None
+        request_id = env.id
+        deadline = b"" if timeout is None else str(time.time() + timeout).encode()
+        frame = b"\n".join((self._reply_channel.encode(), request_id.encode(), deadline, data))
+        loop = asyncio.get_running_loop()
+        reply: asyncio.Future[Any] = loop.create_future()
+        self._replies[request_id] = reply
+        if timeout is not None:
+            bus._deadlines.watch(reply, loop.time() + timeout, env.topic, timeout)
+        try:
+            try:
+                pattern = await client.evalsha(
+                    self._shas["REQUEST"], 0, self.prefix, env.topic, frame
+                )
+            except rexc.NoScriptError:
+                self._shas["REQUEST"] = await client.script_load(_redis_lua.REQUEST)
+                pattern = await client.evalsha(
+                    self._shas["REQUEST"], 0, self.prefix, env.topic, frame
+                )
+            except self.connection_errors as exc:
+                self.lost(exc)
+                raise ConnectionLost(f"{self.address}: request not sent: {exc}") from exc
+            if not pattern:
+                raise NoResponders(env.topic)
+            try:
+                return await reply
+            except RemoteError as exc:
+                raise RemoteError(exc.remote_type, exc.remote_message, topic=env.topic) from None
+            except RequestTimeout:
+                raise
+        finally:
+            self._replies.pop(request_id, None)
+            if timeout is not None:
+                bus._deadlines.forget(reply)
