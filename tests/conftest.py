@@ -4,6 +4,12 @@ import logging
 from collections.abc import AsyncIterator
 
 import pytest
+from tests.support.fixtures import (  # noqa: F401  (registers the fixtures)
+    nats_service,
+    private_nats,
+    private_redis,
+    redis_service,
+)
 
 from axonbus import Bus
 

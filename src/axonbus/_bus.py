@@ -182,6 +182,19 @@ class Bus(Publisher):
                     self._idle = asyncio.get_running_loop().create_future()
                 await asyncio.shield(self._idle)
 
+    async def flush(self, timeout: float | None = None) -> None:
+        """Wait until the broker has everything this bus sent: publishes, acknowledgements and
+        subscriptions made so far. Returns at once on ``memory://``.
+
+        Use it before telling another process "go ahead", e.g. in tests:
+
+        >>> bus.subscribe("jobs.>", work, group="workers")
+        >>> await bus.flush()   # the group is registered; other buses' publishes reach it
+        """
+        if self._remote is not None:
+            async with asyncio.timeout(timeout):
+                await self._remote.flush()
+
     def _settle(self, n: int) -> None:
         self._pending -= n
         self._wake_idle()

@@ -264,13 +264,77 @@ async def check_cross_process_delivery(make_bus: MakeBus) -> None:
         there: list[int] = []
         first.subscribe(topic, here.append)
         second.subscribe(topic, there.append)
-        await asyncio.sleep(0.2)  # let the broker learn of both subscriptions
+        await second.flush()  # the broker knows of the subscription
         for i in range(10):
             await first.publish(topic, i)
         await settle(first, lambda: len(here) >= 10)
         await settle(second, lambda: len(there) >= 10)
         assert here == list(range(10)), f"local subscriber got {here} (each event once)"
         assert there == list(range(10)), f"remote subscriber got {there}"
+
+
+def _connected_pair(make_bus: MakeBus) -> tuple[Bus, Bus]:
+    first, second = make_bus(), make_bus()
+    if first.transport.local_only:
+        raise CheckSkipped(f"{first.url} does not connect processes")
+    return first, second
+
+
+@_check
+async def check_cross_process_group(make_bus: MakeBus) -> None:
+    first, second = _connected_pair(make_bus)
+    async with first, second:
+        topic = _topic("xgroup")
+        seen: list[tuple[str, int]] = []
+        first.subscribe(topic, lambda e: seen.append(("first", e)), group="g")
+        second.subscribe(topic, lambda e: seen.append(("second", e)), group="g")
+        await first.flush()
+        await second.flush()
+        for i in range(40):
+            await first.publish(topic, i)
+        await first.flush()
+        await settle(first, lambda: len(seen) >= 40)
+        await asyncio.sleep(0.2)  # a duplicate would arrive now
+        await second.drain()
+        values = sorted(v for _, v in seen)
+        assert values == list(range(40)), f"each event must reach one member once: {values}"
+
+
+@_check
+async def check_cross_process_request(make_bus: MakeBus) -> None:
+    first, second = _connected_pair(make_bus)
+    async with first:
+        topic = _topic("xrpc")
+        async with second:
+            second.respond(topic, lambda req: {"echo": req, "by": "second"})
+            await second.flush()
+            reply = await first.request(topic, 7, timeout=5)
+            assert reply == {"echo": 7, "by": "second"}, reply
+        try:
+            await first.request(topic, 8, timeout=5)
+        except NoResponders:
+            pass
+        else:
+            raise AssertionError("the responder's bus closed, yet a request found a responder")
+
+
+@_check
+async def check_durable_resumes(make_bus: MakeBus) -> None:
+    first, publisher = _connected_pair(make_bus)
+    topic = _topic("resume")
+    durable = f"resume{uuid.uuid4().hex[:8]}"
+    got: list[int] = []
+    async with first:
+        first.subscribe(topic, got.append, durable=durable)
+        await first.flush()
+    async with publisher:  # nobody consumes the durable while these are published
+        for i in range(5):
+            await publisher.publish(topic, i)
+        await publisher.flush()
+        async with make_bus() as again:
+            again.subscribe(topic, got.append, durable=durable)
+            await settle(again, lambda: len(got) >= 5)
+        assert got == list(range(5)), f"events published while the durable was away: {got}"
 
 
 async def check_transport(make_bus: MakeBus, *, only: list[str] | None = None) -> dict[str, str]:

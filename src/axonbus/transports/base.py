@@ -274,10 +274,22 @@ class BrokerTransport(Transport):
     async def stop_receiving(self) -> None:
         """Fetch nothing more from the broker (the bus is closing and drains what it has)."""
         self.receiving = False
-        readers = list(self._readers)
-        for task in readers:
+        await self.stop_tasks(self._readers)
+
+    #: seconds a reader gets to notice ``receiving`` is False and return by itself; some drivers
+    #: leave a connection unusable when a command is cancelled midway, so cancelling is the
+    #: last resort
+    reader_grace: ClassVar[float] = 0.0
+
+    async def stop_tasks(self, tasks: set[asyncio.Task[Any]]) -> None:
+        current = asyncio.current_task()
+        pending = [t for t in tasks if t is not current and not t.done()]
+        if pending and self.reader_grace:
+            _, still = await asyncio.wait(pending, timeout=self.reader_grace)
+            pending = list(still)
+        for task in pending:
             task.cancel()
-        await asyncio.gather(*readers, return_exceptions=True)
+        await asyncio.gather(*pending, return_exceptions=True)
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)

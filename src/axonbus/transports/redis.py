@@ -68,7 +68,7 @@ __all__ = ["RedisTransport"]
 logger = logging.getLogger("axonbus")
 
 GROUP = "axonbus"  # the consumer group on every stream: one stream per axonbus group/durable
-BLOCK_MS = 1000  # how long a blocking read waits before looking around (closing, room...)
+BLOCK_MS = 500  # how long a blocking read waits before looking around (closing, room...)
 RESPONDER_TTL = 10.0  # seconds a responder registration lives without a heartbeat
 FETCH = 256  # most entries fetched at once
 
@@ -101,7 +101,7 @@ class _Queue:
     mailbox: Mailbox
     stream: str
     durable: bool
-    task: asyncio.Task[Any] | None = None
+    stopped: bool = False  # unbound: the consumer returns after its current read
     # entry ids handed to the mailbox and not yet acknowledged: a claim must not hand them
     # over a second time while they wait in our own queue
     inflight: set[bytes] = field(default_factory=set)
@@ -116,6 +116,9 @@ class _Responders:
 @register_transport
 class RedisTransport(BrokerTransport):
     scheme = "redis"
+    # redis-py can leave a connection unusable when a command is cancelled midway, so readers
+    # stop on a flag, within one blocking read
+    reader_grace = BLOCK_MS / 1000 + 1.0
     connection_errors: ClassVar[tuple[type[BaseException], ...]] = (
         rexc.ConnectionError,
         rexc.TimeoutError,
@@ -146,12 +149,20 @@ class RedisTransport(BrokerTransport):
         self._reply_channel = ""
         # operations queued up to the last registration: a request waits for them to be sent
         self._registered_upto = 0
+        self._generation = 0  # bumped per connection: loops of an older one stop
+        self._listener: asyncio.Task[Any] | None = None
 
     # -- connection ----------------------------------------------------------------------------
 
     async def start(self, bus: Bus) -> None:
         self.prefix = bus.name
         self._reply_channel = f"{self.prefix}:reply:{self.instance}"
+        # keys of subscriptions made before start are named now that the bus name is known
+        for queue in self._queues.values():
+            queue.stream = self._stream_key(queue.mailbox)
+            self._register_op(("register", queue.stream, queue.mailbox.pattern))
+        for responders in self._responders.values():
+            responders.queue = f"{self.prefix}:rpc:{responders.mailbox.pattern}"
         await super().start(bus)
 
     async def _connect(self) -> None:
@@ -171,20 +182,19 @@ class RedisTransport(BrokerTransport):
         if self._globs:
             await pubsub.psubscribe(*(f"{self.prefix}/{glob}" for glob in self._globs))
         self._confirm_subscriptions()  # all (re)subscribed just now
-        self.spawn_reader(self._listen(pubsub), "pubsub")
+        self._generation += 1
+        self._listener = self.spawn(self._listen(pubsub, self._generation), "pubsub")
         if not self.receiving:
             return
         for queue in self._queues.values():
-            queue.task = self.spawn_reader(self._consume(queue), f"consume:{queue.stream}")
+            self.spawn_reader(self._consume(queue, self._generation), f"consume:{queue.stream}")
         if self._responders:
-            self.spawn_reader(self._serve(), "respond")
+            self.spawn_reader(self._serve(self._generation), "respond")
 
     async def _disconnect(self) -> None:
-        current = asyncio.current_task()
-        readers = [t for t in self._readers if t is not current]
-        for task in readers:
-            task.cancel()
-        await asyncio.gather(*readers, return_exceptions=True)
+        self._generation += 1  # every loop of the old connection returns at its next turn
+        listener, self._listener = self._listener, None
+        await self.stop_tasks({*self._readers, *([listener] if listener else [])})
         pubsub, self._pubsub = self._pubsub, None
         client, self._client = self._client, None
         for closing in (pubsub, client):
@@ -206,6 +216,10 @@ class RedisTransport(BrokerTransport):
         self._subscribing.clear()
 
     async def close(self) -> None:
+        # requests must stop coming here now, not when the registrations expire
+        for pattern in self._responders:
+            self.send_control(("unrespond", f"{self.instance}\n{pattern}"))
+        self._responders.clear()
         await super().close()
         self._confirm_subscriptions()
         for fut in self._replies.values():
@@ -293,7 +307,7 @@ class RedisTransport(BrokerTransport):
                 channel = f"{self.prefix}/{glob}"
                 self.spawn(self._pubsub.punsubscribe(channel), "punsubscribe")
 
-    async def _listen(self, pubsub: Any) -> None:
+    async def _listen(self, pubsub: Any, generation: int) -> None:
         bus = self.bus
         assert bus is not None
         decode = bus._codec.decode
@@ -303,8 +317,8 @@ class RedisTransport(BrokerTransport):
         quiet_since = time.monotonic()
         pinged = False
         try:
-            while True:
-                msg = await pubsub.get_message(timeout=1.0)
+            while generation == self._generation:
+                msg = await pubsub.get_message(timeout=BLOCK_MS / 1000)
                 if msg is None:
                     # a silent connection may be a dead one (half-open): ask, and give up if
                     # not even the PING is answered
@@ -320,8 +334,8 @@ class RedisTransport(BrokerTransport):
                 kind = msg["type"]
                 if kind == "pmessage":
                     data = msg["data"]
-                    if data[:n] == origin:
-                        continue  # our own publish: delivered locally already
+                    if data[:n] == origin or not self.receiving:
+                        continue  # our own publish (delivered locally already), or closing
                     try:
                         env = decode(data[n:])
                     except DecodeError as exc:
@@ -348,16 +362,22 @@ class RedisTransport(BrokerTransport):
         if key[0] == "respond":
             self._bind_responder(mailbox)
             return
-        if key[0] == "durable":
-            stream = f"{self.prefix}:durable:{key[1]}"
-        else:
-            stream = f"{self.prefix}:group:{key[2]}:{mailbox.pattern}"
+        stream = self._stream_key(mailbox)
         queue = _Queue(mailbox, stream, durable=key[0] == "durable")
         self._queues[id(mailbox)] = queue
+        if self.bus is None:
+            return  # not started: start() names the stream after the bus and registers it
         # through the outbox, so this bus's next publish is appended after the group exists
         self._register_op(("register", stream, mailbox.pattern))
         if self.connected and self.receiving:
-            queue.task = self.spawn_reader(self._consume(queue), f"consume:{stream}")
+            self.spawn_reader(self._consume(queue, self._generation), f"consume:{stream}")
+
+    def _stream_key(self, mailbox: Mailbox) -> str:
+        key = mailbox.key
+        assert key is not None
+        if key[0] == "durable":
+            return f"{self.prefix}:durable:{key[1]}"
+        return f"{self.prefix}:group:{key[2]}:{mailbox.pattern}"
 
     def unbind(self, mailbox: Mailbox) -> None:
         key = mailbox.key
@@ -366,8 +386,8 @@ class RedisTransport(BrokerTransport):
             self._register_op(("unrespond", f"{self.instance}\n{mailbox.pattern}"))
             return
         queue = self._queues.pop(id(mailbox), None)
-        if queue is not None and queue.task is not None:
-            queue.task.cancel()  # fetched entries stay pending: redelivered later
+        if queue is not None:
+            queue.stopped = True  # fetched entries stay pending: redelivered later
 
     def _register_op(self, op: tuple[Any, ...]) -> None:
         self.send_control(op)
@@ -384,14 +404,14 @@ class RedisTransport(BrokerTransport):
                 raise
         await client.hset(f"{self.prefix}:bindings", queue.stream, queue.mailbox.pattern)
 
-    async def _consume(self, queue: _Queue) -> None:
+    async def _consume(self, queue: _Queue, generation: int) -> None:
         bus = self.bus
         assert bus is not None
         mb = queue.mailbox
         claim_at = 0.0
         try:
             await self._register(queue)
-            while True:
+            while self.receiving and not queue.stopped and generation == self._generation:
                 client = self._client
                 assert client is not None
                 room = max(1, min(FETCH, mb.maxsize - len(mb.queue)))
@@ -417,7 +437,7 @@ class RedisTransport(BrokerTransport):
             # the stream or its group vanished (flushed, or a Redis restart without AOF):
             # register again rather than loop on the error
             logger.warning("%s: stream %s lost its group; recreating it", self, queue.stream)
-            queue.task = self.spawn_reader(self._consume(queue), f"consume:{queue.stream}")
+            self.spawn_reader(self._consume(queue, generation), f"consume:{queue.stream}")
         except self.connection_errors as exc:
             self.lost(exc)
 
@@ -474,7 +494,7 @@ class RedisTransport(BrokerTransport):
         expiry = int((time.time() + RESPONDER_TTL) * 1000)
         self._register_op(("respond", f"{self.instance}\n{mailbox.pattern}", expiry))
         if first and self.connected and self.receiving:
-            self.spawn_reader(self._serve(), "respond")
+            self.spawn_reader(self._serve(self._generation), "respond")
 
     async def _heartbeat(self, client: Any) -> None:
         expiry = int((time.time() + RESPONDER_TTL) * 1000)
@@ -482,13 +502,13 @@ class RedisTransport(BrokerTransport):
         if mapping:
             await client.hset(f"{self.prefix}:responders", mapping=mapping)
 
-    async def _serve(self) -> None:
+    async def _serve(self, generation: int) -> None:
         """Pop requests for every local responder pattern, while its mailbox has room."""
         bus = self.bus
         assert bus is not None
         beat_at = 0.0
         try:
-            while self._responders:
+            while self._responders and self.receiving and generation == self._generation:
                 client = self._client
                 assert client is not None
                 if time.monotonic() >= beat_at:

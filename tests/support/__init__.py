@@ -1,0 +1,1 @@
+"""Test support: shared services, private brokers and a fault-injecting TCP proxy."""
