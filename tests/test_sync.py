@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from typing import Any
 
 import pytest
+from tests.support.services import nats_url, redis_url, require
 
 from axonbus import BusClosed, Event, NoResponders, RemoteError, RequestTimeout
 from axonbus.sync import Bus
@@ -17,9 +19,15 @@ class Order(Event, topic="orders.{region}.new"):
     order_id: int
 
 
-@pytest.fixture
-def bus() -> Any:
-    with Bus() as b:
+@pytest.fixture(params=["memory", "redis", "nats"])
+def bus(request: pytest.FixtureRequest) -> Any:
+    """The blocking client on each transport (seed 003 runs it against Redis)."""
+    if request.param == "memory":
+        url = "memory://"
+    else:
+        url = redis_url() if request.param == "redis" else nats_url()
+        require(request.param, url)
+    with Bus(url, name=f"sync{uuid.uuid4().hex[:8]}") as b:
         yield b
 
 

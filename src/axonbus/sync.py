@@ -192,6 +192,10 @@ class Bus:
 
     # -- introspection -------------------------------------------------------------------------
 
+    def flush(self, timeout: float | None = None) -> None:
+        """Block until the broker has everything this bus sent (see :meth:`axonbus.Bus.flush`)."""
+        self._call(self._bus.flush(timeout))
+
     def drain(self, timeout: float | None = None) -> None:
         wait = None if timeout is None else timeout + 5
         self._call(self._bus.drain(timeout), timeout=wait)

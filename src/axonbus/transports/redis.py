@@ -432,7 +432,8 @@ class RedisTransport(BrokerTransport):
                     if not await self._hand_over(queue, entry_id, fields, counts.get(entry_id, 1)):
                         return  # the mailbox closed: what is left stays pending
         except rexc.ResponseError as exc:
-            if "NOGROUP" not in str(exc):
+            # NOGROUP: the group is gone; UNBLOCKED: the stream was deleted under our read
+            if "NOGROUP" not in str(exc) and "UNBLOCKED" not in str(exc):
                 raise
             # the stream or its group vanished (flushed, or a Redis restart without AOF):
             # register again rather than loop on the error
