@@ -169,3 +169,21 @@ async def test_publish_nowait_and_wait_reach_another_bus(redis_service: str, nam
         assert result.ok
         assert len(result) == 0  # no local subscriber; the broker confirmed it
         await settle(there, lambda: got == [1, 2])
+
+
+async def test_log_policy_still_refuses_to_lose_durable_events(private_redis: Any) -> None:
+    url = f"{private_redis.url}?unavailable_timeout=0.3"
+    async with Bus(url, name="outage", on_unavailable="log") as bus:
+        bus.subscribe("orders.>", lambda e: None, durable="billing")
+        await bus.flush()
+        await private_redis.akill()
+        await bus.publish("chat.x", "dropped, counted")  # plain: logged and counted
+        assert bus.transport.lost_publishes == 1  # type: ignore[attr-defined]
+        with pytest.raises(ConnectionLost, match="durable"):
+            await bus.publish("orders.new", {"id": 1})
+        await private_redis.arestart()
+        got: list[Any] = []
+        bus.subscribe("chat.>", got.append)
+        await until(lambda: bus.transport.connected, timeout=5)  # type: ignore[attr-defined]
+        await bus.publish("chat.y", "after")
+        await settle(bus, lambda: got == ["after"])

@@ -343,9 +343,19 @@ class BrokerTransport(Transport):
             self._room.append(fut)
             await fut
 
+    def durable_topic(self, topic: str) -> bool:
+        """Whether a durable subscription is known to keep events on ``topic``.
+
+        Such a publish raises :class:`ConnectionLost` during an outage even with
+        ``on_unavailable="log"``: losing it quietly would break the durable's promise.
+        """
+        return False
+
     def _unavailable(self, op: Any) -> None:
         bus = self.bus
-        if bus is not None and bus.on_unavailable == "log":
+        topic = op[1] if isinstance(op, tuple) and len(op) > 1 else None
+        durable = isinstance(topic, str) and self.durable_topic(topic)
+        if bus is not None and bus.on_unavailable == "log" and not durable:
             self.lost_publishes += 1
             logger.warning(
                 "%s: broker unreachable, publish on %r not sent (%d lost so far)",
@@ -355,8 +365,9 @@ class BrokerTransport(Transport):
             )
             return
         state = "unreachable" if not self.connected else "not keeping up (outbox full)"
+        kept = " (a durable subscription keeps this topic)" if durable else ""
         raise ConnectionLost(
-            f"{self.address} {state} for {self.unavailable_timeout}s; the event was not sent"
+            f"{self.address} {state} for {self.unavailable_timeout}s; the event was not sent{kept}"
         )
 
     async def flush(self) -> None:

@@ -71,6 +71,7 @@ GROUP = "axonbus"  # the consumer group on every stream: one stream per axonbus 
 BLOCK_MS = 500  # how long a blocking read waits before looking around (closing, room...)
 RESPONDER_TTL = 10.0  # seconds a responder registration lives without a heartbeat
 FETCH = 256  # most entries fetched at once
+PATTERNS_EVERY = 5.0  # seconds between reads of the durable patterns (see durable_topic)
 
 
 def _glob(pattern: str) -> str:
@@ -147,6 +148,10 @@ class RedisTransport(BrokerTransport):
         self._responders: dict[str, _Responders] = {}  # pattern -> local responders
         self._replies: dict[str, asyncio.Future[Any]] = {}  # request id -> reply
         self._reply_channel = ""
+        # patterns of every durable on this bus name, as last read from Redis: what a publish
+        # during an outage must not quietly drop (see durable_topic)
+        self._durable_patterns: set[str] = set()
+        self._patterns_read = 0.0
         # operations queued up to the last registration: a request waits for them to be sent
         self._registered_upto = 0
         self._generation = 0  # bumped per connection: loops of an older one stop
@@ -176,6 +181,7 @@ class RedisTransport(BrokerTransport):
         await client.ping()
         for name in ("PUBLISH", "REQUEST"):
             self._shas[name] = await client.script_load(getattr(_redis_lua, name))
+        await self._read_durable_patterns(client)
         pubsub = client.pubsub()
         self._pubsub = pubsub
         await pubsub.subscribe(self._reply_channel)
@@ -234,6 +240,17 @@ class RedisTransport(BrokerTransport):
             await asyncio.gather(*(asyncio.shield(f) for f in pending))
 
     # -- outbound ------------------------------------------------------------------------------
+
+    def durable_topic(self, topic: str) -> bool:
+        return any(match(p, topic) for p in self._durable_patterns)
+
+    async def _read_durable_patterns(self, client: Any) -> None:
+        bindings = await client.hgetall(f"{self.prefix}:bindings")
+        durable = f"{self.prefix}:durable:".encode()
+        self._durable_patterns = {
+            p.decode() for key, p in bindings.items() if key.startswith(durable)
+        }
+        self._patterns_read = time.monotonic()
 
     async def _write(self, batch: list[Any]) -> None:
         client = self._client
@@ -319,6 +336,8 @@ class RedisTransport(BrokerTransport):
         try:
             while generation == self._generation:
                 msg = await pubsub.get_message(timeout=BLOCK_MS / 1000)
+                if time.monotonic() - self._patterns_read > PATTERNS_EVERY and self._client:
+                    await self._read_durable_patterns(self._client)
                 if msg is None:
                     # a silent connection may be a dead one (half-open): ask, and give up if
                     # not even the PING is answered
@@ -364,6 +383,8 @@ class RedisTransport(BrokerTransport):
             return
         stream = self._stream_key(mailbox)
         queue = _Queue(mailbox, stream, durable=key[0] == "durable")
+        if queue.durable:
+            self._durable_patterns.add(mailbox.pattern)
         self._queues[id(mailbox)] = queue
         if self.bus is None:
             return  # not started: start() names the stream after the bus and registers it
