@@ -285,8 +285,14 @@ def test_non_str_keys_are_refused_in_both_codecs() -> None:
     with pytest.raises(TypeError, match="str"):
         get_codec("json").encode(Envelope("a.b", {1: "x"}))
     msg = get_codec("msgpack")
+    with pytest.raises(TypeError, match="map keys must be str, got int 1"):
+        msg.encode(Envelope("a.b", {"ok": [{"nested": {1: "x"}}]}))
+    # and a sender that does not check is still refused on receipt
+    import msgpack
+
+    wire = {"v": 1, "id": "i", "topic": "a.b", "timestamp": 1.0, "kind": "value", "data": {1: 2}}
     with pytest.raises(DecodeError, match="map key"):
-        msg.decode(msg.encode(Envelope("a.b", {1: "x"})))
+        msg.decode(msgpack.packb(wire))
 
 
 # -- size limit ------------------------------------------------------------------------------

@@ -19,8 +19,8 @@ Both codecs carry the same map (version 1); JSON shown, optional keys in bracket
   lists); other pydantic models, dataclasses, datetime/date/time, UUID and Enum travel in their
   JSON form and come back as dicts / strings / values. Other types raise ``TypeError``.
 
-Limits, the same in both codecs: dict keys must be str (JSON refuses others when encoding, msgpack
-when decoding: its decoder accepts only str keys, a guard against hash flooding); integers fit in
+Limits, the same in both codecs: dict keys must be str (both refuse others when encoding; the
+msgpack decoder also accepts only str keys, a guard against hash flooding); integers fit in
 64 bits. Bytes nested inside a value travel in msgpack only. JSON writes NaN and infinities as null.
 Unknown keys are ignored, so version 1 can grow optional fields. Pickle is never used.
 """
@@ -264,6 +264,8 @@ class MsgpackCodec:
 
     def encode(self, envelope: Envelope) -> bytes:
         wire = _to_wire(envelope, _model_dict, bytes)  # packed as a msgpack bin
+        if wire["kind"] == "value":
+            _check_str_keys(wire["data"], envelope.topic)
         # packb, not a shared Packer: a Packer keeps a buffer and is not thread-safe
         data: bytes = self._packb(wire, default=_msgpack_default, use_bin_type=True)
         return data
@@ -275,6 +277,28 @@ class MsgpackCodec:
         except self._errors as exc:
             raise DecodeError(f"not a msgpack envelope: {exc}") from exc
         return _from_wire(wire, _bin_decode)
+
+
+def _check_str_keys(value: Any, topic: str) -> None:
+    """Refuse non-str map keys when encoding: every receiver would refuse them when decoding.
+
+    Decoders accept only str keys (int keys would let a sender flood a dict with colliding
+    hashes), so letting such a payload out would lose it silently on the other side.
+    """
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if type(item) is dict:
+            for key, inner in item.items():
+                if type(key) is not str:
+                    raise TypeError(
+                        f"cannot encode payload on {topic!r}: map keys must be str, "
+                        f"got {type(key).__name__} {key!r}"
+                    )
+                if type(inner) in (dict, list, tuple):
+                    stack.append(inner)
+        elif type(item) in (list, tuple):
+            stack.extend(x for x in item if type(x) in (dict, list, tuple))
 
 
 def _refuse_ext(code: int, data: bytes) -> Any:
