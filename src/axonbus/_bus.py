@@ -23,7 +23,7 @@ from ._stream import EventStream, Waiter
 from ._subscription import HandlerSpec, Subscription, SubscriptionStats, check_options
 from ._topics import match, split_pattern
 from .transports import Transport, open_transport
-from .transports.base import BrokerTransport
+from .transports.base import BrokerTransport, redact_url
 
 __all__ = ["Bus"]
 
@@ -95,7 +95,7 @@ class Bus(Publisher):
         return cls(os.environ.get("AXONBUS_URL", "memory://"), **kwargs)
 
     def __repr__(self) -> str:
-        return f"<Bus {self.name!r} {self.url} {self._state.value}>"
+        return f"<Bus {self.name!r} {redact_url(self.url)} {self._state.value}>"
 
     @property
     def state(self) -> str:

@@ -156,6 +156,7 @@ def test_bad_url_options_are_refused(query: str) -> None:
 def test_the_password_never_shows() -> None:
     bus = Bus("redis://app:s3cret@127.0.0.1:6379/0")
     assert "s3cret" not in repr(bus.transport)
+    assert "s3cret" not in repr(bus)
     assert "s3cret" not in bus.transport.address  # type: ignore[attr-defined]
 
 

@@ -119,6 +119,17 @@ def url_options(url: str) -> tuple[str, dict[str, str]]:
     return parts._replace(query="").geturl(), options
 
 
+def redact_url(url: str) -> str:
+    """``url`` with its password (or token) replaced by ``***``: for logs and reprs."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    credentials, _, host = parts.netloc.rpartition("@")
+    user, colon, _secret = credentials.partition(":")
+    hidden = f"{user}:***" if colon else "***"
+    return parts._replace(netloc=f"{hidden}@{host}").geturl()
+
+
 def float_option(options: dict[str, str], key: str, default: float) -> float:
     raw = options.pop(key, None)
     if raw is None:
@@ -463,8 +474,8 @@ class BrokerTransport(Transport):
                 await self._disconnect()
                 continue
             break
-        logger.warning("%s: reconnected", self)
         self._set_connected(True)
+        logger.warning("%s: reconnected", self)
         self._wake_room()
 
 

@@ -1,0 +1,442 @@
+"""``durable=`` subscriptions of the ``nats://`` transport: JetStream pull consumers.
+
+One stream per bus name, ``AXONBUS_{name}`` on ``{name}.ev.>``, found or created when the first
+durable subscription binds: interest retention (an event is kept only until every durable
+consumer whose filter matches it has acknowledged it), bounded by ``stream_max_age`` and
+``stream_max_bytes`` (oldest dropped first), duplicate window ``dupe_window`` for
+``Nats-Msg-Id`` de-duplication.
+
+One durable consumer per axonbus durable name (sanitised to a consumer name), filtered on the
+subscription's pattern, explicit ack, ``ack_wait`` from the URL, starting at its creation
+(deliver new), ``max_deliver`` = the retry budget + 5 (a backstop: axonbus dead-letters at
+budget + 1). Each bus pulls at most ``prefetch`` deliveries ahead (never more than its mailbox
+has room for) with pull requests answered on the connection's inbox, so deliveries reach the
+mailbox as they arrive and the subscription's workers handle them with its ``concurrency``.
+
+A delivery's :class:`Inbound` acks (``+ACK``) once the subscription settled it, naks with a
+delay (``-NAK {"delay": ns}``) for a retry, and is marked in progress (``+WPI``) every
+``ack_wait / 3`` while this bus holds it, so queued or long-running deliveries are not
+redelivered elsewhere behind its back; a bus that dies stops doing that and the server
+redelivers after ``ack_wait``. A bus that closes, or unsubscribes, naks what it still holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import nats.errors
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription as NatsSubscription
+
+from .._retry import Retry
+from .._topics import match
+from ._nats_conn import Conn, Lost
+from .base import Inbound, backoff_delays
+
+if TYPE_CHECKING:
+    from .._events import Envelope
+    from .._mailbox import Mailbox
+    from .._subscription import Subscription
+    from .nats import NatsTransport
+
+__all__ = ["ApiError", "Durable", "JetStream", "StreamLimits", "consumer_name", "nak_payload"]
+
+logger = logging.getLogger("axonbus")
+
+API = "$JS.API"
+API_TIMEOUT = 5.0
+PULL_EXPIRES = 5.0  # a pull request lives this long on the server...
+PULL_GRACE = 2.0  # ...and is given up locally this much later (the server lost it)
+NS = 1_000_000_000
+
+
+def nak_payload(delay: float) -> bytes:
+    """A nak asking for redelivery after ``delay`` seconds.
+
+    Never a bare ``-NAK``: nats-server 2.9 resets a message's delivery count when a bare nak's
+    immediate redelivery meets a pull request whose client is gone (measured), and the count
+    is the attempt number axonbus relies on. A delay of at least 1 ms takes another path.
+    """
+    return b'-NAK {"delay": %d}' % max(int(delay * NS), 1_000_000)
+
+
+class ApiError(Exception):
+    """The JetStream API answered with an error (or JetStream is not there)."""
+
+    def __init__(self, code: int, err_code: int, description: str) -> None:
+        super().__init__(f"JetStream error {code}/{err_code}: {description}")
+        self.code = code
+        self.err_code = err_code
+        self.description = description
+
+
+@dataclass(frozen=True)
+class StreamLimits:
+    max_age: float  # seconds, 0 = unlimited
+    max_bytes: int  # -1 = unlimited
+    replicas: int
+    storage: str
+    dupe_window: float
+
+
+def consumer_name(durable: str) -> str:
+    """A JetStream consumer name for an axonbus durable name (any string)."""
+    safe = "".join(c if c.isascii() and (c.isalnum() or c in "-_") else "_" for c in durable)
+    if safe == durable and len(safe) <= 64:
+        return safe
+    return f"{safe[:48]}_{hashlib.sha1(durable.encode()).hexdigest()[:10]}"
+
+
+class Durable:
+    """One bound durable subscription: its consumer, what this bus holds, its pull state."""
+
+    def __init__(self, ident: int, mailbox: Mailbox, name: str, retry: Retry, window: int):
+        self.id = ident
+        self.mailbox = mailbox
+        self.pattern = mailbox.pattern
+        # whether a delivery is one axonbus would deliver (NatsTransport.accepts, set on attach)
+        self.accepts: Callable[[str, Envelope], bool] = lambda _, env: match(
+            self.pattern, env.topic
+        )
+        self.name = name
+        self.consumer = consumer_name(name)
+        self.max_deliver = retry.attempts + 5
+        self.window = window
+        self.threshold = max(1, window // 2)
+        self.outstanding: dict[str, Inbound] = {}  # ack subject -> its tracker
+        self.kick = asyncio.Event()
+        self.task: asyncio.Task[Any] | None = None
+        self.active = True
+        self.wants_room = False
+        # per connection: reset when the connection changes
+        self.conn: Conn | None = None
+        self.sub: NatsSubscription | None = None
+        self.ensured = False
+        self.open: str | None = None  # the pull request in progress
+        self.credits = 0
+        self.deadline = 0.0
+        self._requests = 0
+
+    def next_request(self) -> str:
+        self._requests += 1
+        return str(self._requests)
+
+
+class JetStream:
+    """The stream and the durable consumers of one transport."""
+
+    def __init__(self, transport: NatsTransport) -> None:
+        self.t = transport
+        self.durables: dict[Mailbox, Durable] = {}
+        self._ids = 0
+
+    # -- bind / unbind (synchronous: the transport's _sync makes them real) --------------------
+
+    def add(self, mailbox: Mailbox, subscription: Subscription) -> Durable:
+        assert subscription.durable is not None
+        self._ids += 1
+        window = min(mailbox.maxsize, self.t.prefetch)
+        durable = Durable(
+            self._ids, mailbox, subscription.durable, subscription.retry or Retry(), window
+        )
+        self.durables[mailbox] = durable
+        return durable
+
+    def remove(self, mailbox: Mailbox) -> None:
+        durable = self.durables.pop(mailbox, None)
+        if durable is None:
+            return
+        durable.active = False
+        durable.kick.set()
+        if durable.task is not None:
+            durable.task.cancel()
+        self.release(mailbox)
+
+    def release(self, mailbox: Mailbox) -> None:
+        """Nak every delivery still queued in ``mailbox``: the server redelivers it now."""
+        for env in mailbox.queue:
+            tracker = env.tracker
+            if isinstance(tracker, Inbound) and not tracker.done:
+                tracker.defer(0)
+        mailbox.queue.clear()
+
+    def stop(self, conn: Conn) -> list[NatsSubscription]:
+        """The inbox subscriptions on ``conn``, to drain: the bus takes no more deliveries."""
+        subs = [d.sub for d in self.durables.values() if d.conn is conn and d.sub is not None]
+        conn.durable_subs.clear()
+        for durable in self.durables.values():
+            durable.sub = None
+        return subs
+
+    def kick_all(self) -> None:
+        for durable in self.durables.values():
+            durable.kick.set()
+
+    # -- per connection ------------------------------------------------------------------------
+
+    async def attach(self, conn: Conn, durable: Durable, *, ensure: bool) -> None:
+        """Make ``durable`` live on ``conn``: inbox subscription, consumer, fetch loop."""
+        if durable.conn is not conn:
+            durable.conn, durable.sub, durable.ensured, durable.open = conn, None, False, None
+            durable.accepts = self.t.accepts(durable.pattern)
+        if durable.sub is None:
+            subject = f"{conn.inbox}.p{durable.id}.*"
+            durable.sub = await conn.nc.subscribe(subject, cb=self._on_delivery(conn, durable))
+        if ensure and not durable.ensured:
+            try:
+                await self.ensure(conn, durable)
+            except (ApiError, TimeoutError) as exc:
+                logger.warning(
+                    "%s: durable %r not ready yet (retrying): %s", self.t, durable.name, exc
+                )
+        if durable.task is None and self.t.receiving:
+            durable.task = self.t.spawn_reader(self._pull(durable), f"durable:{durable.name}")
+
+    async def detach_stale(self, conn: Conn) -> None:
+        """Unsubscribe the inboxes of durables that were unbound."""
+        live = {d.sub for d in self.durables.values() if d.conn is conn}
+        for sub in [s for s in conn.durable_subs if s not in live]:
+            conn.durable_subs.discard(sub)
+            await sub.unsubscribe()
+        conn.durable_subs.update(s for s in live if s is not None)
+
+    async def api(self, conn: Conn, subject: str, body: dict[str, Any] | None = None) -> Any:
+        token = conn.token("r")
+        fut: asyncio.Future[Msg] = asyncio.get_running_loop().create_future()
+        conn.waiters[token] = fut
+        payload = json.dumps(body).encode() if body is not None else b""
+        try:
+            try:
+                await conn.nc.publish(f"{API}.{subject}", payload, f"{conn.inbox}.{token}")
+            except (nats.errors.Error, OSError) as exc:
+                raise Lost(f"JetStream API request failed: {exc!r}") from exc
+            msg = await asyncio.wait_for(fut, API_TIMEOUT)  # fails with Lost if conn goes
+        finally:
+            conn.waiters.pop(token, None)
+        if msg.headers and msg.headers.get("Status") == "503":
+            raise ApiError(503, 0, "JetStream is not enabled on this server (nats-server -js)")
+        resp = json.loads(msg.data)
+        err = resp.get("error")
+        if err:
+            raise ApiError(err.get("code", 0), err.get("err_code", 0), err.get("description", ""))
+        return resp
+
+    async def stream_exists(self, conn: Conn) -> bool:
+        try:
+            await self.api(conn, f"STREAM.INFO.{self.t.stream}")
+        except (ApiError, TimeoutError):
+            return False
+        return True
+
+    async def durable_patterns(self, conn: Conn) -> set[str]:
+        """The patterns of every durable consumer on the stream, in any process."""
+        events = f"{self.t.prefix}.ev."
+        found: set[str] = set()
+        offset = 0
+        while True:
+            resp = await self.api(conn, f"CONSUMER.LIST.{self.t.stream}", {"offset": offset})
+            consumers = resp.get("consumers") or []
+            for info in consumers:
+                config = info.get("config", {})
+                filters = config.get("filter_subjects") or [config.get("filter_subject") or ""]
+                found.update(f[len(events) :] for f in filters if f.startswith(events))
+            offset += len(consumers)
+            if not consumers or offset >= resp.get("total", 0):
+                return found
+
+    async def ensure_stream(self, conn: Conn) -> None:
+        if conn.stream_ok:
+            return
+        t = self.t
+        subjects = f"{t.prefix}.ev.>"
+        try:
+            info = await self.api(conn, f"STREAM.INFO.{t.stream}")
+        except ApiError as exc:
+            if exc.code != 404:
+                raise
+            info = await self._create_stream(conn, subjects)
+        if subjects not in info.get("config", {}).get("subjects", []):
+            raise ApiError(400, 0, f"stream {t.stream} exists but does not capture {subjects}")
+        conn.stream_ok = True
+        t.stream_found()
+
+    async def _create_stream(self, conn: Conn, subjects: str) -> Any:
+        limits = self.t.limits
+        dupe = limits.dupe_window if not limits.max_age else min(limits.dupe_window, limits.max_age)
+        config = {
+            "name": self.t.stream,
+            "subjects": [subjects],
+            "retention": "interest",
+            "max_age": int(limits.max_age * NS),
+            "max_bytes": limits.max_bytes,
+            "storage": limits.storage,
+            "num_replicas": limits.replicas,
+            "discard": "old",
+            "duplicate_window": int(dupe * NS),
+        }
+        try:
+            info = await self.api(conn, f"STREAM.CREATE.{self.t.stream}", config)
+        except ApiError as exc:
+            if exc.err_code != 10058:  # "stream name already in use": another bus won the race
+                raise
+            return await self.api(conn, f"STREAM.INFO.{self.t.stream}")
+        logger.info("%s: created JetStream stream %s", self.t, self.t.stream)
+        return info
+
+    async def ensure(self, conn: Conn, durable: Durable) -> None:
+        """Find or create the stream and the durable consumer (idempotent)."""
+        await self.ensure_stream(conn)
+        t = self.t
+        config = {
+            "durable_name": durable.consumer,
+            "description": f"axonbus durable {durable.name!r} on {durable.pattern!r}",
+            "deliver_policy": "new",
+            "ack_policy": "explicit",
+            "ack_wait": int(t.ack_wait * NS),
+            "max_deliver": durable.max_deliver,
+            "filter_subject": f"{t.prefix}.ev.{durable.pattern}",
+            "replay_policy": "instant",
+        }
+        body = {"stream_name": t.stream, "config": config}
+        await self.api(conn, f"CONSUMER.DURABLE.CREATE.{t.stream}.{durable.consumer}", body)
+        durable.ensured = True
+
+    # -- deliveries ----------------------------------------------------------------------------
+
+    def _on_delivery(
+        self, conn: Conn, durable: Durable
+    ) -> Callable[[Msg], Coroutine[Any, Any, None]]:
+        skip = len(f"{conn.inbox}.p{durable.id}.")
+
+        async def on_delivery(msg: Msg) -> None:
+            token = msg.subject[skip:]
+            reply = msg.reply
+            if not reply.startswith("$JS.ACK."):
+                # a status: 408 the request expired, 409 it ended (or the consumer went)
+                if token == durable.open:
+                    durable.open = None
+                    durable.kick.set()
+                headers = msg.headers or {}
+                if headers.get("Status") == "409" and "Deleted" in headers.get("Description", ""):
+                    durable.ensured = False
+                return
+            # a delivery carries the stream's subject, not the request's: count it against
+            # the request in progress (one at a time)
+            if durable.open is not None:
+                durable.credits -= 1
+                if durable.credits <= 0:
+                    durable.open = None
+                    durable.kick.set()
+            await self._deliver(durable, msg)
+
+        return on_delivery
+
+    async def _deliver(self, durable: Durable, msg: Msg) -> None:
+        t = self.t
+        reply = msg.reply
+        if not durable.active or not t.receiving or t.bus is None:
+            t.send_control(("raw", reply, nak_payload(0), None))  # someone else takes it now
+            return
+        env = t.decode(msg.data, msg.subject)
+        if env is None:
+            t.send_control(("raw", reply, b"+TERM", None))  # undecodable: never redeliver
+            return
+        if not durable.accepts(msg.subject, env):
+            t.send_control(("raw", reply, b"+ACK", None))  # a wildcard caught a system topic
+            return
+        try:
+            attempt = msg.metadata.num_delivered
+        except Exception:
+            attempt = 1
+
+        def settle(payload: bytes) -> None:
+            durable.outstanding.pop(reply, None)
+            t.send_control(("raw", reply, payload, None))
+            if durable.wants_room and durable.window - len(durable.outstanding) >= (
+                durable.threshold
+            ):
+                durable.wants_room = False
+                durable.kick.set()
+
+        def nak(delay: float) -> None:
+            settle(nak_payload(delay))
+
+        tracker = Inbound(attempt, lambda: settle(b"+ACK"), nak)
+        durable.outstanding[reply] = tracker
+        env.tracker = tracker  # type: ignore[assignment]
+        if not await t.bus._put(durable.mailbox, env) and not tracker.done:
+            tracker.defer(0)
+
+    async def _pull(self, durable: Durable) -> None:
+        """Keep up to ``window`` deliveries coming while the durable is bound."""
+        t = self.t
+        loop = asyncio.get_running_loop()
+        delays = None
+        progress_every = t.ack_wait / 3
+        next_progress = loop.time() + progress_every
+        while durable.active:
+            durable.kick.clear()
+            conn = t._conn
+            now = loop.time()
+            if now >= next_progress:
+                for reply in durable.outstanding:
+                    t.send_control(("raw", reply, b"+WPI", None))
+                next_progress = now + progress_every
+            wait = next_progress - now
+            if conn is None or conn.lost.done() or durable.conn is not conn:
+                await self._sleep(durable, min(wait, 1.0))  # kicked once reconnected
+                continue
+            if not durable.ensured:
+                try:
+                    await self.ensure(conn, durable)
+                except (ApiError, TimeoutError) as exc:
+                    delays = delays or backoff_delays(0.2, 5.0)
+                    logger.debug("%s: durable %r: %s", t, durable.name, exc)
+                    await self._sleep(durable, next(delays))
+                    continue
+                except Lost:
+                    continue
+                delays = None
+            if durable.open is not None and now >= durable.deadline:
+                # no answer at all: the server lost the request, or the consumer is gone
+                durable.open = None
+                durable.ensured = False
+                conn.stream_ok = False
+                continue
+            if durable.open is None:
+                free = durable.window - len(durable.outstanding)
+                if free >= durable.threshold or (free > 0 and not durable.outstanding):
+                    await self._request(conn, durable, free, now)
+                else:
+                    durable.wants_room = True
+            if durable.open is not None:
+                wait = min(wait, durable.deadline - now)
+            await self._sleep(durable, wait)
+
+    async def _request(self, conn: Conn, durable: Durable, batch: int, now: float) -> None:
+        t = self.t
+        token = durable.next_request()
+        durable.open, durable.credits = token, batch
+        durable.deadline = now + PULL_EXPIRES + PULL_GRACE
+        body = json.dumps({"batch": batch, "expires": int(PULL_EXPIRES * NS)}).encode()
+        subject = f"{API}.CONSUMER.MSG.NEXT.{t.stream}.{durable.consumer}"
+        try:
+            await conn.nc.publish(subject, body, f"{conn.inbox}.p{durable.id}.{token}")
+        except (nats.errors.Error, OSError) as exc:
+            logger.debug("%s: pull request failed: %r", t, exc)
+            durable.open = None  # the connection is going; reconnecting kicks us
+
+    @staticmethod
+    async def _sleep(durable: Durable, timeout: float) -> None:
+        if timeout <= 0 or durable.kick.is_set():
+            return
+        try:
+            await asyncio.wait_for(durable.kick.wait(), timeout)
+        except TimeoutError:
+            pass
