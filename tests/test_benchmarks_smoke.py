@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from tests.support.services import nats_url, redis_url, require
 
 ROOT = Path(__file__).parent.parent
 
@@ -29,3 +31,42 @@ def test_quick_benchmark_runs(tmp_path: Path) -> None:
     text = json.dumps(report)
     assert "axonbus" in text
     assert '"error:' not in text
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_quick_broker_benchmark_runs(tmp_path: Path) -> None:
+    """Every broker workload runs end to end: axonbus and its anchor have positive rates, no row
+    errors. Context rows (FastStream) may be skipped when their library is not installed."""
+    require("redis", redis_url())
+    require("nats", nats_url())
+    from benchmarks.brokers import WORKLOAD_KEYS
+
+    out = tmp_path / "brokers.json"
+    env = {
+        **os.environ,
+        "AXONBUS_BENCH_REDIS_URL": redis_url(),
+        "AXONBUS_BENCH_NATS_URL": nats_url(),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.brokers", "--quick", "--plain", "--json", str(out)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=110,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert set(report["workloads"]) == set(WORKLOAD_KEYS)
+    for key, workload in report["workloads"].items():
+        rows = {row["name"]: row for row in workload["rows"]}
+        for name in ("axonbus", workload["anchor"]):
+            row = rows[name]
+            assert row["rates"], f"{key} / {name}: {row['note']}"
+            assert all(rate > 0 for rate in row["rates"]), f"{key} / {name}: {row['rates']}"
+        for row in workload["rows"]:
+            assert not row["note"].startswith("error:"), f"{key} / {row['name']}: {row['note']}"
+            if not row["note"].startswith("skipped:"):
+                assert row["median"] > 0, f"{key} / {row['name']}"

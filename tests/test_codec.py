@@ -459,3 +459,58 @@ def test_importing_axonbus_does_not_need_msgpack() -> None:
         "assert c.get_codec('json').name == 'json'\n"
     )
     subprocess.run([sys.executable, "-c", script], check=True, timeout=20)
+
+
+GOOD_WIRE: dict[str, Any] = {
+    "v": 1,
+    "id": "abc-1",
+    "topic": "t.x",
+    "timestamp": 1717171717.5,
+    "kind": "value",
+    "data": {"n": 1},
+}
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"timestamp": 1717171717},  # an int timestamp comes back as a float
+        {"correlation_id": "c", "causation_id": "d"},
+        {"data": None},
+        {"headers": {"k": "v"}},  # not the fast path: full validation
+        {"kind": "bytes", "data": "aGk="},
+    ],
+)
+def test_the_decode_fast_path_agrees_with_full_validation(changes: dict[str, Any]) -> None:
+    from axonbus._codec import _b64_decode, _from_wire, _from_wire_checked
+
+    wire = {**GOOD_WIRE, **changes}
+    fast, checked = _from_wire(dict(wire), _b64_decode), _from_wire_checked(wire, _b64_decode)
+    for attr in ("topic", "event", "id", "headers", "timestamp", "correlation_id", "causation_id"):
+        assert getattr(fast, attr) == getattr(checked, attr), attr
+    assert type(fast.timestamp) is float
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"v": True},
+        {"v": 2},
+        {"id": 5},
+        {"topic": None},
+        {"timestamp": True},
+        {"timestamp": "now"},
+        {"correlation_id": 3},
+        {"causation_id": b"x"},
+    ],
+)
+def test_the_decode_fast_path_refuses_what_validation_refuses(changes: dict[str, Any]) -> None:
+    from axonbus._codec import _b64_decode, _from_wire
+
+    with pytest.raises(DecodeError):
+        _from_wire({**GOOD_WIRE, **changes}, _b64_decode)
+    wire = {**GOOD_WIRE, **changes}
+    del wire["data"]
+    with pytest.raises(DecodeError):
+        _from_wire(wire, _b64_decode)

@@ -149,6 +149,32 @@ def _optional_str(wire: dict[str, Any], key: str) -> str | None:
 
 
 def _from_wire(wire: Any, decode_bytes: Any) -> Envelope:
+    # The common case first: a plain value without headers, every field of the right type
+    # (the checks below, in one expression). Anything else takes the full validation.
+    if type(wire) is dict and wire.get("kind") == "value" and "headers" not in wire:
+        version = wire.get("v")
+        id_ = wire.get("id")
+        topic = wire.get("topic")
+        timestamp = wire.get("timestamp")
+        correlation = wire.get("correlation_id")
+        causation = wire.get("causation_id")
+        if (
+            type(version) is int
+            and version == WIRE_VERSION
+            and type(id_) is str
+            and type(topic) is str
+            and (type(timestamp) is float or type(timestamp) is int)
+            and "data" in wire
+            and (correlation is None or type(correlation) is str)
+            and (causation is None or type(causation) is str)
+        ):
+            return Envelope(
+                topic, wire["data"], id_, None, float(timestamp), correlation, causation
+            )
+    return _from_wire_checked(wire, decode_bytes)
+
+
+def _from_wire_checked(wire: Any, decode_bytes: Any) -> Envelope:
     if not isinstance(wire, dict):
         raise DecodeError(f"expected an envelope map, got {type(wire).__name__}")
     version = wire.get("v")

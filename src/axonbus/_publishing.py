@@ -164,8 +164,9 @@ class Publisher:
             if hooked is None:
                 return PublishResult(env.id) if wait else env
             env = hooked
-        if self._remote is not None:
-            await self._send(env)  # first, so a refused event reached nobody
+        remote = self._remote
+        if remote is not None:  # first, so a refused event reached nobody
+            await remote.send(remote.publish_op(env, self._encode(env)))
         if wait:
             result = env.tracker = PublishResult(env.id)
             await self._dispatch_local(env)
@@ -235,10 +236,12 @@ class Publisher:
             for mb in blocked:
                 await self._put_blocking(mb, env)
 
+    def _encode(self, env: Envelope) -> bytes:
+        return encode_checked(self._codec, env, self.max_message_bytes)
+
     def _outbound(self, env: Envelope) -> Any:
         assert self._remote is not None
-        data = encode_checked(self._codec, env, self.max_message_bytes)
-        return self._remote.publish_op(env, data)
+        return self._remote.publish_op(env, self._encode(env))
 
     async def _send(self, env: Envelope) -> None:
         assert self._remote is not None

@@ -14,4 +14,3 @@ from axonbus.testing import CHECKS
 async def test_redis_conformance(name: str, redis_service: str) -> None:
     bus_name = f"conf{uuid.uuid4().hex[:8]}"  # both buses of a two-bus check share the name
     await CHECKS[name](lambda: Bus(redis_service, name=bus_name))
-

@@ -40,36 +40,68 @@ local function matches(pattern, tt)
 end
 """
 
-# ARGV: bus, topic, envelope, origin, maxlen, max_age_ms
-# Appends the envelope to every bound stream whose pattern matches, then publishes
-# origin .. envelope on the pub/sub channel "{bus}/{topic}". Returns the streams written.
+# ARGV: bus, origin, maxlen, max_age_ms, then topic and envelope of each event, in order.
+# One call carries the events of one writer batch (one reply instead of one per event). For each
+# event: append the envelope to every bound stream whose pattern matches (the bindings are read
+# once per call, an event's matching streams once per topic). Then it goes out on the pub/sub
+# channel "{bus}/{topic}": consecutive events on one topic as one message, origin followed by
+# each envelope with its length in front (4 bytes, big-endian), in order. An event whose XADD
+# fails is not published and the next events go on, as if each had its own call.
+# Returns {appends, {index, error, ...}} with the 0-based index of every failed event.
 PUBLISH = (
     _MATCH
     + """
-local bus, topic, data = ARGV[1], ARGV[2], ARGV[3]
+local bus, origin = ARGV[1], ARGV[2]
 local bindings = redis.call('HGETALL', bus .. ':bindings')
-local written = 0
-if #bindings > 0 then
-  local tt = split(topic)
-  local maxlen, max_age = tonumber(ARGV[5]), tonumber(ARGV[6])
-  local minid = nil
-  if max_age > 0 then
-    local now = redis.call('TIME')
-    minid = tostring(tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - max_age)
+local maxlen, max_age = tonumber(ARGV[3]), tonumber(ARGV[4])
+local trim, limit = 'MAXLEN', maxlen
+if #bindings > 0 and max_age > 0 then
+  local now = redis.call('TIME')
+  trim = 'MINID'
+  limit = tostring(tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - max_age)
+end
+local written, failed, targets = 0, {}, {}
+local run_topic, run = nil, {}
+local function flush()
+  if run_topic then
+    redis.call('PUBLISH', bus .. '/' .. run_topic, origin .. table.concat(run))
+    run = {}
   end
-  for i = 1, #bindings, 2 do
-    if matches(bindings[i + 1], tt) then
-      if minid then
-        redis.call('XADD', bindings[i], 'MINID', '~', minid, '*', 'd', data)
-      else
-        redis.call('XADD', bindings[i], 'MAXLEN', '~', maxlen, '*', 'd', data)
+end
+for i = 5, #ARGV, 2 do
+  local topic, data = ARGV[i], ARGV[i + 1]
+  local ok = true
+  if #bindings > 0 then
+    local streams = targets[topic]
+    if streams == nil then
+      streams = {}
+      local tt = split(topic)
+      for j = 1, #bindings, 2 do
+        if matches(bindings[j + 1], tt) then streams[#streams + 1] = bindings[j] end
+      end
+      targets[topic] = streams
+    end
+    for _, stream in ipairs(streams) do
+      local res = redis.pcall('XADD', stream, trim, '~', limit, '*', 'd', data)
+      if type(res) == 'table' and res.err then
+        failed[#failed + 1] = (i - 5) / 2
+        failed[#failed + 1] = res.err
+        ok = false
+        break
       end
       written = written + 1
     end
   end
+  if ok then
+    if topic ~= run_topic then
+      flush()
+      run_topic = topic
+    end
+    run[#run + 1] = struct.pack('>I4', #data) .. data
+  end
 end
-redis.call('PUBLISH', bus .. '/' .. topic, ARGV[4] .. data)
-return written
+flush()
+return {written, failed}
 """
 )
 
