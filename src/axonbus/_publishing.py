@@ -237,6 +237,8 @@ class Publisher:
                 await self._put_blocking(mb, env)
 
     def _encode(self, env: Envelope) -> bytes:
+        if env.topic not in self._index.cache:
+            self._index.lookup(env.topic)  # InvalidTopic before the broker sees it
         return encode_checked(self._codec, env, self.max_message_bytes)
 
     def _outbound(self, env: Envelope) -> Any:
@@ -369,8 +371,7 @@ class Publisher:
             raise ValueError(f"timeout must be > 0 seconds or None, got {timeout!r}")
         env = self._envelope(topic, payload, headers, None, None)
         if self._remote is not None:
-            data = encode_checked(self._codec, env, self.max_message_bytes)
-            return await self._remote.request(env, data, timeout)
+            return await self._remote.request(env, self._encode(env), timeout)
         route = self._routes.responders.lookup(topic)
         if not route:
             raise NoResponders(topic)

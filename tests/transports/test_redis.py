@@ -12,7 +12,7 @@ import pytest
 import redis.asyncio as aioredis
 from tests.support.brokers import free_port
 
-from axonbus import Bus, ConnectionLost, Context, DeadLetter, Retry
+from axonbus import Bus, ConnectionLost, Context, DeadLetter, InvalidTopic, Retry
 from axonbus.testing import settle
 from axonbus.transports.redis import _glob
 
@@ -178,6 +178,7 @@ async def test_log_policy_still_refuses_to_lose_durable_events(private_redis: An
         bus.subscribe("orders.>", lambda e: None, durable="billing")
         await bus.flush()
         await private_redis.akill()
+        await until(lambda: not bus.transport.connected)  # type: ignore[attr-defined]
         await bus.publish("chat.x", "dropped, counted")  # plain: logged and counted
         assert bus.transport.lost_publishes == 1  # type: ignore[attr-defined]
         with pytest.raises(ConnectionLost, match="durable"):
@@ -188,3 +189,21 @@ async def test_log_policy_still_refuses_to_lose_durable_events(private_redis: An
         await until(lambda: bus.transport.connected, timeout=5)  # type: ignore[attr-defined]
         await bus.publish("chat.y", "after")
         await settle(bus, lambda: got == ["after"])
+
+
+@pytest.mark.parametrize("topic", ["a..b", "a.*", "has space", ""])
+async def test_invalid_topics_are_refused_before_the_broker_sees_them(
+    redis_service: str, name: str, topic: str
+) -> None:
+    seen: list[Any] = []
+    async with Bus(redis_service, name=name) as bus, Bus(redis_service, name=name) as other:
+        other.subscribe_all(seen.append)
+        await other.flush()
+        with pytest.raises(InvalidTopic):
+            await bus.publish(topic, 1)
+        with pytest.raises(InvalidTopic):
+            bus.publish_nowait(topic, 1)
+        with pytest.raises(InvalidTopic):
+            await bus.request(topic, 1, timeout=1)
+        await bus.publish("valid.topic", 2)
+        await settle(other, lambda: seen == [2])
