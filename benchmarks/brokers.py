@@ -216,26 +216,37 @@ async def bus_pair(url: str, name: str) -> AsyncIterator[tuple[Any, Any]]:
 # -- redis: plain pub/sub --------------------------------------------------------------------------
 
 
-async def redis_plain_axonbus(n: int) -> Lap:
-    """``await pub.publish(TOPIC, {"n": i})``; a no-op ``subscribe`` on another bus."""
-    need(redis_url())
-    name = unique("rp")
+async def _axonbus_one_way(
+    url: str, cleanup: Callable[[str], Any], kind: str, n: int, durable: str | None = None
+) -> Lap:
+    """``await pub.publish(TOPIC, {"n": i})`` on one bus, a no-op subscriber on another; until
+    every event was handled (durable: and its acknowledgement is on the server)."""
+    need(url)
+    name = unique(kind)
     cd = Countdown(n)
     events = payloads(n)
     try:
-        async with bus_pair(redis_url(), name) as (sub, pub):
-            sub.subscribe(TOPIC, cd.handler(), maxsize=MAILBOX)
-            await sub.flush()  # the PSUBSCRIBE is confirmed
+        async with bus_pair(url, name) as (sub, pub):
+            sub.subscribe(TOPIC, cd.handler(), durable=durable, maxsize=MAILBOX)
+            await sub.flush()  # the subscription (stream, group, binding) is on the server
+            await pub.flush()
             publish = pub.publish
             t0 = stopwatch()
             for ev in events:
                 await publish(TOPIC, ev)
             await cd.done
+            if durable is not None:
+                await sub.flush()  # the acknowledgements are on the server
             lap = t0.stop()
     finally:
-        await redis_cleanup(name)
+        await cleanup(name)
     cd.check()
     return lap
+
+
+async def redis_plain_axonbus(n: int) -> Lap:
+    """``publish`` / plain ``subscribe`` over redis:// (pub/sub)."""
+    return await _axonbus_one_way(redis_url(), redis_cleanup, "rp", n)
 
 
 async def _redis_subscriber(client: Any, channel: str, cd: Countdown) -> asyncio.Task[None]:
@@ -321,21 +332,18 @@ async def _faststream_ready(broker: Any, destination: str, ready: asyncio.Event)
     raise TimeoutError(f"the FastStream subscriber on {destination} never got ready")
 
 
-async def redis_plain_faststream(n: int) -> Lap:
-    """FastStream ``RedisBroker``: ``await broker.publish(msg, channel)`` per event, a
-    ``@subscriber(channel)`` on a second broker (logging off)."""
-    need(redis_url())
-    fs = require("faststream.redis")
-    channel = f"{unique('rf')}/{TOPIC}"
+async def _faststream_one_way(broker_cls: Any, url: str, destination: str, n: int) -> Lap:
+    """FastStream: ``await broker.publish(msg, destination)`` per event, a
+    ``@subscriber(destination)`` on a second broker (logging off)."""
     cd = Countdown(n)
     events = payloads(n)
-    sub_broker = fs.RedisBroker(redis_url(), logger=None)
-    pub_broker = fs.RedisBroker(redis_url(), logger=None)
+    sub_broker = broker_cls(url, logger=None)
+    pub_broker = broker_cls(url, logger=None)
     hit = cd.hit
 
     ready = asyncio.Event()
 
-    @sub_broker.subscriber(channel)  # type: ignore[untyped-decorator]
+    @sub_broker.subscriber(destination)  # type: ignore[untyped-decorator]
     async def on_tick(msg: dict[str, int]) -> None:
         if msg["n"] < 0:
             ready.set()
@@ -345,11 +353,11 @@ async def redis_plain_faststream(n: int) -> Lap:
     await sub_broker.start()
     await pub_broker.start()
     try:
-        await _faststream_ready(pub_broker, channel, ready)
+        await _faststream_ready(pub_broker, destination, ready)
         publish = pub_broker.publish
         t0 = stopwatch()
         for ev in events:
-            await publish(ev, channel)
+            await publish(ev, destination)
         await cd.done
         lap = t0.stop()
     finally:
@@ -359,31 +367,19 @@ async def redis_plain_faststream(n: int) -> Lap:
     return lap
 
 
+async def redis_plain_faststream(n: int) -> Lap:
+    """FastStream ``RedisBroker`` on a pub/sub channel."""
+    need(redis_url())
+    fs = require("faststream.redis")
+    return await _faststream_one_way(fs.RedisBroker, redis_url(), f"{unique('rf')}/{TOPIC}", n)
+
+
 # -- redis: durable (streams) ----------------------------------------------------------------------
 
 
 async def redis_durable_axonbus(n: int) -> Lap:
-    """``subscribe(durable=...)`` on one bus, ``publish`` on another; until every event was
-    handled and its ``XACK`` sent (``flush``)."""
-    need(redis_url())
-    name = unique("rd")
-    cd = Countdown(n)
-    events = payloads(n)
-    try:
-        async with bus_pair(redis_url(), name) as (sub, pub):
-            sub.subscribe(TOPIC, cd.handler(), durable="bench", maxsize=MAILBOX)
-            await sub.flush()  # the stream, its group and the binding exist
-            publish = pub.publish
-            t0 = stopwatch()
-            for ev in events:
-                await publish(TOPIC, ev)
-            await cd.done
-            await sub.flush()  # the acknowledgements are on the server
-            lap = t0.stop()
-    finally:
-        await redis_cleanup(name)
-    cd.check()
-    return lap
+    """``subscribe(durable=...)`` over redis:// (a stream and its consumer group)."""
+    return await _axonbus_one_way(redis_url(), redis_cleanup, "rd", n, durable="bench")
 
 
 async def redis_durable_raw(n: int, batch: int = BATCH) -> Lap:
@@ -537,25 +533,8 @@ async def redis_rpc_raw(n: int) -> Lap:
 
 
 async def nats_plain_axonbus(n: int) -> Lap:
-    """``await pub.publish(TOPIC, {"n": i})``; a no-op ``subscribe`` on another bus."""
-    need(nats_url())
-    name = unique("np")
-    cd = Countdown(n)
-    events = payloads(n)
-    try:
-        async with bus_pair(nats_url(), name) as (sub, pub):
-            sub.subscribe(TOPIC, cd.handler(), maxsize=MAILBOX)
-            await sub.flush()
-            publish = pub.publish
-            t0 = stopwatch()
-            for ev in events:
-                await publish(TOPIC, ev)
-            await cd.done
-            lap = t0.stop()
-    finally:
-        await nats_cleanup(name)
-    cd.check()
-    return lap
+    """``publish`` / plain ``subscribe`` over nats:// (core subjects)."""
+    return await _axonbus_one_way(nats_url(), nats_cleanup, "np", n)
 
 
 async def nats_plain_raw(n: int) -> Lap:
@@ -586,69 +565,18 @@ async def nats_plain_raw(n: int) -> Lap:
 
 
 async def nats_plain_faststream(n: int) -> Lap:
-    """FastStream ``NatsBroker``: ``await broker.publish(msg, subject)`` per event, a
-    ``@subscriber(subject)`` on a second broker (logging off)."""
+    """FastStream ``NatsBroker`` on a core subject."""
     need(nats_url())
     fs = require("faststream.nats")
-    subject = f"{unique('nf')}.{TOPIC}"
-    cd = Countdown(n)
-    events = payloads(n)
-    sub_broker = fs.NatsBroker(nats_url(), logger=None)
-    pub_broker = fs.NatsBroker(nats_url(), logger=None)
-    hit = cd.hit
-
-    ready = asyncio.Event()
-
-    @sub_broker.subscriber(subject)  # type: ignore[untyped-decorator]
-    async def on_tick(msg: dict[str, int]) -> None:
-        if msg["n"] < 0:
-            ready.set()
-        else:
-            hit()
-
-    await sub_broker.start()
-    await pub_broker.start()
-    try:
-        await _faststream_ready(pub_broker, subject, ready)
-        publish = pub_broker.publish
-        t0 = stopwatch()
-        for ev in events:
-            await publish(ev, subject)
-        await cd.done
-        lap = t0.stop()
-    finally:
-        await pub_broker.stop()
-        await sub_broker.stop()
-    cd.check()
-    return lap
+    return await _faststream_one_way(fs.NatsBroker, nats_url(), f"{unique('nf')}.{TOPIC}", n)
 
 
 # -- nats: durable (JetStream) ------------------------------------------------------------------
 
 
 async def nats_durable_axonbus(n: int) -> Lap:
-    """``subscribe(durable=...)`` (a JetStream consumer) on one bus, ``publish`` on another;
-    until every event was handled and its ack sent (``flush``)."""
-    need(nats_url())
-    name = unique("nd")
-    cd = Countdown(n)
-    events = payloads(n)
-    try:
-        async with bus_pair(nats_url(), name) as (sub, pub):
-            sub.subscribe(TOPIC, cd.handler(), durable="bench", maxsize=MAILBOX)
-            await sub.flush()
-            await pub.flush()
-            publish = pub.publish
-            t0 = stopwatch()
-            for ev in events:
-                await publish(TOPIC, ev)
-            await cd.done
-            await sub.flush()
-            lap = t0.stop()
-    finally:
-        await nats_cleanup(name)
-    cd.check()
-    return lap
+    """``subscribe(durable=...)`` over nats:// (a JetStream durable consumer)."""
+    return await _axonbus_one_way(nats_url(), nats_cleanup, "nd", n, durable="bench")
 
 
 async def nats_durable_raw(n: int) -> Lap:
