@@ -1,0 +1,23 @@
+"""The private broker each multi-process fault test runs against, on redis:// and nats://."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from tests.faults.harness import Broker
+from tests.support.fixtures import make_nats, make_redis
+
+
+@pytest.fixture(params=["redis", "nats"])
+def broker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Broker]:
+    """A started private broker that keeps its data across ``kill -9`` and restarts."""
+    if request.param == "redis":
+        # appendonly + appendfsync always: what Redis acknowledged is on disk
+        with make_redis(tmp_path / "redis", appendonly=True, appendfsync="always") as redis:
+            yield Broker("redis", redis, takeover="claim_idle=1")
+    else:
+        # JetStream with a store directory (-sd), kept across restarts
+        with make_nats(tmp_path / "nats") as nats:
+            yield Broker("nats", nats, takeover="ack_wait=1")

@@ -1,0 +1,380 @@
+"""Worker processes, their logs, and the publisher used by the fault tests."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tests.support.brokers import NatsServer, RedisServer
+
+from axonbus import Bus, ConnectionLost
+from axonbus._codec import get_codec
+from axonbus.transports.base import BrokerTransport
+
+__all__ = [
+    "REPO",
+    "Broker",
+    "Fleet",
+    "NatsProbe",
+    "PublishStats",
+    "RedisProbe",
+    "Worker",
+    "publish_paced",
+    "unconfirmed",
+]
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Broker:
+    """A private broker of either kind, and how workers take over a dead worker's deliveries."""
+
+    kind: str  # "redis" or "nats"
+    server: RedisServer | NatsServer
+    takeover: str  # URL options: redeliver what a dead consumer held after 1 s
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    @property
+    def worker_url(self) -> str:
+        return f"{self.server.url}?{self.takeover}"
+
+
+class Worker:
+    """One ``tests.faults.worker`` process and what its log says so far."""
+
+    def __init__(self, index: int, log_dir: Path, args: list[str]) -> None:
+        self.index = index
+        self.log = log_dir / f"worker{index}.log"
+        self.stderr_path = log_dir / f"worker{index}.stderr"
+        self._stderr = self.stderr_path.open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.faults.worker", "--out", str(self.log), *args],
+            cwd=REPO,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=self._stderr,
+        )
+        self.pid = self.proc.pid
+        self.consumer: str | None = None  # the broker's name for it, from the ready line
+        self.killed = False
+        self.received: Counter[int] = Counter()
+        self.started: Counter[int] = Counter()
+        self.done: Counter[int] = Counter()
+        self.done_times: dict[int, float] = {}  # seq -> last time it was done here
+        self.dead: list[str] = []
+        self.closed = False  # it logged a graceful shutdown
+        self.attempts: Counter[int] = Counter()  # attempt number -> starts with it
+        self._offset = 0
+        self._partial = b""
+
+    @property
+    def ready(self) -> bool:
+        return self.consumer is not None
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def in_flight(self) -> set[int]:
+        """Events started here and not (yet) done."""
+        return {seq for seq, n in self.started.items() if n > self.done[seq]}
+
+    def held(self) -> set[int]:
+        """Events delivered here and not (yet) done: queued locally or being handled."""
+        return {seq for seq, n in self.received.items() if n > self.done[seq]}
+
+    def done_since(self, since: float) -> set[int]:
+        """Events whose handling here finished at ``since`` (time.monotonic()) or later."""
+        return {seq for seq, t in self.done_times.items() if t >= since}
+
+    def read(self) -> int:
+        """Parse what the log gained since the last call; the number of new lines."""
+        try:
+            with self.log.open("rb") as f:
+                f.seek(self._offset)
+                chunk = f.read()
+        except FileNotFoundError:
+            return 0
+        self._offset += len(chunk)
+        data = self._partial + chunk
+        lines = data.split(b"\n")
+        self._partial = lines.pop()  # an incomplete last line waits for the next read
+        for line in lines:
+            self._parse(line.decode("ascii").split())
+        return len(lines)
+
+    def _parse(self, parts: list[str]) -> None:
+        kind = parts[0]
+        if kind == "recv":
+            self.received[int(parts[1])] += 1
+        elif kind == "start":
+            self.started[int(parts[1])] += 1
+            self.attempts[int(parts[2])] += 1
+        elif kind == "done":
+            seq = int(parts[1])
+            self.done[seq] += 1
+            self.done_times[seq] = float(parts[2])
+        elif kind == "ready":
+            self.consumer = parts[2]
+        elif kind == "dead":
+            self.dead.append(" ".join(parts[1:]))
+        elif kind == "closed":
+            self.closed = True
+
+    def kill(self) -> None:
+        """``kill -9`` the process, reap it, and read its log to the end."""
+        self.killed = True
+        if self.alive:
+            os.kill(self.pid, signal.SIGKILL)
+        self.proc.wait()
+        self._stderr.close()
+        self.read()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Graceful shutdown (SIGTERM: the bus closes), SIGKILL if it takes too long."""
+        if self.alive:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self.proc.wait()
+        self._stderr.close()
+        self.read()
+
+    def reconnected_after(self, since: float) -> float | None:
+        """Wall time of the first "reconnected" the worker logged after ``since``, if any."""
+        for line in self.stderr_path.read_text(errors="replace").splitlines():
+            stamp, _, rest = line.partition(" ")
+            try:
+                when = float(stamp)
+            except ValueError:
+                continue
+            if when >= since and rest.endswith("reconnected"):
+                return when
+        return None
+
+    def stderr_tail(self, lines: int = 15) -> str:
+        text = self.stderr_path.read_text(errors="replace")
+        return "\n".join(text.splitlines()[-lines:])
+
+
+@dataclass
+class Fleet:
+    """The worker processes of one test, started with the same arguments."""
+
+    log_dir: Path
+    args: list[str]
+    workers: list[Worker] = field(default_factory=list)
+
+    def spawn(self) -> Worker:
+        worker = Worker(len(self.workers), self.log_dir, self.args)
+        self.workers.append(worker)
+        return worker
+
+    def alive(self) -> list[Worker]:
+        return [w for w in self.workers if not w.killed and w.alive]
+
+    def read(self) -> None:
+        for w in self.workers:
+            w.read()
+
+    async def wait_ready(self, worker: Worker, timeout: float = 15.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not worker.ready:
+            worker.read()
+            if not worker.alive and not worker.ready:
+                raise AssertionError(
+                    f"worker {worker.index} exited with {worker.proc.returncode}:\n"
+                    + worker.stderr_tail()
+                )
+            if time.monotonic() > deadline:
+                raise AssertionError(f"worker {worker.index} not ready after {timeout}s")
+            await asyncio.sleep(0.02)
+
+    def done(self) -> Counter[int]:
+        """seq -> how many times it was done, over every process."""
+        total: Counter[int] = Counter()
+        for w in self.workers:
+            total.update(w.done)
+        return total
+
+    def dead(self) -> list[str]:
+        return [line for w in self.workers for line in w.dead]
+
+    def stop_all(self) -> None:
+        """Stop every worker still running (gracefully) and reap the killed ones."""
+        for w in self.workers:
+            if w.killed:
+                w.kill()
+            else:
+                w.stop()
+
+    async def wait_quiet(self, quiet: float, timeout: float) -> None:
+        """Wait until no log grew for ``quiet`` seconds (late redeliveries have landed)."""
+        deadline = time.monotonic() + timeout
+        last = time.monotonic()
+        while time.monotonic() - last < quiet and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+            if sum(w.read() for w in self.workers):
+                last = time.monotonic()
+
+    def stderr_tails(self) -> str:
+        return "\n".join(f"--- worker {w.index} ---\n{w.stderr_tail()}" for w in self.workers)
+
+    def __iter__(self) -> Iterator[Worker]:
+        return iter(self.workers)
+
+
+@dataclass
+class PublishStats:
+    sent: int = 0
+    connection_lost: int = 0  # publishes that raised ConnectionLost and were sent again
+    seconds: float = 0.0
+
+
+async def publish_paced(
+    bus: Bus,
+    topic: str,
+    n: int,
+    *,
+    chunk: int,
+    pause: float,
+    progress: Callable[[int], Any] | None = None,
+) -> PublishStats:
+    """Publish ``{"seq": i}`` for i in range(n), ``chunk`` at a time with ``pause`` between.
+
+    A publish that raises :class:`ConnectionLost` was not sent (the documented contract), so
+    it is sent again; every such retry is counted.
+    """
+    stats = PublishStats()
+    t0 = time.monotonic()
+    for i in range(n):
+        while True:
+            try:
+                await bus.publish(topic, {"seq": i})
+            except ConnectionLost:
+                stats.connection_lost += 1
+                await asyncio.sleep(0.05)
+                continue
+            break
+        stats.sent += 1
+        if (i + 1) % chunk == 0:
+            if progress is not None:
+                progress(i + 1)
+            await asyncio.sleep(pause)
+    while True:
+        try:
+            await bus.flush(timeout=30)
+        except ConnectionLost:
+            await asyncio.sleep(0.05)
+            continue
+        break
+    stats.seconds = time.monotonic() - t0
+    return stats
+
+
+def unconfirmed(bus: Bus) -> list[int]:
+    """Seqs of the publishes ``bus`` has queued or sent that the broker has not confirmed yet.
+
+    These, and only these, may reach the broker twice when it dies now: the writer keeps a
+    batch in the outbox until the broker confirmed it, and sends it again after reconnecting.
+    (Reads the outbox of :class:`BrokerTransport`; a test-only look inside.)
+    """
+    transport = bus.transport
+    assert isinstance(transport, BrokerTransport)
+    codec = get_codec(bus.codec)
+    seqs = []
+    for op in transport._outbox:
+        if op[0] == "pub":
+            event = codec.decode(op[2]).event
+            if isinstance(event, dict) and "seq" in event:
+                seqs.append(event["seq"])
+    return seqs
+
+
+class RedisProbe:
+    """What Redis holds for a durable subscription: its entries and pending deliveries.
+
+    Each question uses a new connection, so it works across broker restarts.
+    """
+
+    def __init__(self, url: str, bus_name: str, durable: str) -> None:
+        from axonbus.transports.redis import GROUP
+
+        self.url = url
+        self.group = GROUP
+        self.stream = f"{bus_name}:durable:{durable}"
+        self._codec = get_codec("json")
+
+    async def _ask(self, command: str, *args: Any, **kwargs: Any) -> Any:
+        import redis.asyncio as aioredis
+
+        client = aioredis.Redis.from_url(self.url)
+        try:
+            return await getattr(client, command)(*args, **kwargs)
+        finally:
+            await client.aclose()
+
+    async def pending(self, consumer: str | None = None) -> set[bytes]:
+        """Ids of entries delivered (to ``consumer``, or to anyone) and not acknowledged."""
+        kwargs: dict[str, Any] = {} if consumer is None else {"consumername": consumer}
+        rows = await self._ask(
+            "xpending_range", self.stream, self.group, min="-", max="+", count=1_000_000, **kwargs
+        )
+        return {row["message_id"] for row in rows}
+
+    async def seqs(self) -> dict[bytes, int]:
+        """Entry id -> seq, for every entry of the stream."""
+        entries = await self._ask("xrange", self.stream)
+        return {eid: self._codec.decode(fields[b"d"]).event["seq"] for eid, fields in entries}
+
+
+class NatsProbe:
+    """What JetStream holds for a bus's durable: messages kept, deliveries not acknowledged."""
+
+    def __init__(self, url: str, bus_name: str, durable: str) -> None:
+        from axonbus.transports._nats_jetstream import consumer_name
+
+        self.url = url
+        self.stream = f"AXONBUS_{bus_name}"
+        self.consumer = consumer_name(durable)
+
+    async def _api(self, subject: str) -> Any:
+        import json
+
+        import nats
+
+        nc = await nats.connect(self.url, allow_reconnect=False)
+        try:
+            msg = await nc.request(f"$JS.API.{subject}", b"", timeout=5)
+            return json.loads(msg.data)
+        finally:
+            await nc.close()
+
+    async def left_over(self) -> dict[str, int]:
+        """Deliveries the durable's consumer never had acknowledged, or never delivered."""
+        consumer = await self._api(f"CONSUMER.INFO.{self.stream}.{self.consumer}")
+        counts = {
+            "ack pending": consumer["num_ack_pending"],
+            "not delivered": consumer["num_pending"],
+        }
+        return {k: v for k, v in counts.items() if v}
+
+    async def stream_messages(self) -> int:
+        """Messages the stream still keeps (interest retention drops acknowledged ones)."""
+        stream = await self._api(f"STREAM.INFO.{self.stream}")
+        return int(stream["state"]["messages"])
