@@ -46,10 +46,18 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlencode, urlsplit
 
 from .._events import Envelope
-from .._exceptions import ConnectionLost, DecodeError, NoResponders, RemoteError, RequestTimeout
+from .._exceptions import ConnectionLost, DecodeError
 from .._topics import match
 from . import _redis_lua
-from .base import BrokerTransport, Inbound, float_option, int_option, register_transport
+from ._redis_rpc import RedisRequestReply, _Responders
+from .base import (
+    BrokerTransport,
+    Inbound,
+    float_option,
+    int_option,
+    redact_url,
+    register_transport,
+)
 
 try:
     import redis.asyncio as aioredis
@@ -72,7 +80,6 @@ logger = logging.getLogger("axonbus")
 
 GROUP = "axonbus"  # the consumer group on every stream: one stream per axonbus group/durable
 BLOCK_MS = 500  # how long a blocking read waits before looking around (closing, room...)
-RESPONDER_TTL = 10.0  # seconds a responder registration lives without a heartbeat
 FETCH = 256  # most entries fetched at once
 PUBLISH_CHUNK = 512  # most events in one call of the publish script
 PUBLISH_CHUNK_BYTES = 1 << 20  # ... or about this many bytes of envelopes
@@ -90,16 +97,6 @@ def _glob(pattern: str) -> str:
     return ".".join(out)
 
 
-def _redacted(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    user = f"{parts.username}:" if parts.username else ":"
-    return parts._replace(netloc=f"{user}***@{host}{port}").geturl()
-
-
 @dataclass(eq=False)
 class _Queue:
     """A group or durable mailbox fed from its stream."""
@@ -113,14 +110,8 @@ class _Queue:
     inflight: set[bytes] = field(default_factory=set)
 
 
-@dataclass(eq=False)
-class _Responders:
-    mailbox: Mailbox
-    queue: str  # the list requests for this pattern are pushed on
-
-
 @register_transport
-class RedisTransport(BrokerTransport):
+class RedisTransport(RedisRequestReply, BrokerTransport):
     scheme = "redis"
     # redis-py can leave a connection unusable when a command is cancelled midway, so readers
     # stop on a flag, within one blocking read
@@ -139,7 +130,7 @@ class RedisTransport(BrokerTransport):
         self.claim_idle = float_option(self.options, "claim_idle", 30.0)
         parts = urlsplit(self.address)
         self._redis_url = parts._replace(query=urlencode(self.options)).geturl()
-        self.address = _redacted(self.address)  # what logs and reprs show
+        self.address = redact_url(self.address)  # what logs and reprs show
         self.instance = secrets.token_hex(8)  # 16 chars: the origin tag on pub/sub messages
         self._origin = self.instance.encode()
         self.prefix = "axonbus"
@@ -236,6 +227,9 @@ class RedisTransport(BrokerTransport):
         for fut in self._replies.values():
             if not fut.done():
                 fut.set_exception(ConnectionLost(f"{self.address}: the bus closed"))
+
+    async def _flush_outbox(self) -> None:
+        await super().flush()
 
     async def flush(self) -> None:
         """Wait until Redis has every publish, acknowledgement and registration made so far."""
@@ -566,168 +560,3 @@ class RedisTransport(BrokerTransport):
             self.send_control(("ack", queue.stream, entry_id))
 
         return ack
-
-    # -- request / reply -----------------------------------------------------------------------
-
-    def _bind_responder(self, mailbox: Mailbox) -> None:
-        first = not self._responders
-        self._responders[mailbox.pattern] = _Responders(
-            mailbox, f"{self.prefix}:rpc:{mailbox.pattern}"
-        )
-        expiry = int((time.time() + RESPONDER_TTL) * 1000)
-        self._register_op(("respond", f"{self.instance}\n{mailbox.pattern}", expiry))
-        if first and self.connected and self.receiving:
-            self.spawn_reader(self._serve(self._generation), "respond")
-
-    async def _heartbeat(self, client: Any) -> None:
-        expiry = int((time.time() + RESPONDER_TTL) * 1000)
-        mapping = {f"{self.instance}\n{p}": expiry for p in self._responders}
-        if mapping:
-            await client.hset(f"{self.prefix}:responders", mapping=mapping)
-
-    async def _serve(self, generation: int) -> None:
-        """Pop requests for every local responder pattern, while its mailbox has room."""
-        bus = self.bus
-        assert bus is not None
-        beat_at = 0.0
-        try:
-            while self._responders and self.receiving and generation == self._generation:
-                client = self._client
-                assert client is not None
-                if time.monotonic() >= beat_at:
-                    await self._heartbeat(client)
-                    beat_at = time.monotonic() + RESPONDER_TTL / 3
-                keys = [r.queue for r in self._responders.values() if r.mailbox.has_room()]
-                if not keys:
-                    await asyncio.sleep(0.01)
-                    continue
-                popped: Any = await client.brpop(keys, timeout=BLOCK_MS / 1000)
-                if popped is None:
-                    continue
-                key, frame = popped
-                pattern = key.decode().removeprefix(f"{self.prefix}:rpc:")
-                responders = self._responders.get(pattern)
-                if responders is not None:
-                    await self._handle_request(responders.mailbox, frame)
-        except self.connection_errors as exc:
-            self.lost(exc)
-
-    async def _handle_request(self, mailbox: Mailbox, frame: bytes) -> None:
-        bus = self.bus
-        assert bus is not None
-        try:
-            channel, request_id, deadline, data = frame.split(b"\n", 3)
-            env = bus._codec.decode(data)
-        except (ValueError, DecodeError) as exc:
-            logger.error("%s: undecodable request: %r", self, exc)
-            return
-        if deadline and float(deadline) < time.time():
-            return  # the requester has given up already
-        reply: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        env.reply = reply
-        reply.add_done_callback(lambda f: self._send_reply(channel, request_id, env, f))
-        if not await bus._put(mailbox, env) and not reply.done():
-            reply.set_exception(ConnectionLost("the responder closed before handling the request"))
-
-    def _send_reply(
-        self, channel: bytes, request_id: bytes, request: Envelope, fut: asyncio.Future[Any]
-    ) -> None:
-        bus = self.bus
-        assert bus is not None
-        if fut.cancelled():
-            status, body = b"err", b"CancelledError\nthe request was cancelled"
-        elif fut.exception() is not None:
-            exc = fut.exception()
-            if isinstance(exc, RemoteError):
-                kind, text = exc.remote_type, exc.remote_message
-            else:
-                kind, text = type(exc).__name__, str(exc)
-            status, body = b"err", f"{kind}\n{text}".encode()
-        else:
-            try:
-                body = bus._codec.encode(Envelope(request.topic, fut.result()))
-                status = b"ok"
-            except (TypeError, ValueError) as exc:
-                status, body = b"err", f"TypeError\ncannot encode the reply: {exc}".encode()
-        self.send_control(("reply", channel, request_id + b"\n" + status + b"\n" + body))
-
-    def _on_reply(self, data: bytes) -> None:
-        try:
-            request_id, status, body = data.split(b"\n", 2)
-        except ValueError:
-            logger.error("%s: malformed reply frame", self)
-            return
-        fut = self._replies.pop(request_id.decode(), None)
-        if fut is None or fut.done():
-            return  # timed out already
-        if status == b"ok":
-            bus = self.bus
-            assert bus is not None
-            try:
-                fut.set_result(bus._codec.decode(body).event)
-            except DecodeError as exc:
-                fut.set_exception(exc)
-        else:
-            kind, _, text = body.decode(errors="replace").partition("\n")
-            fut.set_exception(RemoteError(kind, text))
-
-    async def request(self, env: Envelope, data: bytes, timeout: float | None) -> Any:
-        bus = self.bus
-        assert bus is not None
-        loop = asyncio.get_running_loop()
-        # the request's timeout bounds sending it too: on a half-open connection, a command
-        # would otherwise wait for the socket timeout, an outage for unavailable_timeout
-        expires = None if timeout is None else loop.time() + timeout
-        try:
-            async with asyncio.timeout_at(expires):
-                if not self.connected:
-                    try:
-                        await asyncio.wait_for(self._wait_room(), self.unavailable_timeout or None)
-                    except TimeoutError:
-                        raise ConnectionLost(
-                            f"{self.address} unreachable; request not sent"
-                        ) from None
-                if self._written < self._registered_upto:
-                    await super().flush()  # our own responders must be registered before we ask
-        except TimeoutError:
-            raise RequestTimeout(env.topic, timeout or 0.0) from None
-        client = self._client
-        assert client is not None
-        request_id = env.id
-        deadline = b"" if timeout is None else str(time.time() + timeout).encode()
-        frame = b"\n".join((self._reply_channel.encode(), request_id.encode(), deadline, data))
-        reply: asyncio.Future[Any] = loop.create_future()
-        self._replies[request_id] = reply
-        if expires is not None:
-            bus._deadlines.watch(reply, expires, env.topic, timeout or 0.0)
-        try:
-            try:
-                async with asyncio.timeout_at(expires):
-                    try:
-                        pattern = await client.evalsha(
-                            self._shas["REQUEST"], 0, self.prefix, env.topic, frame
-                        )
-                    except rexc.NoScriptError:
-                        self._shas["REQUEST"] = await client.script_load(_redis_lua.REQUEST)
-                        pattern = await client.evalsha(
-                            self._shas["REQUEST"], 0, self.prefix, env.topic, frame
-                        )
-            except TimeoutError:  # before connection_errors: TimeoutError is an OSError
-                raise RequestTimeout(env.topic, timeout or 0.0) from None
-            except self.connection_errors as exc:
-                self.lost(exc)
-                raise ConnectionLost(f"{self.address}: request not sent: {exc}") from exc
-            if not pattern:
-                raise NoResponders(env.topic)
-            try:
-                return await reply
-            except RemoteError as exc:
-                raise RemoteError(exc.remote_type, exc.remote_message, topic=env.topic) from None
-            except RequestTimeout:
-                raise
-        finally:
-            self._replies.pop(request_id, None)
-            if timeout is not None:
-                bus._deadlines.forget(reply)
-            if reply.done() and not reply.cancelled():
-                reply.exception()  # a deadline that fired while sending: nobody awaits it
