@@ -77,13 +77,32 @@ async def run(args: argparse.Namespace, out: TextIO) -> None:
     # log each delivery as the broker hands it over, before it waits in the local queue:
     # what a worker holds when the broker dies may be delivered again elsewhere
     put = bus._put
+    packed: set[str] = set()  # ids of a pack's events, logged when the pack arrived
 
-    async def logged_put(mailbox: Mailbox, env: Envelope) -> bool:
+    def log_recv(env: Envelope) -> None:
         if isinstance(env.event, dict) and "seq" in env.event:
             out.write(f"recv {env.event['seq']}\n")
+
+    async def logged_put(mailbox: Mailbox, env: Envelope) -> bool:
+        if env.id in packed:
+            packed.discard(env.id)
+        else:
+            log_recv(env)
         return await put(mailbox, env)
 
     bus._put = logged_put  # type: ignore[method-assign]
+    # nats:// hands over a pack of events at once; they then enter the mailbox one by one
+    unpack = getattr(bus.transport, "unpack", None)
+    if unpack is not None:
+
+        def logged_unpack(msg: Any) -> list[Envelope]:
+            envelopes: list[Envelope] = unpack(msg)
+            for env in envelopes:
+                log_recv(env)
+                packed.add(env.id)
+            return envelopes
+
+        bus.transport.unpack = logged_unpack  # type: ignore[attr-defined]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)

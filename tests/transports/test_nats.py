@@ -326,7 +326,7 @@ async def test_durable_fetches_no_more_than_its_mailbox_holds(url: str, name: st
         await bus.flush()
         for i in range(20):
             await bus.publish("lim.x", i)
-        await bus.flush()
+            await bus.flush()  # one message each (a burst would go as one pack, taken whole)
         await asyncio.sleep(0.3)
         stats = sub.stats()
         assert stats.queued + stats.in_flight <= 3

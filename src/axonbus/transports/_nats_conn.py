@@ -37,6 +37,12 @@ class Batch:
         self.failed = 0
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
+    def seal(self, expected: int) -> None:
+        """The number of PubAcks to wait for, known once the batch was written."""
+        self.expected = expected
+        if self.got >= expected and not self.done.done():
+            self.done.set_result(None)
+
 
 class Conn:
     """A NATS connection, its reply inbox, and the subscriptions made on it.

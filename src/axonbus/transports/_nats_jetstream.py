@@ -18,6 +18,10 @@ delay (``-NAK {"delay": ns}``) for a retry, and is marked in progress (``+WPI``)
 ``ack_wait / 3`` while this bus holds it, so queued or long-running deliveries are not
 redelivered elsewhere behind its back; a bus that dies stops doing that and the server
 redelivers after ``ack_wait``. A bus that closes, or unsubscribes, naks what it still holds.
+
+A pack (:mod:`._nats_pack`) is one JetStream delivery of several events: each event gets a
+:class:`PackPart` tracker (retried in-process, no nak of its own); the pack is acked once all are
+settled, naked whole when the bus lets go of it, and counts as its events in the window.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from nats.aio.subscription import Subscription as NatsSubscription
 from .._retry import Retry
 from .._topics import match
 from ._nats_conn import Conn, Lost
+from ._nats_pack import PACK, Pack, PackPart
 from .base import Inbound, backoff_delays
 
 if TYPE_CHECKING:
@@ -109,7 +114,10 @@ class Durable:
         self.max_deliver = retry.attempts + 5
         self.window = window
         self.threshold = max(1, window // 2)
-        self.outstanding: dict[str, Inbound] = {}  # ack subject -> its tracker
+        # ack subject -> the tracker of a delivery (a Pack for a pack) this bus holds
+        self.outstanding: dict[str, Inbound | Pack] = {}
+        self.held = 0  # unsettled envelopes in them: what the window counts
+        self.per_delivery = 1  # envelopes in the last delivery: a pack holds several
         self.kick = asyncio.Event()
         self.task: asyncio.Task[Any] | None = None
         self.active = True
@@ -162,7 +170,9 @@ class JetStream:
         """Nak every delivery still queued in ``mailbox``: the server redelivers it now."""
         for env in mailbox.queue:
             tracker = env.tracker
-            if isinstance(tracker, Inbound) and not tracker.done:
+            if isinstance(tracker, PackPart):
+                tracker.pack.release(nak_payload(0))  # the whole pack: others in it too
+            elif isinstance(tracker, Inbound) and not tracker.done:
                 tracker.defer(0)
         mailbox.queue.clear()
 
@@ -343,6 +353,10 @@ class JetStream:
         if not durable.active or not t.receiving or t.bus is None:
             t.send_control(("raw", reply, nak_payload(0), None))  # someone else takes it now
             return
+        headers = msg.headers
+        if headers and PACK in headers:
+            await self._deliver_pack(durable, msg)
+            return
         env = t.decode(msg.data, msg.subject)
         if env is None:
             t.send_control(("raw", reply, b"+TERM", None))  # undecodable: never redeliver
@@ -350,28 +364,96 @@ class JetStream:
         if not durable.accepts(msg.subject, env):
             t.send_control(("raw", reply, b"+ACK", None))  # a wildcard caught a system topic
             return
+
+        def nak(delay: float) -> None:
+            durable.held -= 1
+            settle(nak_payload(delay))
+
+        def ack() -> None:
+            durable.held -= 1
+            settle(b"+ACK")
+
+        settle = self._settler(durable, reply)
+        tracker = Inbound(self._attempt(msg), ack, nak)
+        durable.outstanding[reply] = tracker
+        durable.held += 1
+        durable.per_delivery = 1
+        env.tracker = tracker  # type: ignore[assignment]
+        put = False
         try:
-            attempt = msg.metadata.num_delivered
+            put = await t.bus._put(durable.mailbox, env)
+        finally:
+            # the mailbox closed, or this was cancelled (its connection closed) while it was
+            # full: the delivery never reached it, so it goes back to the server now
+            if not put and not tracker.done:
+                tracker.defer(0)
+
+    async def _deliver_pack(self, durable: Durable, msg: Msg) -> None:
+        """A pack: each envelope goes to the mailbox; the pack is acknowledged once all of
+        them are settled. They cannot be naked one by one, so they are retried in-process."""
+        t = self.t
+        assert t.bus is not None
+        reply = msg.reply
+        envelopes = t.unpack(msg)
+        if not envelopes:
+            t.send_control(("raw", reply, b"+TERM", None))  # nothing in it decodes
+            return
+        envelopes = [env for env in envelopes if durable.accepts(msg.subject, env)]
+        if not envelopes:
+            t.send_control(("raw", reply, b"+ACK", None))
+            return
+        settle = self._settler(durable, reply)
+
+        def release(payload: bytes) -> None:
+            durable.held -= pack.left  # what is still unsettled when it is given back
+            settle(payload)
+
+        def part() -> None:
+            durable.held -= 1
+            self._room(durable)
+
+        pack = Pack(len(envelopes), release, part)
+        durable.outstanding[reply] = pack
+        durable.held += len(envelopes)
+        durable.per_delivery = len(envelopes)
+        attempt = self._attempt(msg)
+        for env in envelopes:
+            env.tracker = PackPart(attempt, pack)  # type: ignore[assignment]
+        put = False
+        try:
+            for env in envelopes:
+                put = False
+                put = await t.bus._put(durable.mailbox, env)
+                if not put:
+                    break
+        finally:
+            if not put:  # the mailbox closed, or this was cancelled while it was full
+                pack.release(nak_payload(0))  # all of it again, now (what was handled too)
+
+    @staticmethod
+    def _attempt(msg: Msg) -> int:
+        try:
+            return msg.metadata.num_delivered
         except Exception:
-            attempt = 1
+            return 1
+
+    def _settler(self, durable: Durable, reply: str) -> Callable[[bytes], None]:
+        """Sends the final word on a delivery; fetches again once the window has room."""
+        t = self.t
 
         def settle(payload: bytes) -> None:
             durable.outstanding.pop(reply, None)
             t.send_control(("raw", reply, payload, None))
-            if durable.wants_room and durable.window - len(durable.outstanding) >= (
-                durable.threshold
-            ):
-                durable.wants_room = False
-                durable.kick.set()
+            self._room(durable)
 
-        def nak(delay: float) -> None:
-            settle(nak_payload(delay))
+        return settle
 
-        tracker = Inbound(attempt, lambda: settle(b"+ACK"), nak)
-        durable.outstanding[reply] = tracker
-        env.tracker = tracker  # type: ignore[assignment]
-        if not await t.bus._put(durable.mailbox, env) and not tracker.done:
-            tracker.defer(0)
+    @staticmethod
+    def _room(durable: Durable) -> None:
+        """Fetch again once enough of the window is free."""
+        if durable.wants_room and durable.window - durable.held >= durable.threshold:
+            durable.wants_room = False
+            durable.kick.set()
 
     async def _pull(self, durable: Durable) -> None:
         """Keep up to ``window`` deliveries coming while the durable is bound."""
@@ -410,9 +492,11 @@ class JetStream:
                 conn.stream_ok = False
                 continue
             if durable.open is None:
-                free = durable.window - len(durable.outstanding)
+                free = durable.window - durable.held
                 if free >= durable.threshold or (free > 0 and not durable.outstanding):
-                    await self._request(conn, durable, free, now)
+                    # ask for fewer deliveries when they come as packs
+                    batch = max(1, free // durable.per_delivery)
+                    await self._request(conn, durable, batch, now)
                 else:
                     durable.wants_room = True
             if durable.open is not None:

@@ -142,12 +142,12 @@ class RequestReply:
         except (TypeError, ValueError, AxonbusError) as err:
             self._send_error(reply_to, topic, type(err).__name__, str(err))
             return
-        self.send_control(("raw", reply_to, data, None))
+        self.send_control(("reply", reply_to, data, None))
 
     def _send_error(self, reply_to: str, topic: str, type_name: str, message: str) -> None:
         assert self.bus is not None
         data = self.bus._codec.encode(Envelope(topic, message[:2000]))
-        self.send_control(("raw", reply_to, data, {ERROR_HEADER: type_name}))
+        self.send_control(("reply", reply_to, data, {ERROR_HEADER: type_name}))
 
     def _reply_limit(self) -> int:
         assert self.bus is not None
