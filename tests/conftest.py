@@ -5,9 +5,12 @@ from collections.abc import AsyncIterator
 
 import pytest
 from tests.support.fixtures import (  # noqa: F401  (registers the fixtures)
+    nats_bus_name,
     nats_service,
     private_nats,
     private_redis,
+    redis_bus_name,
+    redis_raw,
     redis_service,
 )
 

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator
-
-import nats
 import pytest
 
 from axonbus import Bus
@@ -13,17 +9,9 @@ from axonbus.testing import CHECKS, CheckSkipped
 
 
 @pytest.fixture
-async def bus_name(nats_service: str) -> AsyncIterator[str]:
+def bus_name(nats_bus_name: str) -> str:
     """A bus name of its own (so its subjects and JetStream stream are private to the test)."""
-    name = f"conf{uuid.uuid4().hex[:10]}"
-    yield name
-    nc = await nats.connect(nats_service)
-    try:
-        await nc.jetstream().delete_stream(f"AXONBUS_{name}")
-    except nats.js.errors.NotFoundError:
-        pass
-    finally:
-        await nc.close()
+    return nats_bus_name
 
 
 @pytest.mark.parametrize("check", sorted(CHECKS))

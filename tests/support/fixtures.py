@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import nats
 import pytest
+import redis.asyncio as aioredis
 from tests.support.brokers import NatsServer, RedisServer
 from tests.support.services import nats_url, redis_url, require, skip_or_fail
 
 __all__ = [
+    "delete_nats_stream",
     "make_nats",
     "make_redis",
+    "nats_bus_name",
     "nats_service",
     "private_nats",
     "private_redis",
+    "redis_bus_name",
+    "redis_raw",
     "redis_service",
 ]
 
@@ -65,3 +72,39 @@ def private_nats(tmp_path: Path) -> Iterator[NatsServer]:
     """A started private NATS with JetStream on its own port, stopped after the test."""
     with make_nats(tmp_path / "nats") as server:
         yield server
+
+
+async def delete_nats_stream(url: str, name: str) -> None:
+    """Delete the JetStream stream of bus ``name`` (``AXONBUS_{name}``), if there is one."""
+    nc = await nats.connect(url, allow_reconnect=False)
+    try:
+        await nc.jetstream().delete_stream(f"AXONBUS_{name}")
+    except nats.js.errors.NotFoundError:
+        pass
+    finally:
+        await nc.close()
+
+
+@pytest.fixture
+async def nats_bus_name(nats_service: str) -> AsyncIterator[str]:
+    """A bus name of its own on the shared NATS; its JetStream stream is deleted afterwards."""
+    name = f"t{uuid.uuid4().hex[:10]}"
+    yield name
+    await delete_nats_stream(nats_service, name)
+
+
+@pytest.fixture
+def redis_bus_name() -> str:
+    """A bus name of its own on the shared Redis (its keys go with ``redis_raw``)."""
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+async def redis_raw(redis_service: str, redis_bus_name: str) -> AsyncIterator[aioredis.Redis]:
+    """A plain redis-py client; every key of ``redis_bus_name`` is deleted afterwards."""
+    client = aioredis.Redis.from_url(redis_service)
+    yield client
+    keys = [k async for k in client.scan_iter(f"{redis_bus_name}[:/]*")]
+    if keys:
+        await client.delete(*keys)
+    await client.aclose()

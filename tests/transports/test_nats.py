@@ -13,14 +13,13 @@ import json
 import logging
 import sys
 import time
-import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
 
 import nats
 import pytest
 from tests.support.brokers import NatsServer
+from tests.support.fixtures import delete_nats_stream
 from tests.support.proxy import TcpProxy
 
 from axonbus import (
@@ -38,16 +37,6 @@ from axonbus.testing import settle
 from axonbus.transports.nats import NatsTransport
 
 
-async def _delete_stream(url: str, name: str) -> None:
-    nc = await nats.connect(url, allow_reconnect=False)
-    try:
-        await nc.jetstream().delete_stream(f"AXONBUS_{name}")
-    except nats.js.errors.NotFoundError:
-        pass
-    finally:
-        await nc.close()
-
-
 async def _js_api(url: str, subject: str) -> Any:
     nc = await nats.connect(url, allow_reconnect=False)
     try:
@@ -58,11 +47,8 @@ async def _js_api(url: str, subject: str) -> Any:
 
 
 @pytest.fixture
-async def name(nats_service: str) -> AsyncIterator[str]:
-    """A bus name (subject prefix and stream) of the test's own; its stream is deleted after."""
-    bus_name = f"nt{uuid.uuid4().hex[:10]}"
-    yield bus_name
-    await _delete_stream(nats_service, bus_name)
+def name(nats_bus_name: str) -> str:
+    return nats_bus_name
 
 
 @pytest.fixture
@@ -276,7 +262,7 @@ async def test_publishers_learn_when_the_stream_appears_and_goes(url: str, name:
             consumer.subscribe("late.x", lambda e: None, durable="late")
             await consumer.flush()
             await _eventually(stored, 3)  # the stream-created advisory
-        await _delete_stream(url, name)
+        await delete_nats_stream(url, name)
         await _eventually(lambda: not stored(), 3)  # and the deleted one
         await publisher.publish("late.x", 1)
         await publisher.flush()  # not stuck waiting for PubAcks from a stream that is gone

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -24,16 +22,8 @@ from axonbus.transports.nats import NatsTransport
 
 
 @pytest.fixture
-async def name(nats_service: str) -> AsyncIterator[str]:
-    bus_name = f"np{uuid.uuid4().hex[:10]}"
-    yield bus_name
-    nc = await nats.connect(nats_service, allow_reconnect=False)
-    try:
-        await nc.jetstream().delete_stream(f"AXONBUS_{bus_name}")
-    except nats.js.errors.NotFoundError:
-        pass
-    finally:
-        await nc.close()
+def name(nats_bus_name: str) -> str:
+    return nats_bus_name
 
 
 async def _js_api(url: str, subject: str) -> Any:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -25,18 +24,13 @@ async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
 
 
 @pytest.fixture
-def name() -> str:
-    return f"rt{uuid.uuid4().hex[:8]}"
+def name(redis_bus_name: str) -> str:
+    return redis_bus_name
 
 
 @pytest.fixture
-async def raw(redis_service: str, name: str) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(redis_service)
-    yield client
-    keys = [k async for k in client.scan_iter(f"{name}[:/]*")]
-    if keys:
-        await client.delete(*keys)
-    await client.aclose()
+def raw(redis_raw: aioredis.Redis) -> aioredis.Redis:
+    return redis_raw
 
 
 async def test_durable_streams_are_trimmed_to_maxlen(

@@ -4,8 +4,6 @@ events on one topic as one pub/sub message, one XACK per run of acks (shared Red
 from __future__ import annotations
 
 import logging
-import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -17,18 +15,13 @@ from axonbus.transports.redis import PUBLISH_CHUNK, PUBLISH_CHUNK_BYTES
 
 
 @pytest.fixture
-def name() -> str:
-    return f"rb{uuid.uuid4().hex[:8]}"
+def name(redis_bus_name: str) -> str:
+    return redis_bus_name
 
 
 @pytest.fixture
-async def raw(redis_service: str, name: str) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(redis_service)
-    yield client
-    keys = [k async for k in client.scan_iter(f"{name}[:/]*")]
-    if keys:
-        await client.delete(*keys)
-    await client.aclose()
+def raw(redis_raw: aioredis.Redis) -> aioredis.Redis:
+    return redis_raw
 
 
 async def test_a_mixed_burst_arrives_in_publish_order(redis_service: str, name: str) -> None:
