@@ -17,7 +17,8 @@ import platform
 import statistics
 import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
+import warnings
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from importlib import metadata
@@ -350,3 +351,27 @@ def write_json(path: str | Path, payload: dict[str, Any]) -> None:
         return str(obj)
 
     Path(path).write_text(json.dumps(payload, indent=2, default=default) + "\n")
+
+
+def selected(parser: Any, only: str | None, known: Iterable[str]) -> set[str] | None:
+    """The workloads named in ``--only`` (None: all); a parser error for unknown names."""
+    if not only:
+        return None
+    chosen = {w.strip().lower() for w in only.split(",") if w.strip()}
+    if unknown := chosen - set(known):
+        parser.error(f"unknown workloads: {', '.join(sorted(unknown))}")
+    return chosen
+
+
+def run_and_report(
+    run: Callable[[Printer], dict[str, Any]], *, plain: bool, json_path: str | None, strict: bool
+) -> int:
+    """Run, save the JSON if asked, and return the exit code (1 only with ``strict`` failures)."""
+    with warnings.catch_warnings():
+        # Third-party anchors may warn; report it once instead of failing under -W error.
+        warnings.simplefilter("default")
+        results = run(Printer(plain=plain))
+    if json_path:
+        write_json(json_path, results)
+    failed = any(t["passed"] is False for t in results["targets"])
+    return 1 if strict and failed else 0

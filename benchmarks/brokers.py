@@ -53,7 +53,6 @@ import secrets
 import socket
 import sys
 import time
-import warnings
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from functools import partial
@@ -74,10 +73,11 @@ from ._harness import (
     fmt_ratio,
     ratio,
     require,
+    run_and_report,
     run_fresh,
+    selected,
     stopwatch,
     verdict,
-    write_json,
 )
 
 TOPIC = "bench.tick"
@@ -974,19 +974,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             if f.name.endswith("_n")
         }
         cfg = replace(cfg, **sizes)
-    only = None
-    if args.only:
-        only = {w.strip().lower() for w in args.only.split(",") if w.strip()}
-        if unknown := only - set(WORKLOAD_KEYS):
-            parser.error(f"unknown workloads: {', '.join(sorted(unknown))}")
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("default")
-        results = run(cfg, Printer(plain=args.plain), only)
-    if args.json:
-        write_json(args.json, results)
-    failed = any(t["passed"] is False for t in results["targets"])
-    return 1 if args.strict and failed else 0
+    only = selected(parser, args.only, WORKLOAD_KEYS)
+    return run_and_report(
+        lambda printer: run(cfg, printer, only),
+        plain=args.plain,
+        json_path=args.json,
+        strict=args.strict,
+    )
 
 
 if __name__ == "__main__":

@@ -37,7 +37,6 @@ import itertools
 import logging
 import sys
 import time
-import warnings
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -63,10 +62,11 @@ from ._harness import (
     ratio,
     require,
     rss_bytes,
+    run_and_report,
     run_fresh,
+    selected,
     stopwatch,
     verdict,
-    write_json,
 )
 
 TOPIC = "bench.tick"
@@ -914,20 +914,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return max(1, int(n * args.scale))
 
         cfg = replace(cfg, w1_n=scaled(cfg.w1_n), w10_n=scaled(cfg.w10_n), rpc_n=scaled(cfg.rpc_n))
-    only = None
-    if args.only:
-        only = {w.strip().lower() for w in args.only.split(",") if w.strip()}
-        if unknown := only - set(WORKLOADS):
-            parser.error(f"unknown workloads: {', '.join(sorted(unknown))}")
-
-    with warnings.catch_warnings():
-        # Third-party anchors may warn; report it once instead of failing under -W error.
-        warnings.simplefilter("default")
-        results = run(cfg, Printer(plain=args.plain), only)
-    if args.json:
-        write_json(args.json, results)
-    failed = any(t["passed"] is False for t in results["targets"])
-    return 1 if args.strict and failed else 0
+    only = selected(parser, args.only, WORKLOADS)
+    return run_and_report(
+        lambda printer: run(cfg, printer, only),
+        plain=args.plain,
+        json_path=args.json,
+        strict=args.strict,
+    )
 
 
 if __name__ == "__main__":
