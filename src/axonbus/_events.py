@@ -29,6 +29,7 @@ from ._topics import split_pattern
 if TYPE_CHECKING:
     from ._bus import Bus
     from ._system import PublishResult
+    from .transports.base import Inbound
 
 __all__ = ["Context", "Envelope", "Event", "event_class", "new_event_id"]
 
@@ -153,7 +154,7 @@ class Envelope:
         self.correlation_id = correlation_id
         self.causation_id = causation_id
         # in-process only, never serialized: outcomes for publish(wait=True), a request's reply
-        self.tracker: PublishResult | None = None
+        self.tracker: PublishResult | Inbound | None = None
         self.reply: asyncio.Future[Any] | None = None
 
     @property

@@ -166,7 +166,7 @@ class Publisher:
             env = hooked
         remote = self._remote
         if remote is not None:  # first, so a refused event reached nobody
-            await remote.send(remote.publish_op(env, self._encode(env)))
+            await remote.send(self._outbound(env))
         if wait:
             result = env.tracker = PublishResult(env.id)
             await self._dispatch_local(env)
@@ -227,7 +227,7 @@ class Publisher:
 
     async def _dispatch(self, env: Envelope) -> None:
         if self._remote is not None:
-            await self._send(env)
+            await self._remote.send(self._outbound(env))
         await self._dispatch_local(env)
 
     async def _dispatch_local(self, env: Envelope) -> None:
@@ -244,10 +244,6 @@ class Publisher:
     def _outbound(self, env: Envelope) -> Any:
         assert self._remote is not None
         return self._remote.publish_op(env, self._encode(env))
-
-    async def _send(self, env: Envelope) -> None:
-        assert self._remote is not None
-        await self._remote.send(self._outbound(env))
 
     def _enqueue(
         self,

@@ -19,6 +19,7 @@ from ._events import Context, Envelope, current_envelope
 from ._exceptions import AxonbusError, BusClosed, InvalidHandler, RedeliveryExhausted, RemoteError
 from ._retry import Retry
 from ._system import Outcome
+from .transports.base import Inbound
 
 if TYPE_CHECKING:
     from ._bus import Bus
@@ -316,7 +317,8 @@ class Subscription:
                 self._filtered(env)
                 return
         # a broker redelivery continues the count (the consumer before us crashed or gave up)
-        attempt: int = getattr(env.tracker, "attempt", 1)
+        inbound = env.tracker if isinstance(env.tracker, Inbound) else None
+        attempt = inbound.attempt if inbound is not None else 1
         retry = self.retry
         if retry is not None and attempt > retry.attempts and first_error is None:
             error: BaseException = RedeliveryExhausted(attempt, retry.attempts)
@@ -353,8 +355,7 @@ class Subscription:
             if retry is not None and attempt < retry.attempts:
                 self.retried += 1
                 delay = retry.delay(attempt + 1)
-                tracker = env.tracker
-                if tracker is not None and hasattr(tracker, "defer") and tracker.defer(delay):
+                if inbound is not None and inbound.defer(delay):
                     return  # the broker redelivers after the delay, to whichever member is free
                 logger.warning(
                     "handler %s failed on event %s (topic %s, attempt %d/%d), retrying: %s: %s",
@@ -449,7 +450,7 @@ class Subscription:
                 # the dead letter did not go out (broker down, payload not encodable): leave a
                 # broker delivery unacknowledged so it comes back, rather than lose it
                 logger.error("could not report the failure of event %s: %r", env.id, exc)
-                if getattr(env.tracker, "attempt", None) is not None:
+                if isinstance(env.tracker, Inbound):
                     return
         # last: for a broker delivery this acknowledges it, after the dead letter is out
         if env.tracker is not None:

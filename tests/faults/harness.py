@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -285,6 +287,34 @@ async def publish_paced(
         break
     stats.seconds = time.monotonic() - t0
     return stats
+
+
+@dataclass
+class Scenario:
+    """What both multi-process fault tests set up: a bus name, a worker fleet on one durable
+    subscription, a seeded random source (the seed goes in failure messages) and, on Redis, a
+    probe of the durable's stream."""
+
+    bus_name: str
+    topic: str
+    durable: str
+    seed: int
+    rng: random.Random
+    fleet: Fleet
+    redis: RedisProbe | None
+
+    @classmethod
+    def make(cls, broker: Broker, tmp_path: Path) -> Scenario:
+        bus_name = f"faults{uuid.uuid4().hex[:8]}"
+        topic, durable = "jobs.work", "workers"
+        seed = random.randrange(1 << 30)
+        fleet = Fleet(
+            tmp_path,
+            ["--url", broker.worker_url, "--bus", bus_name, "--topic", topic,
+             "--durable", durable, "--sleep", "0.003"],
+        )  # fmt: skip
+        redis = RedisProbe(broker.url, bus_name, durable) if broker.kind == "redis" else None
+        return cls(bus_name, topic, durable, seed, random.Random(seed), fleet, redis)
 
 
 def unconfirmed(bus: Bus) -> list[int]:

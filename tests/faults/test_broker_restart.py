@@ -32,14 +32,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
-import uuid
 from collections import Counter
 from pathlib import Path
 
 import pytest
-from tests.faults.harness import Broker, Fleet, NatsProbe, RedisProbe, publish_paced, unconfirmed
+from tests.faults.harness import (
+    Broker,
+    NatsProbe,
+    Scenario,
+    publish_paced,
+    unconfirmed,
+)
 
 from axonbus import Bus
 
@@ -59,16 +63,9 @@ async def test_broker_restarts_mid_stream(
     caplog.set_level(logging.WARNING, logger="axonbus")
     server = broker.server
     window = ACK_WINDOW[broker.kind]
-    bus_name = f"faults{uuid.uuid4().hex[:8]}"
-    topic, durable = "jobs.work", "workers"
-    seed = random.randrange(1 << 30)
-    rng = random.Random(seed)
-    fleet = Fleet(
-        tmp_path,
-        ["--url", broker.worker_url, "--bus", bus_name, "--topic", topic,
-         "--durable", durable, "--sleep", "0.003"],
-    )  # fmt: skip
-    redis = RedisProbe(broker.url, bus_name, durable) if broker.kind == "redis" else None
+    run = Scenario.make(broker, tmp_path)
+    bus_name, topic, durable, seed, rng = run.bus_name, run.topic, run.durable, run.seed, run.rng
+    fleet, redis = run.fleet, run.redis
     resent: set[int] = set()  # publishes unconfirmed when the broker died
     in_flight: set[int] = set()  # deliveries maybe unacknowledged when the broker died
     done_at_kill: list[dict[int, float]] = []  # per kill: seq -> seconds since it was done

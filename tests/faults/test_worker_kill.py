@@ -24,14 +24,18 @@ for it any more, and nobody takes its entries over before they have been idle fo
 from __future__ import annotations
 
 import asyncio
-import random
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from tests.faults.harness import Broker, Fleet, NatsProbe, RedisProbe, Worker, publish_paced
+from tests.faults.harness import (
+    Broker,
+    NatsProbe,
+    Scenario,
+    Worker,
+    publish_paced,
+)
 
 from axonbus import Bus
 
@@ -75,16 +79,9 @@ class Kill:
 
 @pytest.mark.timeout(150)
 async def test_kill_workers_mid_stream(broker: Broker, tmp_path: Path) -> None:
-    bus_name = f"faults{uuid.uuid4().hex[:8]}"
-    topic, durable = "jobs.work", "workers"
-    seed = random.randrange(1 << 30)
-    rng = random.Random(seed)
-    fleet = Fleet(
-        tmp_path,
-        ["--url", broker.worker_url, "--bus", bus_name, "--topic", topic,
-         "--durable", durable, "--sleep", "0.003"],
-    )  # fmt: skip
-    redis = RedisProbe(broker.url, bus_name, durable) if broker.kind == "redis" else None
+    run = Scenario.make(broker, tmp_path)
+    bus_name, topic, durable, seed, rng = run.bus_name, run.topic, run.durable, run.seed, run.rng
+    fleet, redis = run.fleet, run.redis
     kills: list[Kill] = []
     try:
         first = fleet.spawn()

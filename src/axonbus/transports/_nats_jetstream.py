@@ -378,7 +378,7 @@ class JetStream:
         durable.outstanding[reply] = tracker
         durable.held += 1
         durable.per_delivery = 1
-        env.tracker = tracker  # type: ignore[assignment]
+        env.tracker = tracker
         put = False
         try:
             put = await t.bus._put(durable.mailbox, env)
@@ -418,7 +418,7 @@ class JetStream:
         durable.per_delivery = len(envelopes)
         attempt = self._attempt(msg)
         for env in envelopes:
-            env.tracker = PackPart(attempt, pack)  # type: ignore[assignment]
+            env.tracker = PackPart(attempt, pack)
         put = False
         try:
             for env in envelopes:

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from ._frames import frames, join_frames
 from .base import Inbound
 
 __all__ = ["PACK", "PACK_MAX", "Pack", "PackPart", "frames", "pack", "run_end"]
@@ -51,28 +52,7 @@ def run_end(batch: list[Any], i: int, stop: int, room: int) -> int:
 
 def pack(ops: list[Any]) -> bytes:
     """The payload of a pack of ``pub`` ops (their encoded envelopes at index 2)."""
-    parts: list[bytes] = []
-    append = parts.append
-    for op in ops:
-        data = op[2]
-        append(len(data).to_bytes(4, "big"))
-        append(data)
-    return b"".join(parts)
-
-
-def frames(data: bytes) -> tuple[list[bytes], bool]:
-    """The encoded envelopes of a pack's payload, and whether the payload was well-formed
-    (a truncated frame ends the list)."""
-    found: list[bytes] = []
-    pos, end = 0, len(data)
-    while pos < end:
-        start = pos + 4
-        stop = start + int.from_bytes(data[pos:start], "big")
-        if stop > end:
-            return found, False
-        found.append(data[start:stop])
-        pos = stop
-    return found, True
+    return join_frames(op[2] for op in ops)
 
 
 class Pack:

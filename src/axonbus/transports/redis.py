@@ -49,6 +49,7 @@ from .._events import Envelope
 from .._exceptions import ConnectionLost, DecodeError
 from .._topics import match
 from . import _redis_lua
+from ._frames import frames
 from ._redis_rpc import RedisRequestReply, _Responders
 from .base import (
     BrokerTransport,
@@ -414,18 +415,14 @@ class RedisTransport(RedisRequestReply, BrokerTransport):
         assert bus is not None
         decode = bus._codec.decode
         envelopes = []
-        pos, end = len(self._origin), len(data)
-        while pos < end:
-            size = int.from_bytes(data[pos : pos + 4], "big")
-            pos += 4
-            if pos + size > end:
-                logger.error("%s: undecodable message on %r: bad frame length", self, channel)
-                break
+        parts, whole = frames(data, len(self._origin))
+        for part in parts:
             try:
-                envelopes.append(decode(data[pos : pos + size]))
+                envelopes.append(decode(part))
             except DecodeError as exc:
                 logger.error("%s: undecodable message on %r: %s", self, channel, exc)
-            pos += size
+        if not whole:
+            logger.error("%s: undecodable message on %r: bad frame length", self, channel)
         return envelopes
 
     # -- groups and durables: streams ----------------------------------------------------------
@@ -551,7 +548,7 @@ class RedisTransport(RedisRequestReply, BrokerTransport):
         if queue.durable:
             queue.inflight.add(entry_id)
             inbound = Inbound(attempt, self._acker(queue, entry_id))
-            env.tracker = inbound  # type: ignore[assignment]
+            env.tracker = inbound
         return await bus._put(queue.mailbox, env)
 
     def _acker(self, queue: _Queue, entry_id: bytes) -> Callable[[], None]:
