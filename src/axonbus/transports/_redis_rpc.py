@@ -26,6 +26,7 @@ from redis import exceptions as rexc
 from .._events import Envelope
 from .._exceptions import ConnectionLost, DecodeError, NoResponders, RemoteError, RequestTimeout
 from . import _redis_lua
+from ._replies import encode_reply, settle_reply
 
 if TYPE_CHECKING:
     from .._bus import Bus
@@ -138,42 +139,19 @@ class RedisRequestReply:
     ) -> None:
         bus = self.bus
         assert bus is not None
-        if fut.cancelled():
-            status, body = b"err", b"CancelledError\nthe request was cancelled"
-        elif fut.exception() is not None:
-            exc = fut.exception()
-            if isinstance(exc, RemoteError):
-                kind, text = exc.remote_type, exc.remote_message
-            else:
-                kind, text = type(exc).__name__, str(exc)
-            status, body = b"err", f"{kind}\n{text}".encode()
-        else:
-            try:
-                body = bus._codec.encode(Envelope(request.topic, fut.result()))
-                status = b"ok"
-            except (TypeError, ValueError) as exc:
-                status, body = b"err", f"TypeError\ncannot encode the reply: {exc}".encode()
-        self.send_control(("reply", channel, request_id + b"\n" + status + b"\n" + body))
+        frame = encode_reply(bus._codec, request, fut)
+        self.send_control(("reply", channel, request_id + b"\n" + frame))
 
     def _on_reply(self, data: bytes) -> None:
-        try:
-            request_id, status, body = data.split(b"\n", 2)
-        except ValueError:
+        request_id, sep, frame = data.partition(b"\n")
+        if not sep:
             logger.error("%s: malformed reply frame", self)
             return
         fut = self._replies.pop(request_id.decode(), None)
-        if fut is None or fut.done():
-            return  # timed out already
-        if status == b"ok":
+        if fut is not None:  # else it timed out already
             bus = self.bus
             assert bus is not None
-            try:
-                fut.set_result(bus._codec.decode(body).event)
-            except DecodeError as exc:
-                fut.set_exception(exc)
-        else:
-            kind, _, text = body.decode(errors="replace").partition("\n")
-            fut.set_exception(RemoteError(kind, text))
+            settle_reply(bus._codec, fut, frame)
 
     async def request(self, env: Envelope, data: bytes, timeout: float | None) -> Any:
         bus = self.bus

@@ -81,28 +81,42 @@ class Inbound:
     :class:`PublishResult`: handled, filtered out, or failed and dead-lettered all acknowledge
     it; a drop does not, so the broker delivers it again. ``attempt`` is the broker's delivery
     count (1 the first time). ``defer(delay)`` asks the broker to redeliver later instead of
-    retrying in-process; it returns False when the broker cannot do that.
+    retrying in-process; it returns False when the broker cannot do that. Optional hooks:
+    ``dead(error)`` replaces the acknowledgement of a failed delivery (a store that keeps dead
+    letters), ``dropped()`` is called when a full mailbox dropped it.
     """
 
-    __slots__ = ("_ack", "_defer", "attempt", "done", "expected")
+    __slots__ = ("_ack", "_dead", "_defer", "_dropped", "attempt", "done", "expected")
 
     def __init__(
         self,
         attempt: int,
         ack: Callable[[], None],
         defer: Callable[[float], None] | None = None,
+        dead: Callable[[BaseException | None], None] | None = None,
+        dropped: Callable[[], None] | None = None,
     ) -> None:
         self.attempt = attempt
         self.expected = 0  # kept for the PublishResult interface; nobody waits on it
         self.done = False
         self._ack = ack
         self._defer = defer
+        self._dead = dead
+        self._dropped = dropped
 
     def add(self, outcome: Outcome) -> None:
-        if self.done or outcome.status == "dropped":
+        if self.done:
+            return
+        if outcome.status == "dropped":
+            if self._dropped is not None:
+                self.done = True
+                self._dropped()
             return
         self.done = True
-        self._ack()
+        if self._dead is not None and outcome.status in ("error", "timeout", "cancelled"):
+            self._dead(outcome.error)
+        else:
+            self._ack()
 
     def defer(self, delay: float) -> bool:
         if self._defer is None or self.done:
@@ -505,7 +519,10 @@ def open_transport(url: str) -> Transport:
 # transports whose driver is an optional dependency: imported on first use of their scheme
 _LAZY: dict[str, str] = {
     "redis": "axonbus.transports.redis",
+    "sqlite": "axonbus.transports.sqlite",
     "rediss": "axonbus.transports.redis",
     "nats": "axonbus.transports.nats",
     "tls": "axonbus.transports.nats",
+    "postgresql": "axonbus.transports.postgres",
+    "postgres": "axonbus.transports.postgres",
 }

@@ -1,0 +1,629 @@
+"""The transport shared by ``sqlite://`` and ``postgresql://``: every event goes to a log.
+
+The log is a table of events numbered by offset (see :mod:`._log_store` for the tables). How each
+kind of subscription travels:
+
+- plain subscriptions and streams: each bus tails the log and hands events published by other
+  buses to its plain subscribers (at most once: a bus sees what was appended while it runs).
+- ``group=``: a consumer row with a position; members anywhere claim the next events in one
+  transaction, so each event goes to one member (at most once).
+- ``durable=``: the same, plus a pending row per handed-out event until it is acknowledged.
+  A delivery that fails past its retry budget moves to the dead letters (and
+  ``$bus.dead_letter``); one whose process died is handed out again once that process's
+  heartbeat stops (``claim_idle``); one deferred by a retry becomes visible after its delay.
+- ``request`` / ``respond``: responders register with a heartbeat; a request is a row addressed
+  to one live responder pattern, taken by exactly one responder process; the reply comes back
+  as a row for the requester.
+
+Writes (publishes, acknowledgements, registrations) queued in one loop tick are one transaction
+(group commit). Other processes notice new rows through :meth:`LogStore.wait_changed`.
+
+URL options: ``claim_idle`` (seconds without a heartbeat before a process's deliveries go to
+others, default 15), ``max_age`` (seconds an event is kept, default 0: forever), ``max_events``
+(events kept, default 0: no limit), ``retention`` (``keep``: never delete what a durable has not
+acknowledged, the default; ``drop``: delete anyway and log what was lost), ``compact_every``
+(seconds between retention passes, default 60), ``idempotency_window`` (seconds an
+``idempotency_key`` is remembered, default 86,400), ``unavailable_timeout``, ``outbox``.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import functools
+import logging
+import random
+import secrets
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from .._events import Envelope
+from .._exceptions import ConnectionLost, DecodeError, NoResponders, RemoteError, RequestTimeout
+from .._topics import match
+from ._log_store import Compaction, LogStore, Row, table_prefix
+from ._replies import encode_reply, settle_reply
+from .base import BrokerTransport, Inbound, float_option, int_option
+
+if TYPE_CHECKING:
+    from .._bus import Bus
+    from .._mailbox import Mailbox
+    from .._subscription import Subscription
+
+__all__ = ["IDEMPOTENCY_KEY", "Cursor", "LogTransport"]
+
+logger = logging.getLogger("axonbus")
+
+#: the header that makes a publish idempotent on a log transport
+IDEMPOTENCY_KEY = "idempotency_key"
+FETCH = 256  # most rows read or claimed at once
+IDLE_WAIT = 1.0  # seconds a loop sleeps without a change before looking again
+
+
+@dataclass(eq=False)
+class _Consumer:
+    """A group or durable mailbox fed from its consumer row."""
+
+    mailbox: Mailbox
+    name: str  # the consumer row
+    durable: bool
+    stopped: bool = False
+
+
+class LogTransport(BrokerTransport):
+    """A :class:`BrokerTransport` over a :class:`LogStore`; subclasses make the store."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.claim_idle = float_option(self.options, "claim_idle", 15.0)
+        self.max_age = float_option(self.options, "max_age", 0.0)
+        self.max_events = int_option(self.options, "max_events", 0)
+        self.compact_every = float_option(self.options, "compact_every", 60.0)
+        self.idempotency_window = float_option(self.options, "idempotency_window", 86_400.0)
+        retention = self.options.pop("retention", "keep")
+        if retention not in ("keep", "drop"):
+            raise ValueError(f"URL option retention={retention!r} must be 'keep' or 'drop'")
+        self.drop_unacknowledged = retention == "drop"
+        if self.claim_idle <= 0:
+            raise ValueError("URL option claim_idle must be > 0")
+        self.instance = secrets.token_hex(8)
+        self.store: LogStore | None = None
+        self._watched: dict[str, int] = {}  # pattern -> local mailboxes on it
+        self._consumers: dict[int, _Consumer] = {}  # id(mailbox) -> consumer
+        self._responders: dict[str, Mailbox] = {}  # pattern -> local responder mailbox
+        self._replies: dict[str, asyncio.Future[Any]] = {}  # request id -> reply
+        self._once: dict[int, asyncio.Future[Any]] = {}  # id(op) -> result of an idempotent pub
+        self._change = asyncio.Event()
+        self._tail_at = -1  # the last offset the tail has looked at (-1: not started)
+        self._registered_upto = 0  # operations queued up to the last registration
+        self._generation = 0
+        self._opened = False
+
+    @abc.abstractmethod
+    def make_store(self, prefix: str) -> LogStore:
+        """The store for tables named with ``prefix``."""
+
+    def _ready(self) -> tuple[Bus, LogStore]:
+        assert self.bus is not None, "the transport has not started"
+        assert self.store is not None, "the transport has not started"
+        return self.bus, self.store
+
+    # -- connection ----------------------------------------------------------------------------
+
+    async def start(self, bus: Bus) -> None:
+        store = self.store = self.make_store(table_prefix(bus.name))
+        store.origin = self.instance
+        store.idempotency_window = self.idempotency_window
+        self._change = asyncio.Event()  # bound to the running loop
+        for consumer in self._consumers.values():  # subscribed before start
+            self._register(consumer)
+        await super().start(bus)
+
+    async def _connect(self) -> None:
+        store = self.store
+        assert store is not None
+        await store.open()
+        await store.heartbeat(self.instance, self.claim_idle)
+        if self._tail_at < 0:
+            self._tail_at = await store.head()  # plain subscribers see what comes from now on
+        self._generation += 1
+        gen = self._generation
+        self.spawn(self._watch_changes(gen), "changes")
+        self.spawn(self._housekeeping(gen), "housekeeping")
+        self.spawn(self._collect_replies(gen), "replies")
+        if self.receiving:
+            self.spawn_reader(self._tail(gen), "tail")
+            for consumer in self._consumers.values():
+                self.spawn_reader(self._consume(consumer, gen), f"consume:{consumer.name}")
+            self.spawn_reader(self._serve(gen), "respond")
+
+    async def _disconnect(self) -> None:
+        self._generation += 1  # every loop of the old connection returns at its next turn
+        current = asyncio.current_task()
+        # loops of this connection; the writer and a reconnect in progress stay
+        loops = {t for t in self._tasks if t is not current and t is not self._writer}
+        loops = {t for t in loops if not t.get_name().endswith(":reconnect")}
+        await self.stop_tasks(loops)
+        if self.store is not None:
+            await self.store.close()
+
+    async def close(self) -> None:
+        # requests must stop coming here now, not when the registrations expire
+        for pattern in self._responders:
+            self.send_control(("unrespond", self.instance, pattern))
+        self._responders.clear()
+        store = self.store
+        if store is not None and self._up is not None and self.connected:
+            try:
+                await asyncio.wait_for(self.flush(), self.unavailable_timeout or None)
+                # deliveries handed out and not acknowledged go to others now, not after
+                # claim_idle
+                await store.release(self.instance)
+            except (TimeoutError, ConnectionLost, *self.connection_errors) as exc:  # type: ignore[misc]
+                logger.warning("%s: could not release deliveries at close: %r", self, exc)
+        await super().close()
+        for fut in self._replies.values():
+            if not fut.done():
+                fut.set_exception(ConnectionLost(f"{self.address}: the bus closed"))
+        for fut in self._once.values():
+            if not fut.done():
+                fut.set_exception(ConnectionLost(f"{self.address}: the bus closed"))
+
+    def _changed(self) -> None:
+        """Wake every loop waiting for new rows."""
+        change, self._change = self._change, asyncio.Event()
+        change.set()
+
+    async def _wait(self, change: asyncio.Event, timeout: float) -> None:
+        """Wait for ``change`` (taken before the query that found nothing) or ``timeout``."""
+        if change.is_set():
+            return
+        # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
+        # arrives together with the event, and the loop would never stop
+        try:
+            async with asyncio.timeout(timeout):
+                await change.wait()
+        except TimeoutError:
+            pass
+
+    async def _watch_changes(self, gen: int) -> None:
+        store = self.store
+        assert store is not None
+        try:
+            while gen == self._generation:
+                if await store.wait_changed(IDLE_WAIT):
+                    self._changed()
+        except self.connection_errors as exc:
+            self.lost(exc)
+
+    async def _housekeeping(self, gen: int) -> None:
+        """Heartbeat, responder registrations and retention passes."""
+        store = self.store
+        assert store is not None
+        compact_at = time.monotonic() + min(self.compact_every, 5.0)
+        try:
+            while gen == self._generation:
+                await asyncio.sleep(self.claim_idle / 3)
+                await store.heartbeat(self.instance, self.claim_idle)
+                expires = time.time() + self.claim_idle
+                for pattern in self._responders:
+                    self.send_control(("respond", self.instance, pattern, expires))
+                if (self.max_age or self.max_events) and time.monotonic() >= compact_at:
+                    compact_at = time.monotonic() + self.compact_every
+                    await self.compact()
+        except self.connection_errors as exc:
+            self.lost(exc)
+
+    async def compact(self) -> Compaction:
+        """Apply the retention options now (they also apply every ``compact_every`` seconds)."""
+        store = self.store
+        assert store is not None
+        done = await store.compact(self.max_age, self.max_events, self.drop_unacknowledged)
+        if done.unacknowledged:
+            logger.warning(
+                "%s: retention dropped %d events that durable subscriptions %s had not "
+                "acknowledged (retention=drop)",
+                self,
+                done.unacknowledged,
+                ", ".join(done.consumers),
+            )
+        return done
+
+    # -- outbound ------------------------------------------------------------------------------
+
+    def publish_op(self, env: Envelope, data: bytes) -> Any:
+        headers = env._headers
+        key = headers.get(IDEMPOTENCY_KEY) if headers else None
+        return ("pub", env.topic, data, env.id, env.timestamp, key)
+
+    async def publish_once(self, op: Any) -> str | None:
+        """Send an idempotent publish and wait for it: the event id stored first under its key
+        when this one is a duplicate (nothing stored), else None."""
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._once[id(op)] = fut
+        try:
+            await self.send(op)
+            result = await fut
+        finally:
+            self._once.pop(id(op), None)
+        return result if isinstance(result, str) else None
+
+    async def _write(self, batch: list[Any]) -> None:
+        store = self.store
+        if store is None:
+            raise ConnectionError("not connected")
+        results = await store.write(batch, self.idempotency_window)
+        wake = False
+        for op, result in zip(batch, results, strict=True):
+            kind = op[0]
+            if kind == "pub":
+                wake = True
+                if op[5] is not None:
+                    fut = self._once.get(id(op))
+                    if fut is not None and not fut.done():
+                        fut.set_result(result)
+            elif kind in ("request", "reply", "register", "defer"):
+                wake = True
+        if wake:
+            self._changed()
+
+    def durable_topic(self, topic: str) -> bool:
+        return any(c.durable and match(c.mailbox.pattern, topic) for c in self._consumers.values())
+
+    # -- plain subscriptions: the tail ---------------------------------------------------------
+
+    def watch(self, pattern: str) -> None:
+        self._watched[pattern] = self._watched.get(pattern, 0) + 1
+
+    def unwatch(self, pattern: str) -> None:
+        count = self._watched.get(pattern, 0) - 1
+        if count > 0:
+            self._watched[pattern] = count
+        else:
+            self._watched.pop(pattern, None)
+
+    async def _tail(self, gen: int) -> None:
+        bus, store = self._ready()
+        decode = bus._codec.decode
+        try:
+            while self.receiving and gen == self._generation:
+                change = self._change
+                if not self._watched:
+                    self._tail_at = await store.head()  # nobody listens: skip what is there
+                    await self._wait(change, IDLE_WAIT)
+                    continue
+                rows = await store.read(self._tail_at, FETCH)
+                if not rows:
+                    await self._wait(change, IDLE_WAIT)
+                    continue
+                for row in rows:
+                    self._tail_at = row.offset
+                    if row.origin == self.instance:
+                        continue  # published here: delivered locally already
+                    targets = [p for p in self._watched if match(p, row.topic)]
+                    if not targets:
+                        continue
+                    try:
+                        env = decode(row.data)
+                    except DecodeError as exc:
+                        logger.error(
+                            "%s: undecodable event at offset %d: %s", self, row.offset, exc
+                        )
+                        continue
+                    for pattern in targets:
+                        await bus._receive(pattern, env)
+        except self.connection_errors as exc:
+            self.lost(exc)
+
+    # -- groups and durables -------------------------------------------------------------------
+
+    def bind(self, mailbox: Mailbox, subscription: Subscription) -> None:
+        key = mailbox.key
+        assert key is not None
+        if key[0] == "respond":
+            self._bind_responder(mailbox)
+            return
+        if key[0] == "durable":
+            consumer = _Consumer(mailbox, f"durable:{key[1]}", durable=True)
+        else:
+            consumer = _Consumer(mailbox, f"group:{key[2]}:{mailbox.pattern}", durable=False)
+        self._consumers[id(mailbox)] = consumer
+        if self.bus is None:
+            return  # not started: start() registers it
+        self._register(consumer)
+        if self.connected and self.receiving:
+            self.spawn_reader(self._consume(consumer, self._generation), f"consume:{consumer.name}")
+
+    def _register(self, consumer: _Consumer) -> None:
+        # through the outbox, so this bus's next publish is appended after the consumer exists
+        kind = "durable" if consumer.durable else "group"
+        self.send_control(("register", consumer.name, kind, consumer.mailbox.pattern))
+        self._registered_upto = self._queued
+
+    def unbind(self, mailbox: Mailbox) -> None:
+        key = mailbox.key
+        if key is not None and key[0] == "respond":
+            if self._responders.pop(mailbox.pattern, None) is not None:
+                self.send_control(("unrespond", self.instance, mailbox.pattern))
+            return
+        consumer = self._consumers.pop(id(mailbox), None)
+        if consumer is not None:
+            consumer.stopped = True  # the loop returns after its current claim
+
+    async def _consume(self, consumer: _Consumer, gen: int) -> None:
+        bus, store = self._ready()
+        mb = consumer.mailbox
+        pattern = mb.pattern
+
+        def matches(topic: str) -> bool:
+            return match(pattern, topic)
+
+        # a durable also looks again after a while: deliveries of a dead process and deferred
+        # retries become visible by the clock, not by a write
+        idle = min(IDLE_WAIT, self.claim_idle / 3) if consumer.durable else IDLE_WAIT
+        try:
+            if self._written < self._registered_upto:
+                await self.flush()  # the consumer row must exist before claiming
+            while self.receiving and not consumer.stopped and gen == self._generation:
+                change = self._change
+                room = max(1, min(FETCH, mb.maxsize - len(mb.queue)))
+                claimed = await store.claim(
+                    consumer.name, matches, self.instance, room, durable=consumer.durable
+                )
+                if not claimed:
+                    await self._wait(change, idle)
+                    continue
+                for i, (offset, attempt, data) in enumerate(claimed):
+                    try:
+                        env = bus._codec.decode(data)
+                    except DecodeError as exc:
+                        logger.error(
+                            "%s: undecodable event at offset %d for %s: %s",
+                            self, offset, consumer.name, exc,
+                        )  # fmt: skip
+                        if consumer.durable:  # it never will decode: a dead letter, not a loop
+                            self.send_control(
+                                ("dead", consumer.name, offset, f"undecodable: {exc}")
+                            )
+                        continue
+                    if consumer.durable:
+                        env.tracker = self._inbound(consumer.name, offset, attempt)
+                    if not await bus._put(mb, env) or consumer.stopped:
+                        if consumer.durable:  # not handled here: visible to others at once
+                            for off, _, _ in claimed[i + 1 :]:
+                                self.send_control(("defer", consumer.name, off, 0.0))
+                            if mb.closed:
+                                self.send_control(("defer", consumer.name, offset, 0.0))
+                        return
+        except self.connection_errors as exc:
+            self.lost(exc)
+
+    def _inbound(self, consumer: str, offset: int, attempt: int) -> Inbound:
+        send = self.send_control
+
+        def ack() -> None:
+            send(("ack", consumer, offset))
+
+        def defer(delay: float) -> None:
+            send(("defer", consumer, offset, delay))
+
+        def dead(error: BaseException | None) -> None:
+            text = f"{type(error).__name__}: {error}" if error is not None else "failed"
+            send(("dead", consumer, offset, text))
+
+        def dropped() -> None:
+            send(("defer", consumer, offset, 0.0))
+
+        return Inbound(attempt, ack, defer, dead, dropped)
+
+    # -- request / reply -----------------------------------------------------------------------
+
+    def _bind_responder(self, mailbox: Mailbox) -> None:
+        self._responders[mailbox.pattern] = mailbox
+        expires = time.time() + self.claim_idle
+        self.send_control(("respond", self.instance, mailbox.pattern, expires))
+        self._registered_upto = self._queued
+        self._changed()  # the serving loop picks the new pattern up
+
+    async def _serve(self, gen: int) -> None:
+        """Take requests for the local responder patterns that have room, and handle them."""
+        bus, store = self._ready()
+        try:
+            while self.receiving and gen == self._generation:
+                change = self._change
+                ready = [p for p, mb in self._responders.items() if mb.has_room()]
+                if not ready:
+                    await self._wait(change, 0.01 if self._responders else IDLE_WAIT)
+                    continue
+                requests = await store.take_requests(ready, FETCH)
+                if not requests:
+                    await self._wait(change, IDLE_WAIT)
+                    continue
+                for request in requests:
+                    mailbox = self._responders.get(request.pattern)
+                    if mailbox is None:  # unbound meanwhile: nobody here answers
+                        self._send_reply(request.requester, request.request_id, None, None)
+                        continue
+                    if request.deadline is not None and request.deadline < time.time():
+                        continue  # the requester has given up already
+                    try:
+                        env = bus._codec.decode(request.data)
+                    except DecodeError as exc:
+                        logger.error("%s: undecodable request: %s", self, exc)
+                        continue
+                    reply: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+                    env.reply = reply
+                    requester, request_id = request.requester, request.request_id
+                    reply.add_done_callback(
+                        functools.partial(self._send_reply, requester, request_id, env)
+                    )
+                    if not await bus._put(mailbox, env) and not reply.done():
+                        reply.set_exception(
+                            ConnectionLost("the responder closed before handling the request")
+                        )
+        except self.connection_errors as exc:
+            self.lost(exc)
+
+    def _send_reply(
+        self,
+        requester: str,
+        request_id: str,
+        request: Envelope | None,
+        fut: asyncio.Future[Any] | None,
+    ) -> None:
+        bus = self.bus
+        assert bus is not None
+        if request is None or fut is None:
+            frame = b"err\nNoResponders\nthe responder went away"
+        else:
+            frame = encode_reply(bus._codec, request, fut)
+        self.send_control(("reply", requester, request_id, frame))
+
+    async def _collect_replies(self, gen: int) -> None:
+        bus, store = self._ready()
+        try:
+            while gen == self._generation:
+                change = self._change
+                if not self._replies:
+                    await self._wait(change, IDLE_WAIT)
+                    continue
+                replies = await store.take_replies(self.instance)
+                for request_id, frame in replies:
+                    fut = self._replies.pop(request_id, None)
+                    if fut is not None:
+                        settle_reply(bus._codec, fut, frame)
+                if not replies:
+                    await self._wait(change, IDLE_WAIT)
+        except self.connection_errors as exc:
+            self.lost(exc)
+
+    async def request(self, env: Envelope, data: bytes, timeout: float | None) -> Any:
+        bus, store = self._ready()
+        loop = asyncio.get_running_loop()
+        expires = None if timeout is None else loop.time() + timeout
+        try:
+            async with asyncio.timeout_at(expires):
+                if self._written < self._registered_upto:
+                    await self.flush()  # our own responders must be registered before we ask
+                try:
+                    live = await store.responders()
+                except self.connection_errors as exc:
+                    self.lost(exc)
+                    raise ConnectionLost(f"{self.address}: request not sent: {exc}") from exc
+        except TimeoutError:
+            raise RequestTimeout(env.topic, timeout or 0.0) from None
+        candidates = [p for p in set(live) if match(p, env.topic)]
+        if not candidates:
+            raise NoResponders(env.topic)
+        pattern = random.choice(candidates)
+        deadline = None if timeout is None else time.time() + timeout
+        reply: asyncio.Future[Any] = loop.create_future()
+        self._replies[env.id] = reply
+        self._changed()  # the reply collector starts looking
+        if expires is not None:
+            bus._deadlines.watch(reply, expires, env.topic, timeout or 0.0)
+        try:
+            try:
+                async with asyncio.timeout_at(expires):
+                    await self.send(("request", pattern, self.instance, env.id, deadline, data))
+            except TimeoutError:
+                raise RequestTimeout(env.topic, timeout or 0.0) from None
+            try:
+                return await reply
+            except RemoteError as exc:
+                if exc.remote_type == "NoResponders":
+                    raise NoResponders(env.topic) from None
+                raise RemoteError(exc.remote_type, exc.remote_message, topic=env.topic) from None
+        finally:
+            self._replies.pop(env.id, None)
+            if timeout is not None:
+                bus._deadlines.forget(reply)
+            if reply.done() and not reply.cancelled():
+                reply.exception()  # a deadline that fired while sending: nobody awaits it
+
+    # -- reading the log -----------------------------------------------------------------------
+
+    async def resolve_since(self, since: Any) -> tuple[int, float | None]:
+        """``(after, since_time)`` for a ``since=`` argument: an offset (int, included), an event
+        id (str: the events after it), a time (a datetime, or epoch seconds as a float), a
+        duration back from now (a timedelta), or None (the beginning)."""
+        store = self.store
+        assert store is not None
+        if since is None:
+            return 0, None
+        if isinstance(since, bool):
+            raise TypeError("since= takes an offset, an event id, a time or a timedelta")
+        if isinstance(since, int):
+            return max(0, since - 1), None
+        if isinstance(since, str):
+            offset = await store.offset_of(since)
+            if offset is None:
+                raise LookupError(f"no stored event with id {since!r}")
+            return offset, None
+        if isinstance(since, datetime):
+            return 0, since.timestamp()
+        if isinstance(since, timedelta):
+            return 0, time.time() - since.total_seconds()
+        if isinstance(since, float):
+            return 0, since
+        raise TypeError(
+            "since= takes an offset (int), an event id (str), a datetime, a timedelta or epoch "
+            f"seconds (float), not {type(since).__name__}"
+        )
+
+    async def read_log(
+        self,
+        pattern: str,
+        cursor: Cursor,
+        *,
+        until: int | None = None,
+        since_time: float | None = None,
+        until_time: float | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[tuple[Row, Envelope]]:
+        """Stored events after ``cursor.after`` matching ``pattern``, in offset order, decoded
+        (undecodable ones are logged and skipped). ``cursor.after`` follows every row read."""
+        bus, store = self._ready()
+        left = limit
+        while left is None or left > 0:
+            rows = await store.read(
+                cursor.after, FETCH, until=until, since_time=since_time, until_time=until_time
+            )
+            if not rows:
+                return
+            for row in rows:
+                cursor.after = row.offset
+                if not match(pattern, row.topic):
+                    continue
+                try:
+                    env = bus._codec.decode(row.data)
+                except DecodeError as exc:
+                    logger.error("%s: undecodable event at offset %d: %s", self, row.offset, exc)
+                    continue
+                yield row, env
+                if left is not None:
+                    left -= 1
+                    if left == 0:
+                        return
+
+    async def follow(
+        self, pattern: str, cursor: Cursor, since_time: float | None = None
+    ) -> AsyncIterator[tuple[Row, Envelope]]:
+        """Stored events after ``cursor.after``, then each new one once it is committed, in
+        offset order: no gap and no duplicate between the stored part and the live part."""
+        while True:
+            change = self._change
+            before = cursor.after
+            async for item in self.read_log(pattern, cursor, since_time=since_time):
+                yield item
+            if cursor.after == before:
+                await self._wait(change, IDLE_WAIT)
+
+
+@dataclass
+class Cursor:
+    """A position in the log: the offset of the last row read."""
+
+    after: int = 0

@@ -1,0 +1,664 @@
+"""``sqlite:///path.db``: a durable event log in one file, for the processes of one host.
+
+>>> async with Bus("sqlite:///events.db") as bus: ...      # relative path
+>>> async with Bus("sqlite:////var/lib/agent/events.db") as bus: ...   # absolute path
+
+Every event is appended to the log (WAL mode). Publishes, acknowledgements and registrations
+queued in one loop tick are written by a writer thread as one transaction (group commit), so
+durability costs one commit per batch, not one per event. Reads (the tail, replay, queries) run
+in a second thread and never wait for the writer. Processes on the same host share the file:
+``group=`` and ``durable=`` subscriptions compete across them, and each process notices others'
+commits by polling SQLite's ``data_version`` (a few microseconds; every 1 ms after a change,
+backing off to ``poll``, 20 ms by default). See :mod:`._log` for how each subscription kind
+travels.
+
+URL options, besides those of :mod:`._log`: ``synchronous`` (``normal``, the default, ``full``,
+``extra`` or ``off``), ``busy_timeout`` (seconds a write waits for another process's
+transaction, default 5) and ``poll`` (the longest pause between two looks for other processes'
+commits, seconds, default 0.02).
+
+What each ``synchronous`` setting survives, in WAL mode:
+
+- ``normal``: an application crash (even ``kill -9``) loses nothing committed; a power loss or
+  OS crash can lose the last transactions before a checkpoint (never corrupts the file).
+- ``full`` / ``extra``: also a power loss: every commit is fsynced (slower: one fsync per batch).
+- ``off``: SQLite hands data to the OS without syncing; an OS crash can corrupt the file.
+
+What it cannot promise: the processes must share one host and a local file system (SQLite
+locking over NFS is unreliable); plain and group subscriptions are at most once; a durable
+subscription starts at its first registration (events before it are in the log: use
+``bus.replay``); one writer at a time, so many processes publishing heavily queue behind each
+other's transactions (``busy_timeout``); clocks matter for ``claim_idle`` and retention only on
+one host, where they agree.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import os
+import sqlite3
+import time
+from collections.abc import Callable
+from typing import Any, ClassVar, TypeVar
+from urllib.parse import unquote
+
+from ._log import LogTransport
+from ._log_store import Claimed, Compaction, LogStore, Request, Row
+from .base import float_option, register_transport
+
+__all__ = ["SqliteStore", "SqliteTransport"]
+
+T = TypeVar("T")
+
+SCAN = 2048  # most log rows a claim looks at in one transaction
+SYNCHRONOUS = ("off", "normal", "full", "extra")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS {p}events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    ts REAL NOT NULL, topic TEXT NOT NULL, event_id TEXT NOT NULL, origin TEXT NOT NULL,
+    data BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS {p}events_ts ON {p}events (ts);
+CREATE INDEX IF NOT EXISTS {p}events_id ON {p}events (event_id);
+CREATE TABLE IF NOT EXISTS {p}consumers (
+    name TEXT PRIMARY KEY, kind TEXT NOT NULL, pattern TEXT NOT NULL,
+    position INTEGER NOT NULL, updated REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS {p}pending (
+    consumer TEXT NOT NULL, seq INTEGER NOT NULL, attempts INTEGER NOT NULL, owner TEXT,
+    visible_at REAL NOT NULL, PRIMARY KEY (consumer, seq)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS {p}pending_owner ON {p}pending (owner);
+CREATE TABLE IF NOT EXISTS {p}dead (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, consumer TEXT NOT NULL, seq INTEGER NOT NULL,
+    ts REAL NOT NULL, error TEXT NOT NULL, data BLOB);
+CREATE TABLE IF NOT EXISTS {p}instances (instance TEXT PRIMARY KEY, expires REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS {p}idem (key TEXT PRIMARY KEY, event_id TEXT NOT NULL, ts REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS {p}responders (
+    instance TEXT NOT NULL, pattern TEXT NOT NULL, expires REAL NOT NULL,
+    PRIMARY KEY (instance, pattern));
+CREATE TABLE IF NOT EXISTS {p}requests (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, pattern TEXT NOT NULL, requester TEXT NOT NULL,
+    request_id TEXT NOT NULL, deadline REAL, data BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS {p}requests_pattern ON {p}requests (pattern, id);
+CREATE TABLE IF NOT EXISTS {p}replies (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, requester TEXT NOT NULL, request_id TEXT NOT NULL,
+    frame BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS {p}replies_requester ON {p}replies (requester);
+"""
+
+
+def sqlite_path(url: str) -> str:
+    """The file of a ``sqlite://`` URL: three slashes for a relative path, four for absolute."""
+    rest = url.partition("://")[2]
+    path = unquote(rest[1:] if rest.startswith("/") else rest)
+    if not path or path == ":memory:":
+        raise ValueError(
+            "sqlite URL needs a file, like sqlite:///events.db (relative) or "
+            f"sqlite:////abs/events.db: {url!r}"
+        )
+    return path
+
+
+class SqliteStore(LogStore):
+    """The log in a SQLite file: a writer thread, a reader thread, a poller on the loop."""
+
+    def __init__(
+        self, path: str, prefix: str, *, synchronous: str, busy_timeout: float, poll: float
+    ) -> None:
+        super().__init__(prefix)
+        self.path = path
+        self.synchronous = synchronous
+        self.busy_timeout = busy_timeout
+        self.poll = poll
+        self._writer: concurrent.futures.ThreadPoolExecutor | None = None
+        self._reader: concurrent.futures.ThreadPoolExecutor | None = None
+        self._w: sqlite3.Connection | None = None  # used only in the writer thread
+        self._r: sqlite3.Connection | None = None  # used only in the reader thread
+        self._poller: sqlite3.Connection | None = None  # used only on the loop
+        self._version = -1
+        self._interval = 0.001
+
+    # -- threads -------------------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
+        )
+        conn.execute(f"PRAGMA synchronous={self.synchronous}")
+        return conn
+
+    async def _in_writer(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._writer is None:
+            raise sqlite3.OperationalError("the store is closed")
+        return await asyncio.get_running_loop().run_in_executor(self._writer, fn, *args)
+
+    async def _in_reader(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._reader is None:
+            raise sqlite3.OperationalError("the store is closed")
+        return await asyncio.get_running_loop().run_in_executor(self._reader, fn, *args)
+
+    async def open(self) -> None:
+        if self._writer is not None:
+            return
+        self._writer = concurrent.futures.ThreadPoolExecutor(1, "axonbus-sqlite-writer")
+        self._reader = concurrent.futures.ThreadPoolExecutor(1, "axonbus-sqlite-reader")
+        await self._in_writer(self._open_writer)
+        self._r = await self._in_reader(self._connect)
+        self._poller = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
+        self._version = self._poller.execute("PRAGMA data_version").fetchone()[0]
+
+    def _open_writer(self) -> None:
+        directory = os.path.dirname(os.path.abspath(self.path))
+        if not os.path.isdir(directory):
+            raise sqlite3.OperationalError(f"directory {directory} does not exist")
+        conn = self._w = self._connect()
+        if conn.execute("PRAGMA journal_mode=WAL").fetchone()[0].lower() != "wal":
+            raise sqlite3.OperationalError(f"{self.path}: cannot switch to WAL mode")
+        conn.execute("BEGIN IMMEDIATE")  # creating the tables: one process at a time
+        try:
+            for statement in SCHEMA.format(p=self.prefix).split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    async def close(self) -> None:
+        poller, self._poller = self._poller, None
+        if poller is not None:
+            poller.close()
+        for executor, attr in ((self._writer, "_w"), (self._reader, "_r")):
+            if executor is None:
+                continue
+            conn = getattr(self, attr)
+            setattr(self, attr, None)
+            if conn is not None:
+                try:
+                    await asyncio.get_running_loop().run_in_executor(executor, conn.close)
+                except sqlite3.Error:
+                    pass
+            executor.shutdown(wait=False)
+        self._writer = self._reader = None
+
+    # -- writes --------------------------------------------------------------------------------
+
+    async def write(self, ops: list[tuple[Any, ...]], idempotency_window: float) -> list[Any]:
+        return await self._in_writer(self._write, ops, idempotency_window)
+
+    def _write(self, ops: list[tuple[Any, ...]], window: float) -> list[Any]:
+        conn = self._w
+        assert conn is not None
+        p = self.prefix
+        now = time.time()
+        results: list[Any] = [None] * len(ops)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            (last,) = conn.execute(
+                "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = ?), 0)",
+                (f"{p}events",),
+            ).fetchone()
+            i, n = 0, len(ops)
+            while i < n:
+                op = ops[i]
+                kind = op[0]
+                if kind == "pub" and op[5] is None:
+                    rows = []
+                    while i < n and ops[i][0] == "pub" and ops[i][5] is None:
+                        _, topic, data, event_id, ts, _ = ops[i]
+                        rows.append((ts, topic, event_id, self.origin, data))
+                        last += 1
+                        results[i] = last
+                        i += 1
+                    conn.executemany(
+                        f"INSERT INTO {p}events (ts, topic, event_id, origin, data) "
+                        "VALUES (?, ?, ?, ?, ?)",
+                        rows,
+                    )
+                    continue
+                if kind == "ack":
+                    acks = []
+                    while i < n and ops[i][0] == "ack":
+                        acks.append(ops[i][1:])
+                        i += 1
+                    conn.executemany(f"DELETE FROM {p}pending WHERE consumer = ? AND seq = ?", acks)
+                    continue
+                i += 1
+                if kind == "pub":
+                    _, topic, data, event_id, ts, key = op
+                    found = conn.execute(
+                        f"SELECT event_id, ts FROM {p}idem WHERE key = ?", (key,)
+                    ).fetchone()
+                    if found is not None and found[1] >= now - window:
+                        results[i - 1] = found[0]
+                        continue
+                    conn.execute(
+                        f"INSERT OR REPLACE INTO {p}idem (key, event_id, ts) VALUES (?, ?, ?)",
+                        (key, event_id, now),
+                    )
+                    conn.execute(
+                        f"INSERT INTO {p}events (ts, topic, event_id, origin, data) "
+                        "VALUES (?, ?, ?, ?, ?)",
+                        (ts, topic, event_id, self.origin, data),
+                    )
+                    last += 1
+                    results[i - 1] = last
+                elif kind == "defer":
+                    _, consumer, seq, delay = op
+                    conn.execute(
+                        f"UPDATE {p}pending SET owner = NULL, visible_at = ? "
+                        "WHERE consumer = ? AND seq = ?",
+                        (now + delay, consumer, seq),
+                    )
+                elif kind == "dead":
+                    _, consumer, seq, error = op
+                    conn.execute(
+                        f"INSERT INTO {p}dead (consumer, seq, ts, error, data) "
+                        f"SELECT ?, ?, ?, ?, (SELECT data FROM {p}events WHERE seq = ?)",
+                        (consumer, seq, now, error, seq),
+                    )
+                    conn.execute(
+                        f"DELETE FROM {p}pending WHERE consumer = ? AND seq = ?", (consumer, seq)
+                    )
+                elif kind == "register":
+                    _, name, consumer_kind, pattern = op
+                    conn.execute(
+                        f"INSERT INTO {p}consumers (name, kind, pattern, position, updated) "
+                        f"VALUES (?, ?, ?, (SELECT COALESCE(MAX(seq), 0) FROM {p}events), ?) "
+                        "ON CONFLICT (name) DO UPDATE SET kind = excluded.kind, "
+                        "pattern = excluded.pattern, updated = excluded.updated",
+                        (name, consumer_kind, pattern, now),
+                    )
+                elif kind == "respond":
+                    conn.execute(
+                        f"INSERT OR REPLACE INTO {p}responders (instance, pattern, expires) "
+                        "VALUES (?, ?, ?)",
+                        op[1:],
+                    )
+                elif kind == "unrespond":
+                    conn.execute(
+                        f"DELETE FROM {p}responders WHERE instance = ? AND pattern = ?", op[1:]
+                    )
+                elif kind == "request":
+                    conn.execute(
+                        f"INSERT INTO {p}requests (pattern, requester, request_id, deadline, data)"
+                        " VALUES (?, ?, ?, ?, ?)",
+                        op[1:],
+                    )
+                elif kind == "reply":
+                    conn.execute(
+                        f"INSERT INTO {p}replies (requester, request_id, frame) VALUES (?, ?, ?)",
+                        op[1:],
+                    )
+                else:
+                    raise ValueError(f"unknown log operation {kind!r}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return results
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    async def head(self) -> int:
+        return await self._in_reader(self._head)
+
+    def _head(self) -> int:
+        assert self._r is not None
+        (seq,) = self._r.execute(
+            f"SELECT COALESCE(MAX(seq), 0) FROM {self.prefix}events"
+        ).fetchone()
+        return int(seq)
+
+    async def read(
+        self,
+        after: int,
+        limit: int,
+        *,
+        until: int | None = None,
+        since_time: float | None = None,
+        until_time: float | None = None,
+        exclude_origin: str | None = None,
+    ) -> list[Row]:
+        where = ["seq > ?"]
+        args: list[Any] = [after]
+        for clause, value in (
+            ("seq <= ?", until),
+            ("ts >= ?", since_time),
+            ("ts < ?", until_time),
+            ("origin != ?", exclude_origin),
+        ):
+            if value is not None:
+                where.append(clause)
+                args.append(value)
+        sql = (
+            f"SELECT seq, ts, topic, event_id, origin, data FROM {self.prefix}events "
+            f"WHERE {' AND '.join(where)} ORDER BY seq LIMIT ?"
+        )
+        args.append(limit)
+        return await self._in_reader(self._select_rows, sql, args)
+
+    def _select_rows(self, sql: str, args: list[Any]) -> list[Row]:
+        assert self._r is not None
+        return [Row(*r) for r in self._r.execute(sql, args)]
+
+    async def offset_of(self, event_id: str) -> int | None:
+        return await self._in_reader(self._offset_of, event_id)
+
+    def _offset_of(self, event_id: str) -> int | None:
+        assert self._r is not None
+        found = self._r.execute(
+            f"SELECT seq FROM {self.prefix}events WHERE event_id = ? ORDER BY seq LIMIT 1",
+            (event_id,),
+        ).fetchone()
+        return None if found is None else int(found[0])
+
+    async def responders(self) -> list[str]:
+        return await self._in_reader(self._responders)
+
+    def _responders(self) -> list[str]:
+        assert self._r is not None
+        rows = self._r.execute(
+            f"SELECT DISTINCT pattern FROM {self.prefix}responders WHERE expires > ?",
+            (time.time(),),
+        )
+        return [r[0] for r in rows]
+
+    async def dead_letters(
+        self, consumer: str | None, limit: int
+    ) -> list[tuple[str, int, float, str, bytes]]:
+        return await self._in_reader(self._dead_letters, consumer, limit)
+
+    def _dead_letters(self, consumer: str | None, limit: int) -> list[Any]:
+        assert self._r is not None
+        where, args = ("WHERE consumer = ?", [consumer]) if consumer else ("", [])
+        return list(
+            self._r.execute(
+                f"SELECT consumer, seq, ts, error, data FROM {self.prefix}dead {where} "
+                "ORDER BY id LIMIT ?",
+                [*args, limit],
+            )
+        )
+
+    # -- claims and the other short transactions (writer thread) --------------------------------
+
+    async def claim(
+        self,
+        consumer: str,
+        matches: Callable[[str], bool],
+        owner: str,
+        limit: int,
+        *,
+        durable: bool,
+    ) -> list[Claimed]:
+        return await self._in_writer(self._claim, consumer, matches, owner, limit, durable)
+
+    def _reclaimable(self, consumer: str, now: float, limit: int) -> list[tuple[int, int]]:
+        assert self._w is not None
+        p = self.prefix
+        return list(
+            self._w.execute(
+                f"SELECT seq, attempts FROM {p}pending WHERE consumer = ? AND visible_at <= ? "
+                f"AND (owner IS NULL OR owner NOT IN "
+                f"(SELECT instance FROM {p}instances WHERE expires > ?)) ORDER BY seq LIMIT ?",
+                (consumer, now, now, limit),
+            )
+        )
+
+    def _claim(
+        self,
+        consumer: str,
+        matches: Callable[[str], bool],
+        owner: str,
+        limit: int,
+        durable: bool,
+    ) -> list[Claimed]:
+        conn = self._w
+        assert conn is not None
+        p = self.prefix
+        now = time.time()
+        # look first without the write lock: most claims find nothing to do
+        found = conn.execute(
+            f"SELECT position FROM {p}consumers WHERE name = ?", (consumer,)
+        ).fetchone()
+        if found is None:
+            return []
+        (head,) = conn.execute(f"SELECT COALESCE(MAX(seq), 0) FROM {p}events").fetchone()
+        if head <= found[0] and not (durable and self._reclaimable(consumer, now, 1)):
+            return []
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            claimed = self._claim_locked(consumer, matches, owner, limit, durable, now)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return claimed
+
+    def _claim_locked(
+        self,
+        consumer: str,
+        matches: Callable[[str], bool],
+        owner: str,
+        limit: int,
+        durable: bool,
+        now: float,
+    ) -> list[Claimed]:
+        conn = self._w
+        assert conn is not None
+        p = self.prefix
+        claimed: list[Claimed] = []
+        if durable:
+            for seq, attempts in self._reclaimable(consumer, now, limit):
+                data = conn.execute(f"SELECT data FROM {p}events WHERE seq = ?", (seq,)).fetchone()
+                if data is None:  # removed by retention=drop: nothing left to deliver
+                    conn.execute(
+                        f"DELETE FROM {p}pending WHERE consumer = ? AND seq = ?", (consumer, seq)
+                    )
+                    continue
+                conn.execute(
+                    f"UPDATE {p}pending SET attempts = ?, owner = ?, visible_at = ? "
+                    "WHERE consumer = ? AND seq = ?",
+                    (attempts + 1, owner, now, consumer, seq),
+                )
+                claimed.append(Claimed(seq, attempts + 1, data[0]))
+        (position,) = conn.execute(
+            f"SELECT position FROM {p}consumers WHERE name = ?", (consumer,)
+        ).fetchone()
+        fresh: list[Claimed] = []
+        scanned = 0
+        while len(claimed) + len(fresh) < limit and scanned < SCAN:
+            rows = conn.execute(
+                f"SELECT seq, topic, data FROM {p}events WHERE seq > ? ORDER BY seq LIMIT ?",
+                (position, limit),
+            ).fetchall()
+            if not rows:
+                break
+            for seq, topic, data in rows:
+                position = seq
+                scanned += 1
+                if matches(topic):
+                    fresh.append(Claimed(seq, 1, data))
+                    if len(claimed) + len(fresh) >= limit:
+                        break
+        if durable and fresh:
+            conn.executemany(
+                f"INSERT OR IGNORE INTO {p}pending (consumer, seq, attempts, owner, visible_at) "
+                "VALUES (?, ?, 1, ?, ?)",
+                [(consumer, c.offset, owner, now) for c in fresh],
+            )
+        conn.execute(
+            f"UPDATE {p}consumers SET position = ?, updated = ? WHERE name = ?",
+            (position, now, consumer),
+        )
+        return sorted(claimed + fresh)
+
+    async def heartbeat(self, instance: str, ttl: float) -> None:
+        await self._in_writer(self._heartbeat, instance, ttl)
+
+    def _heartbeat(self, instance: str, ttl: float) -> None:
+        assert self._w is not None
+        now = time.time()
+        p = self.prefix
+        self._w.execute("BEGIN IMMEDIATE")
+        try:
+            self._w.execute(
+                f"INSERT OR REPLACE INTO {p}instances (instance, expires) VALUES (?, ?)",
+                (instance, now + ttl),
+            )
+            # forget processes dead for an hour (their deliveries were reclaimable long ago)
+            self._w.execute(f"DELETE FROM {p}instances WHERE expires < ?", (now - 3600,))
+            self._w.execute(f"DELETE FROM {p}responders WHERE expires < ?", (now - 3600,))
+            self._w.execute("COMMIT")
+        except BaseException:
+            self._w.execute("ROLLBACK")
+            raise
+
+    async def release(self, instance: str) -> None:
+        await self._in_writer(self._release, instance)
+
+    def _release(self, instance: str) -> None:
+        assert self._w is not None
+        p = self.prefix
+        self._w.execute("BEGIN IMMEDIATE")
+        try:
+            self._w.execute(
+                f"UPDATE {p}pending SET owner = NULL, visible_at = ? WHERE owner = ?",
+                (time.time(), instance),
+            )
+            self._w.execute(f"DELETE FROM {p}responders WHERE instance = ?", (instance,))
+            self._w.execute(f"DELETE FROM {p}instances WHERE instance = ?", (instance,))
+            self._w.execute("COMMIT")
+        except BaseException:
+            self._w.execute("ROLLBACK")
+            raise
+
+    async def take_requests(self, patterns: list[str], limit: int) -> list[Request]:
+        return await self._in_writer(self._take_requests, patterns, limit)
+
+    def _take_requests(self, patterns: list[str], limit: int) -> list[Request]:
+        assert self._w is not None
+        p = self.prefix
+        marks = ", ".join("?" * len(patterns))
+        rows = self._w.execute(
+            f"DELETE FROM {p}requests WHERE id IN (SELECT id FROM {p}requests "
+            f"WHERE pattern IN ({marks}) ORDER BY id LIMIT ?) "
+            "RETURNING id, pattern, requester, request_id, deadline, data",
+            [*patterns, limit],
+        ).fetchall()
+        return [Request(*r[1:]) for r in sorted(rows)]
+
+    async def take_replies(self, requester: str) -> list[tuple[str, bytes]]:
+        return await self._in_writer(self._take_replies, requester)
+
+    def _take_replies(self, requester: str) -> list[tuple[str, bytes]]:
+        assert self._w is not None
+        rows = self._w.execute(
+            f"DELETE FROM {self.prefix}replies WHERE requester = ? RETURNING request_id, frame",
+            (requester,),
+        ).fetchall()
+        return [(r[0], r[1]) for r in rows]
+
+    async def compact(
+        self, max_age: float, max_events: int, drop_unacknowledged: bool
+    ) -> Compaction:
+        return await self._in_writer(self._compact, max_age, max_events, drop_unacknowledged)
+
+    def _compact(self, max_age: float, max_events: int, drop: bool) -> Compaction:
+        conn = self._w
+        assert conn is not None
+        p = self.prefix
+        now = time.time()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            # the first event each durable consumer still needs: its oldest pending one, or
+            # the one after its position
+            needs = dict(
+                conn.execute(
+                    f"SELECT c.name, COALESCE((SELECT MIN(seq) FROM {p}pending "
+                    f"WHERE consumer = c.name), c.position + 1) "
+                    f"FROM {p}consumers c WHERE c.kind = 'durable'"
+                ).fetchall()
+            )
+            cut = 0  # delete events with seq < cut (and, by age, older than max_age)
+            if max_events:
+                row = conn.execute(
+                    f"SELECT seq FROM {p}events ORDER BY seq DESC LIMIT 1 OFFSET ?",
+                    (max_events,),
+                ).fetchone()
+                if row is not None:
+                    cut = row[0] + 1
+            if max_age:
+                row = conn.execute(
+                    f"SELECT MAX(seq) FROM {p}events WHERE ts < ?", (now - max_age,)
+                ).fetchone()
+                if row[0] is not None:
+                    cut = max(cut, row[0] + 1)
+            unacknowledged = 0
+            lost: tuple[str, ...] = ()
+            if needs:
+                keep_from = min(needs.values())
+                if cut > keep_from:
+                    if drop:
+                        (unacknowledged,) = conn.execute(
+                            f"SELECT COUNT(*) FROM {p}events WHERE seq >= ? AND seq < ?",
+                            (keep_from, cut),
+                        ).fetchone()
+                        lost = tuple(sorted(n for n, s in needs.items() if s < cut))
+                    else:
+                        cut = keep_from
+            deleted = conn.execute(f"DELETE FROM {p}events WHERE seq < ?", (cut,)).rowcount
+            conn.execute(f"DELETE FROM {p}idem WHERE ts < ?", (now - self.idempotency_window,))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return Compaction(deleted, unacknowledged, lost)
+
+    # -- changes -------------------------------------------------------------------------------
+
+    async def wait_changed(self, timeout: float) -> bool:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            poller = self._poller
+            if poller is None:
+                raise sqlite3.OperationalError("the store is closed")
+            (version,) = poller.execute("PRAGMA data_version").fetchone()
+            if version != self._version:
+                self._version = version
+                self._interval = 0.001
+                return True
+            left = deadline - loop.time()
+            if left <= 0:
+                return False
+            await asyncio.sleep(min(self._interval, left))
+            self._interval = min(self._interval * 2, self.poll)
+
+
+@register_transport
+class SqliteTransport(LogTransport):
+    scheme = "sqlite"
+    connection_errors: ClassVar[tuple[type[BaseException], ...]] = (sqlite3.OperationalError,)
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.path = sqlite_path(url.partition("?")[0])  # (self.address lost a slash)
+        synchronous = self.options.pop("synchronous", "normal").lower()
+        if synchronous not in SYNCHRONOUS:
+            raise ValueError(f"URL option synchronous={synchronous!r}: one of {SYNCHRONOUS}")
+        self.synchronous = synchronous
+        self.busy_timeout = float_option(self.options, "busy_timeout", 5.0)
+        self.poll = max(0.001, float_option(self.options, "poll", 0.02))
+        if self.options:
+            raise ValueError(f"unknown sqlite URL option(s): {', '.join(sorted(self.options))}")
+
+    def make_store(self, prefix: str) -> LogStore:
+        store = SqliteStore(
+            self.path,
+            prefix,
+            synchronous=self.synchronous,
+            busy_timeout=self.busy_timeout,
+            poll=self.poll,
+        )
+        return store
