@@ -21,6 +21,7 @@ from ._exceptions import (
     InvalidTopic,
     LifecycleError,
     MessageTooLarge,
+    NoEventLog,
     NoResponders,
     QueueFull,
     RedeliveryExhausted,
@@ -30,6 +31,7 @@ from ._exceptions import (
     TransportError,
 )
 from ._middleware import Middleware
+from ._replay import fold
 from ._retry import Retry
 from ._stream import EventStream, Waiter
 from ._subscription import Subscription, SubscriptionStats
@@ -56,6 +58,7 @@ __all__ = [
     "LifecycleError",
     "MessageTooLarge",
     "Middleware",
+    "NoEventLog",
     "NoResponders",
     "Outcome",
     "PublishResult",
@@ -70,5 +73,6 @@ __all__ = [
     "TransportError",
     "Waiter",
     "__version__",
+    "fold",
     "match",
 ]

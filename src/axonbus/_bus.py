@@ -6,7 +6,7 @@ import asyncio
 import logging
 import os
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, Literal, TypeVar, overload
 
 from ._codec import Codec, get_codec
@@ -17,6 +17,7 @@ from ._exceptions import (
 from ._mailbox import Mailbox
 from ._middleware import Middleware, build_handle_chain, build_publish_chain
 from ._publishing import Deadlines, Publisher, State
+from ._replay import log_of
 from ._retry import Retry
 from ._routing import RoutingTable, resolve_target
 from ._stream import EventStream, Waiter
@@ -436,6 +437,53 @@ class Bus(Publisher):
     def stats(self) -> list[SubscriptionStats]:
         """A snapshot of every subscription's counters (queued, delivered, failed, dropped...)."""
         return [s.stats() for s in self._routes.subs]
+
+    # -- the event log (sqlite://, postgresql://) -----------------------------------------------
+
+    def replay(
+        self,
+        target: str | type[Any],
+        *,
+        since: Any = None,
+        until: Any = None,
+        follow: bool = False,
+        limit: int | None = None,
+    ) -> AsyncIterator[Envelope]:
+        """Stored events matching ``target``, oldest first, from the event log.
+
+        ``since``: an offset (``int``, included), an event id (``str``: the events after it), a
+        ``datetime`` or epoch seconds (``float``), a ``timedelta`` back from now, or None (the
+        beginning). ``until`` takes the same forms (an offset or id is included, a time is not).
+        ``follow=True`` then keeps yielding new events as they are committed, by offset: no gap
+        and no duplicate between the stored part and the live part. Each envelope has its
+        ``offset``; pass the last one + 1 as ``since`` to resume. :class:`NoEventLog` on a
+        transport without a log.
+
+        >>> async for env in bus.replay("orders.>", since=timedelta(hours=1)):
+        ...     print(env.offset, env.topic, env.event)
+        """
+        self._check_open()
+        pattern, _ = resolve_target(target)
+        if follow and until is not None:
+            raise ValueError("replay: follow=True reads on forever; it takes no until=")
+        if limit is not None and (not isinstance(limit, int) or limit < 1):
+            raise ValueError(f"limit must be a positive int or None, got {limit!r}")
+        return log_of(self.transport).replay(pattern, since, until, follow, limit)
+
+    async def events(
+        self,
+        target: str | type[Any] = ">",
+        *,
+        since: Any = None,
+        until: Any = None,
+        limit: int = 1000,
+    ) -> list[Envelope]:
+        """An audit query: up to ``limit`` stored events matching ``target``, oldest first
+        (``since`` / ``until`` as in :meth:`replay`).
+
+        >>> failed = await bus.events("$bus.dead_letter", since=timedelta(days=1))
+        """
+        return [env async for env in self.replay(target, since=since, until=until, limit=limit)]
 
     def history(self, pattern: str = ">", limit: int | None = None) -> list[Envelope]:
         """The most recent envelopes matching ``pattern``, oldest first (needs ``history=N``)."""

@@ -130,6 +130,7 @@ class Envelope:
         "causation_id",
         "correlation_id",
         "event",
+        "offset",
         "reply",
         "timestamp",
         "topic",
@@ -156,6 +157,8 @@ class Envelope:
         # in-process only, never serialized: outcomes for publish(wait=True), a request's reply
         self.tracker: PublishResult | Inbound | None = None
         self.reply: asyncio.Future[Any] | None = None
+        #: the position in the event log, for events read back from one (``bus.replay``)
+        self.offset: int | None = None
 
     @property
     def id(self) -> str:

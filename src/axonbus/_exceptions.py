@@ -16,7 +16,8 @@
     │   ├── RequestTimeout      (also TimeoutError)
     │   └── RemoteError
     ├── TransportError
-    │   └── ConnectionLost
+    │   ├── ConnectionLost
+    │   └── NoEventLog
     └── RedeliveryExhausted
 """
 
@@ -32,6 +33,7 @@ __all__ = [
     "InvalidTopic",
     "LifecycleError",
     "MessageTooLarge",
+    "NoEventLog",
     "NoResponders",
     "QueueFull",
     "RedeliveryExhausted",
@@ -157,3 +159,7 @@ class RedeliveryExhausted(AxonbusError):
         )
         self.deliveries = deliveries
         self.attempts = attempts
+
+
+class NoEventLog(TransportError):
+    """The bus's transport keeps no event log, so it cannot replay or query past events."""

@@ -33,6 +33,7 @@ from ._routing import RoutingTable
 from ._subscription import Subscription
 from ._system import DeadLetter, HandlerFailed, Outcome, PublishResult
 from ._topics import TopicIndex
+from .transports.base import DUPLICATE, IDEMPOTENCY_KEY
 
 if TYPE_CHECKING:
     from .transports.base import BrokerTransport
@@ -166,7 +167,14 @@ class Publisher:
             env = hooked
         remote = self._remote
         if remote is not None:  # first, so a refused event reached nobody
-            await remote.send(self._outbound(env))
+            if env._headers is not None and IDEMPOTENCY_KEY in env._headers and remote.dedupes:
+                original = await remote.publish_once(self._outbound(env))
+                if original is not None:  # a duplicate: stored before, so it reaches nobody
+                    env.id = original
+                    env.headers[DUPLICATE] = "true"
+                    return PublishResult(original) if wait else env
+            else:
+                await remote.send(self._outbound(env))
         if wait:
             result = env.tracker = PublishResult(env.id)
             await self._dispatch_local(env)
@@ -203,6 +211,11 @@ class Publisher:
                 return env
             env = hooked
         if self._remote is not None:
+            if env._headers and IDEMPOTENCY_KEY in env._headers and self._remote.dedupes:
+                raise ValueError(
+                    f"{IDEMPOTENCY_KEY} needs the store's answer before local delivery: "
+                    "use 'await bus.publish(...)', not publish_nowait"
+                )
             self._remote.send_nowait(self._outbound(env))
         # never waits: a full "block" mailbox refuses the event like an "error" one
         self._enqueue(env, ("block", "error"), always_check=True)

@@ -5,6 +5,8 @@ sets ``handler`` to a function ``(args) -> exit code``; add it to ``COMMANDS`` t
 
     axonbus --version
     axonbus demo [--verbose]
+    axonbus tail PATTERN [--url URL] [--json]
+    axonbus replay PATTERN [--since WHEN] [--until WHEN] [--follow] [--limit N] [--url URL]
 """
 
 from __future__ import annotations
@@ -54,7 +56,53 @@ def _run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS: tuple[Callable[[Subparsers], None], ...] = (_add_demo,)
+def _bus_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("pattern", help="topic pattern, e.g. 'agent.*.>' ('>' for every topic)")
+    parser.add_argument("--url", help="bus URL (default: $AXONBUS_URL, else memory://)")
+    parser.add_argument("--name", default="axonbus", help="bus name (default: axonbus)")
+    parser.add_argument("--json", action="store_true", help="one JSON object per line")
+
+
+def _add_tail(subparsers: Subparsers) -> None:
+    parser = subparsers.add_parser(
+        "tail",
+        help="print live events matching a pattern, one per line",
+        description="Subscribe to PATTERN on the bus at --url and print each event as it "
+        "arrives: time, offset (on a log transport), topic and payload. Ctrl-C stops.",
+    )
+    _bus_arguments(parser)
+    parser.set_defaults(handler=_run_tail)
+
+
+def _run_tail(args: argparse.Namespace) -> int:
+    from ._cli_log import run_tail
+
+    return run_tail(args)
+
+
+def _add_replay(subparsers: Subparsers) -> None:
+    parser = subparsers.add_parser(
+        "replay",
+        help="print stored events matching a pattern (sqlite:// and postgresql:// logs)",
+        description="Read the event log of the bus at --url: events matching PATTERN from "
+        "--since (an offset like 42, a duration back like 10m / 2h / 1d, an ISO time, or an "
+        "event id) up to --until, oldest first; --follow keeps printing new events.",
+    )
+    _bus_arguments(parser)
+    parser.add_argument("--since", help="offset, duration back (10m), ISO time or event id")
+    parser.add_argument("--until", help="offset, duration back, ISO time or event id")
+    parser.add_argument("--limit", type=int, help="print at most this many events")
+    parser.add_argument("-f", "--follow", action="store_true", help="then keep printing new events")
+    parser.set_defaults(handler=_run_replay)
+
+
+def _run_replay(args: argparse.Namespace) -> int:
+    from ._cli_log import run_replay
+
+    return run_replay(args)
+
+
+COMMANDS: tuple[Callable[[Subparsers], None], ...] = (_add_demo, _add_tail, _add_replay)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -45,19 +45,17 @@ from .._exceptions import ConnectionLost, DecodeError, NoResponders, RemoteError
 from .._topics import match
 from ._log_store import Compaction, LogStore, Row, table_prefix
 from ._replies import encode_reply, settle_reply
-from .base import BrokerTransport, Inbound, float_option, int_option
+from .base import IDEMPOTENCY_KEY, BrokerTransport, Inbound, float_option, int_option
 
 if TYPE_CHECKING:
     from .._bus import Bus
     from .._mailbox import Mailbox
     from .._subscription import Subscription
 
-__all__ = ["IDEMPOTENCY_KEY", "Cursor", "LogTransport"]
+__all__ = ["Cursor", "LogTransport"]
 
 logger = logging.getLogger("axonbus")
 
-#: the header that makes a publish idempotent on a log transport
-IDEMPOTENCY_KEY = "idempotency_key"
 FETCH = 256  # most rows read or claimed at once
 IDLE_WAIT = 1.0  # seconds a loop sleeps without a change before looking again
 
@@ -233,14 +231,14 @@ class LogTransport(BrokerTransport):
 
     # -- outbound ------------------------------------------------------------------------------
 
+    dedupes = True
+
     def publish_op(self, env: Envelope, data: bytes) -> Any:
         headers = env._headers
         key = headers.get(IDEMPOTENCY_KEY) if headers else None
         return ("pub", env.topic, data, env.id, env.timestamp, key)
 
     async def publish_once(self, op: Any) -> str | None:
-        """Send an idempotent publish and wait for it: the event id stored first under its key
-        when this one is a duplicate (nothing stored), else None."""
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._once[id(op)] = fut
         try:
@@ -572,6 +570,39 @@ class LogTransport(BrokerTransport):
             "since= takes an offset (int), an event id (str), a datetime, a timedelta or epoch "
             f"seconds (float), not {type(since).__name__}"
         )
+
+    async def resolve_until(self, until: Any) -> tuple[int | None, float | None]:
+        """``(until_offset, until_time)`` for an ``until=`` argument: an offset or an event id
+        (both included), a time or a timedelta back from now (excluded), or None."""
+        if until is None:
+            return None, None
+        if isinstance(until, int | str) and not isinstance(until, bool):
+            after, _ = await self.resolve_since(until)
+            return (until if isinstance(until, int) else after), None
+        _, until_time = await self.resolve_since(until)
+        return None, until_time
+
+    async def replay(
+        self, pattern: str, since: Any, until: Any, follow: bool, limit: int | None
+    ) -> AsyncIterator[Envelope]:
+        """Stored events matching ``pattern`` (see :meth:`axonbus.Bus.replay`)."""
+        cursor = Cursor()
+        cursor.after, since_time = await self.resolve_since(since)
+        until_offset, until_time = await self.resolve_until(until)
+        if follow:
+            source = self.follow(pattern, cursor, since_time)
+        else:
+            source = self.read_log(
+                pattern,
+                cursor,
+                until=until_offset,
+                since_time=since_time,
+                until_time=until_time,
+                limit=limit,
+            )
+        async for row, env in source:
+            env.offset = row.offset
+            yield env
 
     async def read_log(
         self,

@@ -51,6 +51,11 @@ __all__ = [
     "register_transport",
 ]
 
+#: the header that makes a publish idempotent on transports that dedupe (``dedupes``)
+IDEMPOTENCY_KEY = "idempotency_key"
+#: set on the envelope ``publish`` returns when the event was a duplicate (and went nowhere)
+DUPLICATE = "axonbus_duplicate"
+
 logger = logging.getLogger("axonbus")
 
 
@@ -250,6 +255,15 @@ class BrokerTransport(Transport):
     def publish_op(self, env: Envelope, data: bytes) -> Any:
         """The outbox operation that publishes ``env`` (subclasses may add fields)."""
         return ("pub", env.topic, data)
+
+    #: True when the transport stores an event with an ``idempotency_key`` header only once
+    dedupes: ClassVar[bool] = False
+
+    async def publish_once(self, op: Any) -> str | None:
+        """Send an idempotent publish and wait until it is stored: the id of the event stored
+        first under its key if this one is a duplicate (then nothing is stored), else None."""
+        await self.send(op)
+        return None
 
     # -- lifecycle -----------------------------------------------------------------------------
 
