@@ -232,6 +232,9 @@ class LogTransport(BrokerTransport):
     # -- outbound ------------------------------------------------------------------------------
 
     dedupes = True
+    # a writer thread commits a batch while the loop encodes the next one: smaller batches
+    # let the two overlap (one huge batch would leave the publishers waiting for room)
+    max_batch = 1024
 
     def publish_op(self, env: Envelope, data: bytes) -> Any:
         headers = env._headers
@@ -264,6 +267,10 @@ class LogTransport(BrokerTransport):
                         fut.set_result(result)
             elif kind in ("request", "reply", "register", "defer"):
                 wake = True
+                if kind == "defer" and op[3] > 0:
+                    # a retry's backoff: visible by the clock, not by a write; look again then
+                    # (else the consumer sleeps its whole idle wait, ~1 s, whatever the backoff)
+                    asyncio.get_running_loop().call_later(op[3], self._changed)
         if wake:
             self._changed()
 

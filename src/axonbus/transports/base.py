@@ -31,6 +31,7 @@ import logging
 import random
 from collections import deque
 from collections.abc import Callable
+from itertools import islice
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import parse_qsl, urlsplit
 
@@ -185,6 +186,8 @@ class BrokerTransport(Transport):
     default 5) and ``outbox`` (operations queued before publishers wait, default 10,000).
     """
 
+    #: most operations written as one batch (0: everything queued)
+    max_batch: ClassVar[int] = 0
     #: driver exceptions that mean "the connection is gone", set by each subclass
     connection_errors: ClassVar[tuple[type[BaseException], ...]] = (ConnectionError, OSError)
 
@@ -427,7 +430,9 @@ class BrokerTransport(Transport):
                 await self._wakeup
                 self._wakeup = None
                 continue
-            batch = list(outbox)  # everything queued in the last loop tick(s): one pipeline
+            # everything queued in the last loop tick(s): one pipeline (up to max_batch, so
+            # publishers keep filling the outbox while a big batch is written)
+            batch = list(outbox) if not self.max_batch else list(islice(outbox, self.max_batch))
             try:
                 await self._write(batch)
             except self.connection_errors as exc:

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import os
 import sqlite3
 import time
@@ -51,7 +52,11 @@ __all__ = ["SqliteStore", "SqliteTransport"]
 
 T = TypeVar("T")
 
+logger = logging.getLogger("axonbus")
+
 SCAN = 2048  # most log rows a claim looks at in one transaction
+CHECKPOINT_EVERY = 2000  # operations written between two checkpoints from the reader thread
+CHECKPOINT_BACKSTOP = 10_000  # WAL pages before the writer checkpoints by itself
 SYNCHRONOUS = ("off", "normal", "full", "extra")
 
 SCHEMA = """
@@ -117,6 +122,8 @@ class SqliteStore(LogStore):
         self._poller: sqlite3.Connection | None = None  # used only on the loop
         self._version = -1
         self._interval = 0.001
+        self._written_since_checkpoint = 0
+        self._checkpointing = False
 
     # -- threads -------------------------------------------------------------------------------
 
@@ -154,6 +161,9 @@ class SqliteStore(LogStore):
         conn = self._w = self._connect()
         if conn.execute("PRAGMA journal_mode=WAL").fetchone()[0].lower() != "wal":
             raise sqlite3.OperationalError(f"{self.path}: cannot switch to WAL mode")
+        # checkpoints run in the reader thread (see write); this is only the backstop for a
+        # WAL that grows while the reader is busy
+        conn.execute(f"PRAGMA wal_autocheckpoint={CHECKPOINT_BACKSTOP}")
         conn.execute("BEGIN IMMEDIATE")  # creating the tables: one process at a time
         try:
             for statement in SCHEMA.format(p=self.prefix).split(";"):
@@ -183,8 +193,35 @@ class SqliteStore(LogStore):
 
     # -- writes --------------------------------------------------------------------------------
 
+    @property
+    def _insert_run(self) -> str:
+        # parameters are a "pub" operation: ?1 "pub", ?2 topic, ?3 data, ?4 event id,
+        # ?5 timestamp, ?6 idempotency key (NULL in a run; referenced so the count matches)
+        return (
+            f"INSERT INTO {self.prefix}events (topic, data, event_id, ts, origin) "
+            f"VALUES (?2, ?3, ?4, ?5, ifnull(?6, '{self.origin}'))"
+        )
+
     async def write(self, ops: list[tuple[Any, ...]], idempotency_window: float) -> list[Any]:
-        return await self._in_writer(self._write, ops, idempotency_window)
+        results = await self._in_writer(self._write, ops, idempotency_window)
+        self._written_since_checkpoint += len(ops)
+        if self._written_since_checkpoint >= CHECKPOINT_EVERY and not self._checkpointing:
+            # the reader thread copies the WAL back into the file while the writer goes on
+            # (a PASSIVE checkpoint never blocks writers): the commit path stays short
+            self._written_since_checkpoint = 0
+            self._checkpointing = True
+            assert self._reader is not None
+            self._reader.submit(self._checkpoint)
+        return results
+
+    def _checkpoint(self) -> None:
+        try:
+            if self._r is not None:
+                self._r.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error as exc:
+            logger.debug("sqlite checkpoint failed: %r", exc)
+        finally:
+            self._checkpointing = False
 
     def _write(self, ops: list[tuple[Any, ...]], window: float) -> list[Any]:
         conn = self._w
@@ -203,18 +240,14 @@ class SqliteStore(LogStore):
                 op = ops[i]
                 kind = op[0]
                 if kind == "pub" and op[5] is None:
-                    rows = []
-                    while i < n and ops[i][0] == "pub" and ops[i][5] is None:
-                        _, topic, data, event_id, ts, _ = ops[i]
-                        rows.append((ts, topic, event_id, self.origin, data))
+                    j = i
+                    while j < n and ops[j][0] == "pub" and ops[j][5] is None:
                         last += 1
-                        results[i] = last
-                        i += 1
-                    conn.executemany(
-                        f"INSERT INTO {p}events (ts, topic, event_id, origin, data) "
-                        "VALUES (?, ?, ?, ?, ?)",
-                        rows,
-                    )
+                        results[j] = last
+                        j += 1
+                    # the operations themselves are the parameters: no row built per event
+                    conn.executemany(self._insert_run, ops[i:j])
+                    i = j
                     continue
                 if kind == "ack":
                     acks = []
