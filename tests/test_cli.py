@@ -1,18 +1,25 @@
 from __future__ import annotations
 
+import asyncio
 import io
+import json
 import logging
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
+from datetime import datetime, timedelta
 from importlib.metadata import entry_points
+from pathlib import Path
 
 import pytest
 from rich.console import Console
 
 import axonbus
+from axonbus import Bus
+from axonbus._cli_log import parse_when
 from axonbus._demo import run_demo
 from axonbus.cli import build_parser, main
 
@@ -116,3 +123,149 @@ def test_axonbus_demo_subprocess() -> None:
     assert "final handler count: 6" in proc.stdout
     assert "Traceback" not in proc.stdout + proc.stderr
     assert elapsed < 10.0  # the demo itself takes well under a second; this is startup + load
+
+
+# -- axonbus replay / tail (the event log) -------------------------------------------------------
+
+
+def _seed(url: str, items: list[tuple[str, object]]) -> list[str]:
+    """Publish ``(topic, payload)`` pairs on ``url``; returns the event ids."""
+
+    async def go() -> list[str]:
+        async with Bus(url) as bus:  # the CLI's default bus name, "axonbus"
+            ids = [(await bus.publish(topic, payload)).id for topic, payload in items]
+            await bus.flush()
+            return ids
+
+    return asyncio.run(go())
+
+
+@pytest.fixture
+def log_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'cli.db'}"
+
+
+def test_replay_prints_offset_topic_and_payload(
+    log_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _seed(log_url, [("orders.o1.placed", {"qty": 2}), ("other.x", 0), ("orders.o2.placed", "é")])
+    assert main(["replay", "orders.>", "--url", log_url]) == 0
+    out, err = capsys.readouterr()
+    lines = out.splitlines()
+    assert len(lines) == 2
+    assert re.fullmatch(
+        r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}  #1  orders\.o1\.placed  \{\"qty\":2\}", lines[0]
+    ), lines[0]
+    assert lines[1].endswith('  #3  orders.o2.placed  "é"'), lines[1]
+    assert err.strip().splitlines()[-1] == "2 events"
+
+
+def test_replay_json_lines(log_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    ids = _seed(log_url, [("a.b", {"n": i}) for i in range(3)])
+    assert main(["replay", ">", "--url", log_url, "--json"]) == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["offset"] for r in records] == [1, 2, 3]
+    assert [r["id"] for r in records] == ids
+    assert [r["topic"] for r in records] == ["a.b"] * 3
+    assert [r["event"] for r in records] == [{"n": 0}, {"n": 1}, {"n": 2}]
+    assert all(isinstance(r["timestamp"], float) for r in records)
+
+
+def test_replay_since_until_and_limit(log_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    ids = _seed(log_url, [("a.b", i) for i in range(6)])
+
+    def offsets(*extra: str) -> list[int]:
+        assert main(["replay", ">", "--url", log_url, "--json", *extra]) == 0
+        return [json.loads(line)["offset"] for line in capsys.readouterr().out.splitlines()]
+
+    assert offsets("--since", "10m") == [1, 2, 3, 4, 5, 6]  # published just now
+    assert offsets("--since", "4") == [4, 5, 6]  # an offset, included
+    assert offsets("--since", ids[1]) == [3, 4, 5, 6]  # an event id: the events after it
+    assert offsets("--until", "2") == [1, 2]
+    assert offsets("--limit", "2") == [1, 2]
+    assert offsets("--since", "3", "--limit", "2") == [3, 4]
+    future = (datetime.now() + timedelta(minutes=5)).isoformat(timespec="seconds")
+    assert offsets("--since", future) == []
+
+
+def test_parse_when() -> None:
+    assert parse_when("42") == 42
+    assert parse_when("10m") == timedelta(minutes=10)
+    assert parse_when("1.5h") == timedelta(hours=1.5)
+    assert parse_when("250ms") == timedelta(milliseconds=250)
+    assert parse_when("2d") == timedelta(days=2)
+    assert parse_when("2026-11-22T10:00") == datetime(2026, 11, 22, 10, 0)
+    assert parse_when("abc123-7") == "abc123-7"
+
+
+def test_replay_on_memory_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["replay", ">", "--url", "memory://"]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith("axonbus replay: memory:// keeps no event log")
+    assert "Traceback" not in err
+
+
+def test_replay_since_an_unknown_id_is_a_clear_error(
+    log_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _seed(log_url, [("a.b", 1)])
+    assert main(["replay", ">", "--url", log_url, "--since", "no-such-id"]) == 1
+    assert "axonbus replay: no stored event with id 'no-such-id'" in capsys.readouterr().err
+
+
+def test_replay_reads_axonbus_url_from_the_environment(
+    log_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _seed(log_url, [("env.x", "from env")])
+    monkeypatch.setenv("AXONBUS_URL", log_url)
+    assert main(["replay", ">"]) == 0
+    assert capsys.readouterr().out.rstrip().endswith('env.x  "from env"')
+
+
+async def test_tail_prints_what_another_process_publishes(log_url: str) -> None:
+    async with Bus(log_url):  # the file exists before the tail opens it
+        pass
+    tail = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "axonbus.cli",
+        "tail",
+        "demo.>",
+        "--url",
+        log_url,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONIOENCODING": "utf-8"},
+    )
+    assert tail.stdout is not None
+    assert tail.stderr is not None
+    try:
+        banner = await asyncio.wait_for(tail.stderr.readline(), 15)
+        assert banner.startswith(b"tailing 'demo.>'"), banner
+        async with Bus(log_url) as bus:
+            await bus.publish("other.x", "not shown")
+            await bus.publish("demo.live", {"hello": "tail"})
+        line = (await asyncio.wait_for(tail.stdout.readline(), 5)).decode()
+        assert re.search(r'  demo\.live  \{"hello":"tail"\}$', line.rstrip()), line
+        tail.send_signal(signal.SIGINT)
+        code = await asyncio.wait_for(tail.wait(), 10)
+    finally:
+        if tail.returncode is None:
+            tail.kill()
+            await tail.wait()
+    rest = (await tail.stdout.read()).decode()
+    err = (await tail.stderr.read()).decode()
+    assert code == 130, err
+    assert rest == ""  # "other.x" never printed
+    assert "Traceback" not in err
+
+
+def test_tail_on_a_missing_directory_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'missing' / 'x.db'}"
+    assert main(["tail", ">", "--url", url]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("axonbus tail: ")
+    assert "does not exist" in err

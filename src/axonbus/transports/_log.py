@@ -317,6 +317,7 @@ class LogTransport(BrokerTransport):
                             "%s: undecodable event at offset %d: %s", self, row.offset, exc
                         )
                         continue
+                    env.offset = row.offset
                     for pattern in targets:
                         await bus._receive(pattern, env)
         except self.connection_errors as exc:
