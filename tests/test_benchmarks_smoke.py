@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from tests.support.services import nats_url, redis_url, require
+from tests.support.services import nats_url, postgres_url, redis_url, require
 
 ROOT = Path(__file__).parent.parent
 
@@ -70,3 +70,55 @@ def test_quick_broker_benchmark_runs(tmp_path: Path) -> None:
             assert not row["note"].startswith("error:"), f"{key} / {row['name']}: {row['note']}"
             if not row["note"].startswith("skipped:"):
                 assert row["median"] > 0, f"{key} / {row['name']}"
+
+
+def _run_storage_benchmark(tmp_path: Path, workloads: list[str]) -> None:
+    out = tmp_path / "storage.json"
+    env = {**os.environ, "AXONBUS_BENCH_POSTGRES_URL": postgres_url()}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.storage",
+            "--quick",
+            "--plain",
+            "--only",
+            ",".join(workloads),
+            "--json",
+            str(out),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=110,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert set(report["workloads"]) == set(workloads)
+    for key, workload in report["workloads"].items():
+        rows = {row["name"]: row for row in workload["rows"]}
+        for name in ("axonbus", workload["anchor"]):
+            row = rows[name]
+            assert row["rates"], f"{key} / {name}: {row['note']}"
+            assert all(rate > 0 for rate in row["rates"]), f"{key} / {name}: {row['rates']}"
+        for row in workload["rows"]:
+            assert not row["note"].startswith("error:"), f"{key} / {row['name']}: {row['note']}"
+            assert row["median"] > 0, f"{key} / {row['name']}"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_quick_sqlite_storage_benchmark_runs(tmp_path: Path) -> None:
+    """The sqlite storage workloads run end to end (no service needed): axonbus and every
+    anchor have positive rates, no row errors."""
+    _run_storage_benchmark(tmp_path, ["sqlite-publish", "sqlite-consume"])
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_quick_postgres_storage_benchmark_runs(tmp_path: Path) -> None:
+    """The postgres storage workload runs end to end against the shared Postgres."""
+    require("postgres", postgres_url())
+    _run_storage_benchmark(tmp_path, ["postgres-publish"])

@@ -36,11 +36,13 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
+import itertools
 import logging
 import os
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, ClassVar, TypeVar
 from urllib.parse import unquote
 
@@ -55,6 +57,11 @@ T = TypeVar("T")
 logger = logging.getLogger("axonbus")
 
 SCAN = 2048  # most log rows a claim looks at in one transaction
+# events per multi-row INSERT: 6 parameters each plus the origin, under 999 (the parameter limit
+# of SQLite before 3.32)
+INSERT_CHUNK = 128
+# offsets per DELETE / INSERT OR IGNORE of pending rows (acknowledgements, claims)
+PENDING_CHUNK = 64
 CHECKPOINT_EVERY = 2000  # operations written between two checkpoints from the reader thread
 CHECKPOINT_BACKSTOP = 10_000  # WAL pages before the writer checkpoints by itself
 SYNCHRONOUS = ("off", "normal", "full", "extra")
@@ -90,6 +97,47 @@ CREATE TABLE IF NOT EXISTS {p}replies (
     frame BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS {p}replies_requester ON {p}replies (requester);
 """
+
+
+@functools.cache
+def _insert_chunk(prefix: str) -> str:
+    """INSERT of INSERT_CHUNK events whose parameters are their "pub" operations, one after the
+    other (6 each: "pub", topic, data, event id, timestamp, key), then the origin."""
+    origin = 6 * INSERT_CHUNK + 1
+    rows = ", ".join(
+        f"(?{6 * r + 2}, ?{6 * r + 3}, ?{6 * r + 4}, ?{6 * r + 5}, ?{origin})"
+        for r in range(INSERT_CHUNK)
+    )
+    return f"INSERT INTO {prefix}events (topic, data, event_id, ts, origin) VALUES {rows}"
+
+
+@functools.cache
+def _delete_pending(prefix: str) -> str:
+    """DELETE of PENDING_CHUNK pending rows of one consumer: ?1 the consumer, then the offsets."""
+    offsets = ", ".join(f"?{r + 2}" for r in range(PENDING_CHUNK))
+    return f"DELETE FROM {prefix}pending WHERE consumer = ?1 AND seq IN ({offsets})"
+
+
+@functools.cache
+def _insert_pending(prefix: str) -> str:
+    """INSERT OR IGNORE of PENDING_CHUNK new pending rows: ?1 the consumer, ?2 the owner, ?3 the
+    time, then the offsets."""
+    rows = ", ".join(f"(?1, ?{r + 4}, 1, ?2, ?3)" for r in range(PENDING_CHUNK))
+    return (
+        f"INSERT OR IGNORE INTO {prefix}pending (consumer, seq, attempts, owner, visible_at) "
+        f"VALUES {rows}"
+    )
+
+
+def _pending_chunks(offsets: list[int]) -> Iterator[list[int]]:
+    """``offsets`` in lists of exactly PENDING_CHUNK, the last one padded with its last offset:
+    for the statements above a repeated offset changes nothing, and one statement (one step, so
+    one release of the GIL) replaces up to PENDING_CHUNK."""
+    for k in range(0, len(offsets), PENDING_CHUNK):
+        chunk = offsets[k : k + PENDING_CHUNK]
+        if len(chunk) < PENDING_CHUNK:
+            chunk += [chunk[-1]] * (PENDING_CHUNK - len(chunk))
+        yield chunk
 
 
 def sqlite_path(url: str) -> str:
@@ -223,6 +271,20 @@ class SqliteStore(LogStore):
         finally:
             self._checkpointing = False
 
+    def _insert_pubs(self, conn: sqlite3.Connection, run: list[tuple[Any, ...]]) -> None:
+        """Append a run of "pub" operations without idempotency key, in order: INSERT_CHUNK
+        rows per statement (one step, so one release of the GIL, per chunk instead of per event:
+        the loop goes on encoding meanwhile), the rest through executemany."""
+        full = len(run) - len(run) % INSERT_CHUNK
+        if full:
+            sql = _insert_chunk(self.prefix)
+            for k in range(0, full, INSERT_CHUNK):
+                params = list(itertools.chain.from_iterable(run[k : k + INSERT_CHUNK]))
+                params.append(self.origin)
+                conn.execute(sql, params)
+        if full < len(run):
+            conn.executemany(self._insert_run, run[full:])
+
     def _write(self, ops: list[tuple[Any, ...]], window: float) -> list[Any]:
         conn = self._w
         assert conn is not None
@@ -246,15 +308,17 @@ class SqliteStore(LogStore):
                         results[j] = last
                         j += 1
                     # the operations themselves are the parameters: no row built per event
-                    conn.executemany(self._insert_run, ops[i:j])
+                    self._insert_pubs(conn, ops[i:j])
                     i = j
                     continue
                 if kind == "ack":
-                    acks = []
+                    acks: dict[str, list[int]] = {}
                     while i < n and ops[i][0] == "ack":
-                        acks.append(ops[i][1:])
+                        acks.setdefault(ops[i][1], []).append(ops[i][2])
                         i += 1
-                    conn.executemany(f"DELETE FROM {p}pending WHERE consumer = ? AND seq = ?", acks)
+                    for consumer, offsets in acks.items():
+                        for chunk in _pending_chunks(offsets):
+                            conn.execute(_delete_pending(p), (consumer, *chunk))
                     continue
                 i += 1
                 if kind == "pub":
@@ -515,11 +579,8 @@ class SqliteStore(LogStore):
                     if len(claimed) + len(fresh) >= limit:
                         break
         if durable and fresh:
-            conn.executemany(
-                f"INSERT OR IGNORE INTO {p}pending (consumer, seq, attempts, owner, visible_at) "
-                "VALUES (?, ?, 1, ?, ?)",
-                [(consumer, c.offset, owner, now) for c in fresh],
-            )
+            for chunk in _pending_chunks([c.offset for c in fresh]):
+                conn.execute(_insert_pending(p), (consumer, owner, now, *chunk))
         conn.execute(
             f"UPDATE {p}consumers SET position = ?, updated = ? WHERE name = ?",
             (position, now, consumer),
