@@ -345,6 +345,10 @@ class BrokerTransport(Transport):
         """Queue ``op`` for the writer; waits while the outbox is full or the broker is down."""
         if self.connected and len(self._outbox) < self.outbox_size:
             self._push(op)
+            if self.max_batch and not self._queued % self.max_batch:
+                # a publisher that never yields would keep the writer from starting on the
+                # first batch until the outbox is full: let it go once per batch
+                await asyncio.sleep(0)
             return
         try:
             await asyncio.wait_for(self._wait_room(), self.unavailable_timeout or None)

@@ -46,6 +46,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, ClassVar, TypeVar
 from urllib.parse import unquote
 
+from .._topics import match
 from ._log import LogTransport
 from ._log_store import Claimed, Compaction, LogStore, Request, Row
 from .base import float_option, register_transport
@@ -688,6 +689,8 @@ class SqliteStore(LogStore):
                 ).fetchone()
                 if row[0] is not None:
                     cut = max(cut, row[0] + 1)
+            if any(need < cut for need in needs.values()):
+                needs = self._skip_unwanted(conn, needs, cut)
             unacknowledged = 0
             lost: tuple[str, ...] = ()
             if needs:
@@ -708,6 +711,37 @@ class SqliteStore(LogStore):
             conn.execute("ROLLBACK")
             raise
         return Compaction(deleted, unacknowledged, lost)
+
+    def _skip_unwanted(
+        self, conn: sqlite3.Connection, needs: dict[str, int], cut: int
+    ) -> dict[str, int]:
+        """Move durables that are not reading (stopped, or behind) past the events below ``cut``
+        that their pattern does not match, as their next claim would: such events must not hold
+        the log. Returns the updated first-needed offsets."""
+        p = self.prefix
+        patterns = dict(
+            conn.execute(f"SELECT name, pattern FROM {p}consumers WHERE kind = 'durable'")
+        )
+        updated = dict(needs)
+        for name, need in needs.items():
+            (pending,) = conn.execute(
+                f"SELECT MIN(seq) FROM {p}pending WHERE consumer = ?", (name,)
+            ).fetchone()
+            if need >= cut or pending is not None or name not in patterns:
+                continue
+            position = need - 1
+            for seq, topic in conn.execute(
+                f"SELECT seq, topic FROM {p}events WHERE seq > ? AND seq < ? ORDER BY seq",
+                (position, cut),
+            ):
+                if match(patterns[name], topic):
+                    break
+                position = seq
+            else:
+                position = max(position, cut - 1)
+            conn.execute(f"UPDATE {p}consumers SET position = ? WHERE name = ?", (position, name))
+            updated[name] = position + 1
+        return updated
 
     # -- changes -------------------------------------------------------------------------------
 
@@ -737,7 +771,8 @@ class SqliteTransport(LogTransport):
 
     def __init__(self, url: str) -> None:
         super().__init__(url)
-        self.path = sqlite_path(url.partition("?")[0])  # (self.address lost a slash)
+        self.address = url.partition("?")[0]  # (url_options' normal form drops a slash)
+        self.path = sqlite_path(self.address)
         synchronous = self.options.pop("synchronous", "normal").lower()
         if synchronous not in SYNCHRONOUS:
             raise ValueError(f"URL option synchronous={synchronous!r}: one of {SYNCHRONOUS}")
