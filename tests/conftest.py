@@ -7,6 +7,8 @@ import pytest
 from tests.support.fixtures import (  # noqa: F401  (registers the fixtures)
     nats_bus_name,
     nats_service,
+    postgres_bus_name,
+    postgres_service,
     private_nats,
     private_redis,
     redis_bus_name,

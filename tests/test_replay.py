@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.support.fixtures import postgres_bus_name, postgres_service  # noqa: F401
 
 from axonbus import (
     Bus,

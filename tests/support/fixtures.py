@@ -8,18 +8,24 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import nats
 import pytest
 import redis.asyncio as aioredis
 from tests.support.brokers import NatsServer, RedisServer
-from tests.support.services import nats_url, redis_url, require, skip_or_fail
+from tests.support.services import nats_url, postgres_url, redis_url, require, skip_or_fail
+
+from axonbus.transports._log_store import table_prefix
 
 __all__ = [
     "delete_nats_stream",
+    "drop_postgres_tables",
     "make_nats",
     "make_redis",
     "nats_bus_name",
     "nats_service",
+    "postgres_bus_name",
+    "postgres_service",
     "private_nats",
     "private_redis",
     "redis_bus_name",
@@ -57,6 +63,14 @@ def nats_service() -> str:
     """URL of the shared NATS with JetStream; skips (fails in CI) if it is not up."""
     url = nats_url()
     require("nats", url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def postgres_service() -> str:
+    """URL of the shared PostgreSQL; skips (fails in CI) if it is not up."""
+    url = postgres_url()
+    require("postgres", url)
     return url
 
 
@@ -108,3 +122,32 @@ async def redis_raw(redis_service: str, redis_bus_name: str) -> AsyncIterator[ai
     if keys:
         await client.delete(*keys)
     await client.aclose()
+
+
+async def drop_postgres_tables(url: str, name: str) -> None:
+    """Drop every table and sequence of bus ``name`` (``ab_{name}_*``) at ``url``."""
+    like = table_prefix(name).replace("_", r"\_") + "%"
+    conn = await asyncpg.connect(url)
+    try:
+        rows = await conn.fetch(
+            "SELECT c.relname, c.relkind::text AS relkind FROM pg_class c "  # "char" is bytes
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'S') AND c.relname LIKE $1",
+            like,
+        )
+        tables = [r["relname"] for r in rows if r["relkind"] == "r"]
+        sequences = [r["relname"] for r in rows if r["relkind"] == "S"]
+        if tables:
+            await conn.execute(f"DROP TABLE IF EXISTS {', '.join(tables)} CASCADE")
+        if sequences:
+            await conn.execute(f"DROP SEQUENCE IF EXISTS {', '.join(sequences)} CASCADE")
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def postgres_bus_name(postgres_service: str) -> AsyncIterator[str]:
+    """A bus name of its own on the shared Postgres; its tables are dropped afterwards."""
+    name = f"t{uuid.uuid4().hex[:10]}"
+    yield name
+    await drop_postgres_tables(postgres_service, name)

@@ -428,6 +428,7 @@ class BrokerTransport(Transport):
     async def _write_loop(self) -> None:
         loop = asyncio.get_running_loop()
         outbox = self._outbox
+        failures = 0
         while True:
             if not outbox:
                 self._wakeup = loop.create_future()
@@ -442,6 +443,18 @@ class BrokerTransport(Transport):
             except self.connection_errors as exc:
                 await self._outage(exc)  # the batch stays queued; sent again once reconnected
                 continue
+            except Exception as exc:
+                # not a lost connection, and not ours to drop: keep the batch, say why it is
+                # stuck, and try again later (publishers see ConnectionLost once the outbox is
+                # full) rather than let the writer die and every flush hang
+                failures += 1
+                logger.error(
+                    "%s: writing a batch of %d operations failed (attempt %d): %r",
+                    self, len(batch), failures, exc, exc_info=failures == 1,
+                )  # fmt: skip
+                await asyncio.sleep(min(0.05 * 2**failures, 2.0))
+                continue
+            failures = 0
             for _ in batch:
                 outbox.popleft()
             self._written += len(batch)
