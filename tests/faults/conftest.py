@@ -1,4 +1,6 @@
-"""The private broker each multi-process fault test runs against, on redis:// and nats://."""
+"""The private broker each multi-process fault test runs against: redis:// and nats:// by
+default; a test that also runs on sqlite:// says so with
+``@pytest.mark.parametrize("broker", [..., "sqlite"], indirect=True)``."""
 
 from __future__ import annotations
 
@@ -6,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.faults.harness import Broker
+from tests.faults.harness import Broker, SqliteFile
 from tests.support.fixtures import make_nats, make_redis
 
 
@@ -17,7 +19,10 @@ def broker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Broker]:
         # appendonly + appendfsync always: what Redis acknowledged is on disk
         with make_redis(tmp_path / "redis", appendonly=True, appendfsync="always") as redis:
             yield Broker("redis", redis, takeover="claim_idle=1")
-    else:
+    elif request.param == "nats":
         # JetStream with a store directory (-sd), kept across restarts
         with make_nats(tmp_path / "nats") as nats:
             yield Broker("nats", nats, takeover="ack_wait=1")
+    else:
+        # no server: the processes share one WAL file (nothing to restart)
+        yield Broker("sqlite", SqliteFile(tmp_path / "bus.db"), takeover="claim_idle=1")

@@ -1,4 +1,5 @@
-"""Worker processes, their logs, and the publisher used by the fault tests."""
+"""Child processes (workers, appenders) and their logs, the publisher, and the probes that ask
+a broker what it holds: what the fault tests share."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import asyncio
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -14,21 +16,26 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from tests.support.brokers import NatsServer, RedisServer
 
 from axonbus import Bus, ConnectionLost
 from axonbus._codec import get_codec
+from axonbus.transports._log_store import table_prefix
 from axonbus.transports.base import BrokerTransport
 
 __all__ = [
     "REPO",
+    "Appender",
     "Broker",
+    "Child",
     "Fleet",
     "NatsProbe",
     "PublishStats",
     "RedisProbe",
+    "SqliteFile",
+    "SqliteProbe",
     "Worker",
     "publish_paced",
     "unconfirmed",
@@ -37,12 +44,23 @@ __all__ = [
 REPO = Path(__file__).resolve().parents[2]
 
 
+@dataclass(frozen=True)
+class SqliteFile:
+    """What stands for the broker on ``sqlite://``: a database file, no server process."""
+
+    path: Path  # absolute
+
+    @property
+    def url(self) -> str:
+        return f"sqlite:///{self.path}"  # an absolute path: four slashes
+
+
 @dataclass
 class Broker:
-    """A private broker of either kind, and how workers take over a dead worker's deliveries."""
+    """A private broker of any kind, and how workers take over a dead worker's deliveries."""
 
-    kind: str  # "redis" or "nats"
-    server: RedisServer | NatsServer
+    kind: str  # "redis", "nats" or "sqlite"
+    server: RedisServer | NatsServer | SqliteFile
     takeover: str  # URL options: redeliver what a dead consumer held after 1 s
 
     @property
@@ -54,53 +72,36 @@ class Broker:
         return f"{self.server.url}?{self.takeover}"
 
 
-class Worker:
-    """One ``tests.faults.worker`` process and what its log says so far."""
+class Child:
+    """A ``python -m <module>`` process of the fault tests and what its log says so far.
+
+    The process appends one line per event to its log (line-buffered: a line written before a
+    ``kill -9`` is in the file); a subclass parses the lines.
+    """
+
+    module: ClassVar[str]  # e.g. "tests.faults.worker"
+    name: ClassVar[str]  # its log files: <name><index>.log and .stderr
 
     def __init__(self, index: int, log_dir: Path, args: list[str]) -> None:
         self.index = index
-        self.log = log_dir / f"worker{index}.log"
-        self.stderr_path = log_dir / f"worker{index}.stderr"
+        self.log = log_dir / f"{self.name}{index}.log"
+        self.stderr_path = log_dir / f"{self.name}{index}.stderr"
         self._stderr = self.stderr_path.open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.faults.worker", "--out", str(self.log), *args],
+            [sys.executable, "-m", self.module, "--out", str(self.log), *args],
             cwd=REPO,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=self._stderr,
         )
         self.pid = self.proc.pid
-        self.consumer: str | None = None  # the broker's name for it, from the ready line
         self.killed = False
-        self.received: Counter[int] = Counter()
-        self.started: Counter[int] = Counter()
-        self.done: Counter[int] = Counter()
-        self.done_times: dict[int, float] = {}  # seq -> last time it was done here
-        self.dead: list[str] = []
-        self.closed = False  # it logged a graceful shutdown
-        self.attempts: Counter[int] = Counter()  # attempt number -> starts with it
         self._offset = 0
         self._partial = b""
 
     @property
-    def ready(self) -> bool:
-        return self.consumer is not None
-
-    @property
     def alive(self) -> bool:
         return self.proc.poll() is None
-
-    def in_flight(self) -> set[int]:
-        """Events started here and not (yet) done."""
-        return {seq for seq, n in self.started.items() if n > self.done[seq]}
-
-    def held(self) -> set[int]:
-        """Events delivered here and not (yet) done: queued locally or being handled."""
-        return {seq for seq, n in self.received.items() if n > self.done[seq]}
-
-    def done_since(self, since: float) -> set[int]:
-        """Events whose handling here finished at ``since`` (time.monotonic()) or later."""
-        return {seq for seq, t in self.done_times.items() if t >= since}
 
     def read(self) -> int:
         """Parse what the log gained since the last call; the number of new lines."""
@@ -119,22 +120,7 @@ class Worker:
         return len(lines)
 
     def _parse(self, parts: list[str]) -> None:
-        kind = parts[0]
-        if kind == "recv":
-            self.received[int(parts[1])] += 1
-        elif kind == "start":
-            self.started[int(parts[1])] += 1
-            self.attempts[int(parts[2])] += 1
-        elif kind == "done":
-            seq = int(parts[1])
-            self.done[seq] += 1
-            self.done_times[seq] = float(parts[2])
-        elif kind == "ready":
-            self.consumer = parts[2]
-        elif kind == "dead":
-            self.dead.append(" ".join(parts[1:]))
-        elif kind == "closed":
-            self.closed = True
+        raise NotImplementedError
 
     def kill(self) -> None:
         """``kill -9`` the process, reap it, and read its log to the end."""
@@ -157,6 +143,62 @@ class Worker:
         self._stderr.close()
         self.read()
 
+    def stderr_tail(self, lines: int = 15) -> str:
+        text = self.stderr_path.read_text(errors="replace")
+        return "\n".join(text.splitlines()[-lines:])
+
+
+class Worker(Child):
+    """One ``tests.faults.worker`` process and what its log says so far."""
+
+    module = "tests.faults.worker"
+    name = "worker"
+
+    def __init__(self, index: int, log_dir: Path, args: list[str]) -> None:
+        super().__init__(index, log_dir, args)
+        self.consumer: str | None = None  # the broker's name for it, from the ready line
+        self.received: Counter[int] = Counter()
+        self.started: Counter[int] = Counter()
+        self.done: Counter[int] = Counter()
+        self.done_times: dict[int, float] = {}  # seq -> last time it was done here
+        self.dead: list[str] = []
+        self.closed = False  # it logged a graceful shutdown
+        self.attempts: Counter[int] = Counter()  # attempt number -> starts with it
+
+    @property
+    def ready(self) -> bool:
+        return self.consumer is not None
+
+    def in_flight(self) -> set[int]:
+        """Events started here and not (yet) done."""
+        return {seq for seq, n in self.started.items() if n > self.done[seq]}
+
+    def held(self) -> set[int]:
+        """Events delivered here and not (yet) done: queued locally or being handled."""
+        return {seq for seq, n in self.received.items() if n > self.done[seq]}
+
+    def done_since(self, since: float) -> set[int]:
+        """Events whose handling here finished at ``since`` (time.monotonic()) or later."""
+        return {seq for seq, t in self.done_times.items() if t >= since}
+
+    def _parse(self, parts: list[str]) -> None:
+        kind = parts[0]
+        if kind == "recv":
+            self.received[int(parts[1])] += 1
+        elif kind == "start":
+            self.started[int(parts[1])] += 1
+            self.attempts[int(parts[2])] += 1
+        elif kind == "done":
+            seq = int(parts[1])
+            self.done[seq] += 1
+            self.done_times[seq] = float(parts[2])
+        elif kind == "ready":
+            self.consumer = parts[2]
+        elif kind == "dead":
+            self.dead.append(" ".join(parts[1:]))
+        elif kind == "closed":
+            self.closed = True
+
     def reconnected_after(self, since: float) -> float | None:
         """Wall time of the first "reconnected" the worker logged after ``since``, if any."""
         for line in self.stderr_path.read_text(errors="replace").splitlines():
@@ -169,9 +211,22 @@ class Worker:
                 return when
         return None
 
-    def stderr_tail(self, lines: int = 15) -> str:
-        text = self.stderr_path.read_text(errors="replace")
-        return "\n".join(text.splitlines()[-lines:])
+
+class Appender(Child):
+    """One ``tests.faults.appender`` process (sqlite://) and what its log says so far."""
+
+    module = "tests.faults.appender"
+    name = "appender"
+
+    def __init__(self, index: int, log_dir: Path, args: list[str]) -> None:
+        super().__init__(index, log_dir, args)
+        self.committed = -1  # every seq up to this one is committed (-1: none reported yet)
+        self.reports = 0  # "committed" lines read
+
+    def _parse(self, parts: list[str]) -> None:
+        if parts[0] == "committed":
+            self.committed = int(parts[1])
+            self.reports += 1
 
 
 @dataclass
@@ -292,8 +347,9 @@ async def publish_paced(
 @dataclass
 class Scenario:
     """What both multi-process fault tests set up: a bus name, a worker fleet on one durable
-    subscription, a seeded random source (the seed goes in failure messages) and, on Redis, a
-    probe of the durable's stream."""
+    subscription, a seeded random source (the seed goes in failure messages) and, where the
+    broker can tell exactly which deliveries each consumer holds (Redis, SQLite), a probe of
+    the durable."""
 
     bus_name: str
     topic: str
@@ -301,7 +357,7 @@ class Scenario:
     seed: int
     rng: random.Random
     fleet: Fleet
-    redis: RedisProbe | None
+    probe: RedisProbe | SqliteProbe | None
 
     @classmethod
     def make(cls, broker: Broker, tmp_path: Path) -> Scenario:
@@ -313,8 +369,12 @@ class Scenario:
             ["--url", broker.worker_url, "--bus", bus_name, "--topic", topic,
              "--durable", durable, "--sleep", "0.003"],
         )  # fmt: skip
-        redis = RedisProbe(broker.url, bus_name, durable) if broker.kind == "redis" else None
-        return cls(bus_name, topic, durable, seed, random.Random(seed), fleet, redis)
+        probe: RedisProbe | SqliteProbe | None = None
+        if isinstance(broker.server, SqliteFile):
+            probe = SqliteProbe(broker.server.path, bus_name, durable)
+        elif broker.kind == "redis":
+            probe = RedisProbe(broker.url, bus_name, durable)
+        return cls(bus_name, topic, durable, seed, random.Random(seed), fleet, probe)
 
 
 def unconfirmed(bus: Bus) -> list[int]:
@@ -371,6 +431,62 @@ class RedisProbe:
         """Entry id -> seq, for every entry of the stream."""
         entries = await self._ask("xrange", self.stream)
         return {eid: self._codec.decode(fields[b"d"]).event["seq"] for eid, fields in entries}
+
+    async def left_over(self) -> dict[str, int]:
+        """Deliveries never acknowledged."""
+        return {"pending": len(await self.pending())}
+
+
+class SqliteProbe:
+    """What the log file holds for a bus's durable: the questions of :class:`RedisProbe`, with
+    log offsets for entry ids and process instances (the ``<consumer>`` of a worker's ready
+    line) for consumer names.
+
+    Each question opens the file with plain ``sqlite3`` (in a thread), like any other process.
+    """
+
+    def __init__(self, path: Path, bus_name: str, durable: str) -> None:
+        self.path = path
+        self.prefix = table_prefix(bus_name)
+        self.consumer = f"durable:{durable}"  # the consumer row of a durable= subscription
+        self._codec = get_codec("json")
+
+    def _query(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        conn = sqlite3.connect(self.path)
+        try:
+            return conn.execute(sql.format(p=self.prefix), args).fetchall()
+        finally:
+            conn.close()
+
+    async def _ask(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        return await asyncio.to_thread(self._query, sql, *args)
+
+    async def pending(self, consumer: str | None = None) -> set[int]:
+        """Offsets delivered (to the process ``consumer``, or to anyone) and not acknowledged."""
+        if consumer is None:
+            rows = await self._ask("SELECT seq FROM {p}pending WHERE consumer = ?", self.consumer)
+        else:
+            rows = await self._ask(
+                "SELECT seq FROM {p}pending WHERE consumer = ? AND owner = ?",
+                self.consumer,
+                consumer,
+            )
+        return {offset for (offset,) in rows}
+
+    async def seqs(self) -> dict[int, int]:
+        """Offset -> seq, for every event of the log."""
+        rows = await self._ask("SELECT seq, data FROM {p}events")
+        return {offset: self._codec.decode(data).event["seq"] for offset, data in rows}
+
+    async def left_over(self) -> dict[str, int]:
+        """Deliveries never acknowledged, and events the durable never read."""
+        ((pending, unread),) = await self._ask(
+            "SELECT (SELECT COUNT(*) FROM {p}pending WHERE consumer = ?1), "
+            "(SELECT COUNT(*) FROM {p}events WHERE seq > "
+            "(SELECT position FROM {p}consumers WHERE name = ?1))",
+            self.consumer,
+        )
+        return {"pending": pending, "not delivered": unread}
 
 
 class NatsProbe:

@@ -65,7 +65,7 @@ async def test_broker_restarts_mid_stream(
     window = ACK_WINDOW[broker.kind]
     run = Scenario.make(broker, tmp_path)
     bus_name, topic, durable, seed, rng = run.bus_name, run.topic, run.durable, run.seed, run.rng
-    fleet, redis = run.fleet, run.redis
+    fleet, redis = run.fleet, run.probe  # (Redis or None: this test has no SQLite case)
     resent: set[int] = set()  # publishes unconfirmed when the broker died
     in_flight: set[int] = set()  # deliveries maybe unacknowledged when the broker died
     done_at_kill: list[dict[int, float]] = []  # per kill: seq -> seconds since it was done

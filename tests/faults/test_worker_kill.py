@@ -4,8 +4,9 @@ The test process publishes 10,000 durable events; worker processes (tests/faults
 consume them through one durable subscription, 3 concurrent handlers each (the "group of
 workers": one durable name shared by several processes). Five times, a worker that is in the
 middle of handling events is killed with SIGKILL and replaced. Workers run with a 1 s takeover
-(``claim_idle=1`` on Redis, ``ack_wait=1`` on NATS), so what a dead worker held is redelivered
-to the others after a second.
+(``claim_idle=1`` on Redis and SQLite, ``ack_wait=1`` on NATS), so what a dead worker held is
+redelivered to the others after a second. On sqlite:// there is no server: every process
+opens the same WAL file.
 
 What was in flight at a kill, from the workers' own logs: events delivered to the killed
 worker and not done (waiting in its local queue, or begun: "started-not-done"), and events it
@@ -15,16 +16,18 @@ two: on Redis, where the broker can tell, they were at most 5 ms old; the window
 a loaded machine). Only events it finished may be handled twice, so duplicates must be among
 those finished in the window.
 
-On Redis the test also asks the broker, right after each kill, which entries the dead consumer
-held unacknowledged. That set is exact: the process is dead, so nothing can be acknowledged
-for it any more, and nobody takes its entries over before they have been idle for
-``claim_idle`` (1 s), far longer than the query takes.
+On Redis and SQLite the test also asks the broker, right after each kill, which entries the
+dead consumer held unacknowledged (SQLite: its pending rows). That set is exact: the process is
+dead, so nothing can be acknowledged for it any more, and nobody takes its entries over before
+they have been idle (Redis) or its heartbeat has been silent (SQLite) for ``claim_idle``
+(1 s, at least 2/3 s after the kill on SQLite), far longer than the query takes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,7 +57,8 @@ class Kill:
     at_done: int  # distinct events done over all workers then
     held: set[int]  # delivered to it and not done: queued there, or being handled
     started_not_done: set[int]  # its handlers had begun these and not finished them
-    unacked: set[bytes] = field(default_factory=set)  # Redis: entry ids it held unacknowledged
+    # Redis / SQLite: entry ids (log offsets) it held unacknowledged
+    unacked: set[Hashable] = field(default_factory=set)
 
     def recently_done(self) -> set[int]:
         """Finished less than ACK_WINDOW before the kill: maybe not acknowledged."""
@@ -63,7 +67,7 @@ class Kill:
     def in_flight(self) -> set[int]:
         return self.held | self.recently_done()
 
-    def describe(self, seq_of: dict[bytes, int] | None) -> str:
+    def describe(self, seq_of: dict[Hashable, int] | None) -> str:
         text = (
             f"w{self.worker.index}@{self.at_done}: {len(self.held)} held "
             f"({len(self.started_not_done)} started), "
@@ -72,16 +76,17 @@ class Kill:
         if seq_of is not None:
             done_unacked = {seq_of[e] for e in self.unacked if self.worker.done[seq_of[e]]}
             ages = [self.at - self.worker.done_times[s] for s in done_unacked]
-            text += f", {len(self.unacked)} unacked by Redis ({len(done_unacked)} of them done"
+            text += f", {len(self.unacked)} unacked ({len(done_unacked)} of them done"
             text += f", {max(ages) * 1000:.1f} ms before)" if ages else ")"
         return text
 
 
+@pytest.mark.parametrize("broker", ["redis", "nats", "sqlite"], indirect=True)
 @pytest.mark.timeout(150)
 async def test_kill_workers_mid_stream(broker: Broker, tmp_path: Path) -> None:
     run = Scenario.make(broker, tmp_path)
     bus_name, topic, durable, seed, rng = run.bus_name, run.topic, run.durable, run.seed, run.rng
-    fleet, redis = run.fleet, run.redis
+    fleet, probe = run.fleet, run.probe
     kills: list[Kill] = []
     try:
         first = fleet.spawn()
@@ -108,17 +113,17 @@ async def test_kill_workers_mid_stream(broker: Broker, tmp_path: Path) -> None:
                 at = time.monotonic()
                 victim.kill()  # reads its log to the end
                 kill = Kill(victim, at, done, victim.held(), victim.in_flight())
-                if redis is not None:
+                if probe is not None:
                     assert victim.consumer is not None
-                    kill.unacked = await redis.pending(victim.consumer)
+                    kill.unacked = set(await probe.pending(victim.consumer))
                 kills.append(kill)
                 fleet.spawn()
             stats = await publishing
         # what killed workers had done but not acknowledged comes back after the takeover
         await fleet.wait_quiet(quiet=2.5, timeout=20)
-        if redis is not None:
-            seq_of: dict[bytes, int] | None = await redis.seqs()
-            left_over = {"pending": len(await redis.pending())}
+        if probe is not None:
+            seq_of: dict[Hashable, int] | None = dict(await probe.seqs())
+            left_over = await probe.left_over()
         else:
             seq_of = None
             nats = NatsProbe(broker.url, bus_name, durable)
@@ -156,8 +161,8 @@ async def test_kill_workers_mid_stream(broker: Broker, tmp_path: Path) -> None:
     assert duplicates <= len(in_flight), report
     assert not any(left_over.values()), f"never acknowledged: {left_over}; {report}"
 
-    if seq_of is not None:  # Redis: the same, checked against the broker's own records
-        assert len(seq_of) == N, f"{len(seq_of)} stream entries for {N} publishes"
+    if seq_of is not None:  # Redis, SQLite: the same, checked against the broker's own records
+        assert len(seq_of) == N, f"{len(seq_of)} stored entries for {N} publishes"
         unacked = {seq_of[e] for k in kills for e in k.unacked}
         for k in kills:
             assert k.started_not_done <= {seq_of[e] for e in k.unacked}, report

@@ -394,6 +394,7 @@ class LogTransport(BrokerTransport):
                                 ("dead", consumer.name, offset, f"undecodable: {exc}")
                             )
                         continue
+                    env.offset = offset
                     if consumer.durable:
                         env.tracker = self._inbound(consumer.name, offset, attempt)
                     if not await bus._put(mb, env) or consumer.stopped:
