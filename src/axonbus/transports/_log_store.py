@@ -25,7 +25,15 @@ import re
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-__all__ = ["Claimed", "Compaction", "LogStore", "Request", "Row", "table_prefix"]
+__all__ = [
+    "Claimed",
+    "Compaction",
+    "LogStore",
+    "Request",
+    "Row",
+    "read_filter",
+    "table_prefix",
+]
 
 
 class Row(NamedTuple):
@@ -63,6 +71,32 @@ class Compaction(NamedTuple):
     unacknowledged: int
     #: durable consumers that lost such events
     consumers: tuple[str, ...]
+
+
+def read_filter(
+    after: int,
+    until: int | None,
+    since_time: float | None,
+    until_time: float | None,
+    exclude_origin: str | None,
+    limit: int,
+    mark: Callable[[int], str],
+) -> tuple[str, list[Any]]:
+    """The ``WHERE … ORDER BY seq LIMIT …`` tail of :meth:`LogStore.read`, and its parameters;
+    ``mark(n)`` is the driver's placeholder for the n-th parameter (``?`` or ``$n``)."""
+    args: list[Any] = [after]
+    where = [f"seq > {mark(1)}"]
+    for clause, value in (
+        ("seq <=", until),
+        ("ts >=", since_time),
+        ("ts <", until_time),
+        ("origin <>", exclude_origin),
+    ):
+        if value is not None:
+            args.append(value)
+            where.append(f"{clause} {mark(len(args))}")
+    args.append(limit)
+    return f"WHERE {' AND '.join(where)} ORDER BY seq LIMIT {mark(len(args))}", args
 
 
 def table_prefix(bus_name: str) -> str:

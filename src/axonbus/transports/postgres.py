@@ -65,7 +65,7 @@ from urllib.parse import urlencode, urlsplit
 
 from .._topics import match
 from ._log import LogTransport
-from ._log_store import Claimed, Compaction, LogStore, Request, Row
+from ._log_store import Claimed, Compaction, LogStore, Request, Row, read_filter
 from .base import int_option, redact_url, register_transport
 
 try:
@@ -639,21 +639,10 @@ class PostgresStore(LogStore):
         until_time: float | None = None,
         exclude_origin: str | None = None,
     ) -> list[Row]:
-        where = ["seq > $1"]
-        args: list[Any] = [after]
-        for clause, value in (
-            ("seq <= ${}", until),
-            ("ts >= ${}", since_time),
-            ("ts < ${}", until_time),
-            ("origin <> ${}", exclude_origin),
-        ):
-            if value is not None:
-                args.append(value)
-                where.append(clause.format(len(args)))
-        args.append(limit)
-        query = (
-            f"{self._sql.read_columns} WHERE {' AND '.join(where)} ORDER BY seq LIMIT ${len(args)}"
+        tail, args = read_filter(
+            after, until, since_time, until_time, exclude_origin, limit, lambda n: f"${n}"
         )
+        query = f"{self._sql.read_columns} {tail}"
         rows = await self._pool_or_raise().fetch(query, *args)
         return [Row(*r) for r in rows]
 

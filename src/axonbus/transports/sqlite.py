@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import functools
 import itertools
 import logging
@@ -48,7 +49,7 @@ from urllib.parse import unquote
 
 from .._topics import match
 from ._log import LogTransport
-from ._log_store import Claimed, Compaction, LogStore, Request, Row
+from ._log_store import Claimed, Compaction, LogStore, Request, Row, read_filter
 from .base import float_option, register_transport
 
 __all__ = ["SqliteStore", "SqliteTransport"]
@@ -141,6 +142,18 @@ def _pending_chunks(offsets: list[int]) -> Iterator[list[int]]:
         yield chunk
 
 
+@contextlib.contextmanager
+def _immediate(conn: sqlite3.Connection) -> Iterator[None]:
+    """A write transaction that takes the write lock at once: committed, or rolled back."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
 def sqlite_path(url: str) -> str:
     """The file of a ``sqlite://`` URL: three slashes for a relative path, four for absolute."""
     rest = url.partition("://")[2]
@@ -213,15 +226,10 @@ class SqliteStore(LogStore):
         # checkpoints run in the reader thread (see write); this is only the backstop for a
         # WAL that grows while the reader is busy
         conn.execute(f"PRAGMA wal_autocheckpoint={CHECKPOINT_BACKSTOP}")
-        conn.execute("BEGIN IMMEDIATE")  # creating the tables: one process at a time
-        try:
+        with _immediate(conn):  # creating the tables: one process at a time
             for statement in SCHEMA.format(p=self.prefix).split(";"):
                 if statement.strip():
                     conn.execute(statement)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
 
     async def close(self) -> None:
         poller, self._poller = self._poller, None
@@ -292,8 +300,7 @@ class SqliteStore(LogStore):
         p = self.prefix
         now = time.time()
         results: list[Any] = [None] * len(ops)
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with _immediate(conn):
             (last,) = conn.execute(
                 "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = ?), 0)",
                 (f"{p}events",),
@@ -390,10 +397,6 @@ class SqliteStore(LogStore):
                     )
                 else:
                     raise ValueError(f"unknown log operation {kind!r}")
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
         return results
 
     # -- reads ---------------------------------------------------------------------------------
@@ -418,22 +421,10 @@ class SqliteStore(LogStore):
         until_time: float | None = None,
         exclude_origin: str | None = None,
     ) -> list[Row]:
-        where = ["seq > ?"]
-        args: list[Any] = [after]
-        for clause, value in (
-            ("seq <= ?", until),
-            ("ts >= ?", since_time),
-            ("ts < ?", until_time),
-            ("origin != ?", exclude_origin),
-        ):
-            if value is not None:
-                where.append(clause)
-                args.append(value)
-        sql = (
-            f"SELECT seq, ts, topic, event_id, origin, data FROM {self.prefix}events "
-            f"WHERE {' AND '.join(where)} ORDER BY seq LIMIT ?"
+        tail, args = read_filter(
+            after, until, since_time, until_time, exclude_origin, limit, lambda _: "?"
         )
-        args.append(limit)
+        sql = f"SELECT seq, ts, topic, event_id, origin, data FROM {self.prefix}events {tail}"
         return await self._in_reader(self._select_rows, sql, args)
 
     def _select_rows(self, sql: str, args: list[Any]) -> list[Row]:
@@ -524,13 +515,8 @@ class SqliteStore(LogStore):
         (head,) = conn.execute(f"SELECT COALESCE(MAX(seq), 0) FROM {p}events").fetchone()
         if head <= found[0] and not (durable and self._reclaimable(consumer, now, 1)):
             return []
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with _immediate(conn):
             claimed = self._claim_locked(consumer, matches, owner, limit, durable, now)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
         return claimed
 
     def _claim_locked(
@@ -595,8 +581,7 @@ class SqliteStore(LogStore):
         assert self._w is not None
         now = time.time()
         p = self.prefix
-        self._w.execute("BEGIN IMMEDIATE")
-        try:
+        with _immediate(self._w):
             self._w.execute(
                 f"INSERT OR REPLACE INTO {p}instances (instance, expires) VALUES (?, ?)",
                 (instance, now + ttl),
@@ -604,10 +589,6 @@ class SqliteStore(LogStore):
             # forget processes dead for an hour (their deliveries were reclaimable long ago)
             self._w.execute(f"DELETE FROM {p}instances WHERE expires < ?", (now - 3600,))
             self._w.execute(f"DELETE FROM {p}responders WHERE expires < ?", (now - 3600,))
-            self._w.execute("COMMIT")
-        except BaseException:
-            self._w.execute("ROLLBACK")
-            raise
 
     async def release(self, instance: str) -> None:
         await self._in_writer(self._release, instance)
@@ -615,18 +596,13 @@ class SqliteStore(LogStore):
     def _release(self, instance: str) -> None:
         assert self._w is not None
         p = self.prefix
-        self._w.execute("BEGIN IMMEDIATE")
-        try:
+        with _immediate(self._w):
             self._w.execute(
                 f"UPDATE {p}pending SET owner = NULL, visible_at = ? WHERE owner = ?",
                 (time.time(), instance),
             )
             self._w.execute(f"DELETE FROM {p}responders WHERE instance = ?", (instance,))
             self._w.execute(f"DELETE FROM {p}instances WHERE instance = ?", (instance,))
-            self._w.execute("COMMIT")
-        except BaseException:
-            self._w.execute("ROLLBACK")
-            raise
 
     async def take_requests(self, patterns: list[str], limit: int) -> list[Request]:
         return await self._in_writer(self._take_requests, patterns, limit)
@@ -664,8 +640,7 @@ class SqliteStore(LogStore):
         assert conn is not None
         p = self.prefix
         now = time.time()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with _immediate(conn):
             # the first event each durable consumer still needs: its oldest pending one, or
             # the one after its position
             needs = dict(
@@ -706,10 +681,6 @@ class SqliteStore(LogStore):
                         cut = keep_from
             deleted = conn.execute(f"DELETE FROM {p}events WHERE seq < ?", (cut,)).rowcount
             conn.execute(f"DELETE FROM {p}idem WHERE ts < ?", (now - self.idempotency_window,))
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
         return Compaction(deleted, unacknowledged, lost)
 
     def _skip_unwanted(
