@@ -30,21 +30,18 @@ from __future__ import annotations
 
 import abc
 import asyncio
-import functools
 import logging
-import random
 import secrets
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from .._events import Envelope
-from .._exceptions import ConnectionLost, DecodeError, NoResponders, RemoteError, RequestTimeout
+from .._exceptions import ConnectionLost, DecodeError
 from .._topics import match
-from ._log_store import Compaction, LogStore, Row, table_prefix
-from ._replies import encode_reply, settle_reply
+from ._log_reading import Cursor, LogReader
+from ._log_rpc import LogRequestReply
+from ._log_store import Compaction, LogStore, table_prefix
 from .base import IDEMPOTENCY_KEY, BrokerTransport, Inbound, float_option, int_option
 
 if TYPE_CHECKING:
@@ -70,7 +67,7 @@ class _Consumer:
     stopped: bool = False
 
 
-class LogTransport(BrokerTransport):
+class LogTransport(LogRequestReply, LogReader, BrokerTransport):
     """A :class:`BrokerTransport` over a :class:`LogStore`; subclasses make the store."""
 
     def __init__(self, url: str) -> None:
@@ -424,246 +421,3 @@ class LogTransport(BrokerTransport):
             send(("defer", consumer, offset, 0.0))
 
         return Inbound(attempt, ack, defer, dead, dropped)
-
-    # -- request / reply -----------------------------------------------------------------------
-
-    def _bind_responder(self, mailbox: Mailbox) -> None:
-        self._responders[mailbox.pattern] = mailbox
-        expires = time.time() + self.claim_idle
-        self.send_control(("respond", self.instance, mailbox.pattern, expires))
-        self._registered_upto = self._queued
-        self._changed()  # the serving loop picks the new pattern up
-
-    async def _serve(self, gen: int) -> None:
-        """Take requests for the local responder patterns that have room, and handle them."""
-        bus, store = self._ready()
-        try:
-            while self.receiving and gen == self._generation:
-                change = self._change
-                ready = [p for p, mb in self._responders.items() if mb.has_room()]
-                if not ready:
-                    await self._wait(change, 0.01 if self._responders else IDLE_WAIT)
-                    continue
-                requests = await store.take_requests(ready, FETCH)
-                if not requests:
-                    await self._wait(change, IDLE_WAIT)
-                    continue
-                for request in requests:
-                    mailbox = self._responders.get(request.pattern)
-                    if mailbox is None:  # unbound meanwhile: nobody here answers
-                        self._send_reply(request.requester, request.request_id, None, None)
-                        continue
-                    if request.deadline is not None and request.deadline < time.time():
-                        continue  # the requester has given up already
-                    try:
-                        env = bus._codec.decode(request.data)
-                    except DecodeError as exc:
-                        logger.error("%s: undecodable request: %s", self, exc)
-                        continue
-                    reply: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-                    env.reply = reply
-                    requester, request_id = request.requester, request.request_id
-                    reply.add_done_callback(
-                        functools.partial(self._send_reply, requester, request_id, env)
-                    )
-                    if not await bus._put(mailbox, env) and not reply.done():
-                        reply.set_exception(
-                            ConnectionLost("the responder closed before handling the request")
-                        )
-        except self.connection_errors as exc:
-            self.lost(exc)
-
-    def _send_reply(
-        self,
-        requester: str,
-        request_id: str,
-        request: Envelope | None,
-        fut: asyncio.Future[Any] | None,
-    ) -> None:
-        bus = self.bus
-        assert bus is not None
-        if request is None or fut is None:
-            frame = b"err\nNoResponders\nthe responder went away"
-        else:
-            frame = encode_reply(bus._codec, request, fut)
-        self.send_control(("reply", requester, request_id, frame))
-
-    async def _collect_replies(self, gen: int) -> None:
-        bus, store = self._ready()
-        try:
-            while gen == self._generation:
-                change = self._change
-                if not self._replies:
-                    await self._wait(change, IDLE_WAIT)
-                    continue
-                replies = await store.take_replies(self.instance)
-                for request_id, frame in replies:
-                    fut = self._replies.pop(request_id, None)
-                    if fut is not None:
-                        settle_reply(bus._codec, fut, frame)
-                if not replies:
-                    await self._wait(change, IDLE_WAIT)
-        except self.connection_errors as exc:
-            self.lost(exc)
-
-    async def request(self, env: Envelope, data: bytes, timeout: float | None) -> Any:
-        bus, store = self._ready()
-        loop = asyncio.get_running_loop()
-        expires = None if timeout is None else loop.time() + timeout
-        try:
-            async with asyncio.timeout_at(expires):
-                if self._written < self._registered_upto:
-                    await self.flush()  # our own responders must be registered before we ask
-                try:
-                    live = await store.responders()
-                except self.connection_errors as exc:
-                    self.lost(exc)
-                    raise ConnectionLost(f"{self.address}: request not sent: {exc}") from exc
-        except TimeoutError:
-            raise RequestTimeout(env.topic, timeout or 0.0) from None
-        candidates = [p for p in set(live) if match(p, env.topic)]
-        if not candidates:
-            raise NoResponders(env.topic)
-        pattern = random.choice(candidates)
-        deadline = None if timeout is None else time.time() + timeout
-        reply: asyncio.Future[Any] = loop.create_future()
-        self._replies[env.id] = reply
-        self._changed()  # the reply collector starts looking
-        if expires is not None:
-            bus._deadlines.watch(reply, expires, env.topic, timeout or 0.0)
-        try:
-            try:
-                async with asyncio.timeout_at(expires):
-                    await self.send(("request", pattern, self.instance, env.id, deadline, data))
-            except TimeoutError:
-                raise RequestTimeout(env.topic, timeout or 0.0) from None
-            try:
-                return await reply
-            except RemoteError as exc:
-                if exc.remote_type == "NoResponders":
-                    raise NoResponders(env.topic) from None
-                raise RemoteError(exc.remote_type, exc.remote_message, topic=env.topic) from None
-        finally:
-            self._replies.pop(env.id, None)
-            if timeout is not None:
-                bus._deadlines.forget(reply)
-            if reply.done() and not reply.cancelled():
-                reply.exception()  # a deadline that fired while sending: nobody awaits it
-
-    # -- reading the log -----------------------------------------------------------------------
-
-    async def resolve_since(self, since: Any) -> tuple[int, float | None]:
-        """``(after, since_time)`` for a ``since=`` argument: an offset (int, included), an event
-        id (str: the events after it), a time (a datetime, or epoch seconds as a float), a
-        duration back from now (a timedelta), or None (the beginning)."""
-        store = self.store
-        assert store is not None
-        if since is None:
-            return 0, None
-        if isinstance(since, bool):
-            raise TypeError("since= takes an offset, an event id, a time or a timedelta")
-        if isinstance(since, int):
-            return max(0, since - 1), None
-        if isinstance(since, str):
-            offset = await store.offset_of(since)
-            if offset is None:
-                raise LookupError(f"no stored event with id {since!r}")
-            return offset, None
-        if isinstance(since, datetime):
-            return 0, since.timestamp()
-        if isinstance(since, timedelta):
-            return 0, time.time() - since.total_seconds()
-        if isinstance(since, float):
-            return 0, since
-        raise TypeError(
-            "since= takes an offset (int), an event id (str), a datetime, a timedelta or epoch "
-            f"seconds (float), not {type(since).__name__}"
-        )
-
-    async def resolve_until(self, until: Any) -> tuple[int | None, float | None]:
-        """``(until_offset, until_time)`` for an ``until=`` argument: an offset or an event id
-        (both included), a time or a timedelta back from now (excluded), or None."""
-        if until is None:
-            return None, None
-        if isinstance(until, int | str) and not isinstance(until, bool):
-            after, _ = await self.resolve_since(until)
-            return (until if isinstance(until, int) else after), None
-        _, until_time = await self.resolve_since(until)
-        return None, until_time
-
-    async def replay(
-        self, pattern: str, since: Any, until: Any, follow: bool, limit: int | None
-    ) -> AsyncIterator[Envelope]:
-        """Stored events matching ``pattern`` (see :meth:`axonbus.Bus.replay`)."""
-        cursor = Cursor()
-        cursor.after, since_time = await self.resolve_since(since)
-        until_offset, until_time = await self.resolve_until(until)
-        if follow:
-            source = self.follow(pattern, cursor, since_time)
-        else:
-            source = self.read_log(
-                pattern,
-                cursor,
-                until=until_offset,
-                since_time=since_time,
-                until_time=until_time,
-                limit=limit,
-            )
-        async for row, env in source:
-            env.offset = row.offset
-            yield env
-
-    async def read_log(
-        self,
-        pattern: str,
-        cursor: Cursor,
-        *,
-        until: int | None = None,
-        since_time: float | None = None,
-        until_time: float | None = None,
-        limit: int | None = None,
-    ) -> AsyncIterator[tuple[Row, Envelope]]:
-        """Stored events after ``cursor.after`` matching ``pattern``, in offset order, decoded
-        (undecodable ones are logged and skipped). ``cursor.after`` follows every row read."""
-        bus, store = self._ready()
-        left = limit
-        while left is None or left > 0:
-            rows = await store.read(
-                cursor.after, FETCH, until=until, since_time=since_time, until_time=until_time
-            )
-            if not rows:
-                return
-            for row in rows:
-                cursor.after = row.offset
-                if not match(pattern, row.topic):
-                    continue
-                try:
-                    env = bus._codec.decode(row.data)
-                except DecodeError as exc:
-                    logger.error("%s: undecodable event at offset %d: %s", self, row.offset, exc)
-                    continue
-                yield row, env
-                if left is not None:
-                    left -= 1
-                    if left == 0:
-                        return
-
-    async def follow(
-        self, pattern: str, cursor: Cursor, since_time: float | None = None
-    ) -> AsyncIterator[tuple[Row, Envelope]]:
-        """Stored events after ``cursor.after``, then each new one once it is committed, in
-        offset order: no gap and no duplicate between the stored part and the live part."""
-        while True:
-            change = self._change
-            before = cursor.after
-            async for item in self.read_log(pattern, cursor, since_time=since_time):
-                yield item
-            if cursor.after == before:
-                await self._wait(change, IDLE_WAIT)
-
-
-@dataclass
-class Cursor:
-    """A position in the log: the offset of the last row read."""
-
-    after: int = 0
