@@ -43,41 +43,43 @@ stream, JetStream stream and bus name is unique to the run and removed after eac
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
-import gc
-import itertools
 import os
-import secrets
-import socket
 import sys
-import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass
 from functools import partial
-from importlib import metadata
 from typing import Any
-from urllib.parse import urlsplit
 
 from ._harness import (
+    AXONBUS,
+    RUN_PREFIX,
     Countdown,
     Entry,
     Lap,
+    Medians,
     Printer,
     Row,
-    Skip,
     Target,
+    Workload,
+    begin,
+    bus_pair,
+    check_reply,
+    conclude,
     environment,
-    fmt_rate,
-    fmt_ratio,
-    ratio,
+    need,
+    one_way,
+    payloads,
+    probe,
+    report,
     require,
-    run_and_report,
+    rounds_cli,
     run_fresh,
-    selected,
+    run_workloads,
     stopwatch,
-    verdict,
+    unique,
+    workload_results,
 )
 
 TOPIC = "bench.tick"
@@ -90,15 +92,6 @@ JS_WINDOW = 1_000  # raw JetStream publish_async: acks awaited every this many p
 RPC_TIMEOUT = 2.0
 STOP = b"stop"  # sentinel that ends a raw anchor's reader task
 
-RUN = secrets.token_hex(3)  # in every name this run creates
-_names = itertools.count(1)
-
-
-def unique(kind: str) -> str:
-    """A fresh name for one trial's keys, streams and buses (letters and digits only: a NATS
-    token, a Redis key prefix and a JetStream stream name alike)."""
-    return f"axbench{RUN}{kind}{next(_names)}"
-
 
 def redis_url() -> str:
     return os.environ.get("AXONBUS_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -108,32 +101,7 @@ def nats_url() -> str:
     return os.environ.get("AXONBUS_BENCH_NATS_URL", "nats://127.0.0.1:4222")
 
 
-def payloads(n: int) -> list[dict[str, int]]:
-    return [{"n": i} for i in range(n)]
-
-
 # -- services ------------------------------------------------------------------------------------
-
-_probed: dict[str, str | None] = {}
-
-
-def probe(url: str) -> str | None:
-    """None if something accepts TCP connections at ``url``, else why not (cached per run)."""
-    if url not in _probed:
-        parts = urlsplit(url)
-        port = parts.port or (6379 if parts.scheme.startswith("redis") else 4222)
-        try:
-            with socket.create_connection((parts.hostname or "127.0.0.1", port), timeout=1.0):
-                _probed[url] = None
-        except OSError as exc:
-            _probed[url] = f"{type(exc).__name__}: {exc}"
-    return _probed[url]
-
-
-def need(url: str) -> None:
-    problem = probe(url)
-    if problem is not None:
-        raise Skip(f"no service at {url} ({problem})")
 
 
 async def _finish(*tasks: asyncio.Task[Any] | None, grace: float = 2.0) -> None:
@@ -196,21 +164,13 @@ async def nats_cleanup(name: str, prefix: bool = False) -> None:
 
 def final_cleanup() -> None:
     """Whatever a failed trial left behind: every key and stream named after this run."""
-    name = f"axbench{RUN}"
+    name = RUN_PREFIX
     if probe(redis_url()) is None:
         with contextlib.suppress(Exception):
             run_fresh(partial(redis_cleanup, name, "*{name}*"), 30)
     if probe(nats_url()) is None:
         with contextlib.suppress(Exception):
             run_fresh(partial(nats_cleanup, name, prefix=True), 30)
-
-
-@contextlib.asynccontextmanager
-async def bus_pair(url: str, name: str) -> AsyncIterator[tuple[Any, Any]]:
-    """A subscriber bus and a publisher bus, started, on separate connections."""
-    ax = require("axonbus")
-    async with ax.Bus(url, name=name) as sub, ax.Bus(url, name=name) as pub:
-        yield sub, pub
 
 
 # -- redis: plain pub/sub --------------------------------------------------------------------------
@@ -223,25 +183,10 @@ async def _axonbus_one_way(
     every event was handled (durable: and its acknowledgement is on the server)."""
     need(url)
     name = unique(kind)
-    cd = Countdown(n)
-    events = payloads(n)
     try:
-        async with bus_pair(url, name) as (sub, pub):
-            sub.subscribe(TOPIC, cd.handler(), durable=durable, maxsize=MAILBOX)
-            await sub.flush()  # the subscription (stream, group, binding) is on the server
-            await pub.flush()
-            publish = pub.publish
-            t0 = stopwatch()
-            for ev in events:
-                await publish(TOPIC, ev)
-            await cd.done
-            if durable is not None:
-                await sub.flush()  # the acknowledgements are on the server
-            lap = t0.stop()
+        return await one_way(url, name, TOPIC, n, durable=durable, maxsize=MAILBOX)
     finally:
         await cleanup(name)
-    cd.check()
-    return lap
 
 
 async def redis_plain_axonbus(n: int) -> Lap:
@@ -435,11 +380,6 @@ async def redis_durable_raw(n: int, batch: int = BATCH) -> Lap:
 # -- redis: request/reply ------------------------------------------------------------------------
 
 
-def _check_reply(request: Any, reply: Any) -> None:
-    if reply != request:
-        raise AssertionError(f"reply {reply!r} to request {request!r}")
-
-
 async def _rpc_axonbus(url: str, cleanup: Callable[[str], Any], n: int) -> Lap:
     name = unique("rpc")
 
@@ -455,7 +395,7 @@ async def _rpc_axonbus(url: str, cleanup: Callable[[str], Any], n: int) -> Lap:
             t0 = stopwatch()
             for i in range(n):
                 ev = {"n": i}
-                _check_reply(ev, await request(RPC_TOPIC, ev, timeout=RPC_TIMEOUT))
+                check_reply(ev, await request(RPC_TOPIC, ev, timeout=RPC_TIMEOUT))
             lap = t0.stop()
     finally:
         await cleanup(name)
@@ -517,7 +457,7 @@ async def redis_rpc_raw(n: int) -> Lap:
                     rid = str(i).encode()
                     fut = waiting[rid] = loop.create_future()
                     await req.lpush(queue, head + rid + b"\n" + dumps(ev))
-                    _check_reply(ev, await asyncio.wait_for(fut, RPC_TIMEOUT))
+                    check_reply(ev, await asyncio.wait_for(fut, RPC_TIMEOUT))
                 lap = t0.stop()
             finally:
                 await req.lpush(queue, STOP)
@@ -660,23 +600,11 @@ async def nats_rpc_raw(n: int) -> Lap:
         for i in range(n):
             ev = {"n": i}
             reply = await request(subject, dumps(ev), timeout=RPC_TIMEOUT)
-            _check_reply(ev, loads(reply.data))
+            check_reply(ev, loads(reply.data))
         return t0.stop()
 
 
 # -- workloads -------------------------------------------------------------------------------------
-
-AXONBUS = "axonbus"
-
-
-@dataclass(frozen=True)
-class Workload:
-    key: str
-    title: str
-    anchor: str  # the row axonbus is compared with
-    entries: list[Entry]
-    n: Callable[[Config], int]
-    unit: str = "events/s"
 
 
 @dataclass(frozen=True)
@@ -787,101 +715,18 @@ WORKLOADS = [
 WORKLOAD_KEYS = tuple(w.key for w in WORKLOADS)
 
 
-# -- measuring -----------------------------------------------------------------------------------
-
-
-def measure(
-    workload: Workload, cfg: Config, progress: Callable[[str], None] | None = None
-) -> list[Row]:
-    """Warm-up, then ``cfg.rounds`` rounds over every entry, in alternating order."""
-    n = workload.n(cfg)
-    entries = workload.entries
-    rows = [
-        Row(workload.key, e.name, max(1, int(n * e.scale)), workload.unit, note=e.note)
-        for e in entries
-    ]
-
-    def trial(entry: Entry, row: Row, events: int) -> Lap | None:
-        try:
-            return run_fresh(partial(entry.trial, events), cfg.timeout)
-        except Skip as exc:
-            row.failed, row.note = True, f"skipped: {exc}"
-        except Exception as exc:
-            row.failed, row.note = True, f"error: {type(exc).__name__}: {exc}"[:160]
-        return None
-
-    for entry, row in zip(entries, rows, strict=True):
-        if progress:
-            progress(f"{workload.key} warm-up: {entry.name}")
-        trial(entry, row, max(1, int(row.n * cfg.warmup)))
-    for i in range(cfg.rounds):
-        pairs = list(zip(entries, rows, strict=True))
-        for entry, row in pairs if i % 2 == 0 else reversed(pairs):
-            if row.failed:
-                continue
-            if progress:
-                progress(f"{workload.key} round {i + 1}: {entry.name} (n={row.n:,})")
-            lap = trial(entry, row, row.n)
-            if lap is not None:
-                row.rates.append(row.n / lap.wall)
-                row.quiet.append(lap.quiet)
-    return rows
-
-
-def _median(row: Row | None) -> float | None:
-    return None if row is None or row.failed else row.median
-
-
-def _find(rows: Sequence[Row], name: str) -> Row | None:
-    return next((r for r in rows if r.name == name), None)
-
-
-def rate_table(printer: Printer, workload: Workload, rows: list[Row]) -> None:
-    anchor = _median(_find(rows, workload.anchor))
-    ax = _median(_find(rows, AXONBUS))
-    body = []
-    for r in rows:
-        med = _median(r)
-        body.append(
-            [
-                r.name,
-                f"{r.n:,}",
-                fmt_rate(med),
-                fmt_ratio(ratio(med, anchor)),
-                fmt_ratio(ratio(ax, med)),
-                " ".join(fmt_rate(x) for x in r.rates) or "-",
-                f"{sum(r.quiet)}/{len(r.rates)}",
-                r.note,
-            ]
-        )
-    columns = [
-        "implementation",
-        "N",
-        f"median {workload.unit}",
-        "x anchor",
-        "axonbus/this",
-        "each round",
-        "quiet",
-        "notes",
-    ]
-    printer.table(f"{workload.title}  (anchor: {workload.anchor})", columns, body)
+# -- targets and the run ---------------------------------------------------------------------------
 
 
 def targets(results: dict[str, list[Row]]) -> list[Target]:
-    def med(key: str, name: str) -> float | None:
-        return _median(_find(results.get(key, []), name))
-
-    def at_least(label: str, key: str, anchor: str, floor: float) -> Target:
-        x = ratio(med(key, AXONBUS), med(key, anchor))
-        return Target(label, fmt_ratio(x), f">= {floor:g}x", None if x is None else x >= floor)
-
+    med = Medians(results)
     return [
-        at_least("redis plain / raw redis-py pipelined", "redis", RAW_REDIS, 0.8),
-        at_least("redis plain / FastStream Redis", "redis", FASTSTREAM_REDIS, 5),
-        at_least("redis durable / raw XADD+XREADGROUP+XACK", "redis-durable", RAW_STREAMS, 0.7),
-        at_least("nats plain / raw nats-py", "nats", RAW_NATS, 0.5),
-        at_least("nats durable / raw nats-py JetStream", "nats-durable", RAW_JS, 0.7),
-        at_least("nats request / raw nats-py request", "nats-rpc", RAW_NATS_RPC, 0.7),
+        med.at_least("redis plain / raw redis-py pipelined", "redis", RAW_REDIS, 0.8),
+        med.at_least("redis plain / FastStream Redis", "redis", FASTSTREAM_REDIS, 5),
+        med.at_least("redis durable / raw XADD+XREADGROUP+XACK", "redis-durable", RAW_STREAMS, 0.7),
+        med.at_least("nats plain / raw nats-py", "nats", RAW_NATS, 0.5),
+        med.at_least("nats durable / raw nats-py JetStream", "nats-durable", RAW_JS, 0.7),
+        med.at_least("nats request / raw nats-py request", "nats-rpc", RAW_NATS_RPC, 0.7),
     ]
 
 
@@ -889,97 +734,31 @@ VERSIONS = ("axonbus", "pydantic", "orjson", "redis", "hiredis", "nats-py", "fas
 
 
 def run(cfg: Config, printer: Printer, only: set[str] | None = None) -> dict[str, Any]:
-    env = environment()
-    env["versions"] = {}
-    for dist in VERSIONS:
-        try:
-            env["versions"][dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            env["versions"][dist] = "not installed"
+    env = environment(VERSIONS)
     env["redis_url"], env["nats_url"] = redis_url(), nats_url()
-    printer.line(
-        f"axonbus broker benchmarks: python {env['python']} on {env['platform']}, "
-        f"{env['cpus']} cpus, load {env['loadavg']}"
+    started = begin(
+        printer,
+        "axonbus broker benchmarks",
+        env,
+        services=f"{redis_url()} {nats_url()}",
+        preload=("axonbus", "redis.asyncio", "nats", "orjson", "faststream"),
     )
-    printer.line("versions: " + ", ".join(f"{k} {v}" for k, v in env["versions"].items()))
-    printer.line(f"services: {redis_url()} {nats_url()}")
-    started = time.perf_counter()
-    for module in ("axonbus", "redis.asyncio", "nats", "orjson", "faststream"):
-        with contextlib.suppress(Skip):
-            require(module)
-    gc.collect()
-    gc.freeze()
-
-    results: dict[str, list[Row]] = {}
-    for workload in WORKLOADS:
-        if only is not None and workload.key not in only:
-            continue
-        rows = measure(workload, cfg, printer.progress)
-        results[workload.key] = rows
-        rate_table(printer, workload, rows)
-
+    results = run_workloads(WORKLOADS, cfg, printer, only)
     final_cleanup()
     goals = targets(results)
-    printer.table(
-        "targets (ratios of medians within this run)",
-        ["target", "measured", "goal", "result"],
-        [[t.name, t.measured, t.threshold, verdict(t.passed)] for t in goals],
-    )
-    elapsed = time.perf_counter() - started
-    printer.line(f"total {elapsed:.0f} s")
-    anchors = {w.key: w.anchor for w in WORKLOADS}
-    return {
-        "environment": env,
-        "config": asdict(cfg),
-        "elapsed_s": elapsed,
-        "workloads": {
-            key: {
-                "anchor": anchors[key],
-                "rows": [
-                    {**asdict(r), "median": _median(r), "x_anchor": ratio(_median(r), anchor)}
-                    for r in rows
-                    for anchor in [_median(_find(rows, anchors[key]))]
-                ],
-            }
-            for key, rows in results.items()
-        },
-        "targets": [asdict(t) for t in goals],
-    }
+    elapsed = conclude(printer, "targets (ratios of medians within this run)", goals, started)
+    return report(env, cfg, elapsed, goals, workloads=workload_results(WORKLOADS, results))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    return rounds_cli(
+        argv,
         prog="python -m benchmarks.brokers",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--quick", action="store_true", help="small N, one round (smoke test)")
-    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
-    parser.add_argument("--rounds", type=int, metavar="K", help="interleaved rounds (default 3)")
-    parser.add_argument("--scale", type=float, default=1.0, help="multiply every N")
-    parser.add_argument(
-        "--only", metavar="LIST", help=f"comma-separated subset of: {','.join(WORKLOAD_KEYS)}"
-    )
-    parser.add_argument("--plain", action="store_true", help="plain text tables, not rich")
-    parser.add_argument("--strict", action="store_true", help="exit 1 when a target fails")
-    args = parser.parse_args(argv)
-
-    cfg = QUICK if args.quick else FULL
-    if args.rounds:
-        cfg = replace(cfg, rounds=args.rounds)
-    if args.scale != 1.0:
-        sizes = {
-            f.name: max(1, int(getattr(cfg, f.name) * args.scale))
-            for f in cfg.__dataclass_fields__.values()
-            if f.name.endswith("_n")
-        }
-        cfg = replace(cfg, **sizes)
-    only = selected(parser, args.only, WORKLOAD_KEYS)
-    return run_and_report(
-        lambda printer: run(cfg, printer, only),
-        plain=args.plain,
-        json_path=args.json,
-        strict=args.strict,
+        workloads=WORKLOAD_KEYS,
+        full=FULL,
+        quick=QUICK,
+        run=run,
     )
 
 

@@ -36,7 +36,6 @@ import gc
 import itertools
 import logging
 import sys
-import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -45,28 +44,33 @@ from time import perf_counter, perf_counter_ns
 from typing import Any
 
 from ._harness import (
+    AXONBUS,
     Countdown,
     Entry,
     Lap,
     Printer,
     Rounds,
     Row,
-    Skip,
     Target,
+    at_least,
+    begin,
+    check_reply,
+    cli,
+    conclude,
     environment,
+    failure,
     find,
     fmt_rate,
     fmt_ratio,
     measure,
     percentile,
     ratio,
+    report,
     require,
     rss_bytes,
-    run_and_report,
     run_fresh,
-    selected,
+    scaled,
     stopwatch,
-    verdict,
 )
 
 TOPIC = "bench.tick"
@@ -349,11 +353,6 @@ async def pubsub_autogen(n: int, fanout: int) -> Lap:
 # -- RPC: n sequential round trips -> Lap; every reply is checked --------------------------------
 
 
-def _check_reply(request: int, reply: Any) -> None:
-    if reply != request:
-        raise AssertionError(f"reply {reply!r} to request {request!r}")
-
-
 async def rpc_raw(n: int) -> Lap:
     """A server task reads (payload, future) from a bounded queue; the caller awaits the future."""
     loop = asyncio.get_running_loop()
@@ -375,7 +374,7 @@ async def rpc_raw(n: int) -> Lap:
         for i in range(1, n + 1):
             reply = loop.create_future()
             await queue.put((i, reply))
-            _check_reply(i, await reply)
+            check_reply(i, await reply)
         return t0.stop()
     finally:
         await _cancel([server])
@@ -393,7 +392,7 @@ async def rpc_axonbus(n: int, timeout: float | None = 2.0) -> Lap:
         request = bus.request
         t0 = stopwatch()
         for i in range(1, n + 1):
-            _check_reply(i, await request(RPC_TOPIC, i, timeout=timeout))
+            check_reply(i, await request(RPC_TOPIC, i, timeout=timeout))
         return t0.stop()
 
 
@@ -409,7 +408,7 @@ async def rpc_blinker(n: int) -> Lap:
     send = signal.send_async
     t0 = stopwatch()
     for i in range(1, n + 1):
-        _check_reply(i, (await send(i))[0][1])
+        check_reply(i, (await send(i))[0][1])
     return t0.stop()
 
 
@@ -427,7 +426,7 @@ async def rpc_bubus(n: int) -> Lap:
     try:
         t0 = stopwatch()
         for i, req in enumerate(requests, 1):
-            _check_reply(i, await bus.dispatch(req).event_result())
+            check_reply(i, await bus.dispatch(req).event_result())
         return t0.stop()
     finally:
         await bus.stop(clear=True)
@@ -445,7 +444,7 @@ async def rpc_autogen(n: int) -> Lap:
     try:
         t0 = stopwatch()
         for i, req in enumerate(requests, 1):
-            _check_reply(i, await runtime.send_message(req, recipient))
+            check_reply(i, await runtime.send_message(req, recipient))
         return t0.stop()
     finally:
         await runtime.stop_when_idle()
@@ -595,11 +594,8 @@ def measure_latency(cfg: Config, progress: Callable[[str], None]) -> list[Latenc
                     partial(trial, cfg.latency_seconds, cfg.latency_rate),
                     cfg.latency_seconds * 3 + 10,
                 )
-            except Skip as exc:
-                best[name].note = f"skipped: {exc}"
-                continue
             except Exception as exc:
-                best[name].note = f"error: {type(exc).__name__}: {exc}"[:160]
+                best[name].note = failure(exc)
                 continue
             runs[name].append(res.p99_us)
             if not runs[name][:-1] or res.p99_us < best[name].p99_us:
@@ -667,17 +663,13 @@ def measure_memory(cfg: Config, progress: Callable[[str], None]) -> MemoryResult
     progress(f"memory: axonbus (n={cfg.memory_n})")
     try:
         return run_fresh(partial(memory_axonbus, cfg.memory_n), cfg.timeout)
-    except Skip as exc:
-        return MemoryResult("axonbus publish_nowait(Event)", note=f"skipped: {exc}")
     except Exception as exc:
-        note = f"error: {type(exc).__name__}: {exc}"[:160]
-        return MemoryResult("axonbus publish_nowait(Event)", note=note)
+        return MemoryResult("axonbus publish_nowait(Event)", note=failure(exc))
 
 
 # -- the tables of entries ------------------------------------------------------------------------
 
 RAW = "raw asyncio.Queue"
-AXONBUS = "axonbus"
 AUTOGEN = "autogen-core"
 SLOW = "fewer events (slow)"
 
@@ -759,10 +751,6 @@ def targets(
         row = find(rows, name)
         return row.rate if row else None
 
-    def at_least(name: str, x: float | None, floor: float) -> Target:
-        passed = None if x is None else x >= floor
-        return Target(name, fmt_ratio(x), f">= {floor:g}x", passed)
-
     out = [
         at_least("W1 axonbus / raw queue", ratio(rate(w1, AXONBUS), rate(w1, RAW)), 0.5),
         at_least("W10 axonbus / raw (ten queues)", ratio(rate(w10, AXONBUS), rate(w10, RAW)), 0.5),
@@ -796,20 +784,9 @@ def run(cfg: Config, printer: Printer, only: set[str] | None = None) -> dict[str
     def wanted(name: str) -> bool:
         return only is None or name in only
 
-    env = environment()
-    printer.line(
-        f"axonbus benchmarks: python {env['python']} on {env['platform']}, {env['cpus']} cpus, "
-        f"load {env['loadavg']}"
-    )
-    printer.line("versions: " + ", ".join(f"{k} {v}" for k, v in env["versions"].items()))
+    env = environment(VERSIONS)
+    started = begin(printer, "axonbus benchmarks", env, preload=ANCHOR_MODULES)
     progress = printer.progress
-    started = time.perf_counter()
-
-    # Import every library up front and freeze the heap, so that each trial sees the same
-    # garbage collector workload whatever ran before it (gc ignores frozen objects).
-    preload()
-    gc.collect()
-    gc.freeze()
 
     # Memory first: RSS is cleanest before anything else has grown the heap.
     mem = measure_memory(cfg, progress) if wanted("memory") else MemoryResult("-", note="not run")
@@ -850,76 +827,43 @@ def run(cfg: Config, printer: Printer, only: set[str] | None = None) -> dict[str
         latency_table(printer, cfg, lat)
 
     goals = targets(w1, w10, rpc, lat, mem)
-    printer.table(
-        "targets (ratios within this run)",
-        ["target", "measured", "goal", "result"],
-        [[t.name, t.measured, t.threshold, verdict(t.passed)] for t in goals],
+    elapsed = conclude(printer, "targets (ratios within this run)", goals, started)
+    return report(
+        env,
+        cfg,
+        elapsed,
+        goals,
+        rates=[{**asdict(r), "rate": r.rate} for r in [*w1, *w10, *rpc]],
+        latency=[asdict(r) for r in lat],
+        memory=asdict(mem),
     )
-    elapsed = time.perf_counter() - started
-    printer.line(f"total {elapsed:.0f} s")
-    return {
-        "environment": env,
-        "config": asdict(cfg),
-        "elapsed_s": elapsed,
-        "rates": [{**asdict(r), "rate": r.rate} for r in [*w1, *w10, *rpc]],
-        "latency": [asdict(r) for r in lat],
-        "memory": asdict(mem),
-        "targets": [asdict(t) for t in goals],
-    }
 
 
+VERSIONS = ("axonbus", "pydantic", "blinker", "pyee", "bubus", "autogen-core")
 ANCHOR_MODULES = ("axonbus", "blinker", "pyee.asyncio", "bubus", "autogen_core")
-
-
-def preload() -> None:
-    for module in ANCHOR_MODULES:
-        try:
-            require(module)
-        except Skip:
-            pass  # reported by the rows that need it
-
-
 WORKLOADS = ("memory", "w1", "w10", "rpc", "latency")
+THROUGHPUT_N = ("w1_n", "w10_n", "rpc_n")  # what --scale multiplies (not the memory test's N)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.core",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--quick", action="store_true", help="small N, 2-3 trials (smoke test)")
-    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
-    parser.add_argument(
-        "--repeats",
-        type=int,
-        metavar="K",
-        help="exactly K trials each (default: 3 to 12, adaptive)",
-    )
-    parser.add_argument("--scale", type=float, default=1.0, help="multiply the throughput N")
-    parser.add_argument(
-        "--only", metavar="LIST", help=f"comma-separated subset of: {','.join(WORKLOADS)}"
-    )
-    parser.add_argument("--plain", action="store_true", help="plain text tables, not rich")
-    parser.add_argument("--strict", action="store_true", help="exit 1 when a target fails")
-    args = parser.parse_args(argv)
-
+def configure(args: argparse.Namespace) -> Config:
     cfg = QUICK if args.quick else FULL
     if args.repeats:
         rounds = replace(cfg.rounds, min=args.repeats, max=args.repeats)
         cfg = replace(cfg, rounds=rounds, latency_runs=min(args.repeats, 3))
-    if args.scale != 1.0:
+    return scaled(cfg, args.scale, THROUGHPUT_N)
 
-        def scaled(n: int) -> int:
-            return max(1, int(n * args.scale))
 
-        cfg = replace(cfg, w1_n=scaled(cfg.w1_n), w10_n=scaled(cfg.w10_n), rpc_n=scaled(cfg.rpc_n))
-    only = selected(parser, args.only, WORKLOADS)
-    return run_and_report(
-        lambda printer: run(cfg, printer, only),
-        plain=args.plain,
-        json_path=args.json,
-        strict=args.strict,
+def main(argv: Sequence[str] | None = None) -> int:
+    return cli(
+        argv,
+        prog="python -m benchmarks.core",
+        description=__doc__,
+        workloads=WORKLOADS,
+        configure=configure,
+        run=run,
+        quick_help="small N, 2-3 trials (smoke test)",
+        repeats=("--repeats", "exactly K trials each (default: 3 to 12, adaptive)"),
+        scale_help="multiply the throughput N",
     )
 
 

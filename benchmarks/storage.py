@@ -51,47 +51,56 @@ and dropped after each trial.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import concurrent.futures
 import contextlib
-import gc
 import importlib
 import itertools
 import os
 import secrets
 import shutil
-import socket
 import sqlite3
 import statistics
 import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass
 from functools import partial
-from importlib import metadata
 from typing import Any
-from urllib.parse import urlsplit
 
 from ._harness import (
+    AXONBUS,
+    RUN_PREFIX,
     Countdown,
     Entry,
     Lap,
+    Medians,
     Printer,
     Row,
-    Skip,
     Target,
+    Workload,
+    at_least,
+    begin,
+    conclude,
     environment,
+    find,
     fmt_rate,
     fmt_ratio,
+    measure_rounds,
+    need,
+    one_way,
+    payloads,
+    probe,
     ratio,
+    report,
     require,
-    run_and_report,
+    rounds_cli,
     run_fresh,
-    selected,
+    run_workloads,
     stopwatch,
-    verdict,
+    unique,
+    workload_results,
 )
 
 TOPIC = "bench.t"
@@ -116,16 +125,8 @@ FETCH = 256  # raw consumer: rows per select (axonbus claims 256)
 MAILBOX = 10_000  # axonbus's default maxsize
 ORIGIN = "0123456789abcdef"  # raw anchors: the origin column (an instance id, 16 hex digits)
 
-RUN = secrets.token_hex(3)  # in every name this run creates
-_names = itertools.count(1)
-
 #: ops per write transaction that axonbus committed, per workload (from the timed trials)
 COMMITS: dict[str, list[int]] = {}
-
-
-def unique(kind: str) -> str:
-    """A fresh name for one trial's bus or tables (letters and digits only)."""
-    return f"axbench{RUN}{kind}{next(_names)}"
 
 
 def postgres_url() -> str:
@@ -178,6 +179,22 @@ def record_commits(bus: Any, key: str) -> None:
     store.write = counted
 
 
+async def publish_flush(url: str, name: str, key: str, n: int) -> Lap:
+    """``await bus.publish(TOPIC, {"n": i})`` N times on the bus ``name`` at ``url``, then
+    ``await bus.flush()`` (everything committed); its commits are counted under ``key``."""
+    ax = require("axonbus")
+    events = payloads(n)
+    async with ax.Bus(url, name=name) as bus:
+        await bus.flush()
+        record_commits(bus, key)
+        publish = bus.publish
+        t0 = stopwatch()
+        for ev in events:
+            await publish(TOPIC, ev)
+        await bus.flush()
+        return t0.stop()
+
+
 # -- sqlite ---------------------------------------------------------------------------------------
 
 
@@ -220,18 +237,8 @@ def sqlite_insert(conn: sqlite3.Connection, insert: str, rows: list[Any]) -> Non
 
 async def sqlite_publish_axonbus(n: int) -> Lap:
     """``await bus.publish(TOPIC, {"n": i})`` N times, then ``await bus.flush()``."""
-    ax = require("axonbus")
-    events = [{"n": i} for i in range(n)]
     with sqlite_file() as path:
-        async with ax.Bus(f"sqlite:///{path}", name="bench") as bus:
-            await bus.flush()
-            record_commits(bus, "sqlite-publish")
-            publish = bus.publish
-            t0 = stopwatch()
-            for ev in events:
-                await publish(TOPIC, ev)
-            await bus.flush()
-            return t0.stop()
+        return await publish_flush(f"sqlite:///{path}", "bench", "sqlite-publish", n)
 
 
 async def sqlite_publish_raw(n: int, batch: int = BATCH) -> Lap:
@@ -270,25 +277,16 @@ async def sqlite_publish_raw_thread(n: int) -> Lap:
 async def sqlite_consume_axonbus(n: int) -> Lap:
     """One bus publishes, another handles through ``subscribe(TOPIC, h, durable="bench")``;
     until every event was handled and its acknowledgement committed."""
-    ax = require("axonbus")
-    cd = Countdown(n)
-    events = [{"n": i} for i in range(n)]
     with sqlite_file() as path:
-        url = f"sqlite:///{path}"
-        async with ax.Bus(url, name="bench") as sub, ax.Bus(url, name="bench") as pub:
-            sub.subscribe(TOPIC, cd.handler(), durable="bench", maxsize=MAILBOX)
-            await sub.flush()  # the consumer row exists
-            await pub.flush()
-            record_commits(pub, "sqlite-consume")
-            publish = pub.publish
-            t0 = stopwatch()
-            for ev in events:
-                await publish(TOPIC, ev)
-            await cd.done
-            await sub.flush()  # the acknowledgements are committed
-            lap = t0.stop()
-    cd.check()
-    return lap
+        return await one_way(
+            f"sqlite:///{path}",
+            "bench",
+            TOPIC,
+            n,
+            durable="bench",
+            maxsize=MAILBOX,
+            watch=partial(record_commits, key="sqlite-consume"),
+        )
 
 
 async def sqlite_consume_raw(n: int) -> Lap:
@@ -341,28 +339,10 @@ async def sqlite_consume_raw(n: int) -> Lap:
 
 # -- postgres -------------------------------------------------------------------------------------
 
-_probed: dict[str, str | None] = {}
-
-
-def probe(url: str) -> str | None:
-    """None if something accepts TCP connections at ``url``, else why not (cached per run)."""
-    if url not in _probed:
-        parts = urlsplit(url)
-        try:
-            with socket.create_connection(
-                (parts.hostname or "127.0.0.1", parts.port or 5432), timeout=1.0
-            ):
-                _probed[url] = None
-        except OSError as exc:
-            _probed[url] = f"{type(exc).__name__}: {exc}"
-    return _probed[url]
-
 
 def need_postgres() -> Any:
     """asyncpg, if PostgreSQL answers at :func:`postgres_url` (else :class:`Skip`)."""
-    problem = probe(postgres_url())
-    if problem is not None:
-        raise Skip(f"no service at {postgres_url()} ({problem})")
+    need(postgres_url())
     return require("asyncpg")
 
 
@@ -409,19 +389,9 @@ async def pg_table(conn: Any, name: str) -> None:
 async def postgres_publish_axonbus(n: int) -> Lap:
     """``await bus.publish(TOPIC, {"n": i})`` N times on postgresql://, then ``flush()``."""
     need_postgres()
-    ax = require("axonbus")
     name = unique("pp")
-    events = [{"n": i} for i in range(n)]
     try:
-        async with ax.Bus(postgres_url(), name=name) as bus:
-            await bus.flush()
-            record_commits(bus, "postgres-publish")
-            publish = bus.publish
-            t0 = stopwatch()
-            for ev in events:
-                await publish(TOPIC, ev)
-            await bus.flush()
-            return t0.stop()
+        return await publish_flush(postgres_url(), name, "postgres-publish", n)
     finally:
         await pg_drop(f"ab_{name}_")
 
@@ -466,23 +436,11 @@ def final_cleanup() -> None:
     """Whatever a failed trial left behind in PostgreSQL: every table named after this run."""
     if probe(postgres_url()) is None:
         with contextlib.suppress(Exception):
-            run_fresh(partial(pg_drop, f"axbench{RUN}"), 30)
-            run_fresh(partial(pg_drop, f"ab_axbench{RUN}"), 30)
+            run_fresh(partial(pg_drop, RUN_PREFIX), 30)
+            run_fresh(partial(pg_drop, f"ab_{RUN_PREFIX}"), 30)
 
 
 # -- workloads -------------------------------------------------------------------------------------
-
-AXONBUS = "axonbus"
-
-
-@dataclass(frozen=True)
-class Workload:
-    key: str
-    title: str
-    anchor: str  # the row axonbus is compared with
-    entries: list[Entry]
-    n: Callable[[Config], int]
-    unit: str = "events/s"
 
 
 @dataclass(frozen=True)
@@ -558,92 +516,18 @@ WORKLOAD_KEYS = tuple(w.key for w in WORKLOADS)
 def measure(
     workload: Workload, cfg: Config, progress: Callable[[str], None] | None = None
 ) -> list[Row]:
-    """Warm-up, then ``cfg.rounds`` rounds over every entry, in alternating order."""
-    n = workload.n(cfg)
-    entries = workload.entries
-    rows = [
-        Row(workload.key, e.name, max(1, int(n * e.scale)), workload.unit, note=e.note)
-        for e in entries
-    ]
-
-    def trial(entry: Entry, row: Row, events: int) -> Lap | None:
-        try:
-            return run_fresh(partial(entry.trial, events), cfg.timeout)
-        except Skip as exc:
-            row.failed, row.note = True, f"skipped: {exc}"
-        except Exception as exc:
-            row.failed, row.note = True, f"error: {type(exc).__name__}: {exc}"[:160]
-        return None
-
-    for entry, row in zip(entries, rows, strict=True):
-        if progress:
-            progress(f"{workload.key} warm-up: {entry.name}")
-        trial(entry, row, max(1, int(row.n * cfg.warmup)))
-    COMMITS.pop(workload.key, None)  # batch sizes of the timed trials only
-    for i in range(cfg.rounds):
-        pairs = list(zip(entries, rows, strict=True))
-        for entry, row in pairs if i % 2 == 0 else reversed(pairs):
-            if row.failed:
-                continue
-            if progress:
-                progress(f"{workload.key} round {i + 1}: {entry.name} (n={row.n:,})")
-            lap = trial(entry, row, row.n)
-            if lap is not None:
-                row.rates.append(row.n / lap.wall)
-                row.quiet.append(lap.quiet)
-    axonbus = _find(rows, AXONBUS)
+    """:func:`measure_rounds`; axonbus's row notes the mean and the largest batch it committed
+    in the timed trials."""
+    rows = measure_rounds(workload, cfg, progress, timed=partial(COMMITS.pop, workload.key, None))
+    axonbus = find(rows, AXONBUS)
     sizes = COMMITS.get(workload.key)
     if axonbus is not None and not axonbus.failed and sizes:
         axonbus.note += f"; {statistics.mean(sizes):,.0f} ops/commit (max {max(sizes):,})"
     return rows
 
 
-def _median(row: Row | None) -> float | None:
-    return None if row is None or row.failed else row.median
-
-
-def _find(rows: Sequence[Row], name: str) -> Row | None:
-    return next((r for r in rows if r.name == name), None)
-
-
-def rate_table(printer: Printer, workload: Workload, rows: list[Row]) -> None:
-    anchor = _median(_find(rows, workload.anchor))
-    ax = _median(_find(rows, AXONBUS))
-    body = []
-    for r in rows:
-        med = _median(r)
-        body.append(
-            [
-                r.name,
-                f"{r.n:,}",
-                fmt_rate(med),
-                fmt_ratio(ratio(med, anchor)),
-                fmt_ratio(ratio(ax, med)),
-                " ".join(fmt_rate(x) for x in r.rates) or "-",
-                f"{sum(r.quiet)}/{len(r.rates)}",
-                r.note,
-            ]
-        )
-    columns = [
-        "implementation",
-        "N",
-        f"median {workload.unit}",
-        "x anchor",
-        "axonbus/this",
-        "each round",
-        "quiet",
-        "notes",
-    ]
-    printer.table(f"{workload.title}  (anchor: {workload.anchor})", columns, body)
-
-
 def targets(results: dict[str, list[Row]]) -> list[Target]:
-    def med(key: str, name: str) -> float | None:
-        return _median(_find(results.get(key, []), name))
-
-    def at_least(label: str, key: str, anchor: str, floor: float) -> Target:
-        x = ratio(med(key, AXONBUS), med(key, anchor))
-        return Target(label, fmt_ratio(x), f">= {floor:g}x", None if x is None else x >= floor)
+    med = Medians(results)
 
     def absolute(label: str, key: str, floor: float) -> Target:
         rate = med(key, AXONBUS)
@@ -656,12 +540,12 @@ def targets(results: dict[str, list[Row]]) -> list[Target]:
         rates = [r for r in found.values() if r is not None]
         x = ratio(ax, max(rates)) if rates else None
         each = ", ".join(f"{fmt_ratio(ratio(ax, r))} {a}" for a, r in found.items())
-        return Target(
-            label, f"{fmt_ratio(x)} ({each})", f">= {floor:g}x", None if x is None else x >= floor
-        )
+        target = at_least(label, x, floor)
+        target.measured += f" ({each})"
+        return target
 
     return [
-        at_least("sqlite publish / raw sqlite3 executemany", "sqlite-publish", RAW_SQLITE, 0.5),
+        med.at_least("sqlite publish / raw sqlite3 executemany", "sqlite-publish", RAW_SQLITE, 0.5),
         absolute("sqlite publish, absolute", "sqlite-publish", 50_000),
         absolute("sqlite durable consume, absolute", "sqlite-consume", 20_000),
         best_of(
@@ -677,99 +561,39 @@ VERSIONS = ("axonbus", "orjson", "asyncpg")
 
 
 def run(cfg: Config, printer: Printer, only: set[str] | None = None) -> dict[str, Any]:
-    env = environment()
-    env["versions"] = {}
-    for dist in VERSIONS:
-        try:
-            env["versions"][dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            env["versions"][dist] = "not installed"
+    env = environment(VERSIONS)
     env["versions"]["sqlite"] = sqlite3.sqlite_version
     env["postgres_url"] = postgres_url()
-    printer.line(
-        f"axonbus storage benchmarks: python {env['python']} on {env['platform']}, "
-        f"{env['cpus']} cpus, load {env['loadavg']}"
+    started = begin(
+        printer,
+        "axonbus storage benchmarks",
+        env,
+        services=f"{postgres_url()}; sqlite files in {tempfile.gettempdir()}",
+        preload=("axonbus", "axonbus.transports.sqlite", "orjson", "asyncpg"),
     )
-    printer.line("versions: " + ", ".join(f"{k} {v}" for k, v in env["versions"].items()))
-    printer.line(f"services: {postgres_url()}; sqlite files in {tempfile.gettempdir()}")
-    started = time.perf_counter()
-    for module in ("axonbus", "axonbus.transports.sqlite", "orjson", "asyncpg"):
-        with contextlib.suppress(Skip):
-            require(module)
-    gc.collect()
-    gc.freeze()
-
-    results: dict[str, list[Row]] = {}
-    for workload in WORKLOADS:
-        if only is not None and workload.key not in only:
-            continue
-        rows = measure(workload, cfg, printer.progress)
-        results[workload.key] = rows
-        rate_table(printer, workload, rows)
-
+    results = run_workloads(WORKLOADS, cfg, printer, only, measure)
     final_cleanup()
     goals = targets(results)
-    printer.table(
-        "targets (medians within this run)",
-        ["target", "measured", "goal", "result"],
-        [[t.name, t.measured, t.threshold, verdict(t.passed)] for t in goals],
+    elapsed = conclude(printer, "targets (medians within this run)", goals, started)
+    return report(
+        env,
+        cfg,
+        elapsed,
+        goals,
+        commits={key: sizes for key, sizes in COMMITS.items() if key in results},
+        workloads=workload_results(WORKLOADS, results),
     )
-    elapsed = time.perf_counter() - started
-    printer.line(f"total {elapsed:.0f} s")
-    anchors = {w.key: w.anchor for w in WORKLOADS}
-    return {
-        "environment": env,
-        "config": asdict(cfg),
-        "elapsed_s": elapsed,
-        "commits": {key: sizes for key, sizes in COMMITS.items() if key in results},
-        "workloads": {
-            key: {
-                "anchor": anchors[key],
-                "rows": [
-                    {**asdict(r), "median": _median(r), "x_anchor": ratio(_median(r), anchor)}
-                    for r in rows
-                    for anchor in [_median(_find(rows, anchors[key]))]
-                ],
-            }
-            for key, rows in results.items()
-        },
-        "targets": [asdict(t) for t in goals],
-    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    return rounds_cli(
+        argv,
         prog="python -m benchmarks.storage",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--quick", action="store_true", help="small N, two rounds (smoke test)")
-    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
-    parser.add_argument("--rounds", type=int, metavar="K", help="interleaved rounds (default 5)")
-    parser.add_argument("--scale", type=float, default=1.0, help="multiply every N")
-    parser.add_argument(
-        "--only", metavar="LIST", help=f"comma-separated subset of: {','.join(WORKLOAD_KEYS)}"
-    )
-    parser.add_argument("--plain", action="store_true", help="plain text tables, not rich")
-    parser.add_argument("--strict", action="store_true", help="exit 1 when a target fails")
-    args = parser.parse_args(argv)
-
-    cfg = QUICK if args.quick else FULL
-    if args.rounds:
-        cfg = replace(cfg, rounds=args.rounds)
-    if args.scale != 1.0:
-        sizes = {
-            f.name: max(1, int(getattr(cfg, f.name) * args.scale))
-            for f in cfg.__dataclass_fields__.values()
-            if f.name.endswith("_n")
-        }
-        cfg = replace(cfg, **sizes)
-    only = selected(parser, args.only, WORKLOAD_KEYS)
-    return run_and_report(
-        lambda printer: run(cfg, printer, only),
-        plain=args.plain,
-        json_path=args.json,
-        strict=args.strict,
+        workloads=WORKLOAD_KEYS,
+        full=FULL,
+        quick=QUICK,
+        run=run,
     )
 
 

@@ -6,7 +6,9 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tests.support.services import nats_url, postgres_url, redis_url, require
@@ -14,21 +16,46 @@ from tests.support.services import nats_url, postgres_url, redis_url, require
 ROOT = Path(__file__).parent.parent
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(180)
-def test_quick_benchmark_runs(tmp_path: Path) -> None:
-    out = tmp_path / "bench.json"
+def _run_quick(
+    module: str, tmp_path: Path, *args: str, env: dict[str, str] | None = None, timeout: float
+) -> dict[str, Any]:
+    """``python -m benchmarks.<module> --quick --plain *args``: exits 0; its JSON report."""
+    out = tmp_path / f"{module}.json"
+    command = [sys.executable, "-m", f"benchmarks.{module}", "--quick", "--plain", *args]
     proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.core", "--quick", "--plain", "--json", str(out)],
+        [*command, "--json", str(out)],
         cwd=ROOT,
+        env={**os.environ, **(env or {})},
         capture_output=True,
         text=True,
-        timeout=170,
+        timeout=timeout,
         check=False,
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    report = json.loads(out.read_text())
-    text = json.dumps(report)
+    report: dict[str, Any] = json.loads(out.read_text())
+    return report
+
+
+def _check_workloads(report: dict[str, Any], keys: Iterable[str], *, skippable: bool) -> None:
+    """Every workload in ``keys`` ran: axonbus and its anchor have positive rates, no row errors;
+    with ``skippable``, other rows may be skipped (their library is not installed)."""
+    assert set(report["workloads"]) == set(keys)
+    for key, workload in report["workloads"].items():
+        rows = {row["name"]: row for row in workload["rows"]}
+        for name in ("axonbus", workload["anchor"]):
+            row = rows[name]
+            assert row["rates"], f"{key} / {name}: {row['note']}"
+            assert all(rate > 0 for rate in row["rates"]), f"{key} / {name}: {row['rates']}"
+        for row in workload["rows"]:
+            assert not row["note"].startswith("error:"), f"{key} / {row['name']}: {row['note']}"
+            if not (skippable and row["note"].startswith("skipped:")):
+                assert row["median"] > 0, f"{key} / {row['name']}"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_quick_benchmark_runs(tmp_path: Path) -> None:
+    text = json.dumps(_run_quick("core", tmp_path, timeout=170))
     assert "axonbus" in text
     assert '"error:' not in text
 
@@ -42,70 +69,15 @@ def test_quick_broker_benchmark_runs(tmp_path: Path) -> None:
     require("nats", nats_url())
     from benchmarks.brokers import WORKLOAD_KEYS
 
-    out = tmp_path / "brokers.json"
-    env = {
-        **os.environ,
-        "AXONBUS_BENCH_REDIS_URL": redis_url(),
-        "AXONBUS_BENCH_NATS_URL": nats_url(),
-    }
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.brokers", "--quick", "--plain", "--json", str(out)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=110,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    report = json.loads(out.read_text())
-    assert set(report["workloads"]) == set(WORKLOAD_KEYS)
-    for key, workload in report["workloads"].items():
-        rows = {row["name"]: row for row in workload["rows"]}
-        for name in ("axonbus", workload["anchor"]):
-            row = rows[name]
-            assert row["rates"], f"{key} / {name}: {row['note']}"
-            assert all(rate > 0 for rate in row["rates"]), f"{key} / {name}: {row['rates']}"
-        for row in workload["rows"]:
-            assert not row["note"].startswith("error:"), f"{key} / {row['name']}: {row['note']}"
-            if not row["note"].startswith("skipped:"):
-                assert row["median"] > 0, f"{key} / {row['name']}"
+    env = {"AXONBUS_BENCH_REDIS_URL": redis_url(), "AXONBUS_BENCH_NATS_URL": nats_url()}
+    report = _run_quick("brokers", tmp_path, env=env, timeout=110)
+    _check_workloads(report, WORKLOAD_KEYS, skippable=True)
 
 
-def _run_storage_benchmark(tmp_path: Path, workloads: list[str]) -> None:
-    out = tmp_path / "storage.json"
-    env = {**os.environ, "AXONBUS_BENCH_POSTGRES_URL": postgres_url()}
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks.storage",
-            "--quick",
-            "--plain",
-            "--only",
-            ",".join(workloads),
-            "--json",
-            str(out),
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=110,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    report = json.loads(out.read_text())
-    assert set(report["workloads"]) == set(workloads)
-    for key, workload in report["workloads"].items():
-        rows = {row["name"]: row for row in workload["rows"]}
-        for name in ("axonbus", workload["anchor"]):
-            row = rows[name]
-            assert row["rates"], f"{key} / {name}: {row['note']}"
-            assert all(rate > 0 for rate in row["rates"]), f"{key} / {name}: {row['rates']}"
-        for row in workload["rows"]:
-            assert not row["note"].startswith("error:"), f"{key} / {row['name']}: {row['note']}"
-            assert row["median"] > 0, f"{key} / {row['name']}"
+def _check_storage_benchmark(tmp_path: Path, workloads: list[str]) -> None:
+    env = {"AXONBUS_BENCH_POSTGRES_URL": postgres_url()}
+    report = _run_quick("storage", tmp_path, "--only", ",".join(workloads), env=env, timeout=110)
+    _check_workloads(report, workloads, skippable=False)
 
 
 @pytest.mark.slow
@@ -113,7 +85,7 @@ def _run_storage_benchmark(tmp_path: Path, workloads: list[str]) -> None:
 def test_quick_sqlite_storage_benchmark_runs(tmp_path: Path) -> None:
     """The sqlite storage workloads run end to end (no service needed): axonbus and every
     anchor have positive rates, no row errors."""
-    _run_storage_benchmark(tmp_path, ["sqlite-publish", "sqlite-consume"])
+    _check_storage_benchmark(tmp_path, ["sqlite-publish", "sqlite-consume"])
 
 
 @pytest.mark.slow
@@ -121,4 +93,4 @@ def test_quick_sqlite_storage_benchmark_runs(tmp_path: Path) -> None:
 def test_quick_postgres_storage_benchmark_runs(tmp_path: Path) -> None:
     """The postgres storage workload runs end to end against the shared Postgres."""
     require("postgres", postgres_url())
-    _run_storage_benchmark(tmp_path, ["postgres-publish"])
+    _check_storage_benchmark(tmp_path, ["postgres-publish"])
