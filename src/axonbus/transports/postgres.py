@@ -55,17 +55,16 @@ What it cannot promise:
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import inspect
 import itertools
 import time
-from collections.abc import Callable
 from typing import Any, ClassVar
 from urllib.parse import urlencode, urlsplit
 
-from .._topics import match
 from ._log import LogTransport
-from ._log_store import Claimed, Compaction, LogStore, Request, Row, read_filter
+from ._log_store import LogStore, Request, Row, read_filter
+from ._postgres_consumers import PostgresConsumers
+from ._postgres_sql import Statements, lock_key, schema, table_names
 from .base import int_option, redact_url, register_transport
 
 try:
@@ -102,29 +101,7 @@ COPY_FROM = 2048  # events in one batch from which COPY beats one INSERT of arra
 # send a notification; acknowledgements and heartbeat-like refreshes would wake everybody
 _WAKE = frozenset({"defer", "register", "request", "reply"})
 
-CLAIM_PAGE = 256  # events read at a time while claiming (at least the room left)
-CLAIM_BUDGET = 4096  # most events one claim looks at before it returns what it found
 CLOSE_TIMEOUT = 2.0  # seconds a graceful close may take before connections are cut
-SWEEP_EVERY = 30.0  # seconds between clean-ups of expired rows (done by heartbeats)
-LONG_DEAD = 3600.0  # an instance row expired this long ago is forgotten
-REPLY_TTL = 3600.0  # a reply nobody took for this long is deleted
-
-_MAX_IDENT = 63  # PostgreSQL truncates longer identifiers
-_LONGEST_SUFFIX = len("replies_requester")  # the longest table or index name suffix
-
-
-def _key(*parts: str) -> int:
-    """A stable signed 64-bit advisory lock key."""
-    digest = hashlib.blake2b("\0".join(parts).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big", signed=True)
-
-
-def _names(prefix: str) -> str:
-    """``prefix`` shortened (with a hash) if its table names would be truncated."""
-    if len(prefix) + _LONGEST_SUFFIX <= _MAX_IDENT:
-        return prefix
-    keep = _MAX_IDENT - _LONGEST_SUFFIX - 10
-    return prefix[:keep] + hashlib.blake2b(prefix.encode(), digest_size=4).hexdigest() + "_"
 
 
 async def _no_reset(conn: Any) -> None:
@@ -134,268 +111,7 @@ async def _no_reset(conn: Any) -> None:
         await conn.execute("ROLLBACK")
 
 
-def _schema(t: str) -> str:
-    return f"""
-CREATE SEQUENCE IF NOT EXISTS {t}seq;
-CREATE TABLE IF NOT EXISTS {t}events (
-    seq bigint PRIMARY KEY,
-    ts double precision NOT NULL,
-    topic text NOT NULL,
-    event_id text NOT NULL,
-    origin text NOT NULL,
-    data bytea NOT NULL
-);
-CREATE INDEX IF NOT EXISTS {t}events_ts ON {t}events (ts);
-CREATE INDEX IF NOT EXISTS {t}events_id ON {t}events (event_id);
-CREATE TABLE IF NOT EXISTS {t}consumers (
-    name text PRIMARY KEY,
-    kind text NOT NULL,
-    pattern text NOT NULL,
-    position bigint NOT NULL,
-    updated double precision NOT NULL
-);
-CREATE TABLE IF NOT EXISTS {t}pending (
-    consumer text NOT NULL,
-    seq bigint NOT NULL,
-    attempts integer NOT NULL,
-    owner text,
-    visible_at double precision NOT NULL,
-    PRIMARY KEY (consumer, seq)
-);
-CREATE INDEX IF NOT EXISTS {t}pending_owner ON {t}pending (owner, consumer);
-CREATE INDEX IF NOT EXISTS {t}pending_free ON {t}pending (consumer, visible_at)
-    WHERE owner IS NULL;
-CREATE TABLE IF NOT EXISTS {t}dead (
-    id bigserial PRIMARY KEY,
-    consumer text NOT NULL,
-    seq bigint NOT NULL,
-    ts double precision NOT NULL,
-    error text NOT NULL,
-    data bytea NOT NULL
-);
-CREATE TABLE IF NOT EXISTS {t}instances (
-    instance text PRIMARY KEY,
-    expires double precision NOT NULL
-);
-CREATE TABLE IF NOT EXISTS {t}idem (
-    key text PRIMARY KEY,
-    event_id text NOT NULL,
-    ts double precision NOT NULL
-);
-CREATE INDEX IF NOT EXISTS {t}idem_ts ON {t}idem (ts);
-CREATE TABLE IF NOT EXISTS {t}responders (
-    instance text NOT NULL,
-    pattern text NOT NULL,
-    expires double precision NOT NULL,
-    PRIMARY KEY (instance, pattern)
-);
-CREATE TABLE IF NOT EXISTS {t}requests (
-    id bigserial PRIMARY KEY,
-    pattern text NOT NULL,
-    requester text NOT NULL,
-    request_id text NOT NULL,
-    deadline double precision,
-    data bytea NOT NULL
-);
-CREATE INDEX IF NOT EXISTS {t}requests_pattern ON {t}requests (pattern, id);
-CREATE TABLE IF NOT EXISTS {t}replies (
-    id bigserial PRIMARY KEY,
-    requester text NOT NULL,
-    request_id text NOT NULL,
-    frame bytea NOT NULL,
-    ts double precision NOT NULL
-);
-CREATE INDEX IF NOT EXISTS {t}replies_requester ON {t}replies (requester);
-"""
-
-
-class _Sql:
-    """Every statement, with the table names filled in once."""
-
-    def __init__(self, t: str) -> None:
-        # the owners of pending rows that are not alive: a skip scan of the owner index, one
-        # step per distinct owner, so that finding what to reclaim does not cost a look at
-        # every event in flight (a durable may have thousands)
-        dead = (
-            f"RECURSIVE o(owner) AS ("
-            f"(SELECT owner FROM {t}pending WHERE owner IS NOT NULL ORDER BY owner LIMIT 1) "
-            f"UNION ALL SELECT (SELECT p.owner FROM {t}pending p WHERE p.owner > o.owner "
-            f"ORDER BY p.owner LIMIT 1) FROM o WHERE o.owner IS NOT NULL), "
-            f"dead AS (SELECT o.owner FROM o WHERE o.owner IS NOT NULL AND NOT EXISTS "
-            f"(SELECT 1 FROM {t}instances i WHERE i.instance = o.owner AND i.expires > $3))"
-        )
-        # visible pending rows of consumer $1 held by nobody ...
-        free = f"{t}pending f WHERE f.consumer = $1 AND f.owner IS NULL AND f.visible_at <= $3"
-        # ... or by a dead owner
-        held = (
-            # EXISTS first: a constant for the planner, so without a dead owner (the usual
-            # case) the consumer's pending rows are not even looked at
-            f"{t}pending h WHERE EXISTS (SELECT 1 FROM dead) "
-            f"AND h.owner = ANY(ARRAY(SELECT owner FROM dead)) "
-            f"AND h.consumer = $1 AND h.visible_at <= $3"
-        )
-        # a whole batch of publishes in one statement, so one round trip: the lock subquery is
-        # volatile, hence not flattened, so it runs (waiting for the lock) before nextval; the
-        # statement is its own transaction and holds the lock until it commits
-        self.publish = (
-            f"WITH n AS (SELECT setval('{t}seq', nextval('{t}seq') + $1 - 1) AS last "
-            f"FROM (SELECT pg_advisory_xact_lock($2)) AS l), "
-            f"ins AS (INSERT INTO {t}events (seq, ts, topic, event_id, origin, data) "
-            f"SELECT n.last - $1 + u.i, u.ts, u.topic, u.event_id, $7, u.data FROM n, "
-            f"unnest($3::float8[], $4::text[], $5::text[], $6::bytea[]) "
-            f"WITH ORDINALITY AS u(ts, topic, event_id, data, i)) "
-            f"SELECT last, pg_notify($8, '') FROM n"
-        )
-        self.lock = "SELECT pg_advisory_xact_lock($1)"
-        self.number = f"SELECT setval('{t}seq', nextval('{t}seq') + $1 - 1)"
-        self.insert_events = (
-            f"INSERT INTO {t}events (seq, ts, topic, event_id, origin, data) "
-            f"SELECT $1::bigint + n - 1, ts, topic, event_id, $6, data "
-            f"FROM unnest($2::float8[], $3::text[], $4::text[], $5::bytea[]) "
-            f"WITH ORDINALITY AS u(ts, topic, event_id, data, n)"
-        )
-        self.idem_find = f"SELECT key, event_id FROM {t}idem WHERE key = ANY($1) AND ts >= $2"
-        self.idem_put = (
-            f"INSERT INTO {t}idem (key, event_id, ts) SELECT k, e, $3 "
-            f"FROM unnest($1::text[], $2::text[]) AS u(k, e) "
-            f"ON CONFLICT (key) DO UPDATE SET event_id = excluded.event_id, ts = excluded.ts"
-        )
-        # by primary key (= ANY): a join with the offsets may scan every pending row
-        self.ack = f"DELETE FROM {t}pending WHERE consumer = $1 AND seq = ANY($2::bigint[])"
-        self.defer = (
-            f"UPDATE {t}pending SET owner = NULL, visible_at = $3 WHERE consumer = $1 AND seq = $2"
-        )
-        self.dead = (
-            f"WITH d AS (DELETE FROM {t}pending WHERE consumer = $1 AND seq = $2 "
-            f"RETURNING consumer, seq) "
-            f"INSERT INTO {t}dead (consumer, seq, ts, error, data) "
-            f"SELECT d.consumer, d.seq, $3, $4, coalesce(e.data, ''::bytea) "
-            f"FROM d LEFT JOIN {t}events e ON e.seq = d.seq"
-        )
-        # a consumer starts after the newest committed event (an uncommitted batch with lower
-        # numbers is not skipped: it commits above this position)
-        self.register = (
-            f"INSERT INTO {t}consumers (name, kind, pattern, position, updated) "
-            f"SELECT $1, $2, $3, coalesce(max(seq), 0), $4 FROM {t}events "
-            f"ON CONFLICT (name) DO NOTHING"
-        )
-        # only when it changed: an unconditional update would wait for a member's claim
-        self.repattern = (
-            f"UPDATE {t}consumers SET pattern = $3, kind = $2, updated = $4 "
-            f"WHERE name = $1 AND (pattern <> $3 OR kind <> $2)"
-        )
-        self.respond = (
-            f"INSERT INTO {t}responders (instance, pattern, expires) VALUES ($1, $2, $3) "
-            f"ON CONFLICT (instance, pattern) DO UPDATE SET expires = excluded.expires"
-        )
-        self.unrespond = f"DELETE FROM {t}responders WHERE instance = $1 AND pattern = $2"
-        self.request = (
-            f"INSERT INTO {t}requests (pattern, requester, request_id, deadline, data) "
-            f"VALUES ($1, $2, $3, $4, $5)"
-        )
-        self.reply = (
-            f"INSERT INTO {t}replies (requester, request_id, frame, ts) VALUES ($1, $2, $3, $4)"
-        )
-        self.notify = "SELECT pg_notify($1, '')"
-        self.head = f"SELECT coalesce(max(seq), 0) FROM {t}events"
-        self.offset_of = f"SELECT seq FROM {t}events WHERE event_id = $1 ORDER BY seq LIMIT 1"
-        # cheap and read-only: an idle consumer must not write (lock a row) on every poll
-        self.claim_probe = (
-            # max() reads one index entry; EXISTS (... seq > position) may scan the table
-            f"WITH {dead} "
-            f"SELECT coalesce((SELECT max(seq) FROM {t}events) > c.position, false) "
-            f"OR ($2 AND (EXISTS (SELECT 1 FROM {free}) OR EXISTS (SELECT 1 FROM {held}))) "
-            f"FROM {t}consumers c WHERE c.name = $1"
-        )
-        # the consumer row is locked first (another member claiming: no row at all), then the
-        # pending events to hand out again are locked and taken; one round trip. The update
-        # goes by primary key (= ANY): a join would let the planner scan every pending row.
-        self.lock_and_reclaim = (
-            f"WITH {dead}, "
-            f"c AS (SELECT position FROM {t}consumers WHERE name = $1 FOR UPDATE SKIP LOCKED), "
-            f"fd AS (SELECT f.seq FROM {free} AND EXISTS (SELECT 1 FROM c) "
-            f"ORDER BY f.visible_at LIMIT $4 FOR UPDATE OF f SKIP LOCKED), "
-            f"hd AS (SELECT h.seq FROM {held} AND EXISTS (SELECT 1 FROM c) "
-            f"ORDER BY h.seq LIMIT $4 FOR UPDATE OF h SKIP LOCKED), "
-            f"taken AS (UPDATE {t}pending p SET attempts = p.attempts + 1, owner = $2, "
-            f"visible_at = $3 WHERE p.consumer = $1 AND p.seq = ANY(ARRAY("
-            f"SELECT seq FROM fd UNION SELECT seq FROM hd ORDER BY 1 LIMIT $4)) "
-            f"RETURNING p.seq, p.attempts) "
-            f"SELECT c.position, t.seq, t.attempts, e.data FROM c "
-            f"LEFT JOIN (taken t JOIN {t}events e ON e.seq = t.seq) ON true"
-        )
-        # a group: the row lock and the first page of events
-        self.lock_and_read = (
-            f"WITH c AS (SELECT position FROM {t}consumers WHERE name = $1 "
-            f"FOR UPDATE SKIP LOCKED) "
-            f"SELECT c.position, e.seq, e.topic, e.data FROM c LEFT JOIN LATERAL "
-            f"(SELECT seq, topic, data FROM {t}events WHERE seq > c.position "
-            f"ORDER BY seq LIMIT $2) AS e ON true ORDER BY e.seq"
-        )
-        self.claim_read = (
-            f"SELECT seq, topic, data FROM {t}events WHERE seq > $1 ORDER BY seq LIMIT $2"
-        )
-        self.claim_save = (
-            f"WITH ins AS (INSERT INTO {t}pending (consumer, seq, attempts, owner, visible_at) "
-            f"SELECT $1, s, 1, $2, $3 FROM unnest($4::bigint[]) AS s) "
-            f"UPDATE {t}consumers SET position = $5, updated = $3 WHERE name = $1"
-        )
-        self.claim_move = f"UPDATE {t}consumers SET position = $2, updated = $3 WHERE name = $1"
-        self.heartbeat = (
-            f"INSERT INTO {t}instances (instance, expires) VALUES ($1, $2) "
-            f"ON CONFLICT (instance) DO UPDATE SET expires = excluded.expires"
-        )
-        self.sweep = [
-            f"DELETE FROM {t}instances WHERE expires < $1 - {LONG_DEAD}",
-            f"DELETE FROM {t}responders WHERE expires < $1",
-            f"DELETE FROM {t}requests WHERE deadline < $1",
-            f"DELETE FROM {t}replies WHERE ts < $1 - {REPLY_TTL}",
-        ]
-        self.release = [
-            f"UPDATE {t}pending SET owner = NULL, visible_at = $2 WHERE owner = $1",
-            f"DELETE FROM {t}responders WHERE instance = $1",
-            f"DELETE FROM {t}instances WHERE instance = $1",
-        ]
-        self.responders = f"SELECT DISTINCT pattern FROM {t}responders WHERE expires > $1"
-        self.take_requests = (
-            f"DELETE FROM {t}requests WHERE id IN (SELECT id FROM {t}requests "
-            f"WHERE pattern = ANY($1) ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED) "
-            f"RETURNING id, pattern, requester, request_id, deadline, data"
-        )
-        self.take_replies = (
-            f"DELETE FROM {t}replies WHERE requester = $1 RETURNING id, request_id, frame"
-        )
-        self.compact_lock = "SELECT pg_try_advisory_xact_lock($1)"
-        self.newest_kept = f"SELECT seq FROM {t}events ORDER BY seq DESC OFFSET $1 LIMIT 1"
-        self.newest_old = f"SELECT max(seq) FROM {t}events WHERE ts < $1"
-        self.topics_between = (
-            f"SELECT seq, topic FROM {t}events WHERE seq > $1 AND seq < $2 ORDER BY seq LIMIT $3"
-        )
-        # only if no claim moved it meanwhile
-        self.skip_to = f"UPDATE {t}consumers SET position = $3 WHERE name = $1 AND position = $2"
-        self.durables = (
-            f"SELECT c.name, c.pattern, c.position, "
-            f"(SELECT min(p.seq) FROM {t}pending p WHERE p.consumer = c.name) "
-            f"FROM {t}consumers c WHERE c.kind = 'durable'"
-        )
-        # events to delete: old enough ($1 timestamp) or beyond the count ($2 offset), below $3
-        expired = "(ts < $1 OR seq <= $2) AND seq < $3"
-        self.delete_events = f"DELETE FROM {t}events WHERE {expired}"
-        self.delete_unacked = (
-            f"DELETE FROM {t}events WHERE {expired} AND seq >= $4 RETURNING seq, topic"
-        )
-        self.delete_lost_pending = (
-            f"DELETE FROM {t}pending WHERE seq = ANY($1::bigint[]) RETURNING consumer, seq"
-        )
-        self.delete_idem = f"DELETE FROM {t}idem WHERE ts < $1"
-        self.dead_letters = (
-            f"SELECT consumer, seq, ts, error, data FROM {t}dead "
-            f"WHERE $1::text IS NULL OR consumer = $1 ORDER BY id LIMIT $2"
-        )
-        self.read_columns = f"SELECT seq, ts, topic, event_id, origin, data FROM {t}events"
-
-
-class PostgresStore(LogStore):
+class PostgresStore(PostgresConsumers, LogStore):
     """The tables of one bus in PostgreSQL, through an asyncpg pool and one listening connection.
 
     ``dsn`` is passed to asyncpg as is.
@@ -405,15 +121,15 @@ class PostgresStore(LogStore):
         super().__init__(prefix)
         self.dsn = dsn
         self.pool_size = max(1, pool_size)
-        t = _names(prefix)
+        t = table_names(prefix)
         self.channel = t + "changed"
-        self._sql = _Sql(t)
-        self._schema = _schema(t)
+        self._sql = Statements(t)
+        self._schema = schema(t)
         self._events = t + "events"
         self._schema_done = t + "replies_requester"
-        self._schema_key = _key("axonbus.schema", t)
-        self._write_key = _key("axonbus.write", t)
-        self._compact_key = _key("axonbus.compact", t)
+        self._schema_key = lock_key("axonbus.schema", t)
+        self._write_key = lock_key("axonbus.write", t)
+        self._compact_key = lock_key("axonbus.compact", t)
         self._pool: Any = None
         self._listener: Any = None
         self._changed = asyncio.Event()
@@ -650,105 +366,11 @@ class PostgresStore(LogStore):
         found = await self._pool_or_raise().fetchval(self._sql.offset_of, event_id)
         return None if found is None else int(found)
 
-    # -- consumers -----------------------------------------------------------------------------
-
-    async def claim(
-        self,
-        consumer: str,
-        matches: Callable[[str], bool],
-        owner: str,
-        limit: int,
-        *,
-        durable: bool,
-    ) -> list[Claimed]:
-        if limit <= 0:
-            return []
-        sql = self._sql
-        now = time.time()
-        async with self._pool_or_raise().acquire() as conn:
-            # after a full claim there is probably more: no need to look first
-            if consumer not in self._busy and not await conn.fetchval(
-                sql.claim_probe, consumer, durable, now
-            ):
-                return []  # not registered, or nothing new and nothing to reclaim
-            async with conn.transaction():
-                out: list[Claimed] = []
-                first: list[Any] | None = None
-                if durable:
-                    rows = await conn.fetch(sql.lock_and_reclaim, consumer, owner, now, limit)
-                    out = [Claimed(r[1], r[2], r[3]) for r in rows if r[1] is not None]
-                else:
-                    rows = await conn.fetch(sql.lock_and_read, consumer, limit)
-                    first = [r[1:] for r in rows if r[1] is not None]
-                if not rows:
-                    self._busy.discard(consumer)
-                    return []  # another member is claiming right now (or it went away)
-                position = rows[0][0]
-                moved = position
-                fresh: list[Claimed] = []
-                if len(out) < limit:
-                    moved, fresh = await self._read_new(
-                        conn, position, matches, limit - len(out), first
-                    )
-                if durable and (fresh or moved != position):
-                    offsets = [c[0] for c in fresh]
-                    await conn.execute(sql.claim_save, consumer, owner, now, offsets, moved)
-                elif moved != position:
-                    await conn.execute(sql.claim_move, consumer, moved, now)
-        out.extend(fresh)
-        out.sort()
-        if len(out) >= limit:
-            self._busy.add(consumer)
-        else:
-            self._busy.discard(consumer)
-        return out
-
-    async def _read_new(
-        self,
-        conn: Any,
-        position: int,
-        matches: Callable[[str], bool],
-        room: int,
-        rows: list[Any] | None,
-    ) -> tuple[int, list[Claimed]]:
-        """Up to ``room`` matching events after ``position`` (``rows``: the first page, if it
-        was read already), and the position past the last one looked at."""
-        fresh: list[Claimed] = []
-        seen = 0
-        page = room
-        if rows is None:
-            rows = await conn.fetch(self._sql.claim_read, position, page)
-        while True:
-            for seq, topic, data in rows:
-                position = seq
-                if matches(topic):
-                    fresh.append(Claimed(seq, 1, data))
-                    if len(fresh) == room:
-                        return position, fresh
-            seen += len(rows)
-            if len(rows) < page or seen >= CLAIM_BUDGET:
-                return position, fresh
-            # a sparse pattern: look further, a larger page at a time
-            page = max(room, CLAIM_PAGE)
-            rows = await conn.fetch(self._sql.claim_read, position, page)
-
-    async def heartbeat(self, instance: str, ttl: float) -> None:
-        now = time.time()
-        sql = self._sql
-        async with self._pool_or_raise().acquire() as conn:
-            await conn.execute(sql.heartbeat, instance, now + ttl)
-            if now - self._last_sweep >= SWEEP_EVERY:
-                self._last_sweep = now
-                for statement in sql.sweep:
-                    await conn.execute(statement, now)
-
-    async def release(self, instance: str) -> None:
-        sql = self._sql
-        async with self._pool_or_raise().acquire() as conn, conn.transaction():
-            await conn.execute(sql.release[0], instance, time.time())
-            for statement in sql.release[1:]:
-                await conn.execute(statement, instance)
-            await conn.execute(sql.notify, self.channel)  # others reclaim what it held
+    async def dead_letters(
+        self, consumer: str | None, limit: int
+    ) -> list[tuple[str, int, float, str, bytes]]:
+        rows = await self._pool_or_raise().fetch(self._sql.dead_letters, consumer, limit)
+        return [(r[0], int(r[1]), float(r[2]), r[3], bytes(r[4])) for r in rows]
 
     # -- request / reply -----------------------------------------------------------------------
 
@@ -766,81 +388,6 @@ class PostgresStore(LogStore):
     async def take_replies(self, requester: str) -> list[tuple[str, bytes]]:
         rows = await self._pool_or_raise().fetch(self._sql.take_replies, requester)
         return [(r[1], bytes(r[2])) for r in sorted(rows, key=lambda r: r[0])]
-
-    # -- retention -----------------------------------------------------------------------------
-
-    async def compact(
-        self, max_age: float, max_events: int, drop_unacknowledged: bool
-    ) -> Compaction:
-        """See :meth:`LogStore.compact`. With ``drop_unacknowledged``, an event counts as lost
-        for a durable consumer if it was pending for it, or unread and matching its pattern.
-        One process compacts at a time; the others return at once with nothing done."""
-        sql = self._sql
-        now = time.time()
-        too_old = now - max_age if max_age > 0 else float("-inf")
-        async with self._pool_or_raise().acquire() as conn, conn.transaction():
-            if not await conn.fetchval(sql.compact_lock, self._compact_key):
-                return Compaction(0, 0, ())  # another process is compacting right now
-            beyond = 0
-            if max_events > 0:
-                beyond = await conn.fetchval(sql.newest_kept, max_events) or 0
-            # every event to delete is below cut
-            cut = max(beyond, await conn.fetchval(sql.newest_old, too_old) or 0) + 1
-            durables = [list(r) for r in await conn.fetch(sql.durables)]
-            for durable in durables:
-                name, pattern, position, oldest = durable
-                if oldest is None and position + 1 < cut:
-                    durable[2] = await self._skip_unwanted(conn, name, pattern, position, cut)
-            # the oldest event some durable consumer has not acknowledged
-            keeps = [pos + 1 if old is None else min(pos + 1, old) for *_, pos, old in durables]
-            keep = min(keeps) if keeps else None
-            deleted = 0
-            lost: dict[str, set[int]] = {}
-            if keep is not None and drop_unacknowledged:
-                gone = await conn.fetch(sql.delete_unacked, too_old, beyond, 2**62, keep)
-                deleted += len(gone)
-                if gone:
-                    seqs = [r[0] for r in gone]
-                    for name, seq in await conn.fetch(sql.delete_lost_pending, seqs):
-                        lost.setdefault(name, set()).add(seq)
-                    for name, pattern, pos, _ in durables:
-                        for seq, topic in gone:
-                            if seq > pos and match(pattern, topic):
-                                lost.setdefault(name, set()).add(seq)
-            bound = keep if keep is not None else 2**62
-            status = await conn.execute(sql.delete_events, too_old, beyond, bound)
-            deleted += int(status.split()[-1])
-            await conn.execute(sql.delete_idem, now - self.idempotency_window)
-        unacknowledged = len(set().union(*lost.values())) if lost else 0
-        return Compaction(deleted, unacknowledged, tuple(sorted(lost)))
-
-    async def _skip_unwanted(
-        self, conn: Any, name: str, pattern: str, position: int, cut: int
-    ) -> int:
-        """Move a durable with nothing pending past the events below ``cut`` its pattern does
-        not match, as its next claim would (a durable that is not reading must not hold the log
-        with events it will never want); its position afterwards."""
-        moved = position
-        while True:
-            rows = await conn.fetch(self._sql.topics_between, moved, cut, CLAIM_BUDGET)
-            wanted = next((seq for seq, topic in rows if match(pattern, topic)), None)
-            if wanted is not None:
-                moved = wanted - 1
-                break
-            if len(rows) < CLAIM_BUDGET:
-                moved = cut - 1  # nothing below cut is for it
-                break
-            moved = rows[-1][0]
-        if moved <= position:
-            return position
-        status = await conn.execute(self._sql.skip_to, name, position, moved)
-        return moved if status == "UPDATE 1" else position
-
-    async def dead_letters(
-        self, consumer: str | None, limit: int
-    ) -> list[tuple[str, int, float, str, bytes]]:
-        rows = await self._pool_or_raise().fetch(self._sql.dead_letters, consumer, limit)
-        return [(r[0], int(r[1]), float(r[2]), r[3], bytes(r[4])) for r in rows]
 
     # -- wake-ups ------------------------------------------------------------------------------
 

@@ -36,20 +36,26 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
-import functools
 import itertools
 import logging
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 from urllib.parse import unquote
 
-from .._topics import match
 from ._log import LogTransport
-from ._log_store import Claimed, Compaction, LogStore, Request, Row, read_filter
+from ._log_store import LogStore, Request, Row, read_filter
+from ._sqlite_consumers import SqliteConsumers
+from ._sqlite_sql import (
+    INSERT_CHUNK,
+    SCHEMA,  # also read from here (benchmarks/storage.py)
+    delete_pending,
+    immediate,
+    insert_chunk,
+    pending_chunks,
+)
 from .base import float_option, register_transport
 
 __all__ = ["SqliteStore", "SqliteTransport"]
@@ -58,100 +64,9 @@ T = TypeVar("T")
 
 logger = logging.getLogger("axonbus")
 
-SCAN = 2048  # most log rows a claim looks at in one transaction
-# events per multi-row INSERT: 6 parameters each plus the origin, under 999 (the parameter limit
-# of SQLite before 3.32)
-INSERT_CHUNK = 128
-# offsets per DELETE / INSERT OR IGNORE of pending rows (acknowledgements, claims)
-PENDING_CHUNK = 64
 CHECKPOINT_EVERY = 2000  # operations written between two checkpoints from the reader thread
 CHECKPOINT_BACKSTOP = 10_000  # WAL pages before the writer checkpoints by itself
 SYNCHRONOUS = ("off", "normal", "full", "extra")
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS {p}events (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    ts REAL NOT NULL, topic TEXT NOT NULL, event_id TEXT NOT NULL, origin TEXT NOT NULL,
-    data BLOB NOT NULL);
-CREATE INDEX IF NOT EXISTS {p}events_ts ON {p}events (ts);
-CREATE INDEX IF NOT EXISTS {p}events_id ON {p}events (event_id);
-CREATE TABLE IF NOT EXISTS {p}consumers (
-    name TEXT PRIMARY KEY, kind TEXT NOT NULL, pattern TEXT NOT NULL,
-    position INTEGER NOT NULL, updated REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS {p}pending (
-    consumer TEXT NOT NULL, seq INTEGER NOT NULL, attempts INTEGER NOT NULL, owner TEXT,
-    visible_at REAL NOT NULL, PRIMARY KEY (consumer, seq)) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS {p}pending_owner ON {p}pending (owner);
-CREATE TABLE IF NOT EXISTS {p}dead (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, consumer TEXT NOT NULL, seq INTEGER NOT NULL,
-    ts REAL NOT NULL, error TEXT NOT NULL, data BLOB);
-CREATE TABLE IF NOT EXISTS {p}instances (instance TEXT PRIMARY KEY, expires REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS {p}idem (key TEXT PRIMARY KEY, event_id TEXT NOT NULL, ts REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS {p}responders (
-    instance TEXT NOT NULL, pattern TEXT NOT NULL, expires REAL NOT NULL,
-    PRIMARY KEY (instance, pattern));
-CREATE TABLE IF NOT EXISTS {p}requests (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, pattern TEXT NOT NULL, requester TEXT NOT NULL,
-    request_id TEXT NOT NULL, deadline REAL, data BLOB NOT NULL);
-CREATE INDEX IF NOT EXISTS {p}requests_pattern ON {p}requests (pattern, id);
-CREATE TABLE IF NOT EXISTS {p}replies (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, requester TEXT NOT NULL, request_id TEXT NOT NULL,
-    frame BLOB NOT NULL);
-CREATE INDEX IF NOT EXISTS {p}replies_requester ON {p}replies (requester);
-"""
-
-
-@functools.cache
-def _insert_chunk(prefix: str) -> str:
-    """INSERT of INSERT_CHUNK events whose parameters are their "pub" operations, one after the
-    other (6 each: "pub", topic, data, event id, timestamp, key), then the origin."""
-    origin = 6 * INSERT_CHUNK + 1
-    rows = ", ".join(
-        f"(?{6 * r + 2}, ?{6 * r + 3}, ?{6 * r + 4}, ?{6 * r + 5}, ?{origin})"
-        for r in range(INSERT_CHUNK)
-    )
-    return f"INSERT INTO {prefix}events (topic, data, event_id, ts, origin) VALUES {rows}"
-
-
-@functools.cache
-def _delete_pending(prefix: str) -> str:
-    """DELETE of PENDING_CHUNK pending rows of one consumer: ?1 the consumer, then the offsets."""
-    offsets = ", ".join(f"?{r + 2}" for r in range(PENDING_CHUNK))
-    return f"DELETE FROM {prefix}pending WHERE consumer = ?1 AND seq IN ({offsets})"
-
-
-@functools.cache
-def _insert_pending(prefix: str) -> str:
-    """INSERT OR IGNORE of PENDING_CHUNK new pending rows: ?1 the consumer, ?2 the owner, ?3 the
-    time, then the offsets."""
-    rows = ", ".join(f"(?1, ?{r + 4}, 1, ?2, ?3)" for r in range(PENDING_CHUNK))
-    return (
-        f"INSERT OR IGNORE INTO {prefix}pending (consumer, seq, attempts, owner, visible_at) "
-        f"VALUES {rows}"
-    )
-
-
-def _pending_chunks(offsets: list[int]) -> Iterator[list[int]]:
-    """``offsets`` in lists of exactly PENDING_CHUNK, the last one padded with its last offset:
-    for the statements above a repeated offset changes nothing, and one statement (one step, so
-    one release of the GIL) replaces up to PENDING_CHUNK."""
-    for k in range(0, len(offsets), PENDING_CHUNK):
-        chunk = offsets[k : k + PENDING_CHUNK]
-        if len(chunk) < PENDING_CHUNK:
-            chunk += [chunk[-1]] * (PENDING_CHUNK - len(chunk))
-        yield chunk
-
-
-@contextlib.contextmanager
-def _immediate(conn: sqlite3.Connection) -> Iterator[None]:
-    """A write transaction that takes the write lock at once: committed, or rolled back."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
 
 
 def sqlite_path(url: str) -> str:
@@ -166,7 +81,7 @@ def sqlite_path(url: str) -> str:
     return path
 
 
-class SqliteStore(LogStore):
+class SqliteStore(SqliteConsumers, LogStore):
     """The log in a SQLite file: a writer thread, a reader thread, a poller on the loop."""
 
     def __init__(
@@ -226,7 +141,7 @@ class SqliteStore(LogStore):
         # checkpoints run in the reader thread (see write); this is only the backstop for a
         # WAL that grows while the reader is busy
         conn.execute(f"PRAGMA wal_autocheckpoint={CHECKPOINT_BACKSTOP}")
-        with _immediate(conn):  # creating the tables: one process at a time
+        with immediate(conn):  # creating the tables: one process at a time
             for statement in SCHEMA.format(p=self.prefix).split(";"):
                 if statement.strip():
                     conn.execute(statement)
@@ -286,7 +201,7 @@ class SqliteStore(LogStore):
         the loop goes on encoding meanwhile), the rest through executemany."""
         full = len(run) - len(run) % INSERT_CHUNK
         if full:
-            sql = _insert_chunk(self.prefix)
+            sql = insert_chunk(self.prefix)
             for k in range(0, full, INSERT_CHUNK):
                 params = list(itertools.chain.from_iterable(run[k : k + INSERT_CHUNK]))
                 params.append(self.origin)
@@ -300,7 +215,7 @@ class SqliteStore(LogStore):
         p = self.prefix
         now = time.time()
         results: list[Any] = [None] * len(ops)
-        with _immediate(conn):
+        with immediate(conn):
             (last,) = conn.execute(
                 "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = ?), 0)",
                 (f"{p}events",),
@@ -325,8 +240,8 @@ class SqliteStore(LogStore):
                         acks.setdefault(ops[i][1], []).append(ops[i][2])
                         i += 1
                     for consumer, offsets in acks.items():
-                        for chunk in _pending_chunks(offsets):
-                            conn.execute(_delete_pending(p), (consumer, *chunk))
+                        for chunk in pending_chunks(offsets):
+                            conn.execute(delete_pending(p), (consumer, *chunk))
                     continue
                 i += 1
                 if kind == "pub":
@@ -469,140 +384,7 @@ class SqliteStore(LogStore):
             )
         )
 
-    # -- claims and the other short transactions (writer thread) --------------------------------
-
-    async def claim(
-        self,
-        consumer: str,
-        matches: Callable[[str], bool],
-        owner: str,
-        limit: int,
-        *,
-        durable: bool,
-    ) -> list[Claimed]:
-        return await self._in_writer(self._claim, consumer, matches, owner, limit, durable)
-
-    def _reclaimable(self, consumer: str, now: float, limit: int) -> list[tuple[int, int]]:
-        assert self._w is not None
-        p = self.prefix
-        return list(
-            self._w.execute(
-                f"SELECT seq, attempts FROM {p}pending WHERE consumer = ? AND visible_at <= ? "
-                f"AND (owner IS NULL OR owner NOT IN "
-                f"(SELECT instance FROM {p}instances WHERE expires > ?)) ORDER BY seq LIMIT ?",
-                (consumer, now, now, limit),
-            )
-        )
-
-    def _claim(
-        self,
-        consumer: str,
-        matches: Callable[[str], bool],
-        owner: str,
-        limit: int,
-        durable: bool,
-    ) -> list[Claimed]:
-        conn = self._w
-        assert conn is not None
-        p = self.prefix
-        now = time.time()
-        # look first without the write lock: most claims find nothing to do
-        found = conn.execute(
-            f"SELECT position FROM {p}consumers WHERE name = ?", (consumer,)
-        ).fetchone()
-        if found is None:
-            return []
-        (head,) = conn.execute(f"SELECT COALESCE(MAX(seq), 0) FROM {p}events").fetchone()
-        if head <= found[0] and not (durable and self._reclaimable(consumer, now, 1)):
-            return []
-        with _immediate(conn):
-            claimed = self._claim_locked(consumer, matches, owner, limit, durable, now)
-        return claimed
-
-    def _claim_locked(
-        self,
-        consumer: str,
-        matches: Callable[[str], bool],
-        owner: str,
-        limit: int,
-        durable: bool,
-        now: float,
-    ) -> list[Claimed]:
-        conn = self._w
-        assert conn is not None
-        p = self.prefix
-        claimed: list[Claimed] = []
-        if durable:
-            for seq, attempts in self._reclaimable(consumer, now, limit):
-                data = conn.execute(f"SELECT data FROM {p}events WHERE seq = ?", (seq,)).fetchone()
-                if data is None:  # removed by retention=drop: nothing left to deliver
-                    conn.execute(
-                        f"DELETE FROM {p}pending WHERE consumer = ? AND seq = ?", (consumer, seq)
-                    )
-                    continue
-                conn.execute(
-                    f"UPDATE {p}pending SET attempts = ?, owner = ?, visible_at = ? "
-                    "WHERE consumer = ? AND seq = ?",
-                    (attempts + 1, owner, now, consumer, seq),
-                )
-                claimed.append(Claimed(seq, attempts + 1, data[0]))
-        (position,) = conn.execute(
-            f"SELECT position FROM {p}consumers WHERE name = ?", (consumer,)
-        ).fetchone()
-        fresh: list[Claimed] = []
-        scanned = 0
-        while len(claimed) + len(fresh) < limit and scanned < SCAN:
-            rows = conn.execute(
-                f"SELECT seq, topic, data FROM {p}events WHERE seq > ? ORDER BY seq LIMIT ?",
-                (position, limit),
-            ).fetchall()
-            if not rows:
-                break
-            for seq, topic, data in rows:
-                position = seq
-                scanned += 1
-                if matches(topic):
-                    fresh.append(Claimed(seq, 1, data))
-                    if len(claimed) + len(fresh) >= limit:
-                        break
-        if durable and fresh:
-            for chunk in _pending_chunks([c.offset for c in fresh]):
-                conn.execute(_insert_pending(p), (consumer, owner, now, *chunk))
-        conn.execute(
-            f"UPDATE {p}consumers SET position = ?, updated = ? WHERE name = ?",
-            (position, now, consumer),
-        )
-        return sorted(claimed + fresh)
-
-    async def heartbeat(self, instance: str, ttl: float) -> None:
-        await self._in_writer(self._heartbeat, instance, ttl)
-
-    def _heartbeat(self, instance: str, ttl: float) -> None:
-        assert self._w is not None
-        now = time.time()
-        p = self.prefix
-        with _immediate(self._w):
-            self._w.execute(
-                f"INSERT OR REPLACE INTO {p}instances (instance, expires) VALUES (?, ?)",
-                (instance, now + ttl),
-            )
-            # forget processes dead for an hour (their deliveries were reclaimable long ago)
-            self._w.execute(f"DELETE FROM {p}instances WHERE expires < ?", (now - 3600,))
-            self._w.execute(f"DELETE FROM {p}responders WHERE expires < ?", (now - 3600,))
-
-    async def release(self, instance: str) -> None:
-        await self._in_writer(self._release, instance)
-
-    def _release(self, instance: str) -> None:
-        assert self._w is not None
-        p = self.prefix
-        with _immediate(self._w):
-            self._w.execute(
-                f"UPDATE {p}pending SET owner = NULL, visible_at = ? WHERE owner = ?",
-                (time.time(), instance),
-            )
-            self._w.execute(f"DELETE FROM {p}responders WHERE instance = ?", (instance,))
-            self._w.execute(f"DELETE FROM {p}instances WHERE instance = ?", (instance,))
+    # -- request / reply (writer thread) -------------------------------------------------------
 
     async def take_requests(self, patterns: list[str], limit: int) -> list[Request]:
         return await self._in_writer(self._take_requests, patterns, limit)
@@ -629,90 +411,6 @@ class SqliteStore(LogStore):
             (requester,),
         ).fetchall()
         return [(r[0], r[1]) for r in rows]
-
-    async def compact(
-        self, max_age: float, max_events: int, drop_unacknowledged: bool
-    ) -> Compaction:
-        return await self._in_writer(self._compact, max_age, max_events, drop_unacknowledged)
-
-    def _compact(self, max_age: float, max_events: int, drop: bool) -> Compaction:
-        conn = self._w
-        assert conn is not None
-        p = self.prefix
-        now = time.time()
-        with _immediate(conn):
-            # the first event each durable consumer still needs: its oldest pending one, or
-            # the one after its position
-            needs = dict(
-                conn.execute(
-                    f"SELECT c.name, COALESCE((SELECT MIN(seq) FROM {p}pending "
-                    f"WHERE consumer = c.name), c.position + 1) "
-                    f"FROM {p}consumers c WHERE c.kind = 'durable'"
-                ).fetchall()
-            )
-            cut = 0  # delete events with seq < cut (and, by age, older than max_age)
-            if max_events:
-                row = conn.execute(
-                    f"SELECT seq FROM {p}events ORDER BY seq DESC LIMIT 1 OFFSET ?",
-                    (max_events,),
-                ).fetchone()
-                if row is not None:
-                    cut = row[0] + 1
-            if max_age:
-                row = conn.execute(
-                    f"SELECT MAX(seq) FROM {p}events WHERE ts < ?", (now - max_age,)
-                ).fetchone()
-                if row[0] is not None:
-                    cut = max(cut, row[0] + 1)
-            if any(need < cut for need in needs.values()):
-                needs = self._skip_unwanted(conn, needs, cut)
-            unacknowledged = 0
-            lost: tuple[str, ...] = ()
-            if needs:
-                keep_from = min(needs.values())
-                if cut > keep_from:
-                    if drop:
-                        (unacknowledged,) = conn.execute(
-                            f"SELECT COUNT(*) FROM {p}events WHERE seq >= ? AND seq < ?",
-                            (keep_from, cut),
-                        ).fetchone()
-                        lost = tuple(sorted(n for n, s in needs.items() if s < cut))
-                    else:
-                        cut = keep_from
-            deleted = conn.execute(f"DELETE FROM {p}events WHERE seq < ?", (cut,)).rowcount
-            conn.execute(f"DELETE FROM {p}idem WHERE ts < ?", (now - self.idempotency_window,))
-        return Compaction(deleted, unacknowledged, lost)
-
-    def _skip_unwanted(
-        self, conn: sqlite3.Connection, needs: dict[str, int], cut: int
-    ) -> dict[str, int]:
-        """Move durables that are not reading (stopped, or behind) past the events below ``cut``
-        that their pattern does not match, as their next claim would: such events must not hold
-        the log. Returns the updated first-needed offsets."""
-        p = self.prefix
-        patterns = dict(
-            conn.execute(f"SELECT name, pattern FROM {p}consumers WHERE kind = 'durable'")
-        )
-        updated = dict(needs)
-        for name, need in needs.items():
-            (pending,) = conn.execute(
-                f"SELECT MIN(seq) FROM {p}pending WHERE consumer = ?", (name,)
-            ).fetchone()
-            if need >= cut or pending is not None or name not in patterns:
-                continue
-            position = need - 1
-            for seq, topic in conn.execute(
-                f"SELECT seq, topic FROM {p}events WHERE seq > ? AND seq < ? ORDER BY seq",
-                (position, cut),
-            ):
-                if match(patterns[name], topic):
-                    break
-                position = seq
-            else:
-                position = max(position, cut - 1)
-            conn.execute(f"UPDATE {p}consumers SET position = ? WHERE name = ?", (position, name))
-            updated[name] = position + 1
-        return updated
 
     # -- changes -------------------------------------------------------------------------------
 
