@@ -261,9 +261,9 @@ async def test_publishers_learn_when_the_stream_appears_and_goes(url: str, name:
         async with Bus(url, name=name) as consumer:
             consumer.subscribe("late.x", lambda e: None, durable="late")
             await consumer.flush()
-            await _eventually(stored, 3)  # the stream-created advisory
+            await _eventually(stored, 10)  # the stream-created advisory
         await delete_nats_stream(url, name)
-        await _eventually(lambda: not stored(), 3)  # and the deleted one
+        await _eventually(lambda: not stored(), 10)  # and the deleted one
         await publisher.publish("late.x", 1)
         await publisher.flush()  # not stuck waiting for PubAcks from a stream that is gone
 
