@@ -11,6 +11,7 @@ import axonbus
 PUBLIC_MODULES = [
     "axonbus",
     "axonbus.channels",
+    "axonbus.runtime",
     "axonbus.sync",
     "axonbus.testing",
     "axonbus.transports",
@@ -47,8 +48,39 @@ def test_pinned_names_are_exported() -> None:
     assert set(axonbus.__all__) >= PINNED
 
 
-def test_every_exception_is_an_axonbus_error() -> None:
-    for attr in axonbus.__all__:
-        obj = getattr(axonbus, attr)
+RUNTIME_PINNED = {  # DESIGN.md "Runtime (actors), seed 002"
+    "AgentRuntime",
+    "Agent",
+    "RoutedAgent",
+    "handler",
+    "message_handler",
+    "event",
+    "rpc",
+    "AgentId",
+    "TopicId",
+    "TypeSubscription",
+    "TypePrefixSubscription",
+    "DefaultTopicId",
+    "MessageContext",
+    "CancellationToken",
+    "AgentNotFound",
+    "Undeliverable",
+    "RequestTimeout",
+    "RemoteError",
+}
+
+
+def test_pinned_runtime_names_are_exported() -> None:
+    runtime = importlib.import_module("axonbus.runtime")
+    assert set(runtime.__all__) >= RUNTIME_PINNED
+
+
+@pytest.mark.parametrize("name", ["axonbus", "axonbus.runtime"])
+def test_every_exception_is_an_axonbus_error(name: str) -> None:
+    module = importlib.import_module(name)
+    for attr in module.__all__:
+        obj = getattr(module, attr)
         if isinstance(obj, type) and issubclass(obj, Exception):
             assert issubclass(obj, axonbus.AxonbusError), attr
+            # every runtime exception is also importable from the top level
+            assert getattr(axonbus, attr) is obj, attr

@@ -12,14 +12,20 @@
 from ._bus import Bus
 from ._events import Context, Envelope, Event
 from ._exceptions import (
+    AgentError,
+    AgentNotBound,
+    AgentNotFound,
     AxonbusError,
     BusClosed,
     BusNotStarted,
+    CantHandle,
     ConnectionLost,
+    DeadlockDetected,
     DecodeError,
     InvalidHandler,
     InvalidTopic,
     LifecycleError,
+    MessageDropped,
     MessageTooLarge,
     NoEventLog,
     NoResponders,
@@ -28,7 +34,10 @@ from ._exceptions import (
     RemoteError,
     RequestError,
     RequestTimeout,
+    RuntimeClosed,
+    RuntimeNotStarted,
     TransportError,
+    Undeliverable,
 )
 from ._middleware import Middleware
 from ._replay import fold
@@ -41,13 +50,18 @@ from ._topics import match
 __version__ = "0.1.0"
 
 __all__ = [
+    "AgentError",
+    "AgentNotBound",
+    "AgentNotFound",
     "AxonbusError",
     "Bus",
     "BusClosed",
     "BusNotStarted",
+    "CantHandle",
     "ConnectionLost",
     "Context",
     "DeadLetter",
+    "DeadlockDetected",
     "DecodeError",
     "Envelope",
     "Event",
@@ -56,6 +70,7 @@ __all__ = [
     "InvalidHandler",
     "InvalidTopic",
     "LifecycleError",
+    "MessageDropped",
     "MessageTooLarge",
     "Middleware",
     "NoEventLog",
@@ -68,9 +83,12 @@ __all__ = [
     "RequestError",
     "RequestTimeout",
     "Retry",
+    "RuntimeClosed",
+    "RuntimeNotStarted",
     "Subscription",
     "SubscriptionStats",
     "TransportError",
+    "Undeliverable",
     "Waiter",
     "__version__",
     "fold",

@@ -7,7 +7,10 @@
     ├── InvalidHandler          (also TypeError)
     ├── LifecycleError
     │   ├── BusNotStarted
-    │   └── BusClosed
+    │   ├── BusClosed
+    │   ├── RuntimeNotStarted   (also RuntimeError)
+    │   ├── RuntimeClosed       (also RuntimeError)
+    │   └── AgentNotBound       (also RuntimeError)
     ├── QueueFull
     ├── MessageTooLarge         (also ValueError)
     ├── DecodeError             (also ValueError)
@@ -18,20 +21,35 @@
     ├── TransportError
     │   ├── ConnectionLost
     │   └── NoEventLog
-    └── RedeliveryExhausted
+    ├── RedeliveryExhausted
+    └── AgentError
+        ├── AgentNotFound       (also LookupError)
+        ├── CantHandle
+        ├── MessageDropped
+        ├── Undeliverable
+        └── DeadlockDetected
+
+The actor runtime (``axonbus.runtime``) raises ``AgentError`` and its subclasses, the runtime
+lifecycle errors, and reuses ``RequestTimeout`` and ``RemoteError`` for ``send_message``.
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "AgentError",
+    "AgentNotBound",
+    "AgentNotFound",
     "AxonbusError",
     "BusClosed",
     "BusNotStarted",
+    "CantHandle",
     "ConnectionLost",
+    "DeadlockDetected",
     "DecodeError",
     "InvalidHandler",
     "InvalidTopic",
     "LifecycleError",
+    "MessageDropped",
     "MessageTooLarge",
     "NoEventLog",
     "NoResponders",
@@ -40,7 +58,10 @@ __all__ = [
     "RemoteError",
     "RequestError",
     "RequestTimeout",
+    "RuntimeClosed",
+    "RuntimeNotStarted",
     "TransportError",
+    "Undeliverable",
 ]
 
 
@@ -77,6 +98,27 @@ class BusNotStarted(LifecycleError):
 
 class BusClosed(LifecycleError):
     """Publishing on, or starting, a bus that is closing or closed."""
+
+
+class RuntimeNotStarted(LifecycleError, RuntimeError):
+    """``send_message`` / ``publish_message`` / ``stop_when_idle`` on an agent runtime that is not
+    running: never started, stopping, or stopped.
+
+    Call ``runtime.start()`` (or use ``async with AgentRuntime() as runtime``) first.
+    """
+
+
+class RuntimeClosed(LifecycleError, RuntimeError):
+    """Starting, or registering on, an agent runtime after ``close()``; create a new one."""
+
+
+class AgentNotBound(LifecycleError, RuntimeError):
+    """An agent's ``id`` or ``runtime`` was read before a runtime bound it, or
+    ``AgentInstantiationContext`` was read outside a factory call.
+
+    Agents get their id when the runtime creates them through a registered factory, or when
+    registered with ``register_agent_instance``; constructing one by hand binds nothing.
+    """
 
 
 class QueueFull(AxonbusError):
@@ -163,3 +205,39 @@ class RedeliveryExhausted(AxonbusError):
 
 class NoEventLog(TransportError):
     """The bus's transport keeps no event log, so it cannot replay or query past events."""
+
+
+class AgentError(AxonbusError):
+    """Base class of the actor runtime's delivery errors (``axonbus.runtime``)."""
+
+
+class AgentNotFound(AgentError, LookupError):
+    """``send_message`` (or ``get(..., lazy=False)``) to an agent type with no factory registered,
+    or to a key of a type registered only with ``register_agent_instance``."""
+
+    def __init__(self, agent_id: str, reason: str = "no agent type registered") -> None:
+        super().__init__(f"agent {agent_id!r} not found: {reason}")
+        self.agent_id = agent_id
+
+
+class CantHandle(AgentError):
+    """The recipient of ``send_message`` has no handler for the message's type (and its
+    ``on_unhandled_message`` did not handle it), or a handler raised it on purpose."""
+
+
+class MessageDropped(AgentError):
+    """An intervention handler returned ``DropMessage`` for a ``send_message`` or for its
+    response; the message (or the reply) went nowhere."""
+
+
+class Undeliverable(AgentError):
+    """The recipient's worker went away before the message was handled: the runtime stopped
+    with the message still queued or being handled, or (across processes) the worker hosting
+    the agent left."""
+
+
+class DeadlockDetected(AgentError):
+    """``send_message`` from inside a handler would wait forever: the recipient handles one
+    message at a time and is busy waiting, directly or through a chain of such agents, for the
+    sender itself. Reply by ``publish_message``, or register the recipient with
+    ``concurrency=2`` or more."""

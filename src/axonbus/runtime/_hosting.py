@@ -1,0 +1,335 @@
+"""The agents that live in this process: one :class:`Host` (mailbox + workers) per instance.
+
+A host's mailbox is an unbounded FIFO of ``(message, ctx, reply)``; ``reply`` is the caller's
+future for a send and None for a publish. Its ``concurrency`` worker tasks (1 by default) live as
+long as the runtime runs and await the agent's handler directly: no task per message. So one
+instance handles one message at a time, in order, unless it opted into more.
+
+Unbounded because every send's caller awaits its own reply (it cannot run ahead), and a
+publisher is the one place that could: like autogen-core's queue, publishes are not throttled.
+
+Cancelling a send (its token, its timeout, or the caller being cancelled) settles the caller's
+future first, then cancels the worker task *while it is inside that handler*; the worker
+absorbs that one cancellation (``Task.uncancel``) and goes on with the next message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any
+
+from .._exceptions import (
+    CantHandle,
+    DeadlockDetected,
+    RemoteError,
+    RequestTimeout,
+    Undeliverable,
+)
+from ._context import handling_agent
+
+if TYPE_CHECKING:
+    from ._agent import Agent
+    from ._context import MessageContext
+    from ._ids import AgentId
+
+__all__ = ["Host", "Hosts", "Worker", "current_worker", "deadlock_error"]
+
+logger = logging.getLogger("axonbus.runtime")
+
+Item = tuple[Any, "MessageContext", "asyncio.Future[Any] | None"]
+
+#: the worker whose handler is running in this task (None outside handlers)
+current_worker: ContextVar[Worker | None] = ContextVar("axonbus_current_worker", default=None)
+
+
+class Worker:
+    __slots__ = ("cancel_current", "current", "host", "retired", "task", "waiting_on")
+
+    def __init__(self, host: Host) -> None:
+        self.host = host
+        self.retired = False  # set at stop: finish the current message, take no more
+        self.task: asyncio.Task[None] | None = None
+        self.current: asyncio.Future[Any] | None = None  # the reply of the send being handled
+        self.cancel_current = False  # we cancelled the task to cancel the current handler
+        self.waiting_on: Host | None = None  # the host this handler awaits a reply from
+
+
+class Host:
+    """One local agent instance with its mailbox and workers."""
+
+    __slots__ = (
+        "agent",
+        "busy",
+        "concurrency",
+        "hosts",
+        "id",
+        "idle",
+        "queue",
+        "workers",
+    )
+
+    def __init__(self, hosts: Hosts, agent: Agent, agent_id: AgentId, concurrency: int) -> None:
+        self.hosts = hosts
+        self.agent = agent
+        self.id = agent_id
+        self.concurrency = concurrency
+        self.queue: deque[Item] = deque()
+        self.idle: list[asyncio.Future[None]] = []  # workers waiting for mail
+        self.workers: list[Worker] = []
+        self.busy = 0  # handlers running now
+
+    def __repr__(self) -> str:
+        return f"<Host {self.id} queued={len(self.queue)} busy={self.busy}/{self.concurrency}>"
+
+    # -- mail ----------------------------------------------------------------------------------
+
+    def post(self, item: Item) -> None:
+        self.queue.append(item)
+        self.hosts.pending += 1
+        if self.idle:
+            self.idle.pop().set_result(None)
+
+    def cancel_send(self, reply: asyncio.Future[Any]) -> None:
+        """The send's token was cancelled: the caller sees CancelledError, the handler too."""
+        if not reply.done():
+            reply.cancel()
+        self.abort(reply)
+
+    def expire(self, reply: asyncio.Future[Any], timeout: float) -> None:
+        """The send's timeout passed: the caller sees RequestTimeout; the handler is cancelled."""
+        if not reply.done():
+            reply.set_exception(RequestTimeout(str(self.id), timeout))
+        self.abort(reply)
+
+    def abort(self, reply: asyncio.Future[Any]) -> None:
+        """Cancel the handler working on ``reply``, if one is (a queued one is skipped later,
+        since its reply is already settled)."""
+        for w in self.workers:
+            if w.current is reply:
+                if not w.cancel_current and w.task is not asyncio.current_task():
+                    w.cancel_current = True
+                    assert w.task is not None
+                    w.task.cancel()
+                return
+
+    # -- workers -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        while len(self.workers) < self.concurrency:
+            w = Worker(self)
+            w.task = asyncio.get_running_loop().create_task(
+                self._work(w), name=f"axonbus-agent:{self.id}"
+            )
+            self.workers.append(w)
+
+    def flush(self) -> None:
+        """Stop taking mail: queued sends fail with Undeliverable, queued publishes are dropped,
+        idle workers exit, busy ones after their current message."""
+        for w in self.workers:
+            w.retired = True
+        dropped = 0
+        while self.queue:
+            message, _, reply = self.queue.popleft()
+            self.hosts.pending -= 1
+            if reply is None:
+                dropped += 1
+            elif not reply.done():
+                reply.set_exception(
+                    Undeliverable(
+                        f"the runtime stopped before {self.id} handled {type(message).__qualname__}"
+                    )
+                )
+        if dropped:
+            logger.info("%s: dropped %d queued published messages at stop", self.id, dropped)
+        for fut in self.idle:
+            if not fut.done():
+                fut.set_result(None)
+        self.idle.clear()
+
+    async def _work(self, w: Worker) -> None:
+        handling_agent.set(self.id)
+        current_worker.set(w)
+        queue = self.queue
+        hosts = self.hosts
+        on_message = self.agent.on_message
+        loop = asyncio.get_running_loop()
+        while not w.retired:
+            if not queue:
+                fut = loop.create_future()
+                self.idle.append(fut)
+                await fut
+                continue
+            message, ctx, reply = queue.popleft()
+            if reply is not None:
+                if reply.done():  # cancelled or timed out while queued
+                    hosts.settle()
+                    continue
+                w.current = reply
+            self.busy += 1
+            try:
+                result = await on_message(message, ctx)
+            except BaseException as exc:  # cancellations included: _failed sorts them out
+                stop = self._failed(w, exc, message, reply)
+                w.current = None
+                self.busy -= 1
+                hosts.settle()
+                if stop:
+                    raise
+            else:
+                if reply is not None:
+                    w.current = None
+                    if not reply.done():
+                        reply.set_result(result)
+                    if w.cancel_current:  # the handler swallowed our cancellation
+                        w.cancel_current = False
+                        assert w.task is not None
+                        w.task.uncancel()
+                self.busy -= 1
+                hosts.settle()
+
+    def _failed(
+        self, w: Worker, exc: BaseException, message: Any, reply: asyncio.Future[Any] | None
+    ) -> bool:
+        """Settle a failed handler call; True when the worker itself was stopped."""
+        task = w.task
+        assert task is not None
+        if isinstance(exc, asyncio.CancelledError):
+            if w.cancel_current:
+                w.cancel_current = False
+                if task.uncancel() == 0:
+                    return False  # only this send was cancelled; its caller already knows
+            if task.cancelling():
+                if reply is not None and not reply.done():
+                    reply.set_exception(
+                        Undeliverable(f"the runtime stopped while {self.id} was handling it")
+                    )
+                return True
+            # the handler raised CancelledError of its own accord: a failure like any other
+        if reply is not None:
+            if not reply.done():
+                reply.set_exception(self._remote(exc))
+            return False
+        logger.error(
+            "%s failed handling published %s",
+            self.id,
+            type(message).__qualname__,
+            exc_info=exc,
+        )
+        self.hosts.report(exc)
+        return False
+
+    def _remote(self, exc: BaseException) -> BaseException:
+        if isinstance(exc, CantHandle):
+            return exc
+        err = RemoteError(type(exc).__name__, str(exc), topic=str(self.id))
+        err.__cause__ = exc  # in-process only: the original traceback, for debugging
+        return err
+
+
+class Hosts:
+    """Every local host, the count of messages queued or being handled, and idle waiting."""
+
+    __slots__ = ("_idle", "by_id", "failure", "keep_failure", "pending", "running")
+
+    def __init__(self, *, keep_failure: bool) -> None:
+        self.by_id: dict[AgentId, Host] = {}
+        self.pending = 0
+        self.running = False
+        self.keep_failure = keep_failure
+        self.failure: BaseException | None = None
+        self._idle: list[asyncio.Future[None]] = []
+
+    def add(self, agent: Agent, agent_id: AgentId, concurrency: int) -> Host:
+        host = Host(self, agent, agent_id, concurrency)
+        self.by_id[agent_id] = host
+        if self.running:
+            host.start()
+        return host
+
+    def settle(self) -> None:
+        self.pending -= 1
+        if self.pending <= 0 and self._idle:
+            self._wake_idle()
+
+    def _wake_idle(self) -> None:
+        for fut in self._idle:
+            if not fut.done():
+                fut.set_result(None)
+        self._idle.clear()
+
+    def report(self, exc: BaseException) -> None:
+        if self.keep_failure and self.failure is None:
+            self.failure = exc
+
+    async def wait_idle(self) -> None:
+        while self.pending > 0:
+            fut = asyncio.get_running_loop().create_future()
+            self._idle.append(fut)
+            await fut
+
+    def start(self) -> None:
+        self.running = True
+        for host in list(self.by_id.values()):
+            host.start()
+
+    async def stop(self, timeout: float | None) -> None:
+        """Fail or drop what is queued, let running handlers finish for up to ``timeout``
+        seconds, then cancel them (their callers get Undeliverable)."""
+        self.running = False
+        hosts = list(self.by_id.values())
+        for host in hosts:
+            host.flush()
+        me = asyncio.current_task()  # a handler may stop the runtime: it cannot wait for itself
+        tasks = [w.task for host in hosts for w in host.workers if w.task not in (None, me)]
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=timeout)
+            if late:
+                logger.warning("cancelling %d agent handlers still running at stop", len(late))
+                for task in late:
+                    task.cancel()
+                _, stuck = await asyncio.wait(late, timeout=5.0)
+                for task in stuck:
+                    logger.error("%s ignores cancellation; abandoning it", task.get_name())
+            for task in tasks:
+                if task.done() and not task.cancelled() and task.exception() is not None:
+                    logger.error("%s crashed", task.get_name(), exc_info=task.exception())
+        for host in hosts:
+            host.workers.clear()  # retired; one still running (abandoned, or ours) exits after
+        # what is left is what retired workers still handle; they settle it when they finish
+        self.pending = sum(host.busy for host in hosts)
+        if not self.pending:
+            self._wake_idle()
+
+
+def _wait_chain(target: Host, me: Host) -> list[Host] | None:
+    """The hosts ``target`` waits on, ending at ``me``, when each is busy with one message at a
+    time: then a send from ``me`` to ``target`` would never be answered. None otherwise."""
+    chain: list[Host] = []
+    host: Host | None = target
+    for _ in range(len(target.hosts.by_id) + 1):
+        if host is None or host.concurrency != 1 or host.busy < 1:
+            return None
+        chain.append(host)
+        if host is me:
+            return chain
+        host = host.workers[0].waiting_on if host.workers else None
+    return None
+
+
+def deadlock_error(target: Host, me: Host) -> DeadlockDetected | None:
+    """The error for a send from ``me`` to ``target`` that could never be answered, if so."""
+    chain = _wait_chain(target, me)
+    if chain is None:
+        return None
+    if len(chain) == 1:
+        what = f"{me.id} sent a message to itself while handling one"
+    else:
+        path = " -> ".join(str(h.id) for h in [me, *chain])
+        what = f"{me.id} would wait for a reply that never comes: {path} all wait on each other"
+    return DeadlockDetected(
+        f"{what} (each handles one message at a time). Publish instead of sending, or register "
+        "one of them with concurrency >= 2."
+    )
