@@ -29,6 +29,11 @@ orjson per event and decode it on receipt, axonbus sends its JSON envelope.
   ``publish_async`` with the acks awaited per batch, a pull consumer ``fetch``\\ing batches and
   acknowledging each message.
 - ``nats-rpc``: sequential ``await bus.request`` against ``await nc.request``.
+- ``rt-nats-send``: the actor runtime across processes: sequential ``await
+  client.send_message(Ask(i), AgentId("echo", "default"))`` from a runtime that hosts no agents
+  to an agent on a worker runtime (its own bus and connection; same process), against ``await
+  nc.request``; ``Bus.request`` on the same buses for context. The agent is created, and the
+  client knows where it lives, before the timed part.
 
 Each workload runs every implementation once on a few events (warm-up: connections, scripts,
 JIT-free caches), then ``rounds`` interleaved rounds in alternating order (A B C, C B A, ...),
@@ -49,7 +54,7 @@ import os
 import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
-from functools import partial
+from functools import cache, partial
 from typing import Any
 
 from ._harness import (
@@ -604,6 +609,68 @@ async def nats_rpc_raw(n: int) -> Lap:
         return t0.stop()
 
 
+# -- nats: the actor runtime across processes ---------------------------------------------------
+
+
+@cache
+def _runtime_echo() -> tuple[Any, Any]:
+    """The rt-nats-send message and agent: ``Ask(n)`` is answered with ``{"n": n}``, the reply
+    of the raw anchor (a dataclass in, JSON out, like a typical tool call)."""
+    rt: Any = require("axonbus.runtime")
+
+    @dataclass
+    class Ask:
+        n: int
+
+    class Echo(rt.RoutedAgent):  # type: ignore[misc]
+        @rt.rpc  # type: ignore[untyped-decorator]
+        async def answer(self, message: Ask, ctx: Any) -> dict[str, int]:
+            return {"n": message.n}
+
+    return Ask, Echo
+
+
+async def _first_send(client: Any, message: Any, recipient: Any, timeout: float = 10.0) -> Any:
+    """The first send, retried until the client has learned which worker hosts the agent."""
+    ax, rt = require("axonbus"), require("axonbus.runtime")
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        try:
+            return await client.send_message(message, recipient, timeout=RPC_TIMEOUT)
+        except (rt.AgentNotFound, rt.Undeliverable, ax.NoResponders):
+            if loop.time() > deadline:
+                raise
+            await asyncio.sleep(0.05)
+
+
+async def rt_nats_send_axonbus(n: int) -> Lap:
+    """A worker ``AgentRuntime`` hosting ``Echo`` on one bus, a client runtime on another (same
+    name, separate connections); sequential ``await client.send_message(Ask(i), echo)``."""
+    need(nats_url())
+    ax, rt = require("axonbus"), require("axonbus.runtime")
+    ask, echo = _runtime_echo()
+    name = unique("rt")
+    try:
+        async with ax.Bus(nats_url(), name=name) as wbus, ax.Bus(nats_url(), name=name) as cbus:
+            worker = rt.AgentRuntime(wbus)
+            await echo.register(worker, "echo", echo)
+            client = rt.AgentRuntime(cbus)
+            client.message_types.register(ask)  # it hosts no agent that would register it
+            async with worker, client:
+                recipient = rt.AgentId("echo", "default")
+                check_reply({"n": -1}, await _first_send(client, ask(-1), recipient))
+                send = client.send_message
+                t0 = stopwatch()
+                for i in range(n):
+                    reply = await send(ask(i), recipient, timeout=RPC_TIMEOUT)
+                    check_reply({"n": i}, reply)
+                lap = t0.stop()
+    finally:
+        await nats_cleanup(name)
+    return lap
+
+
 # -- workloads -------------------------------------------------------------------------------------
 
 
@@ -617,6 +684,7 @@ class Config:
     nats_n: int = 100_000
     jetstream_n: int = 20_000
     nats_rpc_n: int = 3_000
+    rt_nats_send_n: int = 3_000
     rounds: int = 5
     warmup: float = 0.05  # the warm-up trial runs this fraction of each row's N
     timeout: float = 60.0
@@ -630,6 +698,7 @@ QUICK = Config(
     nats_n=10_000,
     jetstream_n=2_000,
     nats_rpc_n=300,
+    rt_nats_send_n=300,
     rounds=2,
     warmup=0.1,
     timeout=15.0,
@@ -710,6 +779,18 @@ WORKLOADS = [
         lambda c: c.nats_rpc_n,
         unit="round trips/s",
     ),
+    Workload(
+        "rt-nats-send",
+        "rt-nats-send: the actor runtime's send_message, client and worker runtimes over NATS",
+        RAW_NATS_RPC,
+        [
+            Entry(AXONBUS, rt_nats_send_axonbus, note="AgentRuntime.send_message, 2 runtimes"),
+            Entry(RAW_NATS_RPC, nats_rpc_raw, note="await nc.request"),
+            Entry("axonbus Bus.request", nats_rpc_axonbus, note="request / respond, for context"),
+        ],
+        lambda c: c.rt_nats_send_n,
+        unit="round trips/s",
+    ),
 ]
 
 WORKLOAD_KEYS = tuple(w.key for w in WORKLOADS)
@@ -727,6 +808,9 @@ def targets(results: dict[str, list[Row]]) -> list[Target]:
         med.at_least("nats plain / raw nats-py", "nats", RAW_NATS, 0.5),
         med.at_least("nats durable / raw nats-py JetStream", "nats-durable", RAW_JS, 0.7),
         med.at_least("nats request / raw nats-py request", "nats-rpc", RAW_NATS_RPC, 0.7),
+        med.at_least(
+            "runtime send over NATS / raw nats-py request", "rt-nats-send", RAW_NATS_RPC, 0.5
+        ),
     ]
 
 

@@ -10,6 +10,11 @@ that counts):
 - ``W1``: one publisher, one subscriber, N pre-built events; time until all were handled.
 - ``W10``: the same with ten subscribers; the rate counts deliveries.
 - ``RPC``: sequential request/reply round trips.
+- ``rt-publish``: the actor runtime: ``publish_message`` of N messages to a topic one
+  ``RoutedAgent`` is subscribed to; time until it handled the last. Against autogen-core's
+  ``SingleThreadedAgentRuntime`` on the same agent and messages.
+- ``rt-send``: sequential ``await runtime.send_message(...)`` to one agent (the reply is the
+  request's number, checked), against autogen-core.
 - ``latency``: p50/p99 publish-to-handler latency at a steady 10,000 events/s.
 - ``memory``: 1,000,000 events into a stalled ``maxsize=1000, overflow="drop_oldest"``
   subscription; RSS growth and drop count.
@@ -24,7 +29,8 @@ times slower. So every throughput trial is short, trials are interleaved round-r
 implementations, and each row gets 3 to 12 trials, until its two best *quiet* trials (this
 process had the CPU for >= 90% of the timed part) agree within 20%, or the workload's time budget
 runs out (``*`` in the table). The rate reported is the best trial; the median is shown too.
-Every ratio compares numbers from this same run.
+Every ratio compares numbers from this same run. In the runtime workloads every agent is
+created, and has handled one message, before the timed part.
 """
 
 # No ``from __future__ import annotations`` here: autogen-core resolves the type hints of the
@@ -93,6 +99,8 @@ class Config:
     w1_n: int = 50_000
     w10_n: int = 5_000  # events; x10 deliveries
     rpc_n: int = 5_000
+    rt_publish_n: int = 50_000
+    rt_send_n: int = 5_000
     latency_seconds: float = 2.0
     latency_rate: int = 10_000
     latency_runs: int = 3
@@ -106,6 +114,8 @@ QUICK = Config(
     w1_n=10_000,
     w10_n=1_000,
     rpc_n=2_000,
+    rt_publish_n=10_000,
+    rt_send_n=2_000,
     latency_seconds=0.5,
     latency_runs=1,
     memory_n=100_000,
@@ -200,6 +210,36 @@ def _autogen_types() -> tuple[Any, Any, Any]:
             return message.n
 
     return AgTick, AgRequest, Sink
+
+
+@cache
+def _runtime_types() -> tuple[Any, Any, Any]:
+    """axonbus.runtime's counterpart of :func:`_autogen_types`: the same agent, handler
+    signatures and dataclass messages."""
+    rt: Any = require("axonbus.runtime")
+
+    @dataclass
+    class RtTick:
+        n: int
+
+    @dataclass
+    class RtRequest:
+        n: int
+
+    class Sink(rt.RoutedAgent):  # type: ignore[misc]
+        def __init__(self, hit: Callable[[], None]) -> None:
+            super().__init__("benchmark sink")
+            self._hit = hit
+
+        @rt.handler  # type: ignore[untyped-decorator]
+        async def on_tick(self, message: RtTick, ctx: Any) -> None:
+            self._hit()
+
+        @rt.handler  # type: ignore[untyped-decorator]
+        async def on_request(self, message: RtRequest, ctx: Any) -> int:
+            return message.n
+
+    return RtTick, RtRequest, Sink
 
 
 _bus_names = itertools.count()
@@ -445,6 +485,97 @@ async def rpc_autogen(n: int) -> Lap:
         t0 = stopwatch()
         for i, req in enumerate(requests, 1):
             check_reply(i, await runtime.send_message(req, recipient))
+        return t0.stop()
+    finally:
+        await runtime.stop_when_idle()
+
+
+# -- the actor runtimes: one RoutedAgent, created and warmed up before the timed part -----------
+
+
+async def rt_publish_axonbus(n: int) -> Lap:
+    """axonbus.runtime ``publish_message`` to a ``TypeSubscription`` of one agent type."""
+    rt = require("axonbus.runtime")
+    tick, _, sink = _runtime_types()
+    cd = Countdown(n + 1)
+    async with rt.AgentRuntime() as runtime:
+        await sink.register(runtime, "sink", lambda: sink(cd.hit))
+        await runtime.add_subscription(rt.TypeSubscription("bench", "sink"))
+        await runtime.get("sink", lazy=False)
+        topic = rt.TopicId("bench", "default")
+        await runtime.publish_message(tick(-1), topic)  # resolves and caches the topic's route
+        while cd.left > n:
+            await asyncio.sleep(0)
+        events = [tick(i) for i in range(n)]
+        publish = runtime.publish_message
+        t0 = stopwatch()
+        for ev in events:
+            await publish(ev, topic)
+        await cd.done
+        lap = t0.stop()
+    cd.check()
+    return lap
+
+
+async def rt_publish_autogen(n: int) -> Lap:
+    """autogen-core ``publish_message`` to a ``TypeSubscription`` of one agent type."""
+    ac = require("autogen_core")
+    ag_tick, _, sink = _autogen_types()
+    cd = Countdown(n + 1)
+    runtime = ac.SingleThreadedAgentRuntime()
+    await sink.register(runtime, "sink", lambda: sink(cd.hit))
+    await runtime.add_subscription(ac.TypeSubscription(topic_type="bench", agent_type="sink"))
+    await runtime.get("sink", lazy=False)
+    topic = ac.TopicId("bench", "default")
+    runtime.start()
+    try:
+        await runtime.publish_message(ag_tick(-1), topic)
+        while cd.left > n:
+            await asyncio.sleep(0)
+        events = [ag_tick(i) for i in range(n)]
+        publish = runtime.publish_message
+        t0 = stopwatch()
+        for ev in events:
+            await publish(ev, topic)
+        await cd.done
+        lap = t0.stop()
+    finally:
+        await runtime.stop_when_idle()
+    cd.check()
+    return lap
+
+
+async def rt_send_axonbus(n: int) -> Lap:
+    """axonbus.runtime: sequential ``await runtime.send_message(Request(i), sink)``."""
+    rt = require("axonbus.runtime")
+    _, request, sink = _runtime_types()
+    async with rt.AgentRuntime() as runtime:
+        await sink.register(runtime, "sink", lambda: sink(lambda: None))
+        recipient = await runtime.get("sink", lazy=False)
+        send = runtime.send_message
+        check_reply(0, await send(request(0), recipient))
+        requests = [request(i) for i in range(1, n + 1)]
+        t0 = stopwatch()
+        for i, req in enumerate(requests, 1):
+            check_reply(i, await send(req, recipient))
+        return t0.stop()
+
+
+async def rt_send_autogen(n: int) -> Lap:
+    """autogen-core: sequential ``await runtime.send_message(Request(i), sink)``."""
+    ac = require("autogen_core")
+    _, ag_request, sink = _autogen_types()
+    runtime = ac.SingleThreadedAgentRuntime()
+    await sink.register(runtime, "sink", lambda: sink(lambda: None))
+    recipient = await runtime.get("sink", lazy=False)
+    runtime.start()
+    try:
+        send = runtime.send_message
+        check_reply(0, await send(ag_request(0), recipient))
+        requests = [ag_request(i) for i in range(1, n + 1)]
+        t0 = stopwatch()
+        for i, req in enumerate(requests, 1):
+            check_reply(i, await send(req, recipient))
         return t0.stop()
     finally:
         await runtime.stop_when_idle()
@@ -702,6 +833,19 @@ RPC_ENTRIES = [
 ]
 
 
+RT_PUBLISH_ENTRIES = [
+    Entry(RAW, partial(pubsub_raw, fanout=1), note="queue + consumer task, for scale"),
+    Entry(AXONBUS, rt_publish_axonbus, note="AgentRuntime.publish_message"),
+    Entry(AUTOGEN, rt_publish_autogen, 0.025, SLOW),
+]
+
+RT_SEND_ENTRIES = [
+    Entry(RAW, rpc_raw, note="queue + future, for scale"),
+    Entry(AXONBUS, rt_send_axonbus, note="AgentRuntime.send_message"),
+    Entry(AUTOGEN, rt_send_autogen, 0.2, SLOW),
+]
+
+
 # -- report ---------------------------------------------------------------------------------------
 
 
@@ -745,9 +889,15 @@ def latency_table(printer: Printer, cfg: Config, lat: list[LatencyResult]) -> No
 
 
 def targets(
-    w1: list[Row], w10: list[Row], rpc: list[Row], lat: list[LatencyResult], mem: MemoryResult
+    w1: list[Row],
+    w10: list[Row],
+    rpc: list[Row],
+    lat: list[LatencyResult],
+    mem: MemoryResult,
+    rt_publish: Sequence[Row] = (),
+    rt_send: Sequence[Row] = (),
 ) -> list[Target]:
-    def rate(rows: list[Row], name: str) -> float | None:
+    def rate(rows: Sequence[Row], name: str) -> float | None:
         row = find(rows, name)
         return row.rate if row else None
 
@@ -757,6 +907,16 @@ def targets(
         at_least("RPC axonbus / raw queue+future", ratio(rate(rpc, AXONBUS), rate(rpc, RAW)), 0.5),
         at_least("W1 axonbus / autogen-core", ratio(rate(w1, AXONBUS), rate(w1, AUTOGEN)), 30),
         at_least("RPC axonbus / autogen-core", ratio(rate(rpc, AXONBUS), rate(rpc, AUTOGEN)), 10),
+        at_least(
+            "runtime publish_message / autogen-core",
+            ratio(rate(rt_publish, AXONBUS), rate(rt_publish, AUTOGEN)),
+            20,
+        ),
+        at_least(
+            "runtime send_message / autogen-core",
+            ratio(rate(rt_send, AXONBUS), rate(rt_send, AUTOGEN)),
+            10,
+        ),
     ]
     ax_lat = next((r for r in lat if r.name == "axonbus (int payload)" and not r.note), None)
     p99 = ax_lat.p99_us if ax_lat else None
@@ -821,19 +981,34 @@ def run(cfg: Config, printer: Printer, only: set[str] | None = None) -> dict[str
         "rpc", "RPC: sequential request/reply", RPC_ENTRIES, cfg.rpc_n, unit="round trips/s"
     )
 
+    rt_publish = rates(
+        "rt-publish",
+        "rt-publish: AgentRuntime.publish_message to one subscribed RoutedAgent",
+        RT_PUBLISH_ENTRIES,
+        cfg.rt_publish_n,
+        unit="messages/s",
+    )
+    rt_send = rates(
+        "rt-send",
+        "rt-send: sequential AgentRuntime.send_message to one RoutedAgent",
+        RT_SEND_ENTRIES,
+        cfg.rt_send_n,
+        unit="round trips/s",
+    )
+
     lat: list[LatencyResult] = []
     if wanted("latency"):
         lat = measure_latency(cfg, progress)
         latency_table(printer, cfg, lat)
 
-    goals = targets(w1, w10, rpc, lat, mem)
+    goals = targets(w1, w10, rpc, lat, mem, rt_publish, rt_send)
     elapsed = conclude(printer, "targets (ratios within this run)", goals, started)
     return report(
         env,
         cfg,
         elapsed,
         goals,
-        rates=[{**asdict(r), "rate": r.rate} for r in [*w1, *w10, *rpc]],
+        rates=[{**asdict(r), "rate": r.rate} for r in [*w1, *w10, *rpc, *rt_publish, *rt_send]],
         latency=[asdict(r) for r in lat],
         memory=asdict(mem),
     )
@@ -841,8 +1016,9 @@ def run(cfg: Config, printer: Printer, only: set[str] | None = None) -> dict[str
 
 VERSIONS = ("axonbus", "pydantic", "blinker", "pyee", "bubus", "autogen-core")
 ANCHOR_MODULES = ("axonbus", "blinker", "pyee.asyncio", "bubus", "autogen_core")
-WORKLOADS = ("memory", "w1", "w10", "rpc", "latency")
-THROUGHPUT_N = ("w1_n", "w10_n", "rpc_n")  # what --scale multiplies (not the memory test's N)
+WORKLOADS = ("memory", "w1", "w10", "rpc", "rt-publish", "rt-send", "latency")
+# what --scale multiplies (not the memory test's N)
+THROUGHPUT_N = ("w1_n", "w10_n", "rpc_n", "rt_publish_n", "rt_send_n")
 
 
 def configure(args: argparse.Namespace) -> Config:

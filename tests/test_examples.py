@@ -35,6 +35,55 @@ async def test_backpressure() -> None:
     assert dropped > 0
 
 
+MODIFIER_CHECKER = [
+    line
+    for n in range(10, 1, -1)
+    for line in [f"checker: {n} passed the check, continue", f"modifier: {n} -> {n - 1}"]
+] + ["checker: 1 failed the check, stopping"]
+
+GROUP_CHAT = [
+    "user: Write a two-line poem about a lighthouse, with an illustration.",
+    "manager -> writer",
+    "writer: The lighthouse stands upon the rock / and shines all night.",
+    "manager -> editor",
+    "editor: Revise: make the lines rhyme.",
+    "manager -> writer",
+    "writer: The lighthouse keeps its silver light / for ships that pass it in the night.",
+    "manager -> editor",
+    "editor: Good. Now it needs an illustration.",
+    "manager -> illustrator",
+    "illustrator: [a white tower, one beam over dark water; "
+    "caption: 'The lighthouse keeps its silver light']",
+    "manager -> editor",
+    "editor: APPROVE",
+    "manager: approved after 6 turns",
+]
+
+PIPELINE = [
+    "concept_extractor: product: eco-friendly stainless steel water bottle; "
+    "features: keeps drinks cold for 24 hours, fits every cup holder",
+    "writer: Meet the eco-friendly stainless steel water bottle: "
+    "it keeps drinks cold for 24 hours and fits every cup holder",
+    "editor: 'stainless steel' -> 'stainless-steel', full stop, "
+    "title 'Eco-Friendly Stainless-Steel Water Bottle'",
+    "user: Eco-Friendly Stainless-Steel Water Bottle",
+    "user: Meet the eco-friendly stainless-steel water bottle: "
+    "it keeps drinks cold for 24 hours and fits every cup holder.",
+]
+
+
+async def test_runtime_modifier_checker() -> None:
+    assert await _load("runtime_modifier_checker").main() == MODIFIER_CHECKER
+
+
+async def test_runtime_group_chat() -> None:
+    assert await _load("runtime_group_chat").main() == GROUP_CHAT
+
+
+async def test_runtime_pipeline() -> None:
+    assert await _load("runtime_pipeline").main() == PIPELINE
+
+
 def test_examples_run_as_scripts() -> None:
     for path in sorted(EXAMPLES.glob("*.py")):
         proc = subprocess.run(
