@@ -284,3 +284,13 @@ def test_handler_validation() -> None:
 
     with pytest.raises(InvalidHandler, match="annotate"):
         NoAnnotation()
+
+
+def test_a_handler_named_like_the_entry_point_is_refused() -> None:
+    # it would replace the routing entry point and the agent would silently handle nothing
+    with pytest.raises(TypeError, match="routing entry point"):
+
+        class Shadowing(RoutedAgent):
+            @message_handler
+            async def on_message(self, message: int, ctx: MessageContext) -> None:
+                return None

@@ -235,6 +235,14 @@ class RoutedAgent(Agent):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        for reserved in ("on_message", "on_message_impl"):
+            if isinstance(
+                getattr(cls.__dict__.get(reserved), "__axonbus_handler__", None), Handler
+            ):
+                raise TypeError(
+                    f"{cls.__qualname__}.{reserved} is decorated as a message handler, but that "
+                    "name is the agent's routing entry point: name the handler something else"
+                )
         cls._routes = None  # built on first use, when forward references resolve
         if "on_message_impl" in cls.__dict__ and "on_message" not in cls.__dict__:
             # an autogen-style override of on_message_impl must still be what runs
