@@ -10,6 +10,7 @@ import axonbus
 
 PUBLIC_MODULES = [
     "axonbus",
+    "axonbus.agent",
     "axonbus.channels",
     "axonbus.runtime",
     "axonbus.sync",
@@ -84,3 +85,36 @@ def test_every_exception_is_an_axonbus_error(name: str) -> None:
             assert issubclass(obj, axonbus.AxonbusError), attr
             # every runtime exception is also importable from the top level
             assert getattr(axonbus, attr) is obj, attr
+
+
+AGENT_PINNED = {  # DESIGN.md "Agent toolkit, seed 001"
+    "UserInput",
+    "Thinking",
+    "Token",
+    "ToolCall",
+    "ToolResult",
+    "Interrupt",
+    "Resume",
+    "Cancel",
+    "Error",
+    "Done",
+    "AgentStarted",
+    "AgentCompleted",
+    "AgentFailed",
+    "reduce",
+    "RunState",
+    "StateManager",
+    "AgentLoop",
+    "ChatModel",
+    "OpenAICompatibleModel",
+    "ScriptedModel",
+}
+
+
+def test_pinned_agent_names_are_exported() -> None:
+    agent = importlib.import_module("axonbus.agent")
+    assert set(agent.__all__) >= AGENT_PINNED
+    for attr in agent.__all__:
+        obj = getattr(agent, attr)
+        if isinstance(obj, type) and issubclass(obj, Exception):
+            assert issubclass(obj, axonbus.AxonbusError), attr
