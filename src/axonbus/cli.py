@@ -7,6 +7,7 @@ sets ``handler`` to a function ``(args) -> exit code``; add it to ``COMMANDS`` t
     axonbus demo [--verbose]
     axonbus tail PATTERN [--url URL] [--json]
     axonbus replay PATTERN [--since WHEN] [--until WHEN] [--follow] [--limit N] [--url URL]
+    axonbus serve [--url URL] [--host HOST] [--port PORT] [--tokens FILE] [--insecure] [--no-demo]
 """
 
 from __future__ import annotations
@@ -102,7 +103,59 @@ def _run_replay(args: argparse.Namespace) -> int:
     return run_replay(args)
 
 
-COMMANDS: tuple[Callable[[Subparsers], None], ...] = (_add_demo, _add_tail, _add_replay)
+def _add_serve(subparsers: Subparsers) -> None:
+    parser = subparsers.add_parser(
+        "serve",
+        help="run the web gateway and dashboard (needs the 'gateway' extra)",
+        description="Serve the bus over HTTP, SSE and WebSocket with a live dashboard at /. "
+        "By default: the demo agent on an in-process bus, on http://127.0.0.1:8765/. Without "
+        "--tokens anyone who can reach the port has full access, so a host beyond loopback "
+        "needs --tokens FILE (or --insecure). Ctrl-C stops it cleanly.",
+    )
+    parser.add_argument("--url", help="bus URL (default: $AXONBUS_URL, else memory://)")
+    parser.add_argument("--host", default="127.0.0.1", help="interface (default: 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8765, help="port (default: 8765)")
+    parser.add_argument("--tokens", metavar="FILE", help="bearer tokens file (JSON or TOML)")
+    parser.add_argument(
+        "--insecure", action="store_true", help="allow a non-loopback host without --tokens"
+    )
+    parser.add_argument(
+        "--no-demo", dest="demo", action="store_false", help="do not run the demo agent"
+    )
+    parser.add_argument("--max-body", type=int, help="largest body in bytes (default: the bus's)")
+    parser.add_argument(
+        "--log-level",
+        default="info",
+        choices=["critical", "error", "warning", "info", "debug"],
+        help="server log level (default: info)",
+    )
+    parser.add_argument(
+        "--access-log", action="store_true", help="log every request (tokens redacted)"
+    )
+    parser.set_defaults(handler=_run_serve)
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    try:
+        from .gateway._cli import run_serve
+    except ImportError as exc:
+        missing = (exc.name or "").split(".")[0]
+        if missing not in ("starlette", "uvicorn", "httpx", "prometheus_client"):
+            raise
+        print(
+            f"axonbus serve needs the {missing!r} package: pip install 'axonbus[gateway]'",
+            file=sys.stderr,
+        )
+        return 1
+    return run_serve(args)
+
+
+COMMANDS: tuple[Callable[[Subparsers], None], ...] = (
+    _add_demo,
+    _add_tail,
+    _add_replay,
+    _add_serve,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,370 @@
+"""The Starlette app: routes, error answers, lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import math
+from collections.abc import AsyncIterator, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+from starlette.websockets import WebSocket
+
+from .._events import Event
+from ..transports.base import redact_url
+from ._auth import AccessToken, TokenSet, load_tokens
+from ._channels import WebhookChannel, inbound_message
+from ._core import ApiError, Gateway, default_event_types, event_headers
+from ._metrics import AccessLog
+from ._payload import dumps, jsonable
+from ._sse import open_event_source
+from ._ws import WebSocketSession
+
+if TYPE_CHECKING:
+    from .._bus import Bus
+    from ..channels import ChannelManager
+
+__all__ = ["create_app"]
+
+STATIC = Path(__file__).parent / "static"
+MAX_REQUEST_TIMEOUT = 300.0
+
+
+class _JSON(JSONResponse):
+    def render(self, content: Any) -> bytes:
+        return dumps(content)
+
+
+def _gateway(request: Request | WebSocket) -> Gateway:
+    gw: Gateway = request.app.state.gateway
+    return gw
+
+
+async def _read_json(gw: Gateway, request: Request) -> Any:
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit():
+        gw.check_size(int(length))
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        gw.check_size(len(body))
+    if not body.strip():
+        return None
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(400, "invalid_json", f"the body is not JSON: {exc}") from None
+
+
+def _flag(request: Request, name: str) -> bool:
+    return request.query_params.get(name, "").lower() in ("1", "true", "yes", "on")
+
+
+# -- routes ------------------------------------------------------------------------------------
+
+
+async def publish(request: Request) -> Response:
+    gw = _gateway(request)
+    token = gw.authenticate(request)
+    topic: str = request.path_params["topic"]
+    gw.check_publish(token, topic)  # before reading a body we would refuse anyway
+    payload = await _read_json(gw, request)
+    env = await gw.publish(
+        token,
+        topic,
+        payload,
+        type_name=request.query_params.get("type"),
+        headers=event_headers(request),
+        correlation_id=request.headers.get("x-correlation-id"),
+    )
+    offset = env.offset
+    if _flag(request, "flush"):
+        offset = await _committed_offset(gw, env.id)
+    return _JSON({"id": env.id, "topic": env.topic, "offset": offset})
+
+
+async def _committed_offset(gw: Gateway, event_id: str) -> int | None:
+    """Wait for the transport to have the event; its log offset when the bus keeps a log."""
+    try:
+        await gw.bus.flush()
+    except Exception as exc:
+        raise gw.bus_error(exc) from exc
+    if not gw.has_log:
+        return None
+    from .._replay import log_of
+
+    with contextlib.suppress(LookupError):
+        after, _ = await log_of(gw.bus.transport).resolve_since(event_id)
+        return after
+    return None
+
+
+async def request_reply(request: Request) -> Response:
+    gw = _gateway(request)
+    token = gw.authenticate(request)
+    topic: str = request.path_params["topic"]
+    gw.check_publish(token, topic)
+    raw = request.query_params.get("timeout", "30")
+    try:
+        timeout = float(raw)
+    except ValueError:
+        timeout = math.nan
+    if not 0 < timeout <= MAX_REQUEST_TIMEOUT:
+        raise ApiError(400, "invalid_timeout", f"timeout must be in (0, {MAX_REQUEST_TIMEOUT}]")
+    payload = await _read_json(gw, request)
+    reply = await gw.request(
+        token,
+        topic,
+        payload,
+        timeout=timeout,
+        type_name=request.query_params.get("type"),
+        headers=event_headers(request),
+    )
+    return _JSON({"topic": topic, "reply": jsonable(reply)})
+
+
+async def stream_events(request: Request) -> Any:
+    return await open_event_source(_gateway(request), request)
+
+
+async def websocket(ws: WebSocket) -> None:
+    await WebSocketSession(_gateway(ws), ws).run()
+
+
+async def healthz(request: Request) -> Response:
+    gw = _gateway(request)
+    bus = gw.bus
+    started = bus.state == "started"
+    body = {
+        "status": "ok" if started else "unavailable",
+        "bus": bus.state,
+        "transport": bus.transport.scheme,
+        "log": gw.has_log,
+        "auth": gw.tokens is not None,
+    }
+    return _JSON(body, status_code=200 if started else 503)
+
+
+async def get_metrics(request: Request) -> Response:
+    gw = _gateway(request)
+    gw.authenticate(request, spend=False)  # scrapers are not rate limited
+    return Response(generate_latest(gw.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+async def get_stats(request: Request) -> Response:
+    gw = _gateway(request)
+    gw.authenticate(request)
+    bus = gw.bus
+    subscriptions = [dataclasses.asdict(s) for s in bus.stats()]
+    return _JSON(
+        {
+            "bus": {
+                "name": bus.name,
+                "url": redact_url(bus.url),
+                "state": bus.state,
+                "transport": bus.transport.scheme,
+                "log": gw.has_log,
+            },
+            "subscriptions": subscriptions,
+            "clients": gw.feed_stats(),
+        }
+    )
+
+
+async def list_channels(request: Request) -> Response:
+    gw = _gateway(request)
+    gw.authenticate(request)
+    manager = gw.channels
+    if manager is None:
+        raise ApiError(404, "not_configured", "this gateway has no ChannelManager")
+    listed = []
+    for ct, status in manager.status().items():
+        channel = manager.get(ct)
+        listed.append(
+            {
+                "channel_type": ct,
+                "kind": type(channel).__name__,
+                "state": status.state,
+                "restarts": status.restarts,
+                "last_error": status.last_error,
+            }
+        )
+    return _JSON({"channels": listed})
+
+
+def _visible_sessions(gw: Gateway, token: AccessToken) -> dict[str, Any]:
+    manager = gw.state_manager
+    if manager is None:
+        raise ApiError(404, "not_configured", "this gateway has no StateManager")
+    snapshot: dict[str, Any] = manager.snapshot()
+    return {sid: s for sid, s in snapshot.items() if token.can_subscribe(f"agent.{sid}.>")}
+
+
+def _session_json(state: Any) -> Any:
+    record = jsonable(state)
+    if isinstance(record, dict):
+        record["active"] = bool(getattr(state, "active", False))
+    return record
+
+
+async def list_sessions(request: Request) -> Response:
+    gw = _gateway(request)
+    token = gw.authenticate(request)
+    visible = _visible_sessions(gw, token)
+    return _JSON({"sessions": [_session_json(s) for s in visible.values()]})
+
+
+async def get_session(request: Request) -> Response:
+    gw = _gateway(request)
+    token = gw.authenticate(request)
+    sid: str = request.path_params["session_id"]
+    visible = _visible_sessions(gw, token)
+    if sid not in visible:
+        raise ApiError(404, "unknown_session", f"no session {sid!r}")
+    return _JSON(_session_json(visible[sid]))
+
+
+async def webhook_in(request: Request) -> Response:
+    """``POST /v1/channels/{type}/in``: a message for an attached :class:`WebhookChannel`."""
+    gw = _gateway(request)
+    ct: str = request.path_params["channel_type"]
+    channel = gw.channels.get(ct) if gw.channels is not None else None
+    if not isinstance(channel, WebhookChannel):
+        raise ApiError(404, "no_channel", f"no WebhookChannel {ct!r} is attached")
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit():
+        gw.check_size(int(length))
+    body = await request.body()
+    gw.check_size(len(body))
+    if channel.signed:
+        # the signature is the credential: webhook senders rarely hold bearer tokens
+        if not channel.verify(request.headers, body):
+            gw.metrics.rejected.labels("unauthorized").inc()
+            raise ApiError(401, "bad_signature", "missing, stale or wrong webhook signature")
+    else:
+        token = gw.authenticate(request)
+        gw.check_publish(token, channel.inbound_topic)
+    try:
+        user_id, content, metadata = inbound_message(orjson.loads(body or b"null"))
+    except (orjson.JSONDecodeError, ValueError) as exc:
+        raise ApiError(400, "invalid_message", str(exc)) from None
+    try:
+        message = await channel.receive(user_id, content, **metadata)
+    except Exception as exc:
+        raise gw.bus_error(exc) from exc
+    gw.metrics.published.inc()
+    return _JSON({"id": message.id, "topic": channel.inbound_topic}, status_code=202)
+
+
+async def dashboard(request: Request) -> Response:
+    return FileResponse(STATIC / "index.html", headers={"cache-control": "no-cache"})
+
+
+# -- errors ------------------------------------------------------------------------------------
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return _JSON(exc.body(), status_code=exc.status, headers=exc.headers)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    body = {"error": {"code": code, "message": str(exc.detail)}}
+    return _JSON(body, status_code=exc.status_code, headers=exc.headers)
+
+
+# -- the factory -------------------------------------------------------------------------------
+
+
+def create_app(
+    bus: Bus,
+    *,
+    tokens: TokenSet | str | Path | None = None,
+    state_manager: Any = None,
+    channels: ChannelManager | None = None,
+    max_body: int | None = None,
+    own_bus: bool = False,
+    event_types: Iterable[type[Event]] | None = None,
+    queue_size: int = 1000,
+    keepalive: float = 15.0,
+) -> Starlette:
+    """The gateway as an ASGI app (Starlette) on ``bus``.
+
+    >>> app = create_app(bus, tokens="tokens.json", state_manager=states, channels=manager)
+    >>> uvicorn.run(app, host="127.0.0.1", port=8765)
+
+    ``tokens``: a :class:`TokenSet` or the path of a tokens file; ``None`` is open access (bind
+    to 127.0.0.1 only). ``state_manager``: an :class:`axonbus.agent.StateManager` for
+    ``/v1/sessions``; ``channels``: a :class:`ChannelManager` for ``/v1/channels`` and the
+    WebSocket / webhook channels. ``max_body``: the largest accepted body or WebSocket frame
+    in bytes (default ``bus.max_message_bytes``). ``own_bus``: start the bus on startup and
+    close it on shutdown (by default the caller owns it). ``event_types``: the typed events
+    recognised by topic (default: the agent vocabulary and channel messages). ``queue_size``:
+    each live client feed's bound (``drop_oldest`` beyond it). ``keepalive``: seconds of
+    silence before an SSE keep-alive comment.
+    """
+    if isinstance(tokens, str | Path):
+        tokens = load_tokens(tokens)
+    if max_body is None:
+        max_body = bus.max_message_bytes
+    if max_body < 1 or queue_size < 1 or keepalive <= 0:
+        raise ValueError("max_body and queue_size must be >= 1, keepalive > 0")
+    gateway = Gateway(
+        bus,
+        tokens=tokens,
+        state_manager=state_manager,
+        channels=channels,
+        max_body=max_body,
+        event_types=default_event_types() if event_types is None else event_types,
+        queue_size=queue_size,
+        keepalive=keepalive,
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        gateway.closing = asyncio.Event()  # this loop's; a restarted app streams again
+        if own_bus:
+            await bus.start()
+        try:
+            yield
+        finally:
+            gateway.close_feeds()
+            if own_bus:
+                await bus.close()
+
+    routes = [
+        Route("/", dashboard, methods=["GET"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/metrics", get_metrics, methods=["GET"]),
+        Route("/v1/publish/{topic}", publish, methods=["POST"]),
+        Route("/v1/request/{topic}", request_reply, methods=["POST"]),
+        Route("/v1/events", stream_events, methods=["GET"]),
+        Route("/v1/stats", get_stats, methods=["GET"]),
+        Route("/v1/channels", list_channels, methods=["GET"]),
+        Route("/v1/channels/{channel_type}/in", webhook_in, methods=["POST"]),
+        Route("/v1/sessions", list_sessions, methods=["GET"]),
+        Route("/v1/sessions/{session_id}", get_session, methods=["GET"]),
+        WebSocketRoute("/v1/ws", websocket),
+        Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
+    ]
+    app = Starlette(
+        routes=routes,
+        middleware=[Middleware(AccessLog, metrics=gateway.metrics)],
+        exception_handlers={ApiError: _api_error, HTTPException: _http_error},
+        lifespan=lifespan,
+    )
+    app.state.gateway = gateway
+    return app

@@ -1,0 +1,272 @@
+"""Bearer tokens: who may publish and subscribe where, and how fast.
+
+A tokens file (JSON or TOML) lists named tokens, each with topic patterns::
+
+    {"tokens": [{"name": "ui", "token": "s3cret", "publish": ["agent.*.user_input"],
+                 "subscribe": ["agent.>"], "deny": ["$bus.>"], "rate": 50}]}
+
+``deny`` wins over ``publish`` and ``subscribe``. ``rate`` is requests per second (a token
+bucket holding ``burst`` requests, ``rate`` by default); absent means unlimited. Secrets are
+compared with :func:`hmac.compare_digest` and never appear in a repr or a log line.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import math
+import time
+import tomllib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .._topics import match, split_pattern
+
+__all__ = [
+    "OPEN_ACCESS",
+    "AccessToken",
+    "RateLimiter",
+    "TokenSet",
+    "covers",
+    "load_tokens",
+    "overlaps",
+]
+
+
+def covers(allowed: str, requested: str) -> bool:
+    """True when every topic ``requested`` can match is also matched by ``allowed``.
+
+    >>> covers("agent.>", "agent.s1.*")
+    True
+    >>> covers("agent.*.token", "agent.>")
+    False
+    """
+    a = allowed.split(".")
+    p = requested.split(".")
+    for i, at in enumerate(a):
+        if at == ">":
+            rest = p[i:]
+            # a leading wildcard never matches a system ($) topic
+            return bool(rest) and not (i == 0 and rest[0].startswith("$"))
+        if i >= len(p):
+            return False
+        pt = p[i]
+        if pt == ">":
+            return False
+        if at == "*":
+            if i == 0 and pt.startswith("$"):
+                return False
+            continue
+        if pt != at:
+            return False
+    return len(p) == len(a)
+
+
+def overlaps(a: str, b: str) -> bool:
+    """True when some topic matches both patterns.
+
+    >>> overlaps("agent.*.token", "agent.s1.>")
+    True
+    >>> overlaps("agent.>", "$bus.>")
+    False
+    """
+    x = a.split(".")
+    y = b.split(".")
+    for i in range(min(len(x), len(y))):
+        s, t = x[i], y[i]
+        wild_s, wild_t = s in ("*", ">"), t in ("*", ">")
+        if i == 0 and wild_s != wild_t and (t if wild_s else s).startswith("$"):
+            return False
+        if s == ">" or t == ">":
+            return True
+        if wild_s or wild_t:
+            continue
+        if s != t:
+            return False
+    return len(x) == len(y)
+
+
+def _patterns(value: Any, what: str, name: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        raise ValueError(f"token {name!r}: {what} must be a list of topic patterns")
+    for pattern in value:
+        if not isinstance(pattern, str):
+            raise ValueError(f"token {name!r}: {what} must be a list of topic patterns")
+        split_pattern(pattern)  # InvalidTopic (a ValueError) names the bad token
+    return tuple(value)
+
+
+@dataclass(frozen=True, eq=False)
+class AccessToken:
+    """One named bearer token and what it may do; the secret never shows in its repr.
+
+    >>> ui = AccessToken("ui", "s3cret", publish=("agent.*.user_input",), subscribe=("agent.>",))
+    >>> ui.can_publish("agent.s1.user_input"), ui.can_subscribe("agent.s1.>")
+    (True, True)
+    """
+
+    name: str
+    secret: str = field(repr=False)
+    publish: tuple[str, ...] = ()
+    subscribe: tuple[str, ...] = ()
+    deny: tuple[str, ...] = ()
+    rate: float | None = None
+    burst: int | None = None
+    #: open access (no tokens file): everything is allowed, system topics included
+    allow_all: bool = False
+
+    def __repr__(self) -> str:
+        return (
+            f"AccessToken(name={self.name!r}, token='***', publish={list(self.publish)!r}, "
+            f"subscribe={list(self.subscribe)!r}, deny={list(self.deny)!r}, rate={self.rate!r})"
+        )
+
+    def denied(self, topic: str) -> bool:
+        """True when ``topic`` matches one of the ``deny`` patterns."""
+        return any(match(d, topic) for d in self.deny)
+
+    def can_publish(self, topic: str) -> bool:
+        """May this token publish (or send a request) on the concrete ``topic``?"""
+        if self.allow_all:
+            return True
+        return any(match(p, topic) for p in self.publish) and not self.denied(topic)
+
+    def can_subscribe(self, pattern: str) -> bool:
+        """May this token subscribe to ``pattern``? It must lie inside one ``subscribe`` pattern
+        and not wholly inside a ``deny`` one; events on denied topics are filtered out anyway
+        (:meth:`sees`)."""
+        if self.allow_all:
+            return True
+        if any(covers(d, pattern) for d in self.deny):
+            return False
+        return any(covers(s, pattern) for s in self.subscribe)
+
+    def sees(self, topic: str) -> bool:
+        """Is an event on ``topic`` delivered to this token's subscriptions (deny wins)?"""
+        return self.allow_all or not self.denied(topic)
+
+
+#: the principal of every request when the gateway runs without a tokens file
+OPEN_ACCESS = AccessToken("open", "", publish=(">",), subscribe=(">",), allow_all=True)
+
+
+def _token_from(entry: Any, index: int) -> AccessToken:
+    if not isinstance(entry, Mapping):
+        raise ValueError(f"tokens[{index}] must be a table / object")
+    name = entry.get("name")
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"tokens[{index}] needs a non-empty 'name'")
+    secret = entry.get("token")
+    if not isinstance(secret, str) or len(secret) < 8:
+        raise ValueError(f"token {name!r}: 'token' must be a string of at least 8 characters")
+    unknown = set(entry) - {"name", "token", "publish", "subscribe", "deny", "rate", "burst"}
+    if unknown:
+        raise ValueError(f"token {name!r}: unknown key(s) {sorted(unknown)}")
+    rate = entry.get("rate")
+    if rate is not None and (
+        isinstance(rate, bool) or not isinstance(rate, int | float) or not rate > 0
+    ):
+        raise ValueError(f"token {name!r}: 'rate' must be a positive number (per second)")
+    burst = entry.get("burst")
+    if burst is not None and (isinstance(burst, bool) or not isinstance(burst, int) or burst < 1):
+        raise ValueError(f"token {name!r}: 'burst' must be a positive int")
+    return AccessToken(
+        name,
+        secret,
+        publish=_patterns(entry.get("publish"), "publish", name),
+        subscribe=_patterns(entry.get("subscribe"), "subscribe", name),
+        deny=_patterns(entry.get("deny"), "deny", name),
+        rate=float(rate) if rate is not None else None,
+        burst=burst,
+    )
+
+
+class TokenSet:
+    """The tokens a gateway accepts. Build it from a file with :func:`load_tokens`, or directly::
+
+    tokens = TokenSet([AccessToken("ui", "s3cret-value", publish=("agent.*.user_input",))])
+    """
+
+    def __init__(self, tokens: Iterable[AccessToken]) -> None:
+        self.tokens: tuple[AccessToken, ...] = tuple(tokens)
+        names = [t.name for t in self.tokens]
+        if len(set(names)) != len(names):
+            raise ValueError("token names must be unique")
+        if not self.tokens:
+            raise ValueError("a tokens file must list at least one token")
+
+    @classmethod
+    def from_config(cls, config: Any) -> TokenSet:
+        """From the parsed file content: ``{"tokens": [{...}, ...]}``."""
+        if not isinstance(config, Mapping) or not isinstance(config.get("tokens"), list):
+            raise ValueError("a tokens file holds {'tokens': [ {name, token, ...}, ... ]}")
+        return cls(_token_from(entry, i) for i, entry in enumerate(config["tokens"]))
+
+    def __repr__(self) -> str:
+        return f"<TokenSet {[t.name for t in self.tokens]}>"
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def authenticate(self, secret: str) -> AccessToken | None:
+        """The token whose secret this is, or None. Compares against every token in constant
+        time, so the timing tells nothing about which (or whether one) matched."""
+        given = secret.encode()
+        found: AccessToken | None = None
+        for token in self.tokens:
+            if hmac.compare_digest(given, token.secret.encode()):
+                found = token
+        return found
+
+
+def load_tokens(path: str | Path) -> TokenSet:
+    """Read a tokens file: TOML when it ends in ``.toml``, JSON otherwise.
+
+    TOML form::
+
+        [[tokens]]
+        name = "ui"
+        token = "s3cret-value"
+        publish = ["agent.*.user_input", "agent.*.interrupt"]
+        subscribe = ["agent.>"]
+        rate = 50
+    """
+    p = Path(path)
+    text = p.read_text(encoding="utf-8")
+    try:
+        config = tomllib.loads(text) if p.suffix == ".toml" else json.loads(text)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+        kind = "TOML" if p.suffix == ".toml" else "JSON"
+        raise ValueError(f"{p}: not valid {kind}: {exc}") from exc
+    return TokenSet.from_config(config)
+
+
+class RateLimiter:
+    """Token buckets, one per token name: ``rate`` requests per second, ``burst`` at once."""
+
+    def __init__(self) -> None:
+        self._buckets: dict[str, tuple[float, float]] = {}  # name -> (level, last refill)
+
+    def take(self, token: AccessToken) -> float:
+        """Spend one request; 0.0 if allowed, else the seconds to wait before the next one."""
+        rate = token.rate
+        if rate is None:
+            return 0.0
+        capacity = float(token.burst if token.burst is not None else max(1.0, rate))
+        now = time.monotonic()
+        level, last = self._buckets.get(token.name, (capacity, now))
+        level = min(capacity, level + (now - last) * rate)
+        if level >= 1.0:
+            self._buckets[token.name] = (level - 1.0, now)
+            return 0.0
+        self._buckets[token.name] = (level, now)
+        return (1.0 - level) / rate
+
+    @staticmethod
+    def retry_after(wait: float) -> str:
+        """The ``Retry-After`` header value (whole seconds, at least 1)."""
+        return str(max(1, math.ceil(wait)))

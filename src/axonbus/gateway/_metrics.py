@@ -1,0 +1,173 @@
+"""Prometheus metrics of one gateway app: the bus's subscriptions and the gateway's own traffic.
+
+Each app has its own :class:`~prometheus_client.CollectorRegistry`, so several apps (tests, or
+two gateways in one process) never share or clash over metric names.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+    from .._bus import Bus
+
+__all__ = ["AccessLog", "GatewayMetrics"]
+
+access_logger = logging.getLogger("axonbus.gateway.access")
+
+# (metric suffix, SubscriptionStats field, help)
+_COUNTERS = (
+    ("delivered", "delivered", "Events handled successfully"),
+    ("failed", "failed", "Deliveries whose handler raised or timed out"),
+    ("dropped", "dropped", "Events dropped by the overflow policy of a full mailbox"),
+    ("retried", "retried", "Deliveries retried"),
+    ("timed_out", "timed_out", "Deliveries over the subscription's timeout"),
+    ("dead_lettered", "dead_lettered", "Events sent to $bus.dead_letter"),
+)
+_GAUGES = (
+    ("queued", "queued", "Events waiting in the mailbox (queue depth)"),
+    ("in_flight", "in_flight", "Events being handled now"),
+    ("maxsize", "maxsize", "Mailbox capacity"),
+)
+
+
+class _BusCollector(Collector):
+    """Reads ``bus.stats()`` at scrape time: one sample per subscription and counter."""
+
+    def __init__(self, bus: Bus) -> None:
+        self.bus = bus
+
+    def collect(self) -> Iterator[Any]:
+        stats = self.bus.stats()
+        labels = ["subscription", "pattern"]
+        for suffix, attr, doc in _COUNTERS:
+            family = CounterMetricFamily(f"axonbus_subscription_{suffix}", doc, labels=labels)
+            for s in stats:
+                family.add_metric([s.name, s.pattern], float(getattr(s, attr)))
+            yield family
+        for suffix, attr, doc in _GAUGES:
+            gauge = GaugeMetricFamily(f"axonbus_subscription_{suffix}", doc, labels=labels)
+            for s in stats:
+                gauge.add_metric([s.name, s.pattern], float(getattr(s, attr)))
+            yield gauge
+        yield GaugeMetricFamily(
+            "axonbus_bus_started", "1 while the bus is started", value=self.bus.state == "started"
+        )
+        yield GaugeMetricFamily(
+            "axonbus_subscriptions", "Subscriptions on the bus", value=len(stats)
+        )
+
+
+class GatewayMetrics:
+    """The registry and the gateway's own instruments."""
+
+    def __init__(self, bus: Bus) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.registry.register(_BusCollector(bus))
+        r = self.registry
+        self.http_requests = Counter(
+            "axonbus_gateway_http_requests",
+            "HTTP requests by route template and status",
+            ["method", "route", "status"],
+            registry=r,
+        )
+        self.http_duration = Histogram(
+            "axonbus_gateway_http_request_duration_seconds",
+            "Time to the response's first byte, by route template",
+            ["route"],
+            registry=r,
+        )
+        self.published = Counter(
+            "axonbus_gateway_published", "Events published through the gateway", registry=r
+        )
+        self.requests = Counter(
+            "axonbus_gateway_requests",
+            "bus.request calls through the gateway, by outcome",
+            ["outcome"],
+            registry=r,
+        )
+        self.streamed = Counter(
+            "axonbus_gateway_streamed", "Events sent to SSE and WebSocket clients", registry=r
+        )
+        self.stream_dropped = Counter(
+            "axonbus_gateway_stream_dropped",
+            "Events dropped for slow SSE / WebSocket clients (drop_oldest)",
+            registry=r,
+        )
+        self.sse_clients = Gauge("axonbus_gateway_sse_clients", "Open SSE streams", registry=r)
+        self.ws_clients = Gauge(
+            "axonbus_gateway_websocket_clients", "Open WebSocket connections", registry=r
+        )
+        self.rejected = Counter(
+            "axonbus_gateway_rejected",
+            "Requests refused, by reason (unauthorized, forbidden, rate_limited, too_large)",
+            ["reason"],
+            registry=r,
+        )
+
+
+def _route_of(scope: Scope) -> str:
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) else "unmatched"
+
+
+def _redacted_query(query: bytes) -> str:
+    if not query:
+        return ""
+    parts = []
+    for part in query.decode("latin-1").split("&"):
+        key = part.split("=", 1)[0]
+        parts.append(f"{key}=***" if key in ("token", "access_token") else part)
+    return "?" + "&".join(parts)
+
+
+class AccessLog:
+    """ASGI middleware: counts each HTTP request by route template and status, and logs one line
+    per request on ``axonbus.gateway.access`` with any ``token=`` query value redacted (uvicorn's
+    own access log is turned off by :func:`serve` because it would print it)."""
+
+    def __init__(self, app: ASGIApp, metrics: GatewayMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        began = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                self.metrics.http_duration.labels(_route_of(scope)).observe(
+                    time.perf_counter() - began
+                )
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = _route_of(scope)
+            self.metrics.http_requests.labels(scope["method"], route, str(status)).inc()
+            if access_logger.isEnabledFor(logging.INFO):
+                client = scope.get("client")
+                access_logger.info(
+                    '%s - "%s %s%s" %d',
+                    f"{client[0]}:{client[1]}" if client else "-",
+                    scope["method"],
+                    scope.get("path", ""),
+                    _redacted_query(scope.get("query_string", b"")),
+                    status,
+                )

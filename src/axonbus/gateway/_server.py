@@ -1,0 +1,225 @@
+"""Running the gateway: :func:`serve` (what ``axonbus serve`` calls) and :class:`GatewayServer`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import ipaddress
+import logging
+import signal
+import sys
+from collections.abc import Callable, Generator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import uvicorn
+import uvicorn.config
+
+from .._bus import Bus
+from ._app import create_app
+from ._auth import TokenSet, load_tokens
+
+if TYPE_CHECKING:
+    import socket
+
+    from starlette.applications import Starlette
+
+    from ..channels import ChannelManager
+    from ._core import Gateway
+
+__all__ = ["GatewayServer", "InsecureBind", "is_loopback", "serve"]
+
+logger = logging.getLogger("axonbus.gateway")
+
+
+class InsecureBind(ValueError):
+    """:func:`serve` was asked to listen beyond loopback with no tokens file (open access)."""
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class GatewayServer(uvicorn.Server):
+    """uvicorn's server, ending the gateway's SSE streams and WebSockets before it waits for
+    connections to close (they would keep it waiting forever).
+
+    ``handle_signals=False`` leaves signals alone: :func:`serve` handles them itself for the
+    whole run, the bus's close included, and tests run the server inside their own loop.
+    """
+
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        *,
+        handle_signals: bool = True,
+        on_started: Callable[[GatewayServer], None] | None = None,
+    ) -> None:
+        super().__init__(config)
+        self.handle_signals = handle_signals
+        self.on_started = on_started
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started and self.on_started is not None:
+            self.on_started(self)
+
+    @property
+    def gateway(self) -> Gateway | None:
+        app = self.config.app
+        state = getattr(app, "state", None)
+        return getattr(state, "gateway", None)
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        if not self.handle_signals:
+            yield
+            return
+        with super().capture_signals():
+            yield
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        gateway = self.gateway
+        if gateway is not None:
+            gateway.close_feeds()
+        await super().shutdown(sockets=sockets)
+
+    @property
+    def port(self) -> int | None:
+        """The port actually bound (useful with ``port=0``), once started."""
+        for server in self.servers:
+            for sock in server.sockets:
+                return int(sock.getsockname()[1])
+        return None
+
+
+def _ws_implementation() -> str:
+    # uvicorn's "auto" picks the legacy API of `websockets`, deprecated (and warning) since 14
+    has_sansio = "websockets-sansio" in uvicorn.config.WS_PROTOCOLS
+    if has_sansio and importlib.util.find_spec("websockets") is not None:
+        return "websockets-sansio"
+    if importlib.util.find_spec("wsproto") is not None:
+        return "wsproto"
+    return "auto"
+
+
+def server_config(
+    app: Starlette, host: str, port: int, *, log_level: str = "info"
+) -> uvicorn.Config:
+    """The uvicorn configuration :func:`serve` uses (no uvicorn access log: it would print a
+    ``?token=`` query; ``axonbus.gateway.access`` logs requests with it redacted)."""
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=False,
+        ws=_ws_implementation(),
+        lifespan="on",
+        timeout_graceful_shutdown=5,
+    )
+
+
+async def serve(
+    bus: Bus | str = "memory://",
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    tokens: TokenSet | str | Path | None = None,
+    insecure: bool = False,
+    demo: bool = True,
+    state_manager: Any = None,
+    channels: ChannelManager | None = None,
+    max_body: int | None = None,
+    log_level: str = "info",
+) -> int:
+    """Run the gateway until SIGINT / SIGTERM; returns the exit code (130 after SIGINT, else 0).
+
+    >>> asyncio.run(serve("memory://", port=8765))        # what `axonbus serve` does
+
+    ``bus``: a URL (the bus is created, started and closed here) or a :class:`Bus` (started
+    here if new, closed by its owner). ``demo``: also run the demo agent
+    (:class:`axonbus.agent.DemoAgent`) and a :class:`~axonbus.agent.StateManager`, so the
+    dashboard can chat. Without ``tokens`` the gateway is open to anyone who can reach it, so
+    a ``host`` beyond loopback raises :class:`InsecureBind` unless ``insecure=True``.
+    """
+    if isinstance(tokens, str | Path):
+        tokens = load_tokens(tokens)
+    if tokens is None and not insecure and not is_loopback(host):
+        raise InsecureBind(
+            f"refusing to serve on {host!r} with open access: give a tokens file "
+            "(--tokens FILE) or pass --insecure"
+        )
+    loop = asyncio.get_running_loop()
+    received: list[int] = []
+    server: GatewayServer | None = None
+
+    def on_signal(sig: int) -> None:
+        received.append(sig)
+        if server is not None:
+            server.handle_exit(sig, None)
+
+    installed = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, on_signal, sig)
+        except (NotImplementedError, RuntimeError, ValueError):
+            continue  # not the main thread, or Windows: uvicorn's defaults apply
+        installed.append(sig)
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            the_bus = Bus(bus) if isinstance(bus, str) else bus
+            if isinstance(bus, str):
+                await the_bus.start()
+                stack.push_async_callback(the_bus.close)
+            elif the_bus.state == "new":
+                await the_bus.start()
+            if demo:
+                from ..agent import DemoAgent, StateManager
+
+                if state_manager is None:
+                    state_manager = StateManager(the_bus)
+                    stack.callback(state_manager.close)
+                agent = DemoAgent(the_bus).start()
+                stack.push_async_callback(agent.stop)
+            app = create_app(
+                the_bus,
+                tokens=tokens,
+                state_manager=state_manager,
+                channels=channels,
+                max_body=max_body,
+            )
+            access = "token auth" if tokens is not None else "OPEN ACCESS (no tokens file)"
+
+            def announce(started: GatewayServer) -> None:
+                print(
+                    f"axonbus gateway on http://{_display(host)}:{started.port or port}/ - "
+                    f"bus {the_bus!r}, {access}; Ctrl-C to stop",
+                    file=sys.stderr,
+                    flush=True,
+                )
+
+            config = server_config(app, host, port, log_level=log_level)
+            server = GatewayServer(config, handle_signals=not installed, on_started=announce)
+            if received:  # a signal arrived while starting
+                return _exit_code(received)
+            await server.serve()
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+    return _exit_code(received)
+
+
+def _exit_code(received: list[int]) -> int:
+    return 130 if signal.SIGINT in received else 0
+
+
+def _display(host: str) -> str:
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host

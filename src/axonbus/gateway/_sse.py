@@ -1,0 +1,122 @@
+"""``GET /v1/events``: Server-Sent Events.
+
+Each event is::
+
+    id: 42                      (the log offset on sqlite:// / postgresql://, else the event id)
+    event: agent.s1.token       (the topic)
+    data: {"topic": ..., "id": ..., "timestamp": ..., "event": ..., "offset": 42}
+
+A comment (``: keep-alive``) goes out every ``keepalive`` seconds of silence. When a slow client
+lost events (live feeds only), an ``event: dropped`` with ``{"dropped": n, "total": t}`` says how
+many, before the next event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from starlette.requests import Request
+
+from ._auth import AccessToken
+from ._feeds import Feed, open_feed
+from ._payload import dumps, envelope_record
+
+if TYPE_CHECKING:
+    from starlette.types import Message, Receive, Scope, Send
+
+    from ._core import Gateway
+
+__all__ = ["EventSourceResponse", "open_event_source"]
+
+
+async def open_event_source(gateway: Gateway, request: Request) -> EventSourceResponse:
+    """Check the request, open its feed, and return the streaming response."""
+    token = gateway.authenticate(request)
+    pattern = request.query_params.get("pattern") or ">"
+    gateway.check_subscribe(token, pattern)
+    last = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
+    feed = await open_feed(gateway.bus, pattern, last_event_id=last, maxsize=gateway.queue_size)
+    return EventSourceResponse(gateway, feed, token)
+
+
+class EventSourceResponse:
+    """A streaming ASGI response that writes a feed as SSE until the client goes away, the
+    feed ends (the bus closed) or the gateway shuts down; the feed is closed in every case."""
+
+    def __init__(self, gateway: Gateway, feed: Feed, token: AccessToken) -> None:
+        self.gateway = gateway
+        self.feed = feed
+        self.token = token
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        gw = self.gateway
+        gw.track("sse", self.feed)
+        gw.metrics.sse_clients.inc()
+        writer = asyncio.get_running_loop().create_task(self._write(send))
+        receiving: asyncio.Future[Message] | None = None
+        try:
+            while not writer.done():
+                receiving = asyncio.ensure_future(receive())
+                await asyncio.wait({writer, receiving}, return_when=asyncio.FIRST_COMPLETED)
+                if not receiving.done():
+                    break
+                if receiving.result()["type"] == "http.disconnect":
+                    break
+        finally:
+            if receiving is not None:
+                receiving.cancel()
+            writer.cancel()
+            self.feed.close()
+            gw.untrack(self.feed)
+            gw.metrics.sse_clients.dec()
+            await asyncio.wait({writer})  # see WebSocketSession._cleanup for why not `await`
+        error = None if writer.cancelled() else writer.exception()
+        if error is not None and not isinstance(error, OSError):  # OSError: the client left
+            raise error
+
+    async def _write(self, send: Send) -> None:
+        gw = self.gateway
+        feed = self.feed
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"text/event-stream; charset=utf-8"),
+                    (b"cache-control", b"no-cache"),
+                    (b"x-accel-buffering", b"no"),  # nginx: do not buffer the stream
+                ],
+            }
+        )
+        mode = "log" if feed.resumable else "live"
+        hello = f"retry: 2000\n: axonbus {mode} stream of {feed.pattern}\n\n"
+        await send({"type": "http.response.body", "body": hello.encode(), "more_body": True})
+        reported = 0
+        while True:
+            try:
+                env = await feed.next(gw.keepalive)
+            except TimeoutError:
+                chunk = b": keep-alive\n\n"
+            else:
+                if env is None:
+                    break
+                if not self.token.sees(env.topic):
+                    continue
+                parts = []
+                dropped = feed.dropped
+                if dropped > reported:
+                    gw.metrics.stream_dropped.inc(dropped - reported)
+                    info = dumps({"dropped": dropped - reported, "total": dropped})
+                    parts.append(b"event: dropped\ndata: " + info + b"\n\n")
+                    reported = dropped
+                ident = str(env.offset if env.offset is not None else env.id)
+                parts.append(
+                    f"id: {ident}\nevent: {env.topic}\ndata: ".encode()
+                    + dumps(envelope_record(env))
+                    + b"\n\n"
+                )
+                chunk = b"".join(parts)
+                gw.metrics.streamed.inc()
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})

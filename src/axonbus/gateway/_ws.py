@@ -1,0 +1,343 @@
+"""``GET /v1/ws``: one WebSocket, JSON text frames both ways.
+
+Client frames (``id`` is optional and comes back as ``ref`` in the answer)::
+
+    {"op": "subscribe", "pattern": "agent.s1.>", "last_event_id": "41", "id": 1}
+    {"op": "unsubscribe", "pattern": "agent.s1.>", "id": 2}
+    {"op": "publish", "topic": "agent.s1.user_input", "event": {"text": "hi"}, "type": null,
+     "headers": {}, "id": 3}
+    {"op": "request", "topic": "math.add", "event": {"a": 1, "b": 2}, "timeout": 5, "id": 4}
+    {"op": "message", "channel": "web", "user_id": "u1", "content": "hi", "metadata": {}, "id": 5}
+    {"op": "ping", "id": 6}
+
+Server frames::
+
+    {"op": "ready", "token": "ui", "log": false, "max_frame": 1048576}
+    {"op": "subscribed", "ref": 1, "pattern": "agent.s1.>", "resumable": false}
+    {"op": "event", "pattern": "agent.s1.>", "topic": ..., "id": ..., "timestamp": ...,
+     "event": ..., "offset": 42, "type": "axonbus.agent.Token"}
+    {"op": "dropped", "pattern": "agent.s1.>", "dropped": 3, "total": 10}
+    {"op": "unsubscribed", "ref": 2, "pattern": "agent.s1.>"}
+    {"op": "published", "ref": 3, "id": ..., "topic": ...}
+    {"op": "reply", "ref": 4, "reply": 3}
+    {"op": "sent", "ref": 5, "id": "<ChannelMessage.id>", "topic": "channel.web.in"}
+    {"op": "message", "channel": "web", "user_id": "u1", "content": ..., "reply_to": ...,
+     "metadata": {}}                                   (a reply through a WebSocketChannel)
+    {"op": "pong", "ref": 6}
+    {"op": "error", "ref": 3, "status": 403, "code": "forbidden", "message": ...}
+
+Errors use the HTTP status codes of the REST routes. A connection without a valid token (when
+tokens are configured) gets an ``error`` frame, then is closed with code 4401.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from ._core import ApiError
+from ._feeds import Feed, open_feed
+from ._payload import dumps, envelope_record, jsonable
+
+if TYPE_CHECKING:
+    from starlette.types import Message
+
+    from ._auth import AccessToken
+    from ._core import Gateway
+
+__all__ = ["WebSocketSession"]
+
+logger = logging.getLogger("axonbus.gateway")
+
+MAX_REQUEST_TIMEOUT = 300.0
+MAX_SUBSCRIPTIONS = 64
+
+
+class WebSocketSession:
+    """One connected WebSocket client: its token, subscriptions and in-flight requests."""
+
+    def __init__(self, gateway: Gateway, websocket: WebSocket) -> None:
+        self.gateway = gateway
+        self.ws = websocket
+        self.token: AccessToken | None = None
+        self.subscriptions: dict[str, tuple[Feed, asyncio.Task[None]]] = {}
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self._send_lock = asyncio.Lock()
+        self.channels: set[Any] = set()  # WebSocketChannels this client talks through
+
+    def __repr__(self) -> str:
+        name = self.token.name if self.token else "?"
+        return f"<WebSocketSession token={name!r} subscriptions={list(self.subscriptions)}>"
+
+    async def send_frame(self, frame: dict[str, Any]) -> None:
+        """Send one JSON frame (serialised: several tasks write to one socket)."""
+        if self.ws.application_state is not WebSocketState.CONNECTED:
+            return
+        data = dumps(frame).decode()
+        async with self._send_lock:
+            await self.ws.send_text(data)
+
+    async def run(self) -> None:
+        gw = self.gateway
+        await self.ws.accept()
+        try:
+            self.token = gw.authenticate(self.ws, spend=False)  # frames are counted instead
+        except ApiError as exc:
+            await self.send_frame(_error_frame(exc, None))
+            await self.ws.close(code=4000 + exc.status)
+            return
+        gw.metrics.ws_clients.inc()
+        try:
+            await self.send_frame(
+                {"op": "ready", "token": self.token.name, "log": gw.has_log,
+                 "max_frame": gw.max_body}
+            )  # fmt: skip
+            await self._receive_loop()
+        finally:
+            gw.metrics.ws_clients.dec()
+            await self._cleanup()
+
+    async def _receive_loop(self) -> None:
+        closing = asyncio.ensure_future(self.gateway.closing.wait())
+        receiving: asyncio.Future[Message] | None = None
+        try:
+            while True:
+                receiving = asyncio.ensure_future(self.ws.receive())
+                await asyncio.wait({receiving, closing}, return_when=asyncio.FIRST_COMPLETED)
+                if not receiving.done():
+                    receiving.cancel()
+                    with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+                        await self.ws.close(code=1001)  # going away: the server shuts down
+                    return
+                message = receiving.result()
+                if message["type"] == "websocket.disconnect":
+                    return
+                text = message.get("text")
+                if text is None and message.get("bytes") is not None:
+                    text = message["bytes"].decode("utf-8", errors="replace")
+                await self._handle(text or "")
+        finally:
+            closing.cancel()
+            if receiving is not None:
+                receiving.cancel()
+
+    async def _handle(self, text: str) -> None:
+        ref: Any = None
+        try:
+            self.gateway.check_size(len(text.encode()))
+            try:
+                frame = orjson.loads(text)
+            except orjson.JSONDecodeError as exc:
+                raise ApiError(400, "invalid_json", f"frame is not JSON: {exc}") from None
+            if not isinstance(frame, dict):
+                raise ApiError(400, "invalid_frame", "a frame is a JSON object with an 'op'")
+            ref = frame.get("id")
+            op = frame.get("op")
+            handler = _OPS.get(op) if isinstance(op, str) else None
+            if handler is None:
+                raise ApiError(400, "unknown_op", f"unknown op {op!r}; expected one of {_OP_NAMES}")
+            await handler(self, frame, ref)
+        except ApiError as exc:
+            await self.send_frame(_error_frame(exc, ref))
+        except Exception as exc:  # a bug or an unexpected bus error: answer it, keep the socket
+            logger.exception("gateway: WebSocket frame failed")
+            error = ApiError(500, "internal_error", f"{type(exc).__name__}: {exc}")
+            await self.send_frame(_error_frame(error, ref))
+
+    def _spend(self) -> AccessToken:
+        assert self.token is not None
+        self.gateway.spend(self.token)
+        return self.token
+
+    # -- ops -----------------------------------------------------------------------------------
+
+    async def _subscribe(self, frame: dict[str, Any], ref: Any) -> None:
+        token = self._spend()
+        pattern = _field(frame, "pattern", str)
+        self.gateway.check_subscribe(token, pattern)
+        if pattern not in self.subscriptions:
+            if len(self.subscriptions) >= MAX_SUBSCRIPTIONS:
+                raise ApiError(
+                    429, "too_many_subscriptions", f"at most {MAX_SUBSCRIPTIONS} per connection"
+                )
+            last = frame.get("last_event_id")
+            opened = await open_feed(
+                self.gateway.bus,
+                pattern,
+                last_event_id=str(last) if last is not None else None,
+                maxsize=self.gateway.queue_size,
+            )
+            self.gateway.track("websocket", opened)
+            task = asyncio.get_running_loop().create_task(self._pump(pattern, opened))
+            self.subscriptions[pattern] = (opened, task)
+        feed = self.subscriptions[pattern][0]
+        await self.send_frame(
+            {"op": "subscribed", "ref": ref, "pattern": pattern, "resumable": feed.resumable}
+        )
+
+    async def _unsubscribe(self, frame: dict[str, Any], ref: Any) -> None:
+        pattern = _field(frame, "pattern", str)
+        self._drop_subscription(pattern)
+        await self.send_frame({"op": "unsubscribed", "ref": ref, "pattern": pattern})
+
+    async def _publish(self, frame: dict[str, Any], ref: Any) -> None:
+        token = self._spend()
+        topic = _field(frame, "topic", str)
+        headers = frame.get("headers") or None
+        if headers is not None and not (
+            isinstance(headers, dict) and all(isinstance(v, str) for v in headers.values())
+        ):
+            raise ApiError(400, "invalid_frame", "'headers' must map names to strings")
+        env = await self.gateway.publish(
+            token,
+            topic,
+            frame.get("event"),
+            type_name=_optional(frame, "type", str),
+            headers=headers,
+            correlation_id=_optional(frame, "correlation_id", str),
+        )
+        await self.send_frame({"op": "published", "ref": ref, "id": env.id, "topic": env.topic})
+
+    async def _request(self, frame: dict[str, Any], ref: Any) -> None:
+        token = self._spend()
+        topic = _field(frame, "topic", str)
+        timeout = frame.get("timeout", 30.0)
+        if (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, int | float)
+            or not 0 < timeout <= MAX_REQUEST_TIMEOUT
+        ):
+            raise ApiError(400, "invalid_frame", f"'timeout' must be in (0, {MAX_REQUEST_TIMEOUT}]")
+        self.gateway.check_publish(token, topic)
+
+        async def answer() -> None:
+            try:
+                reply = await self.gateway.request(
+                    token, topic, frame.get("event"), timeout=float(timeout),
+                    type_name=_optional(frame, "type", str),
+                )  # fmt: skip
+            except ApiError as exc:
+                await self.send_frame(_error_frame(exc, ref))
+            except Exception as exc:
+                logger.exception("gateway: request on %r failed", topic)
+                error = ApiError(500, "internal_error", f"{type(exc).__name__}: {exc}")
+                await self.send_frame(_error_frame(error, ref))
+            else:
+                await self.send_frame({"op": "reply", "ref": ref, "reply": jsonable(reply)})
+
+        # a request may take long: answer it from its own task so other frames go on
+        task = asyncio.get_running_loop().create_task(answer())
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _message(self, frame: dict[str, Any], ref: Any) -> None:
+        token = self._spend()
+        from ._channels import WebSocketChannel
+
+        channel = WebSocketChannel.find(self.gateway.channels, _optional(frame, "channel", str))
+        if channel is None:
+            raise ApiError(404, "no_channel", "no WebSocketChannel of that type is attached")
+        self.gateway.check_publish(token, channel.inbound_topic)
+        content = _field(frame, "content", str)
+        user_id = _optional(frame, "user_id", str) or token.name
+        metadata = frame.get("metadata") or {}
+        if not isinstance(metadata, dict):
+            raise ApiError(400, "invalid_frame", "'metadata' must be an object")
+        channel.connect(user_id, self)
+        self.channels.add(channel)
+        try:
+            message = await channel.receive(user_id, content, **metadata)
+        except Exception as exc:
+            raise self.gateway.bus_error(exc) from exc
+        await self.send_frame(
+            {"op": "sent", "ref": ref, "id": message.id, "topic": channel.inbound_topic}
+        )
+
+    async def _ping(self, frame: dict[str, Any], ref: Any) -> None:
+        await self.send_frame({"op": "pong", "ref": ref})
+
+    # -- subscriptions -------------------------------------------------------------------------
+
+    async def _pump(self, pattern: str, feed: Feed) -> None:
+        token = self.token
+        assert token is not None
+        metrics = self.gateway.metrics
+        reported = 0
+        try:
+            while True:
+                env = await feed.next(None)
+                if env is None:
+                    break
+                if not token.sees(env.topic):
+                    continue
+                dropped = feed.dropped
+                if dropped > reported:
+                    metrics.stream_dropped.inc(dropped - reported)
+                    await self.send_frame(
+                        {"op": "dropped", "pattern": pattern, "dropped": dropped - reported,
+                         "total": dropped}
+                    )  # fmt: skip
+                    reported = dropped
+                await self.send_frame({"op": "event", "pattern": pattern, **envelope_record(env)})
+                metrics.streamed.inc()
+        except (WebSocketDisconnect, OSError, RuntimeError):
+            return  # the client went away; the receive loop cleans up
+
+    def _drop_subscription(self, pattern: str) -> None:
+        entry = self.subscriptions.pop(pattern, None)
+        if entry is not None:
+            feed, task = entry
+            feed.close()
+            task.cancel()
+            self.gateway.untrack(feed)
+
+    async def _cleanup(self) -> None:
+        for channel in self.channels:
+            channel.disconnect(self)
+        pending = [task for _, task in self.subscriptions.values()] + list(self.tasks)
+        for pattern in list(self.subscriptions):
+            self._drop_subscription(pattern)
+        for task in self.tasks:
+            task.cancel()
+        if pending:
+            # asyncio.wait, not gather: if this task is cancelled meanwhile, the CancelledError
+            # arrives at once (a gather would keep it waiting for the children, and anyio's
+            # cancel scopes, e.g. Starlette's TestClient, would cancel it again and again)
+            await asyncio.wait(pending)
+
+
+def _field(frame: dict[str, Any], name: str, kind: type) -> Any:
+    value = frame.get(name)
+    if not isinstance(value, kind) or (kind is str and not value):
+        raise ApiError(
+            400, "invalid_frame", f"{frame.get('op')!r} needs {name!r} ({kind.__name__})"
+        )
+    return value
+
+
+def _optional(frame: dict[str, Any], name: str, kind: type) -> Any:
+    value = frame.get(name)
+    if value is not None and not isinstance(value, kind):
+        raise ApiError(400, "invalid_frame", f"{name!r} must be a {kind.__name__}")
+    return value
+
+
+def _error_frame(exc: ApiError, ref: Any) -> dict[str, Any]:
+    return {"op": "error", "ref": ref, "status": exc.status, "code": exc.code,
+            "message": exc.message, **exc.extra}  # fmt: skip
+
+
+_OPS = {
+    "subscribe": WebSocketSession._subscribe,
+    "unsubscribe": WebSocketSession._unsubscribe,
+    "publish": WebSocketSession._publish,
+    "request": WebSocketSession._request,
+    "message": WebSocketSession._message,
+    "ping": WebSocketSession._ping,
+}
+_OP_NAMES = sorted(_OPS)

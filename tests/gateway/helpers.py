@@ -1,0 +1,107 @@
+"""Shared helpers of the gateway tests."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+import uvicorn
+
+from axonbus.gateway import GatewayServer
+
+SECRET_UI = "ui-secret-0123456789"
+SECRET_ADMIN = "admin-secret-0123456789"
+SECRET_SLOW = "slow-secret-0123456789"
+
+TOKENS_CONFIG: dict[str, Any] = {
+    "tokens": [
+        {
+            "name": "ui",
+            "token": SECRET_UI,
+            "publish": ["agent.*.user_input", "agent.*.interrupt", "math.>", "channel.web.in"],
+            "subscribe": ["agent.>"],
+            "deny": ["agent.secret.>"],
+        },
+        {"name": "admin", "token": SECRET_ADMIN, "publish": [">"], "subscribe": [">", "$bus.>"]},
+        {"name": "slow", "token": SECRET_SLOW, "publish": [">"], "subscribe": [">"], "rate": 2},
+    ]
+}
+
+
+def auth(secret: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {secret}"}
+
+
+@contextlib.asynccontextmanager
+async def asgi_client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+        yield client
+
+
+@contextlib.asynccontextmanager
+async def running_server(app: Any) -> AsyncIterator[str]:
+    """Serve ``app`` with uvicorn on a free port inside this event loop; yields the base URL."""
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
+    config.ws = "websockets-sansio" if _has("websockets") else "none"
+    server = GatewayServer(config, handle_signals=False)
+    task = asyncio.get_running_loop().create_task(server.serve())
+    try:
+        async with asyncio.timeout(5):
+            while not server.started:
+                if task.done():
+                    task.result()
+                await asyncio.sleep(0.01)
+        yield f"http://127.0.0.1:{server.port}"
+    finally:
+        server.should_exit = True
+        async with asyncio.timeout(10):
+            await task
+
+
+def _has(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+async def eventually(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.005)
+
+
+class SSEReader:
+    """Reads Server-Sent Events blocks from a streaming httpx response."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.response = response
+        self._lines = response.aiter_lines()
+
+    async def block(self, timeout: float = 5.0) -> dict[str, Any]:
+        """The next block: ``{"comments": [...], "id", "event", "data"}`` (data parsed)."""
+        found: dict[str, Any] = {"comments": []}
+        async with asyncio.timeout(timeout):
+            async for line in self._lines:
+                if not line:
+                    if len(found) > 1 or found["comments"]:
+                        return found
+                    continue
+                if line.startswith(":"):
+                    found["comments"].append(line[1:].strip())
+                    continue
+                name, _, value = line.partition(":")
+                value = value[1:] if value.startswith(" ") else value
+                found[name] = json.loads(value) if name == "data" else value
+        raise EOFError("the stream ended")
+
+    async def event(self, timeout: float = 5.0) -> dict[str, Any]:
+        """The next block that carries data (comments are skipped)."""
+        while True:
+            found = await self.block(timeout)
+            if "data" in found:
+                return found

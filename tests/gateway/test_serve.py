@@ -1,0 +1,146 @@
+"""``axonbus serve`` as a subprocess, and :func:`serve` in-process."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+from tests.gateway.helpers import SECRET_UI, TOKENS_CONFIG, SSEReader, auth
+from tests.support.brokers import free_port
+
+from axonbus.cli import build_parser, main
+from axonbus.gateway import InsecureBind, is_loopback, serve
+
+
+async def _start(*args: str) -> tuple[asyncio.subprocess.Process, str]:
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "axonbus.cli", "serve", "--port", str(port), *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONIOENCODING": "utf-8"},
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    async with httpx.AsyncClient(base_url=base) as client:
+        async with asyncio.timeout(20):
+            while True:
+                if proc.returncode is not None:
+                    assert proc.stderr is not None
+                    raise AssertionError((await proc.stderr.read()).decode())
+                try:
+                    if (await client.get("/healthz")).status_code == 200:
+                        return proc, base
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(0.05)
+
+
+async def _stop(proc: asyncio.subprocess.Process, sig: int) -> tuple[int, str]:
+    assert proc.stderr is not None
+    try:
+        proc.send_signal(sig)
+        code = await asyncio.wait_for(proc.wait(), 15)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    return code, (await proc.stderr.read()).decode()
+
+
+async def test_serve_runs_the_demo_agent_and_stops_on_sigint() -> None:
+    proc, base = await _start()
+    async with httpx.AsyncClient(base_url=base) as client:
+        health = (await client.get("/healthz")).json()
+        assert health == {
+            "status": "ok",
+            "bus": "started",
+            "transport": "memory",
+            "log": False,
+            "auth": False,
+        }
+        async with client.stream("GET", "/v1/events?pattern=agent.d1.>") as response:
+            reader = SSEReader(response)
+            await reader.block()
+            r = await client.post("/v1/publish/agent.d1.user_input", json={"text": "2 * 21"})
+            assert r.status_code == 200
+            kinds = []
+            while "done" not in kinds:
+                kinds.append((await reader.event(timeout=10))["event"].rsplit(".", 1)[1])
+        assert "token" in kinds
+        assert "tool_call" in kinds
+        sessions = (await client.get("/v1/sessions")).json()["sessions"]
+        assert sessions[0]["result"].startswith("2 * 21 = 42.")
+        assert 'id="chat-log"' in (await client.get("/")).text
+        # a stream left open must not hold the shutdown up
+        async with client.stream("GET", "/v1/events") as response:
+            await SSEReader(response).block()
+            code, err = await _stop(proc, signal.SIGINT)
+    assert code == 130, err
+    assert "Traceback" not in err
+    assert "axonbus gateway on http://127.0.0.1:" in err
+    assert "OPEN ACCESS" in err
+
+
+async def test_serve_with_tokens_and_sigterm(tmp_path: Path) -> None:
+    path = tmp_path / "tokens.json"
+    path.write_text(json.dumps(TOKENS_CONFIG))
+    url = f"sqlite:///{tmp_path / 'events.db'}"
+    proc, base = await _start("--tokens", str(path), "--url", url, "--no-demo")
+    async with httpx.AsyncClient(base_url=base) as client:
+        assert (await client.get("/v1/stats")).status_code == 401
+        stats = (await client.get("/v1/stats", headers=auth(SECRET_UI))).json()
+        assert stats["bus"]["log"] is True
+        assert stats["subscriptions"] == []  # --no-demo
+        assert (await client.get("/healthz")).json()["auth"] is True
+    code, err = await _stop(proc, signal.SIGTERM)
+    assert code == 0, err
+    assert SECRET_UI not in err
+    assert "token auth" in err
+
+
+def test_refuses_open_access_beyond_loopback(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["serve", "--host", "0.0.0.0", "--port", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "--tokens" in err
+    assert "--insecure" in err
+
+
+def test_bad_tokens_file_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "tokens.json"
+    path.write_text('{"tokens": []}')
+    assert main(["serve", "--tokens", str(path), "--port", "1"]) == 1
+    assert capsys.readouterr().err.startswith("axonbus serve: ")
+
+
+def test_parser_defaults() -> None:
+    args = build_parser().parse_args(["serve"])
+    assert (args.host, args.port, args.tokens, args.insecure, args.demo) == (
+        "127.0.0.1",
+        8765,
+        None,
+        False,
+        True,
+    )
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [("127.0.0.1", True), ("127.1.2.3", True), ("::1", True), ("[::1]", True),
+     ("localhost", True), ("0.0.0.0", False), ("::", False), ("192.168.1.5", False),
+     ("example.com", False)],
+)  # fmt: skip
+def test_is_loopback(host: str, loopback: bool) -> None:
+    assert is_loopback(host) is loopback
+
+
+async def test_serve_raises_insecure_bind() -> None:
+    with pytest.raises(InsecureBind):
+        await serve(host="0.0.0.0", port=1)
