@@ -239,10 +239,16 @@ async def test_await_start_starts_the_owned_bus() -> None:
     await runtime.close()
 
 
-def test_broker_buses_are_not_supported_yet() -> None:
-    bus = Bus("redis://localhost:6379/0")
-    with pytest.raises(NotImplementedError, match="across processes"):
-        AgentRuntime(bus)
+def test_a_broker_bus_makes_a_distributed_runtime() -> None:
+    from axonbus.runtime._distributed import DistributedPlacement
+    from axonbus.runtime._runtime import LocalPlacement
+
+    runtime = AgentRuntime(Bus("redis://localhost:6379/0"), heartbeat=0.5)
+    assert isinstance(runtime._placement, DistributedPlacement)
+    assert runtime._placement.heartbeat == 0.5
+    assert isinstance(AgentRuntime()._placement, LocalPlacement)
+    with pytest.raises(ValueError, match="heartbeat"):
+        AgentRuntime(heartbeat=0)
 
 
 async def test_a_handler_may_stop_the_runtime() -> None:

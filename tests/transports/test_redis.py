@@ -201,3 +201,19 @@ async def test_invalid_topics_are_refused_before_the_broker_sees_them(
             await bus.request(topic, 1, timeout=1)
         await bus.publish("valid.topic", 2)
         await settle(other, lambda: seen == [2])
+
+
+async def test_responders_of_crashed_processes_are_forgotten(
+    redis_service: str, name: str, raw: aioredis.Redis
+) -> None:
+    # a process killed without unregistering leaves its entry; a request deletes it a minute
+    # after it expired (and ignores it before), so the hash does not grow with every crash
+    long_ago = 1_000  # ms since the epoch: expired long ago
+    await raw.hset(f"{name}:responders", mapping={"dead\nmath.gone": long_ago})
+    async with Bus(redis_service, name=name) as bus:
+        bus.respond("math.add", lambda req: req["a"] + req["b"])
+        await bus.flush()
+        assert await bus.request("math.add", {"a": 1, "b": 2}, timeout=5) == 3
+        entries = await raw.hgetall(f"{name}:responders")
+    assert b"dead\nmath.gone" not in entries
+    assert any(key.endswith(b"\nmath.add") for key in entries)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from collections.abc import Callable
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
@@ -232,10 +233,12 @@ class Host:
 class Hosts:
     """Every local host, the count of messages queued or being handled, and idle waiting."""
 
-    __slots__ = ("_idle", "by_id", "failure", "keep_failure", "pending", "running")
+    __slots__ = ("_idle", "added", "by_id", "failure", "keep_failure", "pending", "running")
 
     def __init__(self, *, keep_failure: bool) -> None:
         self.by_id: dict[AgentId, Host] = {}
+        #: called with each new agent's id (a distributed placement keeps track of them)
+        self.added: Callable[[AgentId], None] | None = None
         self.pending = 0
         self.running = False
         self.keep_failure = keep_failure
@@ -247,6 +250,8 @@ class Hosts:
         self.by_id[agent_id] = host
         if self.running:
             host.start()
+        if self.added is not None:
+            self.added(agent_id)
         return host
 
     def settle(self) -> None:

@@ -90,7 +90,7 @@ class Registry:
         if expected_class is not None and issubclass(expected_class, Agent):
             for message_type in expected_class._handled_types():
                 self.message_types.register(message_type)
-        self._targets.clear()
+        self._registrations_changed()
         return AgentType(name)
 
     async def register_agent_instance(
@@ -110,7 +110,7 @@ class Registry:
         for message_type in type(agent_instance)._handled_types():
             self.message_types.register(message_type)
         self._hosts.add(agent_instance, agent_id, self._concurrency_of(agent_instance, concurrency))
-        self._targets.clear()
+        self._registrations_changed()
         return agent_id
 
     @staticmethod
@@ -193,6 +193,9 @@ class Registry:
 
     async def agent_load_state(self, agent: AgentId, state: Mapping[str, Any]) -> None:
         await (await self._host(agent)).agent.load_state(state)
+
+    def _registrations_changed(self) -> None:
+        self._targets.clear()
 
     def _check_open(self) -> None:
         if self.state == "closed":

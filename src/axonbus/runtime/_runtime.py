@@ -11,31 +11,33 @@ agent is local:
    or the id of the worker process that hosts it. :class:`LocalPlacement` (every bus whose
    ``transport.local_only`` is True) always says "here", and the runtime then takes its fast
    path: the message object goes straight into the local :class:`~._hosting.Host`'s mailbox, with
-   no encoding and no bus round trip. A distributed placement would keep a membership table
-   fed by heartbeats on ``$rt.{name}.members`` (each worker announcing the agent types it can
-   host) and pick the owner by rendezvous hashing over the live workers of X's type, so every
-   process agrees without coordination and only 1/n of the keys move when a worker comes or
-   goes.
+   no encoding and no bus round trip. The distributed placement keeps a membership table fed by
+   heartbeats on ``$rt.{name}.members`` (each worker announcing the agent types it can host)
+   and picks the owner by rendezvous hashing over the live workers of X's type (with pins for
+   agents already instantiated elsewhere), so every process agrees without coordination.
 2. **Deliver to a host that is not here.** ``placement.send(worker, message, recipient, ctx,
    timeout)`` returns the reply or raises the mapped error; ``placement.publish(worker,
    message, recipients, ctx)`` hands a publish to the worker that owns those recipients. Over a
    broker these are ``bus.request`` to the worker's responder topic ``$rt.{name}.w.{worker}``
-   and a publish to it. The receiving worker calls :meth:`AgentRuntime._receive_send` /
-   :meth:`AgentRuntime._receive_publish` (the same code local messages go through), and a
-   worker that vanishes turns the waiting sends into :class:`Undeliverable`. Part 2 selects
-   its placement in ``__init__`` from the bus's transport (``_use_placement``); the tests
-   exercise this seam with two runtimes joined by a placement that moves JSON bytes.
+   and a publish to the worker. The receiving worker queues them at its hosts as local messages
+   are (:meth:`AgentRuntime._receive_send` / :meth:`AgentRuntime._receive_publish` show how), and
+   a worker that vanishes turns the waiting sends into :class:`Undeliverable`. ``__init__``
+   selects the placement from the bus's transport: :class:`~._distributed.DistributedPlacement`
+   for every bus that leaves the process (``_distributed`` describes membership, placement and
+   delivery); ``tests/runtime/test_runtime_seam.py`` joins two runtimes with a placement that
+   moves JSON bytes.
 
 Everything that crosses is data (``_serialization``): messages as ``{"type", "data"}`` of
 registered pydantic models / dataclasses / JSON values, ids as ``"type/key"``, the context as a
-dict, errors as ``{"type", "message"}`` (handler errors arrive as :class:`RemoteError`). So part 2
-adds a placement and the two inbound handlers; it changes nothing here. Subscriptions are data
-too, so a distributed runtime can replicate them on ``$rt.{name}.subscriptions``. Interventions
-run where the send or publish starts (``on_response`` where the reply arrives).
+dict, errors as ``{"type", "message"}`` (handler errors arrive as :class:`RemoteError`).
+Subscriptions are data too: a distributed placement replicates them in its members' state and
+hears of changes through :meth:`Placement.changed`. Interventions run where the send or publish
+starts (``on_response`` where the reply arrives).
 """
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import logging
 from collections.abc import Mapping, Sequence
@@ -71,14 +73,51 @@ logger = logging.getLogger("axonbus.runtime")
 T = TypeVar("T", bound=Agent)
 
 
-class Placement:
+class Placement(abc.ABC):
     """Where agents live and how messages reach the ones elsewhere (see the module docstring)."""
 
     #: True: every agent is in this process; the runtime never calls send / publish here
     local_only: ClassVar[bool] = True
 
+    @abc.abstractmethod
     def locate(self, agent_id: AgentId) -> str | None:
         """The worker hosting ``agent_id``; None when it is (or will be created) here."""
+
+    @abc.abstractmethod
+    async def send(
+        self,
+        worker: str,
+        message: Any,
+        recipient: AgentId,
+        ctx: MessageContext,
+        timeout: float | None,
+    ) -> Any:
+        """Deliver a send to ``recipient`` at ``worker``; its reply, or the mapped error."""
+
+    @abc.abstractmethod
+    async def publish(
+        self, worker: str, message: Any, recipients: Sequence[AgentId], ctx: MessageContext
+    ) -> None:
+        """Hand a publish to ``worker`` for ``recipients`` (which it hosts)."""
+
+    async def start(self, runtime: AgentRuntime) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+    def changed(self) -> None:
+        """This process's agent types or subscriptions changed."""
+        return None
+
+
+class LocalPlacement(Placement):
+    """Every agent lives in this process (``memory://`` and any ``local_only`` transport)."""
+
+    def __init__(self, runtime: AgentRuntime) -> None:
+        self.runtime = runtime
+
+    def locate(self, agent_id: AgentId) -> str | None:
         return None
 
     async def send(
@@ -89,22 +128,13 @@ class Placement:
         ctx: MessageContext,
         timeout: float | None,
     ) -> Any:
-        raise NotImplementedError
+        # never called (locate always says "here"); the one worker there is is this one
+        return await self.runtime._receive_send(message, recipient, ctx, timeout)
 
     async def publish(
         self, worker: str, message: Any, recipients: Sequence[AgentId], ctx: MessageContext
     ) -> None:
-        raise NotImplementedError
-
-    async def start(self, runtime: AgentRuntime) -> None:
-        return None
-
-    async def stop(self) -> None:
-        return None
-
-
-class LocalPlacement(Placement):
-    """Every agent lives in this process (``memory://`` and any ``local_only`` transport)."""
+        await self.runtime._receive_publish(message, recipients, ctx)
 
 
 class AgentRuntime(Registry, Lifecycle):
@@ -118,7 +148,11 @@ class AgentRuntime(Registry, Lifecycle):
     >>> await runtime.stop_when_idle()
 
     ``bus``: the bus it belongs to (a new in-process ``Bus()`` when None; the runtime then owns
-    it). ``intervention_handlers``: middleware over sends, publishes and replies.
+    it). On a bus that leaves the process (``redis://``, ``nats://``) the runtime spans every
+    process that starts a runtime of the same ``name`` on that bus (see ``_distributed``):
+    agent types registered in several processes share the keys, and ``heartbeat`` is the
+    seconds between membership heartbeats (a process is dead after 3 missed ones).
+    ``intervention_handlers``: middleware over sends, publishes and replies.
     ``ignore_unhandled_exceptions=False`` re-raises the first failure of a publish handler from
     ``stop`` / ``stop_when_idle`` (failures are always logged).
     """
@@ -130,17 +164,15 @@ class AgentRuntime(Registry, Lifecycle):
         intervention_handlers: Sequence[InterventionHandler] | None = None,
         ignore_unhandled_exceptions: bool = True,
         name: str = "default",
+        heartbeat: float = 1.0,
     ) -> None:
         TopicId(name, "")  # a name usable in system topics ($rt.{name}...)
+        if isinstance(heartbeat, bool) or not isinstance(heartbeat, int | float) or heartbeat <= 0:
+            raise ValueError(f"heartbeat must be a number of seconds > 0, got {heartbeat!r}")
         self.name = name
         self._owns_bus = bus is None
         self.bus = Bus() if bus is None else bus
-        if not self.bus.transport.local_only:
-            raise NotImplementedError(
-                f"an agent runtime across processes ({self.bus.transport.scheme}://) is not "
-                "available yet; use an in-process Bus()"
-            )
-        self._placement: Placement = LocalPlacement()
+        self._placement: Placement = LocalPlacement(self)
         self._local = True  # the fast path: no placement decisions at all
         self._hosts = Hosts(keep_failure=not ignore_unhandled_exceptions)
         self._subscriptions = SubscriptionIndex()
@@ -148,6 +180,10 @@ class AgentRuntime(Registry, Lifecycle):
         self._interventions = tuple(intervention_handlers or ())
         self._loop: asyncio.AbstractEventLoop | None = None
         super().__init__()
+        if not self.bus.transport.local_only:
+            from ._distributed import DistributedPlacement
+
+            self._use_placement(DistributedPlacement(self, float(heartbeat)))
 
     def __repr__(self) -> str:
         return f"<AgentRuntime {self.name!r} {self.state} agents={len(self._hosts.by_id)}>"
@@ -158,12 +194,18 @@ class AgentRuntime(Registry, Lifecycle):
         """Route matching publishes to the subscription's agents (ValueError if an equal
         subscription exists). Takes effect for the next publish."""
         self._subscriptions.add(subscription)
-        self._targets.clear()
+        self._registrations_changed()
 
     async def remove_subscription(self, id: str) -> None:
-        """Remove the subscription with this id (ValueError if there is none)."""
+        """Remove the subscription with this id (ValueError if there is none; across
+        processes, one this process added)."""
         self._subscriptions.remove(id)
+        self._registrations_changed()
+
+    def _registrations_changed(self) -> None:
         self._targets.clear()
+        if not self._local:
+            self._placement.changed()
 
     # -- messaging -----------------------------------------------------------------------------
 

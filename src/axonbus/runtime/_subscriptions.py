@@ -261,12 +261,17 @@ class SubscriptionIndex:
 
     The cache is rebuilt lazily per topic after any change; it is cleared when it grows past
     ``max_topics`` entries (topics with per-session sources come and go).
+
+    A distributed runtime also routes by the subscriptions other processes added
+    (:meth:`set_remote`): they count for :meth:`recipients` only, while iterating, ``contains``
+    and ``remove`` see this process's own.
     """
 
-    __slots__ = ("_cache", "_subs", "max_topics", "version")
+    __slots__ = ("_cache", "_remote", "_subs", "max_topics", "version")
 
     def __init__(self, max_topics: int = 10_000) -> None:
         self._subs: list[Subscription] = []
+        self._remote: tuple[Subscription, ...] = ()
         self._cache: dict[TopicId, tuple[AgentId, ...]] = {}
         self.max_topics = max_topics
         self.version = 0  # bumped on every change, so derived caches know to drop their entries
@@ -303,11 +308,21 @@ class SubscriptionIndex:
             for sub in self._subs:
                 if sub.is_match(topic):
                     seen[sub.map_to_agent(topic)] = None  # one delivery per agent
+            for sub in self._remote:
+                if sub.is_match(topic):
+                    seen[sub.map_to_agent(topic)] = None
             found = tuple(seen)
             if len(self._cache) >= self.max_topics:
                 self._cache.clear()
             self._cache[topic] = found
         return found
+
+    def set_remote(self, subs: Sequence[Subscription]) -> None:
+        """Route by ``subs`` too (other processes' subscriptions; replaces the previous set)."""
+        remote = tuple(dict.fromkeys(subs))  # equal ones once; an own one may equal one too
+        if remote != self._remote:
+            self._remote = remote
+            self._changed()
 
     def _changed(self) -> None:
         self._cache.clear()

@@ -108,6 +108,8 @@ return {written, failed}
 # ARGV: bus, topic, request frame
 # Responders register "{instance}\\n{pattern}" -> expiry (ms) in "{bus}:responders". Pushes the
 # frame onto the queue of one live matching pattern; returns that pattern, or false if none.
+# Entries expired for a minute are deleted (a process killed without unregistering; a live one
+# re-registers at its next heartbeat anyway), so the hash does not grow with every crash.
 REQUEST = (
     _MATCH
     + """
@@ -118,9 +120,12 @@ local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 local tt = split(topic)
 local live = {}
 for i = 1, #entries, 2 do
-  if tonumber(entries[i + 1]) >= now_ms then
+  local expiry = tonumber(entries[i + 1])
+  if expiry >= now_ms then
     local pattern = string.match(entries[i], '\\n(.*)$')
     if pattern and matches(pattern, tt) then live[#live + 1] = pattern end
+  elseif expiry < now_ms - 60000 then
+    redis.call('HDEL', bus .. ':responders', entries[i])
   end
 end
 if #live == 0 then return false end
