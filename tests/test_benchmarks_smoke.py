@@ -15,10 +15,6 @@ from tests.support.services import nats_url, postgres_url, redis_url, require
 
 ROOT = Path(__file__).parent.parent
 
-# broker workloads that cannot run yet: rt-nats-send needs the distributed runtime
-# (AgentRuntime on a nats:// bus); remove it from here once that exists
-PENDING = {"rt-nats-send"}
-
 
 def _run_quick(
     module: str, tmp_path: Path, *args: str, env: dict[str, str] | None = None, timeout: float
@@ -73,7 +69,7 @@ def test_quick_broker_benchmark_runs(tmp_path: Path) -> None:
     require("nats", nats_url())
     from benchmarks.brokers import WORKLOAD_KEYS
 
-    keys = [key for key in WORKLOAD_KEYS if key not in PENDING]
+    keys = list(WORKLOAD_KEYS)
     env = {"AXONBUS_BENCH_REDIS_URL": redis_url(), "AXONBUS_BENCH_NATS_URL": nats_url()}
     report = _run_quick("brokers", tmp_path, "--only", ",".join(keys), env=env, timeout=110)
     _check_workloads(report, keys, skippable=True)

@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+import pytest
+
 EXAMPLES = Path(__file__).parent.parent / "examples"
 
 
@@ -82,6 +84,34 @@ async def test_runtime_group_chat() -> None:
 
 async def test_runtime_pipeline() -> None:
     assert await _load("runtime_pipeline").main() == PIPELINE
+
+
+@pytest.fixture
+def broker(request: pytest.FixtureRequest) -> tuple[str, str]:
+    """(URL, bus name) on the shared broker named by the test's parameter (``"redis"`` or
+    ``"nats"``); the bus's keys / JetStream stream are removed afterwards."""
+    if request.param == "redis":
+        request.getfixturevalue("redis_raw")  # deletes the bus's keys after the test
+        return request.getfixturevalue("redis_service"), request.getfixturevalue("redis_bus_name")
+    return request.getfixturevalue("nats_service"), request.getfixturevalue("nats_bus_name")
+
+
+@pytest.mark.parametrize("broker", ["redis", "nats"], indirect=True)
+async def test_runtime_modifier_checker_on_a_broker(broker: tuple[str, str]) -> None:
+    url, name = broker
+    assert await _load("runtime_modifier_checker").main(url, name=name) == MODIFIER_CHECKER
+
+
+@pytest.mark.parametrize("broker", ["redis", "nats"], indirect=True)
+async def test_runtime_group_chat_on_a_broker(broker: tuple[str, str]) -> None:
+    url, name = broker
+    assert await _load("runtime_group_chat").main(url, name=name) == GROUP_CHAT
+
+
+@pytest.mark.parametrize("broker", ["redis", "nats"], indirect=True)
+async def test_runtime_pipeline_on_a_broker(broker: tuple[str, str]) -> None:
+    url, name = broker
+    assert await _load("runtime_pipeline").main(url, name=name) == PIPELINE
 
 
 def test_examples_run_as_scripts() -> None:
