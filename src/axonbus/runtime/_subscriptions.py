@@ -11,11 +11,12 @@ dict lookup after the first publish on a topic.
 
 from __future__ import annotations
 
+import abc
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar, overload, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar, overload, runtime_checkable
 
 from ._ids import AgentId, AgentType, TopicId
 
@@ -59,111 +60,98 @@ def _agent_type_name(agent_type: str | AgentType) -> str:
     return name
 
 
-class TypeSubscription:
+class _BySource(abc.ABC):
+    """A subscription that maps a matching topic to ``AgentId(agent_type, topic.source)``; the
+    two kinds differ in how they match the topic type (``_key``)."""
+
+    __slots__ = ("_agent_type", "_id", "_key")
+    _key_name: ClassVar[str]  # the constructor argument ``_key`` comes from, for the repr
+
+    def __init__(self, key: str, agent_type: str | AgentType, id: str | None) -> None:
+        self._key = key
+        self._agent_type = _agent_type_name(agent_type)
+        self._id = id or str(uuid.uuid4())
+
+    @property
+    def id(self) -> str:
+        return self._id
+
+    @property
+    def agent_type(self) -> str:
+        return self._agent_type
+
+    @abc.abstractmethod
+    def is_match(self, topic_id: TopicId) -> bool:
+        """Whether the subscription takes ``topic_id``."""
+
+    def map_to_agent(self, topic_id: TopicId) -> AgentId:
+        if not self.is_match(topic_id):
+            raise ValueError(f"{topic_id} does not match {self!r}")
+        return AgentId(self._agent_type, topic_id.source)
+
+    def __eq__(self, other: object) -> bool:
+        kind = TypeSubscription if isinstance(self, TypeSubscription) else type(self)
+        if not isinstance(other, kind):
+            return NotImplemented
+        return self._id == other._id or (
+            self._agent_type == other._agent_type and self._key == other._key
+        )
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, self._key, self._agent_type))
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({self._key_name}={self._key!r}, "
+            f"agent_type={self._agent_type!r})"
+        )
+
+
+class TypeSubscription(_BySource):
     """Topics of exactly ``topic_type`` go to ``AgentId(agent_type, topic.source)``: one agent
     instance per source.
 
     >>> await runtime.add_subscription(TypeSubscription("orders", "clerk"))
     """
 
-    __slots__ = ("_agent_type", "_id", "_topic_type")
+    __slots__ = ()
+    _key_name = "topic_type"
 
     def __init__(self, topic_type: str, agent_type: str | AgentType, id: str | None = None) -> None:
         TopicId(topic_type, "")  # validates the topic type
-        self._topic_type = topic_type
-        self._agent_type = _agent_type_name(agent_type)
-        self._id = id or str(uuid.uuid4())
-
-    @property
-    def id(self) -> str:
-        return self._id
+        super().__init__(topic_type, agent_type, id)
 
     @property
     def topic_type(self) -> str:
-        return self._topic_type
-
-    @property
-    def agent_type(self) -> str:
-        return self._agent_type
+        return self._key
 
     def is_match(self, topic_id: TopicId) -> bool:
-        return topic_id.type == self._topic_type
-
-    def map_to_agent(self, topic_id: TopicId) -> AgentId:
-        if not self.is_match(topic_id):
-            raise ValueError(f"{topic_id} does not match {self!r}")
-        return AgentId(self._agent_type, topic_id.source)
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, TypeSubscription):
-            return NotImplemented
-        return self._id == other._id or (
-            self._agent_type == other._agent_type and self._topic_type == other._topic_type
-        )
-
-    def __hash__(self) -> int:
-        return hash((type(self).__name__, self._topic_type, self._agent_type))
-
-    def __repr__(self) -> str:
-        return (
-            f"{type(self).__name__}(topic_type={self._topic_type!r}, "
-            f"agent_type={self._agent_type!r})"
-        )
+        return topic_id.type == self._key
 
 
-class TypePrefixSubscription:
+class TypePrefixSubscription(_BySource):
     """Topics whose type starts with ``topic_type_prefix`` go to
     ``AgentId(agent_type, topic.source)``.
 
     >>> await runtime.add_subscription(TypePrefixSubscription("orders.", "auditor"))
     """
 
-    __slots__ = ("_agent_type", "_id", "_prefix")
+    __slots__ = ()
+    _key_name = "topic_type_prefix"
 
     def __init__(
         self, topic_type_prefix: str, agent_type: str | AgentType, id: str | None = None
     ) -> None:
         if not isinstance(topic_type_prefix, str) or not topic_type_prefix:
             raise ValueError("topic_type_prefix must be a non-empty string")
-        self._prefix = topic_type_prefix
-        self._agent_type = _agent_type_name(agent_type)
-        self._id = id or str(uuid.uuid4())
-
-    @property
-    def id(self) -> str:
-        return self._id
+        super().__init__(topic_type_prefix, agent_type, id)
 
     @property
     def topic_type_prefix(self) -> str:
-        return self._prefix
-
-    @property
-    def agent_type(self) -> str:
-        return self._agent_type
+        return self._key
 
     def is_match(self, topic_id: TopicId) -> bool:
-        return topic_id.type.startswith(self._prefix)
-
-    def map_to_agent(self, topic_id: TopicId) -> AgentId:
-        if not self.is_match(topic_id):
-            raise ValueError(f"{topic_id} does not match {self!r}")
-        return AgentId(self._agent_type, topic_id.source)
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, TypePrefixSubscription):
-            return NotImplemented
-        return self._id == other._id or (
-            self._agent_type == other._agent_type and self._prefix == other._prefix
-        )
-
-    def __hash__(self) -> int:
-        return hash((type(self).__name__, self._prefix, self._agent_type))
-
-    def __repr__(self) -> str:
-        return (
-            f"TypePrefixSubscription(topic_type_prefix={self._prefix!r}, "
-            f"agent_type={self._agent_type!r})"
-        )
+        return topic_id.type.startswith(self._key)
 
 
 class DefaultSubscription(TypeSubscription):
