@@ -9,6 +9,9 @@ that counts):
 
 - ``W1``: one publisher, one subscriber, N pre-built events; time until all were handled.
 - ``W10``: the same with ten subscribers; the rate counts deliveries.
+- ``w1-otel``: W1 with ``axonbus.observability.OpenTelemetryMiddleware`` installed and no SDK
+  tracer provider (the OpenTelemetry API's no-op default: what tracing costs when it is off),
+  against W1 without it; and, for context, with an SDK provider exporting to memory.
 - ``RPC``: sequential request/reply round trips.
 - ``rt-publish``: the actor runtime: ``publish_message`` of N messages to a topic one
   ``RoutedAgent`` is subscribed to; time until it handled the last. Against autogen-core's
@@ -272,7 +275,12 @@ async def pubsub_raw(n: int, fanout: int) -> Lap:
         await _cancel(workers)
 
 
-async def pubsub_axonbus(n: int, fanout: int, typed: bool = False) -> Lap:
+async def pubsub_axonbus(
+    n: int,
+    fanout: int,
+    typed: bool = False,
+    middleware: Callable[[], list[Any]] | None = None,
+) -> Lap:
     """``await bus.publish(...)`` for every event, then ``await bus.drain()``."""
     ax = require("axonbus")
     cd = Countdown(n * fanout)
@@ -280,7 +288,7 @@ async def pubsub_axonbus(n: int, fanout: int, typed: bool = False) -> Lap:
     if typed:
         tick, _ = _axonbus_types()
         events = [tick(n=i) for i in events]
-    async with ax.Bus() as bus:
+    async with ax.Bus(middleware=middleware() if middleware else ()) as bus:
         for i in range(fanout):
             bus.subscribe(TOPIC, cd.handler(i), maxsize=MAILBOX, overflow="block")
         publish = bus.publish
@@ -798,6 +806,24 @@ def measure_memory(cfg: Config, progress: Callable[[str], None]) -> MemoryResult
         return MemoryResult("axonbus publish_nowait(Event)", note=failure(exc))
 
 
+def _tracing_off() -> list[Any]:
+    """OpenTelemetryMiddleware on the global provider, which nobody set: the API's no-op."""
+    require("opentelemetry.trace")
+    obs = require("axonbus.observability")
+    return [obs.OpenTelemetryMiddleware()]
+
+
+def _tracing_sdk() -> list[Any]:
+    """OpenTelemetryMiddleware on an SDK provider exporting every span to memory."""
+    sdk = require("opentelemetry.sdk.trace")
+    export = require("opentelemetry.sdk.trace.export")
+    memory = require("opentelemetry.sdk.trace.export.in_memory_span_exporter")
+    obs = require("axonbus.observability")
+    provider = sdk.TracerProvider()
+    provider.add_span_processor(export.SimpleSpanProcessor(memory.InMemorySpanExporter()))
+    return [obs.OpenTelemetryMiddleware(provider)]
+
+
 # -- the tables of entries ------------------------------------------------------------------------
 
 RAW = "raw asyncio.Queue"
@@ -822,6 +848,23 @@ def pubsub_entries(fanout: int) -> list[Entry]:
         Entry("bubus", partial(pubsub_bubus, fanout=fanout), 0.005, SLOW),
     ]
 
+
+TRACING_OFF = "axonbus + tracing, no SDK"
+
+W1_OTEL_ENTRIES = [
+    Entry(AXONBUS, partial(pubsub_axonbus, fanout=1), note="no middleware"),
+    Entry(
+        TRACING_OFF,
+        partial(pubsub_axonbus, fanout=1, middleware=_tracing_off),
+        note="OpenTelemetryMiddleware(), no tracer provider set (the API's no-op)",
+    ),
+    Entry(
+        "axonbus + tracing, SDK",
+        partial(pubsub_axonbus, fanout=1, middleware=_tracing_sdk),
+        0.1,
+        "SDK TracerProvider, SimpleSpanProcessor, in-memory exporter (context)",
+    ),
+]
 
 RPC_ENTRIES = [
     Entry(RAW, rpc_raw, note="queue + future"),
@@ -896,6 +939,7 @@ def targets(
     mem: MemoryResult,
     rt_publish: Sequence[Row] = (),
     rt_send: Sequence[Row] = (),
+    w1_otel: Sequence[Row] = (),
 ) -> list[Target]:
     def rate(rows: Sequence[Row], name: str) -> float | None:
         row = find(rows, name)
@@ -916,6 +960,11 @@ def targets(
             "runtime send_message / autogen-core",
             ratio(rate(rt_send, AXONBUS), rate(rt_send, AUTOGEN)),
             10,
+        ),
+        at_least(
+            "W1 with tracing installed, no SDK / without",
+            ratio(rate(w1_otel, TRACING_OFF), rate(w1_otel, AXONBUS)),
+            0.8,
         ),
     ]
     ax_lat = next((r for r in lat if r.name == "axonbus (int payload)" and not r.note), None)
@@ -969,6 +1018,12 @@ def run(cfg: Config, printer: Printer, only: set[str] | None = None) -> dict[str
         return rows
 
     w1 = rates("w1", "W1: one publisher, one async no-op subscriber", pubsub_entries(1), cfg.w1_n)
+    w1_otel = rates(
+        "w1-otel",
+        "w1-otel: W1 with OpenTelemetryMiddleware installed",
+        W1_OTEL_ENTRIES,
+        cfg.w1_n,
+    )
     w10 = rates(
         "w10",
         "W10: one publisher, ten subscribers (N = events; rate = deliveries/s)",
@@ -1001,14 +1056,17 @@ def run(cfg: Config, printer: Printer, only: set[str] | None = None) -> dict[str
         lat = measure_latency(cfg, progress)
         latency_table(printer, cfg, lat)
 
-    goals = targets(w1, w10, rpc, lat, mem, rt_publish, rt_send)
+    goals = targets(w1, w10, rpc, lat, mem, rt_publish, rt_send, w1_otel)
     elapsed = conclude(printer, "targets (ratios within this run)", goals, started)
     return report(
         env,
         cfg,
         elapsed,
         goals,
-        rates=[{**asdict(r), "rate": r.rate} for r in [*w1, *w10, *rpc, *rt_publish, *rt_send]],
+        rates=[
+            {**asdict(r), "rate": r.rate}
+            for r in [*w1, *w1_otel, *w10, *rpc, *rt_publish, *rt_send]
+        ],
         latency=[asdict(r) for r in lat],
         memory=asdict(mem),
     )
@@ -1016,7 +1074,7 @@ def run(cfg: Config, printer: Printer, only: set[str] | None = None) -> dict[str
 
 VERSIONS = ("axonbus", "pydantic", "blinker", "pyee", "bubus", "autogen-core")
 ANCHOR_MODULES = ("axonbus", "blinker", "pyee.asyncio", "bubus", "autogen_core")
-WORKLOADS = ("memory", "w1", "w10", "rpc", "rt-publish", "rt-send", "latency")
+WORKLOADS = ("memory", "w1", "w1-otel", "w10", "rpc", "rt-publish", "rt-send", "latency")
 # what --scale multiplies (not the memory test's N)
 THROUGHPUT_N = ("w1_n", "w10_n", "rpc_n", "rt_publish_n", "rt_send_n")
 

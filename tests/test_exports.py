@@ -12,6 +12,7 @@ PUBLIC_MODULES = [
     "axonbus",
     "axonbus.agent",
     "axonbus.channels",
+    "axonbus.observability",
     "axonbus.runtime",
     "axonbus.sync",
     "axonbus.testing",

@@ -10,6 +10,7 @@
 """
 
 from ._bus import Bus
+from ._config import Config, load_config
 from ._events import Context, Envelope, Event
 from ._exceptions import (
     AgentError,
@@ -19,6 +20,7 @@ from ._exceptions import (
     BusClosed,
     BusNotStarted,
     CantHandle,
+    ConfigError,
     ConnectionLost,
     DeadlockDetected,
     DecodeError,
@@ -58,6 +60,8 @@ __all__ = [
     "BusClosed",
     "BusNotStarted",
     "CantHandle",
+    "Config",
+    "ConfigError",
     "ConnectionLost",
     "Context",
     "DeadLetter",
@@ -92,5 +96,6 @@ __all__ = [
     "Waiter",
     "__version__",
     "fold",
+    "load_config",
     "match",
 ]

@@ -87,6 +87,8 @@ class Bus(Publisher):
         self._deadlines = Deadlines()
         self._history: deque[Envelope] | None = deque(maxlen=history) if history else None
         self._middleware = tuple(middleware)
+        for mw in self._middleware:
+            mw.attach(self)
         self._publish_hook = build_publish_chain(self._middleware)
         self._handle_chain = build_handle_chain(self._middleware)
 
@@ -94,6 +96,19 @@ class Bus(Publisher):
     def from_env(cls, **kwargs: Any) -> Bus:
         """A bus on ``$AXONBUS_URL`` (``memory://`` when unset)."""
         return cls(os.environ.get("AXONBUS_URL", "memory://"), **kwargs)
+
+    @classmethod
+    def from_config(cls, path: str | os.PathLike[str] | None = None, **kwargs: Any) -> Bus:
+        """A bus from a configuration file's ``[bus]``, ``[retention]`` and ``[observability]``
+        (see :func:`axonbus.load_config`: ``./axonbus.toml``, else ``[tool.axonbus]`` in
+        ``./pyproject.toml``); keyword arguments override the file. :class:`ConfigError`
+        names the key when the file is wrong.
+
+        >>> async with Bus.from_config("axonbus.toml") as bus: ...
+        """
+        from ._config import load_config
+
+        return load_config(path).make_bus(bus_class=cls, **kwargs)
 
     def __repr__(self) -> str:
         return f"<Bus {self.name!r} {redact_url(self.url)} {self._state.value}>"

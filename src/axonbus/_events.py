@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from ._system import PublishResult
     from .transports.base import Inbound
 
-__all__ = ["Context", "Envelope", "Event", "event_class", "new_event_id"]
+__all__ = ["Context", "Envelope", "Event", "event_class", "log_fields", "new_event_id"]
 
 # Event ids: a random per-process prefix plus a counter in hex. Unique across processes and
 # several times cheaper than uuid4 (or a zero-padded f-string) on the publish hot path.
@@ -186,6 +186,19 @@ class Envelope:
 
     def __repr__(self) -> str:
         return f"Envelope(topic={self.topic!r}, id={self.id!r}, event={self.event!r})"
+
+
+def log_fields(env: Envelope, subscription: str | None = None) -> dict[str, Any]:
+    """The structured fields of a log line about ``env``: pass as ``extra=`` to stdlib logging
+    (``axonbus.observability.JsonFormatter`` renders them)."""
+    fields: dict[str, Any] = {
+        "event_id": env.id,
+        "topic": env.topic,
+        "correlation_id": env.correlation_id or env.id,
+    }
+    if subscription is not None:
+        fields["subscription"] = subscription
+    return fields
 
 
 # The envelope being handled by the current task: publishes made inside a handler inherit

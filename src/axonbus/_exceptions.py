@@ -5,6 +5,7 @@
     AxonbusError
     ├── InvalidTopic            (also ValueError)
     ├── InvalidHandler          (also TypeError)
+    ├── ConfigError             (also ValueError)
     ├── LifecycleError
     │   ├── BusNotStarted
     │   ├── BusClosed
@@ -35,6 +36,8 @@ lifecycle errors, and reuses ``RequestTimeout`` and ``RemoteError`` for ``send_m
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 __all__ = [
     "AgentError",
     "AgentNotBound",
@@ -43,6 +46,7 @@ __all__ = [
     "BusClosed",
     "BusNotStarted",
     "CantHandle",
+    "ConfigError",
     "ConnectionLost",
     "DeadlockDetected",
     "DecodeError",
@@ -83,6 +87,42 @@ class InvalidHandler(AxonbusError, TypeError):
 
     Raised at subscribe time, never at delivery time.
     """
+
+
+class ConfigError(AxonbusError, ValueError):
+    """A configuration file (``axonbus.toml``, ``[tool.axonbus]``) cannot be read or holds a
+    value that is wrong where it is: raised by :func:`load_config`, ``Bus.from_config()`` and
+    ``axonbus serve --config`` before anything starts.
+
+    The message names the file, the dotted key and the expected form, one line per problem::
+
+        axonbus.toml: channels[1].token: required key missing; expected the bot token ...
+
+    ``problems`` holds ``(key, problem, expected)`` tuples; ``key`` and ``expected`` are the
+    first one's.
+    """
+
+    def __init__(self, problems: Sequence[tuple[str, str, str]], where: str = "") -> None:
+        self.problems = list(problems)
+        self.where = where
+        lines = [_config_line(*p) for p in self.problems]
+        head = f"{where}: " if where else ""
+        if len(lines) == 1:
+            message = head + lines[0]
+        else:
+            message = f"{head}{len(lines)} problems:\n" + "\n".join(f"  {x}" for x in lines)
+        super().__init__(message)
+        self.key = self.problems[0][0] if self.problems else ""
+        self.expected = self.problems[0][2] if self.problems else ""
+
+    def located(self, where: str) -> ConfigError:
+        """The same problems, said to be in ``where``."""
+        return ConfigError(self.problems, where)
+
+
+def _config_line(key: str, problem: str, expected: str) -> str:
+    line = f"{key}: {problem}" if key else problem
+    return f"{line}; expected {expected}" if expected else line
 
 
 class LifecycleError(AxonbusError):

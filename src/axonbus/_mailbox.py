@@ -7,6 +7,7 @@ import logging
 from collections import deque
 from typing import TYPE_CHECKING, Literal, get_args
 
+from ._events import log_fields
 from ._exceptions import QueueFull
 
 if TYPE_CHECKING:
@@ -112,6 +113,7 @@ class Mailbox:
                 self.name,
                 self.burst_drops,
                 self.overflow,
+                extra={"subscription": self.name},
             )
             self.burst_drops = 0
 
@@ -161,6 +163,7 @@ class Mailbox:
                 self.name,
                 self.maxsize,
                 self.overflow,
+                extra=log_fields(env, self.name),  # the first event of the burst
             )
         self.burst_drops += 1
         if self.overflow != "drop_oldest":

@@ -379,6 +379,11 @@ class Publisher:
         if timeout is not None and timeout <= 0:
             raise ValueError(f"timeout must be > 0 seconds or None, got {timeout!r}")
         env = self._envelope(topic, payload, headers, None, None)
+        if self._publish_hook is not None:
+            hooked = self._publish_hook(env)  # e.g. tracing context in the headers
+            if hooked is None:
+                raise NoResponders(topic)  # a middleware dropped it: nobody will answer
+            env = hooked
         if self._remote is not None:
             return await self._remote.request(env, self._encode(env), timeout)
         route = self._routes.responders.lookup(topic)

@@ -51,6 +51,7 @@ class RoutingTable:
         # broker hands in (it delivers once per watched pattern)
         self.broadcast: dict[str, list[Mailbox]] = {}
         self.strict = 0  # mailboxes with overflow="error": publish checks them all first
+        self.version = 0  # bumped whenever a subscription comes or goes (for caches elsewhere)
 
     def subscriber_mailbox(
         self,
@@ -111,6 +112,7 @@ class RoutingTable:
             backlog = len(mb.queue)
         mb.members.append(sub)
         self.subs.append(sub)
+        self.version += 1
         return backlog
 
     def detach(self, sub: Subscription) -> Detached | None:
@@ -118,6 +120,7 @@ class RoutingTable:
         if not sub.active or sub not in self.subs:
             return None
         self.subs.remove(sub)
+        self.version += 1
         mb = sub.mailbox
         mb.members.remove(sub)
         if mb.members:

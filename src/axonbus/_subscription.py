@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ._events import Context, Envelope, current_envelope
+from ._events import Context, Envelope, current_envelope, log_fields
 from ._exceptions import AxonbusError, BusClosed, InvalidHandler, RedeliveryExhausted, RemoteError
 from ._retry import Retry
 from ._system import Outcome
@@ -24,6 +24,7 @@ from .transports.base import Inbound
 if TYPE_CHECKING:
     from ._bus import Bus
     from ._mailbox import Mailbox
+    from ._middleware import HandleChain
 
 __all__ = ["HandlerSpec", "Subscription", "SubscriptionStats"]
 
@@ -149,7 +150,7 @@ class Subscription:
         concurrency: int,
         timeout: float | None,
         type_filter: type | None,
-        handle_chain: Callable[[HandleNext], HandleNext] | None,
+        handle_chain: HandleChain | None,
         group: str | None = None,
         durable: str | None = None,
         retry: Retry | None = None,
@@ -182,17 +183,15 @@ class Subscription:
         self._workers: list[asyncio.Task[None]] = []
         self._stop_when_empty = False  # set by unsubscribe: finish what is queued, then exit
         base: HandleNext = self._invoke
-        self._call: HandleNext = handle_chain(base) if handle_chain is not None else base
+        self._call: HandleNext = handle_chain.wrap(base) if handle_chain is not None else base
         self._needs_ctx = spec.takes_ctx or handle_chain is not None
-        # nothing between the worker and the handler: no middleware, filter, timeout, offload,
-        # nor a durable's delivery count (a broker redelivery starts at attempt > 1)
-        self._plain = (
-            handle_chain is None
-            and filter is None
-            and timeout is None
-            and not offload
-            and durable is None
-        )
+        # nothing between the worker and the handler: no filter, timeout, offload, nor a
+        # durable's delivery count (a broker redelivery starts at attempt > 1)
+        options_plain = filter is None and timeout is None and not offload and durable is None
+        # ... and no middleware, or only middleware that can be idle: then the worker asks the
+        # gate before each delivery and calls the handler directly while it says no
+        self._gate = handle_chain.gate if handle_chain is not None and options_plain else None
+        self._plain = options_plain and (handle_chain is None or self._gate is not None)
 
     def __repr__(self) -> str:
         extra = "".join(
@@ -259,6 +258,7 @@ class Subscription:
         # anything else, and every failure, goes through _deliver
         spec = self.spec
         fast = spec.is_async and self._plain
+        gate = self._gate
         fn = spec.fn
         takes_ctx = spec.takes_ctx
         type_filter = self.type_filter
@@ -275,7 +275,7 @@ class Subscription:
                 mb.after_take()
             self.in_flight += 1
             try:
-                if not fast:
+                if not fast or (gate is not None and gate()):
                     await self._deliver(env, None)
                 elif type_filter is not None and not isinstance(env.event, type_filter):
                     self._filtered(env)
@@ -415,13 +415,9 @@ class Subscription:
             env.tracker.add(Outcome(self.name, "filtered"))
 
     def _log_fields(self, env: Envelope, attempt: int) -> dict[str, Any]:
-        return {
-            "event_id": env.id,
-            "topic": env.topic,
-            "subscription": self.name,
-            "correlation_id": env.correlation_id or env.id,
-            "attempt": attempt,
-        }
+        fields = log_fields(env, self.name)
+        fields["attempt"] = attempt
+        return fields
 
     async def _fail(self, env: Envelope, error: BaseException, kind: str, attempts: int) -> None:
         logger.error(
@@ -449,7 +445,12 @@ class Subscription:
             except (AxonbusError, TypeError) as exc:
                 # the dead letter did not go out (broker down, payload not encodable): leave a
                 # broker delivery unacknowledged so it comes back, rather than lose it
-                logger.error("could not report the failure of event %s: %r", env.id, exc)
+                logger.error(
+                    "could not report the failure of event %s: %r",
+                    env.id,
+                    exc,
+                    extra=self._log_fields(env, attempts),
+                )
                 if isinstance(env.tracker, Inbound):
                     return
         # last: for a broker delivery this acknowledges it, after the dead letter is out

@@ -7,7 +7,8 @@ sets ``handler`` to a function ``(args) -> exit code``; add it to ``COMMANDS`` t
     axonbus demo [--verbose]
     axonbus tail PATTERN [--url URL] [--json]
     axonbus replay PATTERN [--since WHEN] [--until WHEN] [--follow] [--limit N] [--url URL]
-    axonbus serve [--url URL] [--host HOST] [--port PORT] [--tokens FILE] [--insecure] [--no-demo]
+    axonbus serve [--config FILE] [--url URL] [--host HOST] [--port PORT] [--tokens FILE]
+                  [--insecure] [--no-demo]
 """
 
 from __future__ import annotations
@@ -103,6 +104,20 @@ def _run_replay(args: argparse.Namespace) -> int:
     return run_replay(args)
 
 
+class _Given(argparse.Action):
+    """Store the value and remember it was given (so it can override a config file's)."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        setattr(namespace, self.dest, values)
+        namespace.given = {*getattr(namespace, "given", ()), self.dest}
+
+
 def _add_serve(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser(
         "serve",
@@ -112,19 +127,36 @@ def _add_serve(subparsers: Subparsers) -> None:
         "--tokens anyone who can reach the port has full access, so a host beyond loopback "
         "needs --tokens FILE (or --insecure). Ctrl-C stops it cleanly.",
     )
-    parser.add_argument("--url", help="bus URL (default: $AXONBUS_URL, else memory://)")
-    parser.add_argument("--host", default="127.0.0.1", help="interface (default: 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8765, help="port (default: 8765)")
-    parser.add_argument("--tokens", metavar="FILE", help="bearer tokens file (JSON or TOML)")
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="axonbus.toml or pyproject.toml ([tool.axonbus]): bus, channels, gateway, "
+        "observability; the options below override it",
+    )
+    parser.add_argument(
+        "--url", action=_Given, help="bus URL (default: $AXONBUS_URL, else memory://)"
+    )
+    parser.add_argument(
+        "--host", action=_Given, default="127.0.0.1", help="interface (default: 127.0.0.1)"
+    )
+    parser.add_argument(
+        "--port", action=_Given, type=int, default=8765, help="port (default: 8765)"
+    )
+    parser.add_argument(
+        "--tokens", action=_Given, metavar="FILE", help="bearer tokens file (JSON or TOML)"
+    )
     parser.add_argument(
         "--insecure", action="store_true", help="allow a non-loopback host without --tokens"
     )
     parser.add_argument(
         "--no-demo", dest="demo", action="store_false", help="do not run the demo agent"
     )
-    parser.add_argument("--max-body", type=int, help="largest body in bytes (default: the bus's)")
+    parser.add_argument(
+        "--max-body", action=_Given, type=int, help="largest body in bytes (default: the bus's)"
+    )
     parser.add_argument(
         "--log-level",
+        action=_Given,
         default="info",
         choices=["critical", "error", "warning", "info", "debug"],
         help="server log level (default: info)",

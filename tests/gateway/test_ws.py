@@ -219,3 +219,24 @@ async def test_over_a_real_server(bus: Bus) -> None:
             await bus.publish("x.y", {"n": 1})
             event = json.loads(await ws.recv())
             assert (event["op"], event["topic"], event["event"]) == ("event", "x.y", {"n": 1})
+
+
+def test_gateway_shutdown_closes_open_websockets_going_away(client: TestClient) -> None:
+    """Closing the gateway's feeds (server shutdown) ends every WebSocket with 1001 (going
+    away), one waiting for a request's reply too, and drops their subscriptions."""
+    assert client.portal is not None
+    gateway = client.app.state.gateway  # type: ignore[attr-defined]
+    with client.websocket_connect("/v1/ws") as idle, client.websocket_connect("/v1/ws") as busy:
+        idle.receive_json()
+        busy.receive_json()
+        idle.send_json({"op": "subscribe", "pattern": "a.>", "id": 1})
+        assert idle.receive_json()["op"] == "subscribed"
+        busy.send_json({"op": "request", "topic": "math.slow", "event": {}, "timeout": 5, "id": 2})
+        busy.send_json({"op": "ping", "id": 3})
+        assert busy.receive_json() == {"op": "pong", "ref": 3}
+        client.portal.call(gateway.close_feeds)
+        for ws in (idle, busy):
+            with pytest.raises(WebSocketDisconnect) as closed:
+                ws.receive_json()  # the close, not the reply: the request is cancelled
+            assert closed.value.code == 1001
+    assert gateway.feeds == {}

@@ -5,6 +5,7 @@ prometheus-client, websockets)::
 
     axonbus serve                          # demo agent on an in-process bus, 127.0.0.1:8765
     axonbus serve --url sqlite:///events.db --tokens tokens.json --host 0.0.0.0
+    axonbus serve --config axonbus.toml    # bus, channels, tokens, observability from a file
 
     app = create_app(bus, tokens="tokens.json", state_manager=states, channels=manager)
     await serve(bus, port=8765)            # or run `app` on any ASGI server
@@ -37,7 +38,8 @@ Routes
   feeds (pending, dropped). ``GET /v1/channels``: the ChannelManager's channels (404 without
   one). ``GET /v1/sessions`` and ``/v1/sessions/{id}``: the StateManager's ``RunState`` per
   session (404 without one). ``POST /v1/channels/{type}/in``: inbound for a
-  :class:`WebhookChannel`.
+  :class:`WebhookChannel`. ``POST /v1/channels/{type}/events``: Slack's Events API for a
+  :class:`~axonbus.channels.SlackChannel` (authenticated by the Slack signature).
 - ``GET /metrics``: Prometheus text (per-app registry): ``axonbus_subscription_*`` from
   ``bus.stats()`` (delivered, failed, dropped, retried, timed_out, dead_lettered totals;
   queued, in_flight, maxsize gauges), ``axonbus_gateway_http_requests_total{method,route,

@@ -267,6 +267,32 @@ async def webhook_in(request: Request) -> Response:
     return _JSON({"id": message.id, "topic": channel.inbound_topic}, status_code=202)
 
 
+async def channel_events(request: Request) -> Response:
+    """``POST /v1/channels/{type}/events``: Slack's Events API for an attached SlackChannel.
+
+    The Slack signature is the credential (Slack holds no bearer token): the channel verifies
+    it and answers 401 when it is missing, wrong or stale.
+    """
+    from ..channels import SlackChannel
+
+    gw = _gateway(request)
+    ct: str = request.path_params["channel_type"]
+    channel = gw.channels.get(ct) if gw.channels is not None else None
+    if not isinstance(channel, SlackChannel):
+        raise ApiError(404, "no_channel", f"no SlackChannel {ct!r} is attached")
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit():
+        gw.check_size(int(length))
+    body = await request.body()
+    gw.check_size(len(body))
+    status, answer = await channel.handle_request(request.headers, body)
+    if status == 401:
+        gw.metrics.rejected.labels("unauthorized").inc()
+    elif status == 200 and answer.get("ok") and answer.keys() == {"ok"}:  # published one
+        gw.metrics.published.inc()
+    return _JSON(answer, status_code=status)
+
+
 async def dashboard(request: Request) -> Response:
     return FileResponse(STATIC / "index.html", headers={"cache-control": "no-cache"})
 
@@ -355,6 +381,7 @@ def create_app(
         Route("/v1/stats", get_stats, methods=["GET"]),
         Route("/v1/channels", list_channels, methods=["GET"]),
         Route("/v1/channels/{channel_type}/in", webhook_in, methods=["POST"]),
+        Route("/v1/channels/{channel_type}/events", channel_events, methods=["POST"]),
         Route("/v1/sessions", list_sessions, methods=["GET"]),
         Route("/v1/sessions/{session_id}", get_session, methods=["GET"]),
         WebSocketRoute("/v1/ws", websocket),

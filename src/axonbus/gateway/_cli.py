@@ -4,46 +4,113 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import sys
+from typing import TYPE_CHECKING, Any
 
-from .._exceptions import AxonbusError
+from .._exceptions import AxonbusError, ConfigError
 from ._server import InsecureBind, serve
+
+if TYPE_CHECKING:
+    from .._config import Config
 
 __all__ = ["run_serve"]
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    """Run the gateway until Ctrl-C (exit 130) or SIGTERM (exit 0); 2 for a refused setup."""
-    url = args.url or os.environ.get("AXONBUS_URL", "memory://")
-    level = getattr(logging, args.log_level.upper(), logging.INFO)
-    logging.basicConfig(
-        level=max(level, logging.WARNING),
-        stream=sys.stderr,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("axonbus.gateway").setLevel(level)
-    if args.access_log:
-        logging.getLogger("axonbus.gateway.access").setLevel(logging.INFO)
-    else:
-        logging.getLogger("axonbus.gateway.access").setLevel(logging.WARNING)
+    """Run the gateway until Ctrl-C (exit 130) or SIGTERM (exit 0); 2 for a refused setup
+    (an invalid ``--config`` file included)."""
+    config: Config | None = None
+    given: set[str] = set(getattr(args, "given", ()))
+    if getattr(args, "config", None):
+        from .._config import load_config
+
+        try:
+            config = load_config(args.config)
+        except ConfigError as exc:
+            print(f"axonbus serve: {exc}", file=sys.stderr)
+            return 2
+    log_level: str = args.log_level
+    if config is not None and "log_level" not in given:
+        log_level = config.observability.log_level
     try:
+        _setup_logging(log_level, args.access_log, config)
+        if config is not None:
+            return asyncio.run(_serve_config(config, args, given, log_level))
         return asyncio.run(
             serve(
-                url,
+                args.url or os.environ.get("AXONBUS_URL", "memory://"),
                 host=args.host,
                 port=args.port,
                 tokens=args.tokens,
                 insecure=args.insecure,
                 demo=args.demo,
                 max_body=args.max_body,
-                log_level=args.log_level,
+                log_level=log_level,
             )
         )
-    except InsecureBind as exc:
+    except (InsecureBind, ConfigError) as exc:
         print(f"axonbus serve: {exc}", file=sys.stderr)
         return 2
     except (AxonbusError, ValueError, OSError) as exc:
         print(f"axonbus serve: {exc}", file=sys.stderr)
         return 1
+
+
+def _setup_logging(name: str, access_log: bool, config: Config | None) -> None:
+    level = getattr(logging, name.upper(), logging.INFO)
+    handler = logging.StreamHandler(sys.stderr)
+    if config is not None and config.observability.json_logs:
+        from .._config import observability_name
+
+        handler.setFormatter(observability_name("JsonFormatter", "observability.json_logs")())
+    else:
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=max(level, logging.WARNING), handlers=[handler])
+    logging.getLogger("axonbus.gateway").setLevel(level)
+    logging.getLogger("axonbus.channels").setLevel(level)
+    access = logging.INFO if access_log else logging.WARNING
+    logging.getLogger("axonbus.gateway.access").setLevel(access)
+
+
+async def _serve_config(
+    config: Config, args: argparse.Namespace, given: set[str], log_level: str
+) -> int:
+    """``serve`` with the bus, channels, tokens and switches of a configuration file; the
+    command-line options that were given win over the file."""
+    from ..channels import ChannelManager
+
+    gw = config.gateway
+    overrides: dict[str, Any] = {"url": args.url} if "url" in given else {}
+    bus = config.make_bus(**overrides)
+    channels = config.make_channels(bus)  # before anything starts: errors name the key
+    tokens: Any = args.tokens if "tokens" in given else config.make_tokens()
+    async with contextlib.AsyncExitStack() as stack:
+        await bus.start()
+        stack.push_async_callback(bus.close)
+        if config.observability.metrics_port is not None:
+            from .._config import observability_name
+
+            start_exporter = observability_name("start_exporter", "observability.metrics_port")
+            exporter = start_exporter(
+                bus, config.observability.metrics_port, config.observability.metrics_host
+            )
+            stack.callback(exporter.close)
+            print(f"axonbus metrics on {exporter.url}", file=sys.stderr, flush=True)
+        manager = ChannelManager(bus)
+        stack.push_async_callback(manager.close)
+        for channel in channels:
+            await manager.attach(channel)
+        return await serve(
+            bus,
+            host=args.host if "host" in given else gw.host,
+            port=args.port if "port" in given else gw.port,
+            tokens=tokens,
+            insecure=args.insecure or gw.insecure,
+            demo=args.demo and gw.demo,
+            channels=manager,
+            max_body=args.max_body if "max_body" in given else gw.max_body,
+            log_level=log_level,
+        )

@@ -74,8 +74,11 @@ class LiveFeed:
         return self._stream.pending
 
     async def next(self, timeout: float | None) -> Envelope | None:
+        stream = self._stream
+        if timeout is None or stream.pending:  # no need for a timer (the stream has no filter)
+            return await stream.next_envelope()
         async with asyncio.timeout(timeout):
-            return await self._stream.next_envelope()
+            return await stream.next_envelope()
 
     def close(self) -> None:
         self._stream.close()
@@ -122,6 +125,8 @@ class LogFeed:
     async def next(self, timeout: float | None) -> Envelope | None:
         if self._done and self._queue.empty():
             return None
+        if timeout is None or not self._queue.empty():  # no need for a timer
+            return await self._queue.get()
         async with asyncio.timeout(timeout):
             return await self._queue.get()
 

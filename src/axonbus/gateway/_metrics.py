@@ -1,19 +1,19 @@
 """Prometheus metrics of one gateway app: the bus's subscriptions and the gateway's own traffic.
 
-Each app has its own :class:`~prometheus_client.CollectorRegistry`, so several apps (tests, or
-two gateways in one process) never share or clash over metric names.
+The bus's metrics come from :class:`axonbus.observability.BusCollector`, the collector the
+standalone exporter uses too. Each app has its own :class:`~prometheus_client.CollectorRegistry`,
+so several apps (tests, or two gateways in one process) never share or clash over metric names.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-from prometheus_client.registry import Collector
+
+from ..observability._metrics import BusCollector
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -24,55 +24,13 @@ __all__ = ["AccessLog", "GatewayMetrics"]
 
 access_logger = logging.getLogger("axonbus.gateway.access")
 
-# (metric suffix, SubscriptionStats field, help)
-_COUNTERS = (
-    ("delivered", "delivered", "Events handled successfully"),
-    ("failed", "failed", "Deliveries whose handler raised or timed out"),
-    ("dropped", "dropped", "Events dropped by the overflow policy of a full mailbox"),
-    ("retried", "retried", "Deliveries retried"),
-    ("timed_out", "timed_out", "Deliveries over the subscription's timeout"),
-    ("dead_lettered", "dead_lettered", "Events sent to $bus.dead_letter"),
-)
-_GAUGES = (
-    ("queued", "queued", "Events waiting in the mailbox (queue depth)"),
-    ("in_flight", "in_flight", "Events being handled now"),
-    ("maxsize", "maxsize", "Mailbox capacity"),
-)
-
-
-class _BusCollector(Collector):
-    """Reads ``bus.stats()`` at scrape time: one sample per subscription and counter."""
-
-    def __init__(self, bus: Bus) -> None:
-        self.bus = bus
-
-    def collect(self) -> Iterator[Any]:
-        stats = self.bus.stats()
-        labels = ["subscription", "pattern"]
-        for suffix, attr, doc in _COUNTERS:
-            family = CounterMetricFamily(f"axonbus_subscription_{suffix}", doc, labels=labels)
-            for s in stats:
-                family.add_metric([s.name, s.pattern], float(getattr(s, attr)))
-            yield family
-        for suffix, attr, doc in _GAUGES:
-            gauge = GaugeMetricFamily(f"axonbus_subscription_{suffix}", doc, labels=labels)
-            for s in stats:
-                gauge.add_metric([s.name, s.pattern], float(getattr(s, attr)))
-            yield gauge
-        yield GaugeMetricFamily(
-            "axonbus_bus_started", "1 while the bus is started", value=self.bus.state == "started"
-        )
-        yield GaugeMetricFamily(
-            "axonbus_subscriptions", "Subscriptions on the bus", value=len(stats)
-        )
-
 
 class GatewayMetrics:
     """The registry and the gateway's own instruments."""
 
     def __init__(self, bus: Bus) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        self.registry.register(_BusCollector(bus))
+        self.registry.register(BusCollector(bus))
         r = self.registry
         self.http_requests = Counter(
             "axonbus_gateway_http_requests",

@@ -103,28 +103,45 @@ class WebSocketSession:
             await self._cleanup()
 
     async def _receive_loop(self) -> None:
-        closing = asyncio.ensure_future(self.gateway.closing.wait())
-        receiving: asyncio.Future[Message] | None = None
+        # Frames are received in this task itself (a task and an asyncio.wait per frame cost a
+        # tenth of a publish round trip). When the gateway closes (server shutdown) while this
+        # task waits for a frame, `going_away` interrupts the wait by cancelling this task, and
+        # the loop ends with 1001; a frame being handled is answered first.
+        closing = self.gateway.closing
+        task = asyncio.current_task()
+        assert task is not None
+        waiting = interrupted = False
+
+        def going_away(watch: asyncio.Future[Any]) -> None:
+            nonlocal interrupted
+            if waiting and not watch.cancelled():
+                interrupted = True
+                task.cancel()
+
+        watch = asyncio.ensure_future(closing.wait())
+        watch.add_done_callback(going_away)
         try:
-            while True:
-                receiving = asyncio.ensure_future(self.ws.receive())
-                await asyncio.wait({receiving, closing}, return_when=asyncio.FIRST_COMPLETED)
-                if not receiving.done():
-                    receiving.cancel()
-                    with contextlib.suppress(WebSocketDisconnect, RuntimeError):
-                        await self.ws.close(code=1001)  # going away: the server shuts down
-                    return
-                message = receiving.result()
+            while not closing.is_set():
+                waiting = True
+                try:
+                    message: Message = await self.ws.receive()
+                except asyncio.CancelledError:
+                    # ours (and nobody else's: then it goes on) or a real cancellation
+                    if interrupted and task.uncancel() == 0:
+                        break
+                    raise
+                finally:
+                    waiting = False
                 if message["type"] == "websocket.disconnect":
                     return
                 text = message.get("text")
                 if text is None and message.get("bytes") is not None:
                     text = message["bytes"].decode("utf-8", errors="replace")
                 await self._handle(text or "")
+            with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+                await self.ws.close(code=1001)  # going away: the server shuts down
         finally:
-            closing.cancel()
-            if receiving is not None:
-                receiving.cancel()
+            watch.cancel()
 
     async def _handle(self, text: str) -> None:
         ref: Any = None

@@ -311,8 +311,9 @@ class LogTransport(LogRequestReply, LogReader, BrokerTransport):
                         env = decode(row.data)
                     except DecodeError as exc:
                         logger.error(
-                            "%s: undecodable event at offset %d: %s", self, row.offset, exc
-                        )
+                            "%s: undecodable event at offset %d: %s", self, row.offset, exc,
+                            extra={"topic": row.topic},
+                        )  # fmt: skip
                         continue
                     env.offset = row.offset
                     for pattern in targets:
@@ -385,6 +386,7 @@ class LogTransport(LogRequestReply, LogReader, BrokerTransport):
                         logger.error(
                             "%s: undecodable event at offset %d for %s: %s",
                             self, offset, consumer.name, exc,
+                            extra={"subscription": consumer.mailbox.name},
                         )  # fmt: skip
                         if consumer.durable:  # it never will decode: a dead letter, not a loop
                             self.send_control(

@@ -203,8 +203,9 @@ class JetStream:
                 await self.ensure(conn, durable)
             except (ApiError, TimeoutError) as exc:
                 logger.warning(
-                    "%s: durable %r not ready yet (retrying): %s", self.t, durable.name, exc
-                )
+                    "%s: durable %r not ready yet (retrying): %s", self.t, durable.name, exc,
+                    extra={"subscription": durable.name},
+                )  # fmt: skip
         if durable.task is None and self.t.receiving:
             durable.task = self.t.spawn_reader(self._pull(durable), f"durable:{durable.name}")
 

@@ -406,8 +406,9 @@ class BrokerTransport(Transport):
             logger.warning(
                 "%s: broker unreachable, publish on %r not sent (%d lost so far)",
                 self,
-                op[1] if isinstance(op, tuple) and len(op) > 1 else op,
+                topic if isinstance(topic, str) else op,
                 self.lost_publishes,
+                extra={"topic": topic} if isinstance(topic, str) else None,
             )
             return
         state = "unreachable" if not self.connected else "not keeping up (outbox full)"

@@ -316,7 +316,10 @@ class RedisTransport(RedisRequestReply, BrokerTransport):
                 failed = result[1]  # index, error of each event the script could not append
                 for index, error in zip(failed[::2], failed[1::2], strict=True):
                     op = ops[int(index)]
-                    logger.error("%s: Redis refused pub on %r: %r", self, op[1], error)
+                    logger.error(
+                        "%s: Redis refused pub on %r: %r", self, op[1], error,
+                        extra={"topic": op[1]},
+                    )  # fmt: skip
         if retry:
             self._shas["PUBLISH"] = await client.script_load(_redis_lua.PUBLISH)
             await self._write(retry)

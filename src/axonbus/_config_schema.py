@@ -1,0 +1,220 @@
+"""The tables of a configuration file, as pydantic models (``extra="forbid"``).
+
+Each field's ``description`` is the form expected there: error messages quote it.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
+
+from ._config_errors import ConfigProblem
+
+__all__ = [
+    "CHANNEL_TYPE",
+    "RETENTION_OPTIONS",
+    "SCHEMES",
+    "BusConfig",
+    "ChannelConfig",
+    "ConsoleConfig",
+    "CustomConfig",
+    "GatewayConfig",
+    "ObservabilityConfig",
+    "RetentionConfig",
+    "SlackConfig",
+    "Table",
+    "TelegramConfig",
+    "TokenConfig",
+    "WebSocketConfig",
+    "WebhookConfig",
+    "field",
+    "retention_problems",
+]
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+SCHEMES = ("memory", "sqlite", "postgresql", "postgres", "redis", "rediss", "nats", "tls")
+
+
+def _seconds(value: Any) -> Any:
+    if isinstance(value, str):
+        found = _DURATION.match(value)
+        if found is None:
+            raise ValueError("not a duration")
+        return float(found[1]) * _UNITS[found[2]]
+    return value
+
+
+Seconds = Annotated[float, BeforeValidator(_seconds), Field(ge=0)]
+Port = Annotated[int, Field(ge=0, le=65535)]
+
+
+class Table(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=False)
+
+
+def field(default: Any, expected: str, **kwargs: Any) -> Any:
+    """A field whose description is the form expected there (error messages quote it)."""
+    return Field(default, description=expected, **kwargs)
+
+
+DURATION = "seconds (a number >= 0) or a duration like '30s', '10m', '2h', '7d'"
+
+
+class BusConfig(Table):
+    """``[bus]``: the arguments of :class:`Bus`."""
+
+    url: str = field(
+        "memory://",
+        "a bus URL like 'memory://', 'sqlite:///events.db', "
+        "'redis://localhost:6379/0', 'nats://localhost:4222'",
+    )
+    name: str | None = field(None, "a bus name (a string)", min_length=1)
+    codec: Literal["json", "msgpack"] = field("json", "'json' or 'msgpack'")
+    max_message_bytes: int = field(1_048_576, "a positive number of bytes", gt=0)
+    history: int = field(0, "the number of events kept for bus.history(), an int >= 0", ge=0)
+    on_unavailable: Literal["raise", "log"] = field("raise", "'raise' or 'log'")
+
+
+class RetentionConfig(Table):
+    """``[retention]``: how long a log transport keeps events (merged into the URL)."""
+
+    max_age: Seconds | None = field(None, DURATION)
+    max_events: int | None = field(None, "a positive number of events", gt=0)
+    policy: Literal["keep", "drop"] | None = field(
+        None, "'keep' (never drop what a durable subscription has not acknowledged) or 'drop'"
+    )
+
+
+# -- channels ----------------------------------------------------------------------------------
+
+CHANNEL_TYPE = "a channel type: a word without '.', '*', '>', '$' or spaces"
+SECRET = "a string, best from the environment: '${VARIABLE}'"
+
+
+class TelegramConfig(Table):
+    type: Literal["telegram"]
+    token: SecretStr = field(..., f"the bot token from @BotFather; {SECRET}")
+    channel_type: str = field("telegram", CHANNEL_TYPE)
+    base_url: str = field("https://api.telegram.org", "an http(s) URL of the Bot API")
+    poll_timeout: Seconds = field(30.0, DURATION)
+    offset_file: str | None = field(None, "a file path (relative to the config file)")
+    timeout: Seconds = field(10.0, DURATION)
+
+
+class SlackConfig(Table):
+    type: Literal["slack"]
+    bot_token: SecretStr = field(..., f"the app's bot token (xoxb-...); {SECRET}")
+    signing_secret: SecretStr = field(..., f"the app's signing secret; {SECRET}")
+    channel_type: str = field("slack", CHANNEL_TYPE)
+    base_url: str = field("https://slack.com/api", "an http(s) URL of the Slack Web API")
+    timeout: Seconds = field(10.0, DURATION)
+
+
+class ConsoleConfig(Table):
+    type: Literal["console"]
+    channel_type: str = field("console", CHANNEL_TYPE)
+    user_id: str = field("console", "a string")
+    reply_prefix: str = field("> ", "a string")
+
+
+class WebhookConfig(Table):
+    type: Literal["webhook"]
+    url: str = field(..., "the http(s) URL replies are POSTed to")
+    channel_type: str = field("webhook", CHANNEL_TYPE)
+    secret: SecretStr | None = field(None, f"the HMAC signing secret; {SECRET}")
+    timeout: Seconds = field(10.0, DURATION)
+
+
+class WebSocketConfig(Table):
+    type: Literal["websocket"]
+    channel_type: str = field("websocket", CHANNEL_TYPE)
+
+
+class CustomConfig(Table):
+    type: Literal["custom"]
+    factory: str = field(
+        ...,
+        "'package.module:name', a callable (bus, **options) -> Channel",
+        pattern=r"^[\w.]+:[\w.]+$",
+    )
+    options: dict[str, Any] = field({}, "a table of keyword arguments for the factory")
+
+
+ChannelConfig = Annotated[
+    TelegramConfig | SlackConfig | ConsoleConfig | WebhookConfig | WebSocketConfig | CustomConfig,
+    Field(discriminator="type"),
+]
+
+# -- gateway and observability -----------------------------------------------------------------
+
+
+class TokenConfig(Table):
+    """One ``[[gateway.tokens]]`` table (the same keys as a tokens file's entries)."""
+
+    name: str = field(..., "a unique token name", min_length=1)
+    token: SecretStr = field(..., f"the bearer secret, at least 8 characters; {SECRET}")
+    publish: list[str] = field([], "a list of topic patterns like ['agent.*.user_input']")
+    subscribe: list[str] = field([], "a list of topic patterns like ['agent.>']")
+    deny: list[str] = field([], "a list of topic patterns like ['$bus.>']")
+    rate: float | None = field(None, "requests per second, a number > 0", gt=0)
+    burst: int | None = field(None, "a positive int", gt=0)
+
+
+class GatewayConfig(Table):
+    host: str = field("127.0.0.1", "an interface to listen on, like '127.0.0.1' or '0.0.0.0'")
+    port: Port = field(8765, "a TCP port, 0..65535")
+    tokens: list[TokenConfig] | None = field(
+        None, "a tokens file path, or a list of [[gateway.tokens]] tables"
+    )
+    tokens_file: str | None = field(None, "a tokens file path (JSON or TOML)")
+    max_body: int | None = field(None, "a positive number of bytes", gt=0)
+    demo: bool = field(False, "true or false")
+    insecure: bool = field(False, "true or false")
+
+
+class ObservabilityConfig(Table):
+    tracing: bool = field(False, "true or false")
+    metrics: bool = field(False, "true or false")
+    metrics_port: Port | None = field(None, "a TCP port, 0..65535")
+    metrics_host: str = field("127.0.0.1", "an interface for the metrics exporter")
+    json_logs: bool = field(False, "true or false")
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = field(
+        "info", "'critical', 'error', 'warning', 'info' or 'debug'"
+    )
+
+
+#: [retention] key -> the URL option of each scheme that has one
+_LOG = {"max_age": "max_age", "max_events": "max_events", "policy": "retention"}
+_REDIS = {"max_age": "max_age", "max_events": "maxlen"}
+_NATS = {"max_age": "stream_max_age"}
+RETENTION_OPTIONS: dict[str, dict[str, str]] = {
+    "sqlite": _LOG,
+    "postgresql": _LOG,
+    "postgres": _LOG,
+    "redis": _REDIS,
+    "rediss": _REDIS,
+    "nats": _NATS,
+    "tls": _NATS,
+}
+
+
+def retention_problems(scheme: str, retention: RetentionConfig) -> list[ConfigProblem]:
+    supported = RETENTION_OPTIONS.get(scheme, {})
+    problems = []
+    for key in ("max_age", "max_events", "policy"):
+        if getattr(retention, key) is None or key in supported:
+            continue
+        if not supported:
+            expected = (
+                "no [retention] on memory:// (it keeps no events); use sqlite://, "
+                "postgresql://, redis:// or nats://"
+            )
+        else:
+            expected = f"only {', '.join(sorted(supported))} for {scheme}:// buses"
+        problems.append(
+            ConfigProblem(f"retention.{key}", f"not supported by {scheme}://", expected)
+        )
+    return problems
