@@ -95,3 +95,20 @@ def test_quick_postgres_storage_benchmark_runs(tmp_path: Path) -> None:
     """The postgres storage workload runs end to end against the shared Postgres."""
     require("postgres", postgres_url())
     _check_storage_benchmark(tmp_path, ["postgres-publish"])
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(150)
+def test_quick_gateway_benchmark_runs(tmp_path: Path) -> None:
+    """The gateway workloads run end to end (no service needed): every SSE trial and ramp step
+    delivered events to its client process without an error, and the WebSocket rows (axonbus,
+    the Starlette echo anchor, the context rows) have positive rates."""
+    report = _run_quick("gateway", tmp_path, timeout=140)
+    _check_workloads(report, ["ws"], skippable=False)
+    assert set(report["sse"]) == {"sse", "sse-topics"}
+    trials = [t for phase in report["sse"].values() for t in phase["rounds"]]
+    trials += report["ramp"]["steps"]
+    assert trials
+    for trial in trials:
+        assert not trial["error"], trial["error"]
+        assert trial["received"] > 0, trial
