@@ -30,7 +30,7 @@ import pytest
 from tests.support.proxy import TcpProxy
 from tests.support.services import host_port, nats_url, redis_url, require
 
-from axonbus import Bus, ConnectionLost, RequestTimeout
+from axonbus import Bus, ConnectionLost, NoResponders, RequestTimeout
 
 UNAVAILABLE = 0.5  # the URL's unavailable_timeout for the bus behind the proxy
 MARGIN = 1.0  # scheduling slack on a busy 2-core machine
@@ -136,7 +136,16 @@ class System:
         t0 = time.monotonic()
         await self.b.publish("fault.durable", f"{label}-durable")
         await self.a.publish("fault.out", f"{label}-out")
-        assert await self.b.request("fault.rpc", 21, timeout=timeout) == 42
+        # the responder's bus may still be restoring its subscription (NATS then answers "no
+        # responders" at once): ask again until the deadline
+        async with asyncio.timeout(timeout):
+            while True:
+                try:
+                    reply = await self.b.request("fault.rpc", 21, timeout=timeout)
+                    break
+                except NoResponders:
+                    await asyncio.sleep(0.05)
+        assert reply == 42
         await self.durable.wait_for(f"{label}-durable", timeout)
         await self.outbound.wait_for(f"{label}-out", timeout)
 
