@@ -12,12 +12,21 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._retry import Retry
+from ._base import Channel
 from ._errors import ChannelApiError
 
 if TYPE_CHECKING:
     from types import ModuleType
 
-__all__ = ["REDACTED", "call_with_retry", "hide_secret", "import_httpx", "redact", "retry_after"]
+__all__ = [
+    "REDACTED",
+    "HttpApiChannel",
+    "call_with_retry",
+    "hide_secret",
+    "import_httpx",
+    "redact",
+    "retry_after",
+]
 
 logger = logging.getLogger("axonbus.channels")
 
@@ -137,3 +146,47 @@ async def call_with_retry(once: Callable[[], Awaitable[T]], retry: Retry, *, des
             )  # fmt: skip
         attempt += 1
         await asyncio.sleep(wait)
+
+
+class HttpApiChannel(Channel):
+    """A channel that talks to an HTTP API through one httpx client, open while it runs, with
+    its secret (``_token``) kept out of the HTTP stack's logs meanwhile. Subclasses set
+    ``_channel_type``, ``base_url``, ``timeout`` and ``_token``, and say how the client is made
+    (:meth:`_client_options`)."""
+
+    _channel_type: str
+    base_url: str
+    timeout: float
+    _token: str
+    _client: Any  # httpx.AsyncClient while running
+
+    @property
+    def channel_type(self) -> str:
+        return self._channel_type
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"<{type(self).__name__} {self.channel_type!r} {self.base_url} {state}>"
+
+    def _client_options(self) -> dict[str, Any]:
+        """Keyword arguments of the httpx client besides its timeout."""
+        return {"base_url": f"{self.base_url}/"}
+
+    async def start(self) -> None:
+        if self.running:
+            return
+        httpx = import_httpx(self.channel_type)
+        await super().start()
+        hide_secret(self._token)
+        self._client = httpx.AsyncClient(timeout=self.timeout, **self._client_options())
+
+    async def stop(self) -> None:
+        was_open = self._client is not None
+        try:
+            await super().stop()
+        finally:
+            client, self._client = self._client, None
+            if client is not None:
+                await client.aclose()
+            if was_open:
+                hide_secret(self._token, hide=False)

@@ -13,9 +13,16 @@ from typing import TYPE_CHECKING, Any
 
 from .._exceptions import LifecycleError, MessageTooLarge
 from .._retry import Retry
-from ._base import Channel, check_channel_type
+from ._base import check_channel_type
 from ._errors import ChannelApiError
-from ._http import call_with_retry, check_base_url, hide_secret, import_httpx, redact, retry_after
+from ._http import (
+    HttpApiChannel,
+    call_with_retry,
+    check_base_url,
+    import_httpx,
+    redact,
+    retry_after,
+)
 
 if TYPE_CHECKING:
     import httpx
@@ -42,7 +49,7 @@ def slack_signature(signing_secret: str, timestamp: str, body: bytes) -> str:
     return "v0=" + hmac.new(signing_secret.encode(), base, hashlib.sha256).hexdigest()
 
 
-class SlackChannel(Channel):
+class SlackChannel(HttpApiChannel):
     """A Slack app: message events become :class:`ChannelMessage`\\ s on ``channel.slack.in``;
     replies on ``channel.slack.out`` are posted with ``chat.postMessage``.
 
@@ -108,38 +115,11 @@ class SlackChannel(Channel):
         self.duplicates = 0
         self.sent = 0
 
-    @property
-    def channel_type(self) -> str:
-        return self._channel_type
-
-    def __repr__(self) -> str:
-        state = "running" if self.running else "stopped"
-        return f"<SlackChannel {self.channel_type!r} {self.base_url} {state}>"
-
-    # -- lifecycle -----------------------------------------------------------------------------
-
-    async def start(self) -> None:
-        if self.running:
-            return
-        httpx = import_httpx(self.channel_type)
-        await super().start()
-        hide_secret(self._token)
-        self._client = httpx.AsyncClient(
-            base_url=f"{self.base_url}/",
-            timeout=self.timeout,
-            headers={"authorization": f"Bearer {self._token}"},
-        )
-
-    async def stop(self) -> None:
-        was_open = self._client is not None
-        try:
-            await super().stop()
-        finally:
-            client, self._client = self._client, None
-            if client is not None:
-                await client.aclose()
-            if was_open:
-                hide_secret(self._token, hide=False)
+    def _client_options(self) -> dict[str, Any]:
+        return {
+            "base_url": f"{self.base_url}/",
+            "headers": {"authorization": f"Bearer {self._token}"},
+        }
 
     # -- inbound -------------------------------------------------------------------------------
 

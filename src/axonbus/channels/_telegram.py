@@ -10,9 +10,16 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from .._exceptions import MessageTooLarge
 from .._retry import Retry
-from ._base import Channel, check_channel_type
+from ._base import check_channel_type
 from ._errors import ChannelApiError
-from ._http import call_with_retry, check_base_url, hide_secret, import_httpx, redact, retry_after
+from ._http import (
+    HttpApiChannel,
+    call_with_retry,
+    check_base_url,
+    import_httpx,
+    redact,
+    retry_after,
+)
 
 if TYPE_CHECKING:
     import httpx
@@ -81,7 +88,7 @@ class FileOffsetStore:
         os.replace(tmp, self.path)
 
 
-class TelegramChannel(Channel):
+class TelegramChannel(HttpApiChannel):
     """A Telegram bot: messages to it become :class:`ChannelMessage`\\ s on
     ``channel.telegram.in``; replies on ``channel.telegram.out`` go out with ``sendMessage``.
 
@@ -151,36 +158,8 @@ class TelegramChannel(Channel):
         self.received = 0
         self.sent = 0
 
-    @property
-    def channel_type(self) -> str:
-        return self._channel_type
-
-    def __repr__(self) -> str:
-        state = "running" if self.running else "stopped"
-        return f"<TelegramChannel {self.channel_type!r} {self.base_url} {state}>"
-
-    # -- lifecycle -----------------------------------------------------------------------------
-
-    async def start(self) -> None:
-        if self.running:
-            return
-        httpx = import_httpx(self.channel_type)
-        await super().start()
-        hide_secret(self._token)
-        self._client = httpx.AsyncClient(
-            base_url=f"{self.base_url}/bot{self._token}/", timeout=self.timeout
-        )
-
-    async def stop(self) -> None:
-        was_open = self._client is not None
-        try:
-            await super().stop()
-        finally:
-            client, self._client = self._client, None
-            if client is not None:
-                await client.aclose()
-            if was_open:
-                hide_secret(self._token, hide=False)
+    def _client_options(self) -> dict[str, Any]:
+        return {"base_url": f"{self.base_url}/bot{self._token}/"}  # the token is in the path
 
     # -- inbound -------------------------------------------------------------------------------
 
