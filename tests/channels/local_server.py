@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
 import uvicorn
-
-from axonbus.gateway import GatewayServer
+from tests.support.asgi import serving
 
 
 @contextlib.asynccontextmanager
@@ -24,16 +22,5 @@ async def serve_app(app: Any) -> AsyncIterator[str]:
         access_log=False,
         timeout_graceful_shutdown=2,
     )
-    server = GatewayServer(config, handle_signals=False)
-    task = asyncio.get_running_loop().create_task(server.serve())
-    try:
-        async with asyncio.timeout(5):
-            while not server.started:
-                if task.done():
-                    task.result()
-                await asyncio.sleep(0.01)
-        yield f"http://127.0.0.1:{server.port}"
-    finally:
-        server.should_exit = True
-        async with asyncio.timeout(10):
-            await task
+    async with serving(config) as url:
+        yield url

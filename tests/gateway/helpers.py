@@ -10,8 +10,7 @@ from typing import Any
 
 import httpx
 import uvicorn
-
-from axonbus.gateway import GatewayServer
+from tests.support.asgi import serving
 
 SECRET_UI = "ui-secret-0123456789"
 SECRET_ADMIN = "admin-secret-0123456789"
@@ -48,19 +47,8 @@ async def running_server(app: Any) -> AsyncIterator[str]:
     """Serve ``app`` with uvicorn on a free port inside this event loop; yields the base URL."""
     config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
     config.ws = "websockets-sansio" if _has("websockets") else "none"
-    server = GatewayServer(config, handle_signals=False)
-    task = asyncio.get_running_loop().create_task(server.serve())
-    try:
-        async with asyncio.timeout(5):
-            while not server.started:
-                if task.done():
-                    task.result()
-                await asyncio.sleep(0.01)
-        yield f"http://127.0.0.1:{server.port}"
-    finally:
-        server.should_exit = True
-        async with asyncio.timeout(10):
-            await task
+    async with serving(config) as url:
+        yield url
 
 
 def _has(module: str) -> bool:
