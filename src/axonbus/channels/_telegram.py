@@ -163,6 +163,14 @@ class TelegramChannel(HttpApiChannel):
 
     # -- inbound -------------------------------------------------------------------------------
 
+    async def stop(self) -> None:
+        try:
+            await super().stop()
+        finally:
+            # a stop that cancelled the loop during a save must not leave an older offset behind
+            if self.offset_store is not None and self.offset is not None:
+                await self.offset_store.save(self.offset)
+
     async def run(self) -> None:
         """Long-poll ``getUpdates`` and publish every text message, until cancelled."""
         if not self._offset_loaded:
