@@ -270,10 +270,10 @@ class MessageDropped(AgentError):
     response; the message (or the reply) went nowhere."""
 
 
-class Undeliverable(AgentError):
-    """The recipient's worker went away before the message was handled: the runtime stopped
-    with the message still queued or being handled, or (across processes) the worker hosting
-    the agent left."""
+class Undeliverable(AgentError, RuntimeError):
+    """The message could not reach its recipient: the runtime stopped with the message still
+    queued or being handled, (across processes) the worker hosting the agent left, or a
+    publish's recipient could not be created (a ``RuntimeError``, as in autogen-core)."""
 
 
 class DeadlockDetected(AgentError):

@@ -89,9 +89,12 @@ class Host:
 
     def post(self, item: Item) -> None:
         self.queue.append(item)
-        self.hosts.pending += 1
+        hosts = self.hosts
+        hosts.pending += 1
         if self.idle:
             self.idle.pop().set_result(None)
+        elif not hosts.running:  # before start(): held for start() or Hosts.step()
+            hosts.held(self)
 
     def cancel_send(self, reply: asyncio.Future[Any]) -> None:
         """The send's token was cancelled: the caller sees CancelledError, the handler too."""
@@ -119,7 +122,8 @@ class Host:
     # -- workers -------------------------------------------------------------------------------
 
     def start(self) -> None:
-        while len(self.workers) < self.concurrency:
+        # retired workers (finishing after a stop, or a stepped message) take no new mail
+        while sum(not w.retired for w in self.workers) < self.concurrency:
             w = Worker(self)
             w.task = asyncio.get_running_loop().create_task(
                 self._work(w), name=f"axonbus-agent:{self.id}"
@@ -154,8 +158,6 @@ class Host:
         handling_agent.set(self.id)
         current_worker.set(w)
         queue = self.queue
-        hosts = self.hosts
-        on_message = self.agent.on_message
         loop = asyncio.get_running_loop()
         while not w.retired:
             if not queue:
@@ -163,33 +165,48 @@ class Host:
                 self.idle.append(fut)
                 await fut
                 continue
-            message, ctx, reply = queue.popleft()
+            await self._handle(w, queue.popleft())
+
+    async def step(self, w: Worker, item: Item, started: asyncio.Future[None]) -> None:
+        """Handle one message taken off the queue by :meth:`Hosts.step`."""
+        handling_agent.set(self.id)
+        current_worker.set(w)
+        started.set_result(None)
+        try:
+            await self._handle(w, item)
+        finally:
+            if w in self.workers:  # not when a stop has cleared them already
+                self.workers.remove(w)
+
+    async def _handle(self, w: Worker, item: Item) -> None:
+        message, ctx, reply = item
+        hosts = self.hosts
+        if reply is not None:
+            if reply.done():  # cancelled or timed out while queued
+                hosts.settle()
+                return
+            w.current = reply
+        self.busy += 1
+        try:
+            result = await self.agent.on_message(message, ctx)
+        except BaseException as exc:  # cancellations included: _failed sorts them out
+            stop = self._failed(w, exc, message, reply)
+            w.current = None
+            self.busy -= 1
+            hosts.settle()
+            if stop:
+                raise
+        else:
             if reply is not None:
-                if reply.done():  # cancelled or timed out while queued
-                    hosts.settle()
-                    continue
-                w.current = reply
-            self.busy += 1
-            try:
-                result = await on_message(message, ctx)
-            except BaseException as exc:  # cancellations included: _failed sorts them out
-                stop = self._failed(w, exc, message, reply)
                 w.current = None
-                self.busy -= 1
-                hosts.settle()
-                if stop:
-                    raise
-            else:
-                if reply is not None:
-                    w.current = None
-                    if not reply.done():
-                        reply.set_result(result)
-                    if w.cancel_current:  # the handler swallowed our cancellation
-                        w.cancel_current = False
-                        assert w.task is not None
-                        w.task.uncancel()
-                self.busy -= 1
-                hosts.settle()
+                if not reply.done():
+                    reply.set_result(result)
+                if w.cancel_current:  # the handler swallowed our cancellation
+                    w.cancel_current = False
+                    assert w.task is not None
+                    w.task.uncancel()
+            self.busy -= 1
+            hosts.settle()
 
     def _failed(
         self, w: Worker, exc: BaseException, message: Any, reply: asyncio.Future[Any] | None
@@ -233,7 +250,18 @@ class Host:
 class Hosts:
     """Every local host, the count of messages queued or being handled, and idle waiting."""
 
-    __slots__ = ("_idle", "added", "by_id", "failure", "keep_failure", "pending", "running")
+    __slots__ = (
+        "_idle",
+        "_posted",
+        "accepting",
+        "added",
+        "backlog",
+        "by_id",
+        "failure",
+        "keep_failure",
+        "pending",
+        "running",
+    )
 
     def __init__(self, *, keep_failure: bool) -> None:
         self.by_id: dict[AgentId, Host] = {}
@@ -241,9 +269,47 @@ class Hosts:
         self.added: Callable[[AgentId], None] | None = None
         self.pending = 0
         self.running = False
+        #: sends and publishes are taken (before the first start too: they wait for it)
+        self.accepting = True
+        #: before start: the host of each message posted, in order (what step() takes next)
+        self.backlog: deque[Host] = deque()
+        self._posted: asyncio.Future[None] | None = None
         self.keep_failure = keep_failure
         self.failure: BaseException | None = None
         self._idle: list[asyncio.Future[None]] = []
+
+    def held(self, host: Host) -> None:
+        self.backlog.append(host)
+        posted, self._posted = self._posted, None
+        if posted is not None and not posted.done():
+            posted.set_result(None)
+
+    @property
+    def queued(self) -> int:
+        """Messages waiting in mailboxes (not yet being handled)."""
+        return sum(len(host.queue) for host in self.by_id.values())
+
+    async def step(self) -> None:
+        """Before start: take the oldest queued message (waiting for one), start its handler
+        in a task of its own and return once the handler runs (not when it is done)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            while self.backlog:
+                host = self.backlog.popleft()
+                if host.queue:  # empty when the message was flushed meanwhile
+                    item = host.queue.popleft()
+                    w = Worker(host)
+                    w.retired = True  # handles this one message only
+                    started: asyncio.Future[None] = loop.create_future()
+                    w.task = loop.create_task(
+                        host.step(w, item, started), name=f"axonbus-agent:{host.id}"
+                    )
+                    host.workers.append(w)
+                    await started
+                    return
+            if self._posted is None or self._posted.done():
+                self._posted = loop.create_future()
+            await self._posted
 
     def add(self, agent: Agent, agent_id: AgentId, concurrency: int) -> Host:
         host = Host(self, agent, agent_id, concurrency)
@@ -277,6 +343,8 @@ class Hosts:
 
     def start(self) -> None:
         self.running = True
+        self.accepting = True
+        self.backlog.clear()  # the workers take what is queued, in order
         for host in list(self.by_id.values()):
             host.start()
 
@@ -284,6 +352,8 @@ class Hosts:
         """Fail or drop what is queued, let running handlers finish for up to ``timeout``
         seconds, then cancel them (their callers get Undeliverable)."""
         self.running = False
+        self.accepting = False
+        self.backlog.clear()
         hosts = list(self.by_id.values())
         for host in hosts:
             host.flush()
