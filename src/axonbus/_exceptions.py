@@ -277,7 +277,7 @@ class Undeliverable(AgentError, RuntimeError):
 
 
 class DeadlockDetected(AgentError):
-    """``send_message`` from inside a handler would wait forever: the recipient handles one
-    message at a time and is busy waiting, directly or through a chain of such agents, for the
-    sender itself. Reply by ``publish_message``, or register the recipient with
-    ``concurrency=2`` or more."""
+    """``send_message`` from inside a handler would wait forever: every handler slot of the
+    recipient (one, unless it has ``concurrency`` > 1) is taken by a handler waiting, directly
+    or through a chain of such agents, on the sender itself. Reply by ``publish_message``, or
+    give the agents more ``concurrency``."""

@@ -379,32 +379,82 @@ class Hosts:
             self._wake_idle()
 
 
-def _wait_chain(target: Host, me: Host) -> list[Host] | None:
-    """The hosts ``target`` waits on, ending at ``me``, when each is busy with one message at a
-    time: then a send from ``me`` to ``target`` would never be answered. None otherwise."""
+def _waits_on(host: Host, me: Worker, target: Host) -> list[Host] | None:
+    """The hosts ``host``'s handlers wait on when every one of its slots is taken by a handler
+    waiting for a reply (``me`` counted as waiting on ``target``); None when a slot is free or
+    a handler is still working, since then ``host`` will take another message."""
+    if host.busy < host.concurrency:
+        return None
+    waits = []
+    for w in host.workers:
+        on = target if w is me else w.waiting_on
+        if on is not None:
+            waits.append(on)
+    return waits if len(waits) >= host.busy else None
+
+
+def _stuck(target: Host, me: Worker) -> list[Host] | None:
+    """The hosts that could never take another message once ``me`` waits on ``target``, if
+    ``target`` is one of them: each slot of each is held by a handler waiting on one of them."""
+    candidates: dict[Host, list[Host]] = {}
+    frontier = [target]
+    while frontier:
+        host = frontier.pop()
+        if host in candidates:
+            continue
+        waits = _waits_on(host, me, target)
+        if waits is not None:
+            candidates[host] = waits
+            frontier.extend(waits)
+    # a host with a handler waiting on one that can still make progress frees a slot later
+    pruned = True
+    while pruned:
+        pruned = False
+        for host, waits in list(candidates.items()):
+            if any(on not in candidates for on in waits):
+                del candidates[host]
+                pruned = True
+    return list(candidates) if target in candidates else None
+
+
+def _wait_chain(target: Host, me: Host) -> list[Host]:
+    """The path of single waits from ``target`` back to ``me`` (one-slot agents)."""
     chain: list[Host] = []
     host: Host | None = target
     for _ in range(len(target.hosts.by_id) + 1):
-        if host is None or host.concurrency != 1 or host.busy < 1:
-            return None
+        if host is None:
+            break
         chain.append(host)
         if host is me:
-            return chain
+            break
         host = host.workers[0].waiting_on if host.workers else None
-    return None
+    return chain
 
 
-def deadlock_error(target: Host, me: Host) -> DeadlockDetected | None:
+def deadlock_error(target: Host, me: Worker) -> DeadlockDetected | None:
     """The error for a send from ``me`` to ``target`` that could never be answered, if so."""
-    chain = _wait_chain(target, me)
-    if chain is None:
+    stuck = _stuck(target, me)
+    if stuck is None:
         return None
-    if len(chain) == 1:
-        what = f"{me.id} sent a message to itself while handling one"
+    if (
+        all(h.concurrency == 1 for h in stuck)
+        and (chain := _wait_chain(target, me.host))[-1] is me.host
+    ):
+        if len(chain) == 1:
+            what = f"{me.host.id} sent a message to itself while handling one"
+        else:
+            path = " -> ".join(str(h.id) for h in [me.host, *chain])
+            what = f"{me.host.id} would wait for a reply that never comes: {path} all wait"
+            what += " on each other"
+        how = "each handles one message at a time"
     else:
-        path = " -> ".join(str(h.id) for h in [me, *chain])
-        what = f"{me.id} would wait for a reply that never comes: {path} all wait on each other"
+        held = ", ".join(f"{h.id} {h.busy}/{h.concurrency}" for h in stuck)
+        what = (
+            f"{me.host.id} would wait for a reply from {target.id} that never comes: every "
+            f"handler slot of {held} is taken by a handler waiting on these same agents"
+        )
+        how = "no slot is left to handle the message"
     return DeadlockDetected(
-        f"{what} (each handles one message at a time). Publish instead of sending, or register "
-        "one of them with concurrency >= 2."
+        f"{what} ({how}). Publish instead of sending, or register one of them with more "
+        "concurrency."
     )

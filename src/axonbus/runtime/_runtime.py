@@ -327,7 +327,7 @@ class AgentRuntime(Registry, Lifecycle):
         reply: asyncio.Future[Any] = loop.create_future()
         me = current_worker.get()
         if me is not None and host.busy >= host.concurrency:
-            error = deadlock_error(host, me.host)
+            error = deadlock_error(host, me)
             if error is not None:
                 raise error
         if not self._hosts.accepting:  # stopped while this send awaited an intervention / factory
