@@ -11,6 +11,7 @@ the suite is skipped, and fails under ``CI``.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -93,3 +94,14 @@ def test_the_test_helpers_are_not_collected_here() -> None:
     # the helpers package must not look like tests to this suite's collection
     helpers = Path(__file__).parent / "autogen_suite" / "autogen_test_utils"
     assert not [p for p in helpers.iterdir() if p.name.startswith("test_")]
+
+
+def test_no_index_is_a_fetch_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # what the module fixture turns into a skip (or a failure under CI)
+    monkeypatch.setenv("AXONBUS_TEST_CACHE", str(tmp_path))
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_path))
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+    with pytest.raises(FetchError, match=r"pip download autogen-core==0\.7\.5 failed"):
+        fetch()
+    assert list(tmp_path.iterdir()) == []  # nothing half-fetched left in the cache

@@ -59,6 +59,12 @@ class ClosureContext(Protocol):
     ) -> None: ...
 
 
+def _checked_policy(policy: Any) -> UnknownTypePolicy:
+    if policy not in ("error", "warn", "ignore"):
+        raise ValueError(f"unknown_type_policy must be 'error', 'warn' or 'ignore', got {policy!r}")
+    return policy  # type: ignore[no-any-return]
+
+
 class ClosureAgent(Agent):
     """Calls ``closure(agent, message, ctx)`` for messages of the type its second parameter is
     annotated with (``Any`` for all). Other messages, by ``unknown_type_policy``: ``"warn"``
@@ -75,12 +81,7 @@ class ClosureAgent(Agent):
         localns: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(description)
-        if unknown_type_policy not in ("error", "warn", "ignore"):
-            raise ValueError(
-                f"unknown_type_policy must be 'error', 'warn' or 'ignore', "
-                f"got {unknown_type_policy!r}"
-            )
-        self._policy = unknown_type_policy
+        self._policy = _checked_policy(unknown_type_policy)
         if not inspect.iscoroutinefunction(closure):
             raise InvalidHandler(f"closure {closure!r} must be an 'async def' function")
         params = list(inspect.signature(closure).parameters)
@@ -117,6 +118,7 @@ class ClosureAgent(Agent):
     ) -> AgentType:
         """Register a closure agent type and its subscriptions (``DefaultSubscription()`` works
         inside ``subscriptions``)."""
+        _checked_policy(unknown_type_policy)
         scope = defining_scope()  # the closure's message type may be a local class
         agent_type = await runtime.register_factory(
             type,
