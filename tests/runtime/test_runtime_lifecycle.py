@@ -105,7 +105,11 @@ async def test_process_next_steps_one_message_at_a_time() -> None:
     assert not second.done()
     await runtime.process_next()
     assert await asyncio.wait_for(second, 5) == "slept"
-    runtime.start()
+    waiting = asyncio.create_task(runtime.process_next())  # nothing queued: it waits
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    runtime.start()  # the workers take over: the waiting step ends
+    await asyncio.wait_for(waiting, 5)
     with pytest.raises(RuntimeNotStarted, match="only before start"):
         await runtime.process_next()
     await runtime.close()

@@ -280,6 +280,9 @@ class Hosts:
 
     def held(self, host: Host) -> None:
         self.backlog.append(host)
+        self._wake_step()
+
+    def _wake_step(self) -> None:
         posted, self._posted = self._posted, None
         if posted is not None and not posted.done():
             posted.set_result(None)
@@ -291,9 +294,10 @@ class Hosts:
 
     async def step(self) -> None:
         """Before start: take the oldest queued message (waiting for one), start its handler
-        in a task of its own and return once the handler runs (not when it is done)."""
+        in a task of its own and return once the handler runs (not when it is done). Returns
+        at once when the runtime starts or stops meanwhile: then nothing is held back."""
         loop = asyncio.get_running_loop()
-        while True:
+        while not self.running and self.accepting:
             while self.backlog:
                 host = self.backlog.popleft()
                 if host.queue:  # empty when the message was flushed meanwhile
@@ -345,6 +349,7 @@ class Hosts:
         self.running = True
         self.accepting = True
         self.backlog.clear()  # the workers take what is queued, in order
+        self._wake_step()
         for host in list(self.by_id.values()):
             host.start()
 
@@ -354,6 +359,7 @@ class Hosts:
         self.running = False
         self.accepting = False
         self.backlog.clear()
+        self._wake_step()
         hosts = list(self.by_id.values())
         for host in hosts:
             host.flush()

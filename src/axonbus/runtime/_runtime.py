@@ -227,7 +227,8 @@ class AgentRuntime(Registry, Lifecycle):
     async def process_next(self) -> None:
         """Before :meth:`start`, handle the oldest queued message: wait for one, start its
         handler in a task of its own and return once the handler runs (without waiting for it
-        to finish). For tests that step the runtime by hand, as autogen-core's do.
+        to finish); at once if the runtime starts or closes meanwhile. For tests that step the
+        runtime by hand, as autogen-core's do.
 
         >>> call = asyncio.create_task(runtime.send_message(Job(), AgentId("worker", "a")))
         >>> await runtime.process_next()     # the worker is now inside its handler
