@@ -5,7 +5,7 @@ what a publish to an agent that cannot be created does."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, make_dataclass
 from typing import Any
 
 import pytest
@@ -125,6 +125,18 @@ def test_a_main_module_class_gets_an_error_that_says_what_to_do() -> None:
         MessageTypes().load({"type": "__main__.Job", "data": {"n": 1}})
     assert "defined in the sending process's __main__" in str(info.value)
     assert "runtime.message_types.register(Job, name='Job')" in str(info.value)
+
+
+def test_a_namesake_from_a_main_module_is_named_in_the_error() -> None:
+    # the worker ran its script as __main__; the client imported the class from its module
+    in_script = make_dataclass("Point", [("x", int), ("y", int)])
+    in_script.__module__ = "__main__"
+    worker = MessageTypes()
+    worker.register(in_script)
+    with pytest.raises(TypeError) as info:
+        worker.load({"type": "shapes.Point", "data": {"x": 1, "y": 2}})
+    assert "this process knows Point as '__main__.Point'" in str(info.value)
+    assert "runtime.message_types.register(Point, name='Point')" in str(info.value)
 
 
 def test_message_types_can_be_registered_under_a_shared_name() -> None:

@@ -138,23 +138,31 @@ class MessageTypes:
             return serializer.deserialize(raw)
         cls = self._by_name.get(name)
         if cls is None:
-            raise TypeError(_unknown(name))
+            raise TypeError(self._unknown(name))
         return self._adapter(cls).validate_python(data["data"])
 
-
-def _unknown(name: str) -> str:
-    if name.startswith("__main__."):
+    def _unknown(self, name: str) -> str:
         short = name.rpartition(".")[2]
-        return (
-            f"unknown message type {name!r}: it was defined in the sending process's __main__ "
-            "(a script), a module path no other process has. Define it in an importable module, "
-            f"or give it one name in every process: runtime.message_types.register({short}, "
-            f"name={short!r})"
+        fix = (
+            f"give the class one name in every process, runtime.message_types.register({short}, "
+            f"name={short!r}), or define it in a module every process imports"
         )
-    return (
-        f"unknown message type {name!r}: no agent here handles it; register it with "
-        "runtime.message_types.register(cls) (same class, same module path in every process)"
-    )
+        if name.startswith("__main__."):
+            return (
+                f"unknown message type {name!r}: it was defined in the sending process's "
+                f"__main__ (a script), a module path no other process has; {fix}"
+            )
+        namesakes = [n for n in self._by_name if n.rpartition(".")[2] == short]
+        if namesakes:
+            return (
+                f"unknown message type {name!r}: this process knows {short} as "
+                f"{', '.join(map(repr, namesakes))} (a class defined in a script's __main__ is "
+                f"named after __main__ there); {fix}"
+            )
+        return (
+            f"unknown message type {name!r}: no agent here handles it; register it with "
+            "runtime.message_types.register(cls) (same class, same module path in every process)"
+        )
 
 
 def b64(payload: bytes) -> str:
