@@ -8,6 +8,10 @@ instance handles one message at a time, in order, unless it opted into more.
 Unbounded because every send's caller awaits its own reply (it cannot run ahead), and a
 publisher is the one place that could: like autogen-core's queue, publishes are not throttled.
 
+Before the runtime's first start, posted messages wait in the mailboxes, and ``Hosts.backlog``
+remembers their order: ``start()`` lets the workers take them, or ``Hosts.step()`` (the
+runtime's ``process_next``) hands the oldest to a worker of its own for that one message.
+
 Cancelling a send (its token, its timeout, or the caller being cancelled) settles the caller's
 future first, then cancels the worker task *while it is inside that handler*; the worker
 absorbs that one cancellation (``Task.uncancel``) and goes on with the next message.
