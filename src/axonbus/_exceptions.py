@@ -270,14 +270,14 @@ class MessageDropped(AgentError):
     response; the message (or the reply) went nowhere."""
 
 
-class Undeliverable(AgentError):
-    """The recipient's worker went away before the message was handled: the runtime stopped
-    with the message still queued or being handled, or (across processes) the worker hosting
-    the agent left."""
+class Undeliverable(AgentError, RuntimeError):
+    """The message could not reach its recipient: the runtime stopped with the message still
+    queued or being handled, (across processes) the worker hosting the agent left, or a
+    publish's recipient could not be created (a ``RuntimeError``, as in autogen-core)."""
 
 
 class DeadlockDetected(AgentError):
-    """``send_message`` from inside a handler would wait forever: the recipient handles one
-    message at a time and is busy waiting, directly or through a chain of such agents, for the
-    sender itself. Reply by ``publish_message``, or register the recipient with
-    ``concurrency=2`` or more."""
+    """``send_message`` from inside a handler would wait forever: every handler slot of the
+    recipient (one, unless it has ``concurrency`` > 1) is taken by a handler waiting, directly
+    or through a chain of such agents, on the sender itself. Reply by ``publish_message``, or
+    give the agents more ``concurrency``."""

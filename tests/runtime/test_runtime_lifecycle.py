@@ -55,18 +55,63 @@ async def fresh() -> AgentRuntime:
     return runtime
 
 
-async def test_send_and_publish_before_start_raise() -> None:
+async def _until_queued(runtime: AgentRuntime, count: int) -> None:
+    for _ in range(1000):  # event-loop turns, not time: the sends only need to run
+        if runtime.unprocessed_messages_count >= count:
+            return
+        await asyncio.sleep(0)
+    raise AssertionError(f"{runtime.unprocessed_messages_count} queued, expected {count}")
+
+
+async def test_sends_and_publishes_before_start_wait_for_it() -> None:
+    # as in autogen-core: queued until start(), not refused
     runtime = await fresh()
     assert runtime.state == "new"
-    with pytest.raises(RuntimeNotStarted, match=r"call runtime\.start\(\)") as info:
-        await runtime.send_message(Sleep(0), AgentId("sleeper", "x"))
+    call = asyncio.create_task(runtime.send_message(Sleep(0), AgentId("sleeper", "x")))
+    await runtime.publish_message(Sleep(0), DefaultTopicId())
+    await _until_queued(runtime, 2)
+    assert not call.done()
+    with pytest.raises(RuntimeNotStarted, match="new") as info:
+        await runtime.stop_when_idle()
     assert isinstance(info.value, LifecycleError)
     assert isinstance(info.value, RuntimeError)
-    with pytest.raises(RuntimeNotStarted):
-        await runtime.publish_message(Sleep(0), DefaultTopicId())
-    with pytest.raises(RuntimeNotStarted):
-        await runtime.stop_when_idle()
     await runtime.stop()  # nothing to stop: no error
+    runtime.start()
+    assert await asyncio.wait_for(call, 5) == "slept"
+    await runtime.stop_when_idle()
+    assert Sleeper.done == [0, 0]
+    assert runtime.unprocessed_messages_count == 0
+    await runtime.close()
+
+
+async def test_close_without_start_fails_the_waiting_sends() -> None:
+    runtime = await fresh()
+    call = asyncio.create_task(runtime.send_message(Sleep(0), AgentId("sleeper", "x")))
+    await _until_queued(runtime, 1)
+    await asyncio.wait_for(runtime.close(), 5)
+    with pytest.raises(Undeliverable):
+        await asyncio.wait_for(call, 5)
+    assert Sleeper.done == []
+
+
+async def test_process_next_steps_one_message_at_a_time() -> None:
+    runtime = await fresh()
+    first = asyncio.create_task(runtime.send_message(Sleep(0), AgentId("sleeper", "a")))
+    second = asyncio.create_task(runtime.send_message(Sleep(0), AgentId("sleeper", "b")))
+    await _until_queued(runtime, 2)
+    await runtime.process_next()  # the oldest: "a"
+    assert await asyncio.wait_for(first, 5) == "slept"
+    assert runtime.unprocessed_messages_count == 1
+    assert not second.done()
+    await runtime.process_next()
+    assert await asyncio.wait_for(second, 5) == "slept"
+    waiting = asyncio.create_task(runtime.process_next())  # nothing queued: it waits
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    runtime.start()  # the workers take over: the waiting step ends
+    await asyncio.wait_for(waiting, 5)
+    with pytest.raises(RuntimeNotStarted, match="only before start"):
+        await runtime.process_next()
     await runtime.close()
 
 

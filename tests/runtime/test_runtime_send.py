@@ -282,3 +282,77 @@ async def test_token_is_passed_on_to_nested_sends(runtime: AgentRuntime) -> None
         await call
     await started(5)
     assert ("token-cancelled", "inner", "deep") in Worker.log
+
+
+async def test_self_recursion_deeper_than_the_slots_is_a_deadlock_error(
+    runtime: AgentRuntime,
+) -> None:
+    # concurrency=2 takes one nested send to itself; the second nested one has no slot left
+    class Recursive(RoutedAgent):
+        @rpc
+        async def ask(self, n: int) -> int:
+            if n == 0:
+                return 0
+            return await self.send_message(n - 1, self.id)
+
+    await Recursive.register(runtime, "rec", Recursive, concurrency=2)
+    assert await asyncio.wait_for(runtime.send_message(1, AgentId("rec", "x")), 5) == 0
+    # the error reaches the caller through each level of the recursion, as RemoteError
+    with pytest.raises(RemoteError, match=r"DeadlockDetected: .*every handler slot of rec/y 2/2"):
+        await asyncio.wait_for(runtime.send_message(3, AgentId("rec", "y")), 5)
+    await Recursive.register(runtime, "rec3", Recursive, concurrency=3)
+    assert await asyncio.wait_for(runtime.send_message(2, AgentId("rec3", "x")), 5) == 0
+
+
+async def test_a_cycle_through_agents_with_two_slots_is_a_deadlock_error(
+    runtime: AgentRuntime,
+) -> None:
+    # a -> b -> a -> b -> a: each of a and b has both slots waiting on the other
+    class Hop(RoutedAgent):
+        @rpc
+        async def hop(self, hops: int) -> str:
+            if hops == 0:
+                return "end"
+            other = AgentId("b" if self.id.type == "a" else "a", "x")
+            return await self.send_message(hops - 1, other)
+
+    await Hop.register(runtime, "a", Hop, concurrency=2)
+    await Hop.register(runtime, "b", Hop, concurrency=2)
+    assert await asyncio.wait_for(runtime.send_message(3, AgentId("a", "x")), 5) == "end"
+    with pytest.raises(RemoteError, match=r"DeadlockDetected: .*a/x 2/2, b/x 2/2|b/x 2/2, a/x"):
+        await asyncio.wait_for(runtime.send_message(4, AgentId("a", "x")), 5)
+
+
+async def test_a_busy_agent_with_a_working_handler_is_not_a_deadlock(
+    runtime: AgentRuntime,
+) -> None:
+    # both slots of "w" busy, one of them waiting on the caller, the other still working:
+    # that one frees a slot, so the send waits instead of failing
+    release = asyncio.Event()
+
+    class Slow(RoutedAgent):
+        @rpc
+        async def work(self, what: str) -> str:
+            if what == "block":
+                await release.wait()
+                return "unblocked"
+            if what == "call-back":
+                return await self.send_message("plain", AgentId("caller", "x"))
+            return what
+
+    class Caller(RoutedAgent):
+        concurrency = 2
+
+        @rpc
+        async def call(self, what: str) -> str:
+            if what == "plain":
+                return "plain"
+            return await self.send_message(what, AgentId("w", "x"))
+
+    await Slow.register(runtime, "w", Slow, concurrency=2)
+    await Caller.register(runtime, "caller", Caller)
+    blocked = asyncio.create_task(runtime.send_message("block", AgentId("w", "x")))
+    answer = await asyncio.wait_for(runtime.send_message("call-back", AgentId("caller", "x")), 5)
+    assert answer == "plain"
+    release.set()
+    assert await asyncio.wait_for(blocked, 5) == "unblocked"

@@ -30,10 +30,17 @@ from .._exceptions import (
 from ._agent import Agent, AgentInstantiationContext, AgentMetadata, BaseAgent
 from ._closure import ClosureAgent, ClosureContext
 from ._context import CancellationToken, MessageContext
+from ._handler_context import MessageHandlerContext, SubscriptionInstantiationContext
 from ._ids import AgentId, AgentType, DefaultTopicId, TopicId
 from ._interventions import DefaultInterventionHandler, DropMessage, InterventionHandler
+from ._proxy import AgentProxy
 from ._routed import RoutedAgent, event, handler, message_handler, rpc
 from ._runtime import AgentRuntime
+from ._serializers import (
+    MessageSerializer,
+    UnknownPayload,
+    try_get_known_serializers_for_type,
+)
 from ._subscriptions import (
     DefaultSubscription,
     Subscription,
@@ -51,6 +58,7 @@ __all__ = [
     "AgentMetadata",
     "AgentNotBound",
     "AgentNotFound",
+    "AgentProxy",
     "AgentRuntime",
     "AgentType",
     "BaseAgent",
@@ -66,20 +74,25 @@ __all__ = [
     "InterventionHandler",
     "MessageContext",
     "MessageDropped",
+    "MessageHandlerContext",
+    "MessageSerializer",
     "RemoteError",
     "RequestTimeout",
     "RoutedAgent",
     "RuntimeClosed",
     "RuntimeNotStarted",
     "Subscription",
+    "SubscriptionInstantiationContext",
     "TopicId",
     "TypePrefixSubscription",
     "TypeSubscription",
     "Undeliverable",
+    "UnknownPayload",
     "default_subscription",
     "event",
     "handler",
     "message_handler",
     "rpc",
+    "try_get_known_serializers_for_type",
     "type_subscription",
 ]

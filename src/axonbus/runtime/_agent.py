@@ -166,10 +166,11 @@ class Agent:
 
     async def on_unhandled_message(self, message: Any, ctx: MessageContext) -> Any:
         """No handler took ``message``. For a send this raises :class:`CantHandle` (the caller
-        sees it); a publish is logged at debug level and dropped. Override to do otherwise."""
+        sees it); a publish is logged at INFO (``Unhandled message: …``, as autogen-core does)
+        and dropped. Override to do otherwise."""
         if ctx.is_rpc:
             raise CantHandle(f"{self.id} has no handler for {type(message).__qualname__}")
-        logger.debug("%s: no handler for published %s", self.id, type(message).__qualname__)
+        logger.info("Unhandled message: %r (at %s)", message, self.id)
         return None
 
     # -- talking to others ---------------------------------------------------------------------

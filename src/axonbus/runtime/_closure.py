@@ -11,10 +11,11 @@
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from .._exceptions import InvalidHandler
+from .._exceptions import CantHandle, InvalidHandler
 from ._agent import Agent, made_subscriptions
 from ._context import CancellationToken, MessageContext
 from ._ids import AgentId, AgentType, TopicId
@@ -26,7 +27,10 @@ if TYPE_CHECKING:
 
 __all__ = ["ClosureAgent", "ClosureContext"]
 
+logger = logging.getLogger("axonbus.runtime")
+
 Closure = Callable[..., Awaitable[Any]]
+UnknownTypePolicy = Literal["error", "warn", "ignore"]
 
 
 class ClosureContext(Protocol):
@@ -55,14 +59,29 @@ class ClosureContext(Protocol):
     ) -> None: ...
 
 
+def _checked_policy(policy: Any) -> UnknownTypePolicy:
+    if policy not in ("error", "warn", "ignore"):
+        raise ValueError(f"unknown_type_policy must be 'error', 'warn' or 'ignore', got {policy!r}")
+    return policy  # type: ignore[no-any-return]
+
+
 class ClosureAgent(Agent):
     """Calls ``closure(agent, message, ctx)`` for messages of the type its second parameter is
-    annotated with (``Any`` for all); other messages go to ``on_unhandled_message``."""
+    annotated with (``Any`` for all). Other messages, by ``unknown_type_policy``: ``"warn"``
+    (the default) logs a warning and then does what ``on_unhandled_message`` does (a send
+    raises :class:`CantHandle`), ``"error"`` raises :class:`CantHandle` for publishes too,
+    ``"ignore"`` drops them (a send gets None)."""
 
     def __init__(
-        self, description: str, closure: Closure, *, localns: dict[str, Any] | None = None
+        self,
+        description: str,
+        closure: Closure,
+        *,
+        unknown_type_policy: UnknownTypePolicy = "warn",
+        localns: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(description)
+        self._policy = _checked_policy(unknown_type_policy)
         if not inspect.iscoroutinefunction(closure):
             raise InvalidHandler(f"closure {closure!r} must be an 'async def' function")
         params = list(inspect.signature(closure).parameters)
@@ -74,6 +93,13 @@ class ClosureAgent(Agent):
     async def on_message_impl(self, message: Any, ctx: MessageContext) -> Any:
         if isinstance(message, self._types):
             return await self._closure(self, message, ctx)
+        if self._policy == "ignore":
+            return None
+        what = f"{self.id} takes {' | '.join(t.__qualname__ for t in self._types)}, "
+        what += f"not {type(message).__qualname__}"
+        if self._policy == "error":
+            raise CantHandle(what)
+        logger.warning("closure agent %s", what)
         return await self.on_unhandled_message(message, ctx)
 
     @classmethod
@@ -88,13 +114,17 @@ class ClosureAgent(Agent):
         subscriptions: Callable[[], Sequence[Subscription] | Awaitable[Sequence[Subscription]]]
         | None = None,
         concurrency: int | None = None,
+        unknown_type_policy: UnknownTypePolicy = "warn",
     ) -> AgentType:
         """Register a closure agent type and its subscriptions (``DefaultSubscription()`` works
         inside ``subscriptions``)."""
+        _checked_policy(unknown_type_policy)
         scope = defining_scope()  # the closure's message type may be a local class
         agent_type = await runtime.register_factory(
             type,
-            lambda: cls(description, closure, localns=scope),
+            lambda: cls(
+                description, closure, unknown_type_policy=unknown_type_policy, localns=scope
+            ),
             expected_class=cls,
             concurrency=concurrency,
         )

@@ -155,10 +155,7 @@ class DistributedPlacement(Members, Placement):
         try:
             return self.runtime.message_types.load(value)
         except (TypeError, ValueError) as exc:
-            raise DecodeError(
-                f"the reply of {recipient} is a {value.get('type')!r}, which this process does "
-                "not know: register it here with runtime.message_types.register(cls)"
-            ) from exc
+            raise DecodeError(f"the reply of {recipient} cannot be read here: {exc}") from exc
 
     async def _request(
         self,

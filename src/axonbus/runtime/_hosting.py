@@ -8,6 +8,10 @@ instance handles one message at a time, in order, unless it opted into more.
 Unbounded because every send's caller awaits its own reply (it cannot run ahead), and a
 publisher is the one place that could: like autogen-core's queue, publishes are not throttled.
 
+Before the runtime's first start, posted messages wait in the mailboxes, and ``Hosts.backlog``
+remembers their order: ``start()`` lets the workers take them, or ``Hosts.step()`` (the
+runtime's ``process_next``) hands the oldest to a worker of its own for that one message.
+
 Cancelling a send (its token, its timeout, or the caller being cancelled) settles the caller's
 future first, then cancels the worker task *while it is inside that handler*; the worker
 absorbs that one cancellation (``Task.uncancel``) and goes on with the next message.
@@ -89,9 +93,12 @@ class Host:
 
     def post(self, item: Item) -> None:
         self.queue.append(item)
-        self.hosts.pending += 1
+        hosts = self.hosts
+        hosts.pending += 1
         if self.idle:
             self.idle.pop().set_result(None)
+        elif not hosts.running:  # before start(): held for start() or Hosts.step()
+            hosts.held(self)
 
     def cancel_send(self, reply: asyncio.Future[Any]) -> None:
         """The send's token was cancelled: the caller sees CancelledError, the handler too."""
@@ -119,7 +126,8 @@ class Host:
     # -- workers -------------------------------------------------------------------------------
 
     def start(self) -> None:
-        while len(self.workers) < self.concurrency:
+        # retired workers (finishing after a stop, or a stepped message) take no new mail
+        while sum(not w.retired for w in self.workers) < self.concurrency:
             w = Worker(self)
             w.task = asyncio.get_running_loop().create_task(
                 self._work(w), name=f"axonbus-agent:{self.id}"
@@ -154,8 +162,6 @@ class Host:
         handling_agent.set(self.id)
         current_worker.set(w)
         queue = self.queue
-        hosts = self.hosts
-        on_message = self.agent.on_message
         loop = asyncio.get_running_loop()
         while not w.retired:
             if not queue:
@@ -163,33 +169,48 @@ class Host:
                 self.idle.append(fut)
                 await fut
                 continue
-            message, ctx, reply = queue.popleft()
+            await self._handle(w, queue.popleft())
+
+    async def step(self, w: Worker, item: Item, started: asyncio.Future[None]) -> None:
+        """Handle one message taken off the queue by :meth:`Hosts.step`."""
+        handling_agent.set(self.id)
+        current_worker.set(w)
+        started.set_result(None)
+        try:
+            await self._handle(w, item)
+        finally:
+            if w in self.workers:  # not when a stop has cleared them already
+                self.workers.remove(w)
+
+    async def _handle(self, w: Worker, item: Item) -> None:
+        message, ctx, reply = item
+        hosts = self.hosts
+        if reply is not None:
+            if reply.done():  # cancelled or timed out while queued
+                hosts.settle()
+                return
+            w.current = reply
+        self.busy += 1
+        try:
+            result = await self.agent.on_message(message, ctx)
+        except BaseException as exc:  # cancellations included: _failed sorts them out
+            stop = self._failed(w, exc, message, reply)
+            w.current = None
+            self.busy -= 1
+            hosts.settle()
+            if stop:
+                raise
+        else:
             if reply is not None:
-                if reply.done():  # cancelled or timed out while queued
-                    hosts.settle()
-                    continue
-                w.current = reply
-            self.busy += 1
-            try:
-                result = await on_message(message, ctx)
-            except BaseException as exc:  # cancellations included: _failed sorts them out
-                stop = self._failed(w, exc, message, reply)
                 w.current = None
-                self.busy -= 1
-                hosts.settle()
-                if stop:
-                    raise
-            else:
-                if reply is not None:
-                    w.current = None
-                    if not reply.done():
-                        reply.set_result(result)
-                    if w.cancel_current:  # the handler swallowed our cancellation
-                        w.cancel_current = False
-                        assert w.task is not None
-                        w.task.uncancel()
-                self.busy -= 1
-                hosts.settle()
+                if not reply.done():
+                    reply.set_result(result)
+                if w.cancel_current:  # the handler swallowed our cancellation
+                    w.cancel_current = False
+                    assert w.task is not None
+                    w.task.uncancel()
+            self.busy -= 1
+            hosts.settle()
 
     def _failed(
         self, w: Worker, exc: BaseException, message: Any, reply: asyncio.Future[Any] | None
@@ -233,7 +254,18 @@ class Host:
 class Hosts:
     """Every local host, the count of messages queued or being handled, and idle waiting."""
 
-    __slots__ = ("_idle", "added", "by_id", "failure", "keep_failure", "pending", "running")
+    __slots__ = (
+        "_idle",
+        "_posted",
+        "accepting",
+        "added",
+        "backlog",
+        "by_id",
+        "failure",
+        "keep_failure",
+        "pending",
+        "running",
+    )
 
     def __init__(self, *, keep_failure: bool) -> None:
         self.by_id: dict[AgentId, Host] = {}
@@ -241,9 +273,51 @@ class Hosts:
         self.added: Callable[[AgentId], None] | None = None
         self.pending = 0
         self.running = False
+        #: sends and publishes are taken (before the first start too: they wait for it)
+        self.accepting = True
+        #: before start: the host of each message posted, in order (what step() takes next)
+        self.backlog: deque[Host] = deque()
+        self._posted: asyncio.Future[None] | None = None
         self.keep_failure = keep_failure
         self.failure: BaseException | None = None
         self._idle: list[asyncio.Future[None]] = []
+
+    def held(self, host: Host) -> None:
+        self.backlog.append(host)
+        self._wake_step()
+
+    def _wake_step(self) -> None:
+        posted, self._posted = self._posted, None
+        if posted is not None and not posted.done():
+            posted.set_result(None)
+
+    @property
+    def queued(self) -> int:
+        """Messages waiting in mailboxes (not yet being handled)."""
+        return sum(len(host.queue) for host in self.by_id.values())
+
+    async def step(self) -> None:
+        """Before start: take the oldest queued message (waiting for one), start its handler
+        in a task of its own and return once the handler runs (not when it is done). Returns
+        at once when the runtime starts or stops meanwhile: then nothing is held back."""
+        loop = asyncio.get_running_loop()
+        while not self.running and self.accepting:
+            while self.backlog:
+                host = self.backlog.popleft()
+                if host.queue:  # empty when the message was flushed meanwhile
+                    item = host.queue.popleft()
+                    w = Worker(host)
+                    w.retired = True  # handles this one message only
+                    started: asyncio.Future[None] = loop.create_future()
+                    w.task = loop.create_task(
+                        host.step(w, item, started), name=f"axonbus-agent:{host.id}"
+                    )
+                    host.workers.append(w)
+                    await started
+                    return
+            if self._posted is None or self._posted.done():
+                self._posted = loop.create_future()
+            await self._posted
 
     def add(self, agent: Agent, agent_id: AgentId, concurrency: int) -> Host:
         host = Host(self, agent, agent_id, concurrency)
@@ -277,6 +351,9 @@ class Hosts:
 
     def start(self) -> None:
         self.running = True
+        self.accepting = True
+        self.backlog.clear()  # the workers take what is queued, in order
+        self._wake_step()
         for host in list(self.by_id.values()):
             host.start()
 
@@ -284,6 +361,9 @@ class Hosts:
         """Fail or drop what is queued, let running handlers finish for up to ``timeout``
         seconds, then cancel them (their callers get Undeliverable)."""
         self.running = False
+        self.accepting = False
+        self.backlog.clear()
+        self._wake_step()
         hosts = list(self.by_id.values())
         for host in hosts:
             host.flush()
@@ -309,32 +389,82 @@ class Hosts:
             self._wake_idle()
 
 
-def _wait_chain(target: Host, me: Host) -> list[Host] | None:
-    """The hosts ``target`` waits on, ending at ``me``, when each is busy with one message at a
-    time: then a send from ``me`` to ``target`` would never be answered. None otherwise."""
+def _waits_on(host: Host, me: Worker, target: Host) -> list[Host] | None:
+    """The hosts ``host``'s handlers wait on when every one of its slots is taken by a handler
+    waiting for a reply (``me`` counted as waiting on ``target``); None when a slot is free or
+    a handler is still working, since then ``host`` will take another message."""
+    if host.busy < host.concurrency:
+        return None
+    waits = []
+    for w in host.workers:
+        on = target if w is me else w.waiting_on
+        if on is not None:
+            waits.append(on)
+    return waits if len(waits) >= host.busy else None
+
+
+def _stuck(target: Host, me: Worker) -> list[Host] | None:
+    """The hosts that could never take another message once ``me`` waits on ``target``, if
+    ``target`` is one of them: each slot of each is held by a handler waiting on one of them."""
+    candidates: dict[Host, list[Host]] = {}
+    frontier = [target]
+    while frontier:
+        host = frontier.pop()
+        if host in candidates:
+            continue
+        waits = _waits_on(host, me, target)
+        if waits is not None:
+            candidates[host] = waits
+            frontier.extend(waits)
+    # a host with a handler waiting on one that can still make progress frees a slot later
+    pruned = True
+    while pruned:
+        pruned = False
+        for host, waits in list(candidates.items()):
+            if any(on not in candidates for on in waits):
+                del candidates[host]
+                pruned = True
+    return list(candidates) if target in candidates else None
+
+
+def _wait_chain(target: Host, me: Host) -> list[Host]:
+    """The path of single waits from ``target`` back to ``me`` (one-slot agents)."""
     chain: list[Host] = []
     host: Host | None = target
     for _ in range(len(target.hosts.by_id) + 1):
-        if host is None or host.concurrency != 1 or host.busy < 1:
-            return None
+        if host is None:
+            break
         chain.append(host)
         if host is me:
-            return chain
+            break
         host = host.workers[0].waiting_on if host.workers else None
-    return None
+    return chain
 
 
-def deadlock_error(target: Host, me: Host) -> DeadlockDetected | None:
+def deadlock_error(target: Host, me: Worker) -> DeadlockDetected | None:
     """The error for a send from ``me`` to ``target`` that could never be answered, if so."""
-    chain = _wait_chain(target, me)
-    if chain is None:
+    stuck = _stuck(target, me)
+    if stuck is None:
         return None
-    if len(chain) == 1:
-        what = f"{me.id} sent a message to itself while handling one"
+    if (
+        all(h.concurrency == 1 for h in stuck)
+        and (chain := _wait_chain(target, me.host))[-1] is me.host
+    ):
+        if len(chain) == 1:
+            what = f"{me.host.id} sent a message to itself while handling one"
+        else:
+            path = " -> ".join(str(h.id) for h in [me.host, *chain])
+            what = f"{me.host.id} would wait for a reply that never comes: {path} all wait"
+            what += " on each other"
+        how = "each handles one message at a time"
     else:
-        path = " -> ".join(str(h.id) for h in [me, *chain])
-        what = f"{me.id} would wait for a reply that never comes: {path} all wait on each other"
+        held = ", ".join(f"{h.id} {h.busy}/{h.concurrency}" for h in stuck)
+        what = (
+            f"{me.host.id} would wait for a reply from {target.id} that never comes: every "
+            f"handler slot of {held} is taken by a handler waiting on these same agents"
+        )
+        how = "no slot is left to handle the message"
     return DeadlockDetected(
-        f"{what} (each handles one message at a time). Publish instead of sending, or register "
-        "one of them with concurrency >= 2."
+        f"{what} ({how}). Publish instead of sending, or register one of them with more "
+        "concurrency."
     )

@@ -8,6 +8,9 @@
 - ``stop_when_idle()``: wait until nothing is queued or running, then stop.
 - ``close()``: like ``Bus.close``, handle what was accepted (up to ``timeout``), stop, call every
   agent's ``close()``, close the bus the runtime owns. ``async with`` calls ``start`` / ``close``.
+- Before the first ``start()`` (in-process), sends and publishes are queued, as in autogen-core:
+  ``start()`` handles them, or ``process_next()`` one at a time; ``close()`` without a start
+  fails the waiting sends with :class:`Undeliverable`.
 """
 
 from __future__ import annotations
@@ -137,6 +140,8 @@ class Lifecycle:
                 except TimeoutError:
                     logger.warning("agent runtime: still busy after %ss; stopping anyway", timeout)
                 await self.stop(timeout=0)
+            elif self._state == "new":  # never started: queued sends must not wait forever
+                await self._hosts.stop(0)
         finally:
             self._state = "closing"
             try:

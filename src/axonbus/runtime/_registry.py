@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Registry"]
 
+logger = logging.getLogger("axonbus.runtime")
+
 T = TypeVar("T", bound=Agent)
 
 
@@ -38,7 +41,7 @@ class _Registration:
         concurrency: int | None,
     ) -> None:
         self.factory = factory  # None: the type only has instances registered by hand
-        self.expected = expected
+        self.expected = expected  # for instances: their class, which every instance must have
         self.concurrency = concurrency
 
 
@@ -104,8 +107,15 @@ class Registry:
             raise ValueError(f"agent type {agent_id.type!r} has a factory; instances cannot join")
         if agent_id in self._hosts.by_id:
             raise ValueError(f"agent {agent_id} already exists")
+        cls = type(agent_instance)
+        if reg is not None and reg.expected is not cls:
+            assert reg.expected is not None
+            raise ValueError(
+                f"Agent instances must be the same object type: {agent_id.type!r} has "
+                f"{reg.expected.__qualname__} instances, not {cls.__qualname__}"
+            )
         if reg is None:
-            self._registrations[agent_id.type] = _Registration(None, None, None)
+            self._registrations[agent_id.type] = _Registration(None, cls, None)
         await agent_instance.bind_id_and_runtime(agent_id, self._as_runtime())
         for message_type in type(agent_instance)._handled_types():
             self.message_types.register(message_type)
@@ -157,7 +167,11 @@ class Registry:
         creating = asyncio.get_running_loop().create_future()
         self._creating[agent_id] = creating
         try:
-            agent = await self._instantiate(reg, agent_id)
+            try:
+                agent = await self._instantiate(reg, agent_id)
+            except Exception:
+                logger.error("Error constructing agent %s", agent_id, exc_info=True)
+                raise
             host = self._hosts.add(agent, agent_id, self._concurrency_of(agent, reg.concurrency))
         except BaseException as exc:
             creating.set_exception(exc)

@@ -29,6 +29,7 @@ from typing import Any, ClassVar, Literal, TypeVar, Union, get_args, get_origin,
 from .._exceptions import InvalidHandler
 from ._agent import Agent
 from ._context import MessageContext
+from ._types import AnyType, get_types
 
 __all__ = ["Handler", "RoutedAgent", "event", "handler", "message_handler", "rpc"]
 
@@ -38,7 +39,10 @@ Match = Callable[[Any, MessageContext], bool]
 
 
 class Handler:
-    """A decorated method: what it accepts, for which kind of delivery, how to call it."""
+    """A decorated method: what it accepts, for which kind of delivery, how to call it.
+
+    The method itself also gets ``target_types`` and ``produces_types`` (as in autogen-core).
+    """
 
     __slots__ = ("func", "kind", "localns", "match", "name", "pass_ctx", "types")
 
@@ -75,8 +79,21 @@ class Handler:
         name classes defined after the agent)."""
         if self.types is None:
             self.types = _message_types(self.func, self.localns)
+            self.describe()
             self.localns = None
         return self.types
+
+    def describe(self) -> None:
+        """Give the method autogen-core's ``target_types`` (the message classes) and
+        ``produces_types`` (the return annotation's classes; ``AnyType`` for ``Any`` or none).
+        Raises while an annotation names a class not defined yet (``resolve`` does it later)."""
+        hints = typing.get_type_hints(self.func, localns=self.localns)
+        first = list(inspect.signature(self.func).parameters)[1]
+        target = get_types(hints[first]) if first in hints else None
+        produces = get_types(hints["return"]) if "return" in hints else (AnyType,)
+        func: Any = self.func
+        func.target_types = list(target) if target is not None else list(self.types or ())
+        func.produces_types = list(produces) if produces is not None else [AnyType]
 
     def __repr__(self) -> str:
         return f"<Handler {self.func.__qualname__} {self.kind}>"
@@ -142,6 +159,10 @@ def _decorator(
     def decorate(f: F) -> F:
         handler = Handler(f, kind, match, defining_scope())
         f.__axonbus_handler__ = handler  # type: ignore[attr-defined]
+        try:
+            handler.describe()
+        except Exception:  # a forward reference: described when the class is first used
+            pass
         return f
 
     return decorate if func is None else decorate(func)

@@ -49,7 +49,9 @@ from .._exceptions import (
     RemoteError,
     RuntimeClosed,
     RuntimeNotStarted,
+    Undeliverable,
 )
+from .._middleware import Middleware
 from ._agent import Agent
 from ._context import CancellationToken, MessageContext
 from ._hosting import Host, Hosts, current_worker, deadlock_error
@@ -63,6 +65,7 @@ from ._interventions import (
 )
 from ._lifecycle import Lifecycle
 from ._registry import Registry
+from ._serializers import MessageSerializer
 from ._state import load_runtime_state, save_runtime_state
 from ._subscriptions import Subscription, SubscriptionIndex
 
@@ -71,6 +74,14 @@ __all__ = ["AgentRuntime", "LocalPlacement", "Placement"]
 logger = logging.getLogger("axonbus.runtime")
 
 T = TypeVar("T", bound=Agent)
+
+
+def _tracing(tracer_provider: Any) -> list[Middleware]:
+    if tracer_provider is None:
+        return []
+    from ..observability import OpenTelemetryMiddleware  # needs the otel extra
+
+    return [OpenTelemetryMiddleware(tracer_provider)]
 
 
 class Placement(abc.ABC):
@@ -153,8 +164,12 @@ class AgentRuntime(Registry, Lifecycle):
     agent types registered in several processes share the keys, and ``heartbeat`` is the
     seconds between membership heartbeats (a process is dead after 3 missed ones).
     ``intervention_handlers``: middleware over sends, publishes and replies.
-    ``ignore_unhandled_exceptions=False`` re-raises the first failure of a publish handler from
-    ``stop`` / ``stop_when_idle`` (failures are always logged).
+    ``ignore_unhandled_exceptions=False`` re-raises the first failure of a publish (a handler
+    raised, or a recipient could not be created) from ``stop`` / ``stop_when_idle`` (failures
+    are always logged). ``tracer_provider``: an OpenTelemetry ``TracerProvider`` for the bus the
+    runtime makes for itself (``OpenTelemetryMiddleware``: it traces what crosses the bus, so
+    the sends and publishes between processes; in-process delivery opens no spans). With a bus
+    of your own, give that bus the middleware instead.
     """
 
     def __init__(
@@ -165,13 +180,21 @@ class AgentRuntime(Registry, Lifecycle):
         ignore_unhandled_exceptions: bool = True,
         name: str = "default",
         heartbeat: float = 1.0,
+        tracer_provider: Any = None,
     ) -> None:
         TopicId(name, "")  # a name usable in system topics ($rt.{name}...)
         if isinstance(heartbeat, bool) or not isinstance(heartbeat, int | float) or heartbeat <= 0:
             raise ValueError(f"heartbeat must be a number of seconds > 0, got {heartbeat!r}")
         self.name = name
         self._owns_bus = bus is None
-        self.bus = Bus() if bus is None else bus
+        if bus is None:
+            bus = Bus(middleware=_tracing(tracer_provider))
+        elif tracer_provider is not None:
+            raise ValueError(
+                "tracer_provider is for the bus the runtime makes itself; give your bus "
+                "middleware=[OpenTelemetryMiddleware(tracer_provider)] instead"
+            )
+        self.bus = bus
         self._placement: Placement = LocalPlacement(self)
         self._local = True  # the fast path: no placement decisions at all
         self._hosts = Hosts(keep_failure=not ignore_unhandled_exceptions)
@@ -184,9 +207,53 @@ class AgentRuntime(Registry, Lifecycle):
             from ._distributed import DistributedPlacement
 
             self._use_placement(DistributedPlacement(self, float(heartbeat)))
+            # across processes nothing can be placed before start() has met the others
+            self._hosts.accepting = False
 
     def __repr__(self) -> str:
         return f"<AgentRuntime {self.name!r} {self.state} agents={len(self._hosts.by_id)}>"
+
+    # -- stepping by hand, before start() --------------------------------------------------------
+
+    @property
+    def unprocessed_messages_count(self) -> int:
+        """Messages queued in the agents' mailboxes and not yet being handled.
+
+        >>> runtime.unprocessed_messages_count
+        0
+        """
+        return self._hosts.queued
+
+    async def process_next(self) -> None:
+        """Before :meth:`start`, handle the oldest queued message: wait for one, start its
+        handler in a task of its own and return once the handler runs (without waiting for it
+        to finish); at once if the runtime starts or closes meanwhile. For tests that step the
+        runtime by hand, as autogen-core's do.
+
+        >>> call = asyncio.create_task(runtime.send_message(Job(), AgentId("worker", "a")))
+        >>> await runtime.process_next()     # the worker is now inside its handler
+        """
+        if self.state != "new":
+            raise RuntimeNotStarted(
+                f"process_next: the agent runtime is {self.state}; it steps only before start()"
+            )
+        await self._hosts.step()
+
+    #: autogen-core's name for :meth:`process_next` (its tests call it)
+    _process_next = process_next
+
+    # -- serializers ---------------------------------------------------------------------------
+
+    def add_message_serializer(
+        self, serializer: MessageSerializer[Any] | Sequence[MessageSerializer[Any]]
+    ) -> None:
+        """Use ``serializer`` (or each of a list) for its message class when a message crosses
+        processes: it travels under the serializer's ``type_name``, so a class defined in a
+        script's ``__main__`` works as long as every process adds the same serializer.
+
+        >>> runtime.add_message_serializer(try_get_known_serializers_for_type(Order))
+        """
+        self.message_types.add_serializer(serializer)
 
     # -- subscriptions -------------------------------------------------------------------------
 
@@ -229,7 +296,7 @@ class AgentRuntime(Registry, Lifecycle):
 
         >>> total = await runtime.send_message(Add(2, 3), AgentId("calc", "default"), timeout=5)
         """
-        if not self._hosts.running:
+        if not self._hosts.accepting:
             raise self._not_running("send_message")
         ctx = MessageContext(sender, None, True, cancellation_token, message_id)
         if self._interventions:
@@ -257,15 +324,14 @@ class AgentRuntime(Registry, Lifecycle):
         self, host: Host, message: Any, ctx: MessageContext, timeout: float | None
     ) -> Any:
         """Queue a send at a local host and await the reply (also part 2's inbound path)."""
-        loop = self._loop
-        assert loop is not None
+        loop = self._loop or asyncio.get_running_loop()  # None before the first start()
         reply: asyncio.Future[Any] = loop.create_future()
         me = current_worker.get()
         if me is not None and host.busy >= host.concurrency:
-            error = deadlock_error(host, me.host)
+            error = deadlock_error(host, me)
             if error is not None:
                 raise error
-        if not self._hosts.running:  # stopped while this send awaited an intervention / factory
+        if not self._hosts.accepting:  # stopped while this send awaited an intervention / factory
             raise self._not_running("send_message")
         host.post((message, ctx, reply))
         token = ctx._token
@@ -307,19 +373,19 @@ class AgentRuntime(Registry, Lifecycle):
 
         >>> await runtime.publish_message(Number(3), DefaultTopicId())
         """
-        if not self._hosts.running:
+        if not self._hosts.accepting:
             raise self._not_running("publish_message")
         ctx = MessageContext(sender, topic_id, False, cancellation_token, message_id)
         if self._interventions:
             message = await intervene_publish(self._interventions, message, ctx)
             if message is DropMessage:
                 return
-            if not self._hosts.running:  # stopped while an intervention ran
+            if not self._hosts.accepting:  # stopped while an intervention ran
                 raise self._not_running("publish_message")
         targets = self._targets.get(topic_id)
         if targets is None:
             targets = await self._resolve(topic_id)
-            if not self._hosts.running:  # stopped while agents were being created
+            if not self._hosts.accepting:  # stopped while agents were being created
                 raise self._not_running("publish_message")
         item = (message, ctx, None)
         if sender is None:
@@ -350,16 +416,24 @@ class AgentRuntime(Registry, Lifecycle):
         if not isinstance(topic_id, TopicId):
             raise TypeError(f"expected a TopicId, got {topic_id!r}")
         hosts: list[Host] = []
+        failed = False
         for agent_id in self._subscriptions.recipients(topic_id):
             if not self._local and self._placement.locate(agent_id) is not None:
                 continue  # another worker's: _publish_elsewhere
             try:
                 hosts.append(await self._host(agent_id))
-            except Exception:
-                logger.warning(
-                    "publish on %s: cannot deliver to %s", topic_id, agent_id, exc_info=True
-                )
+            except AgentNotFound as exc:  # e.g. a key of a type with instances only
+                failed = True
+                error = Undeliverable(f"publish on {topic_id}: cannot deliver to {exc}")
+                error.__cause__ = exc
+                logger.warning("%s", error)
+                self._hosts.report(error)
+            except Exception as exc:  # the factory raised (logged where it was called)
+                failed = True
+                self._hosts.report(exc)
         found = tuple(hosts)
+        if failed:
+            return found  # not cached: the next publish tries to create them again
         if len(self._targets) >= 10_000:
             self._targets.clear()
         self._targets[topic_id] = found

@@ -13,6 +13,8 @@ Nothing here runs on the in-process path; a runtime on ``memory://`` passes obje
 
 from __future__ import annotations
 
+import base64
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import TypeAdapter
@@ -27,6 +29,7 @@ from .._exceptions import (
 )
 from ._context import CancellationToken, MessageContext
 from ._ids import AgentId, TopicId
+from ._serializers import JSON_DATA_CONTENT_TYPE, MessageSerializer, SerializationRegistry
 
 __all__ = [
     "MessageTypes",
@@ -52,20 +55,44 @@ class MessageTypes:
         self._by_name: dict[str, type] = {}
         self._names: dict[type, str] = {}
         self._adapters: dict[type, TypeAdapter[Any]] = {}
+        #: serializers added with ``runtime.add_message_serializer``, which take precedence
+        self.serializers = SerializationRegistry()
+        self._serializer_of: dict[type, MessageSerializer[Any]] = {}
 
     @staticmethod
     def name_of(cls: type) -> str:
         return f"{cls.__module__}.{cls.__qualname__}"
 
-    def register(self, cls: type) -> None:
-        if cls in self._names or cls in _JSON_NATIVE or cls is object:
+    def register(self, cls: type, name: str | None = None) -> None:
+        """Know ``cls`` by ``name`` (default: its module path and qualified name). Give a class
+        defined in a script's ``__main__`` the same explicit name in every process."""
+        if cls in _JSON_NATIVE or cls is object:
             return
-        name = self.name_of(cls)
+        if cls in self._names and (name is None or self._names[cls] == name):
+            return
+        name = name or self.name_of(cls)
         other = self._by_name.get(name)
         if other is not None and other is not cls:
             raise ValueError(f"two message classes are named {name!r}")
+        old = self._names.get(cls)
+        if old is not None:
+            del self._by_name[old]
         self._by_name[name] = cls
         self._names[cls] = name
+
+    def add_serializer(
+        self, serializer: MessageSerializer[Any] | Sequence[MessageSerializer[Any]]
+    ) -> None:
+        """Use ``serializer`` for its class: it travels as ``serializer.type_name`` (the class
+        name for the built-in ones), so processes agree without sharing a module path."""
+        if isinstance(serializer, Sequence):
+            for one in serializer:
+                self.add_serializer(one)
+            return
+        self.serializers.add_serializer(serializer)
+        cls = getattr(serializer, "cls", None)
+        if isinstance(cls, type):
+            self._serializer_of[cls] = serializer
 
     def __contains__(self, cls: type) -> bool:
         return cls in self._names
@@ -80,6 +107,12 @@ class MessageTypes:
         cls = type(message)
         if cls in _JSON_NATIVE:
             return {"type": "json", "data": message}
+        serializer = self._serializer_of.get(cls)
+        if serializer is not None:
+            payload = serializer.serialize(message)
+            content_type = serializer.data_content_type
+            text = payload.decode() if content_type == JSON_DATA_CONTENT_TYPE else b64(payload)
+            return {"type": serializer.type_name, "ct": content_type, "data": text}
         name = self._names.get(cls)
         if name is None:
             raise TypeError(
@@ -92,10 +125,52 @@ class MessageTypes:
         name = data["type"]
         if name == "json":
             return data["data"]
+        content_type = data.get("ct")
+        if content_type is not None:
+            serializer = self.serializers.get(name, content_type)
+            if serializer is None:
+                raise TypeError(
+                    f"unknown message type {name!r} ({content_type}): add its serializer here "
+                    "too, runtime.add_message_serializer(try_get_known_serializers_for_type(cls))"
+                )
+            text = data["data"]
+            raw = text.encode() if content_type == JSON_DATA_CONTENT_TYPE else unb64(text)
+            return serializer.deserialize(raw)
         cls = self._by_name.get(name)
         if cls is None:
-            raise TypeError(f"unknown message type {name!r}")
+            raise TypeError(self._unknown(name))
         return self._adapter(cls).validate_python(data["data"])
+
+    def _unknown(self, name: str) -> str:
+        short = name.rpartition(".")[2]
+        fix = (
+            f"give the class one name in every process, runtime.message_types.register({short}, "
+            f"name={short!r}), or define it in a module every process imports"
+        )
+        if name.startswith("__main__."):
+            return (
+                f"unknown message type {name!r}: it was defined in the sending process's "
+                f"__main__ (a script), a module path no other process has; {fix}"
+            )
+        namesakes = [n for n in self._by_name if n.rpartition(".")[2] == short]
+        if namesakes:
+            return (
+                f"unknown message type {name!r}: this process knows {short} as "
+                f"{', '.join(map(repr, namesakes))} (a class defined in a script's __main__ is "
+                f"named after __main__ there); {fix}"
+            )
+        return (
+            f"unknown message type {name!r}: no agent here handles it; register it with "
+            "runtime.message_types.register(cls) (same class, same module path in every process)"
+        )
+
+
+def b64(payload: bytes) -> str:
+    return base64.b64encode(payload).decode("ascii")
+
+
+def unb64(text: str) -> bytes:
+    return base64.b64decode(text.encode("ascii"), validate=True)
 
 
 def context_to_data(ctx: MessageContext) -> dict[str, Any]:

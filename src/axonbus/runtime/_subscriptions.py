@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar, overload, runtime_checkable
 
+from .._exceptions import CantHandle
 from ._ids import AgentId, AgentType, TopicId
 
 if TYPE_CHECKING:
@@ -86,7 +87,7 @@ class _BySource(abc.ABC):
 
     def map_to_agent(self, topic_id: TopicId) -> AgentId:
         if not self.is_match(topic_id):
-            raise ValueError(f"{topic_id} does not match {self!r}")
+            raise CantHandle(f"{topic_id} does not match {self!r}")
         return AgentId(self._agent_type, topic_id.source)
 
     def __eq__(self, other: object) -> bool:
@@ -172,6 +173,11 @@ class DefaultSubscription(TypeSubscription):
                     "is being registered (in a class decorator's subscriptions)"
                 )
         super().__init__(topic_type, agent_type)
+
+
+def current_registering() -> AgentType | None:
+    """The agent type being registered now, if any."""
+    return _registering.get(None)
 
 
 @contextmanager
@@ -274,7 +280,7 @@ class SubscriptionIndex:
         if not isinstance(sub, Subscription):
             raise TypeError(f"not a subscription: {sub!r}")
         if any(existing == sub for existing in self._subs):
-            raise ValueError(f"subscription already exists: {sub!r}")
+            raise ValueError(f"Subscription already exists: {sub!r}")
         self._subs.append(sub)
         self._changed()
 
