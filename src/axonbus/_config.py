@@ -45,7 +45,7 @@ import re
 import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 from pydantic import PrivateAttr, ValidationError
 
@@ -70,6 +70,7 @@ from ._config_schema import (
     retention_problems,
 )
 from ._exceptions import ConfigError
+from .transports.base import redact_url
 
 if TYPE_CHECKING:
     from ._bus import Bus
@@ -77,7 +78,7 @@ if TYPE_CHECKING:
     from .channels import Channel
     from .gateway import TokenSet
 
-__all__ = ["Config", "interpolate", "load_config", "observability_name"]
+__all__ = ["Config", "interpolate", "load_config", "observability_name", "without_secrets"]
 
 
 class Config(Table):
@@ -140,7 +141,9 @@ class Config(Table):
             forms = ", ".join(f"{s}://" for s in SCHEMES)
             problems.append(
                 ConfigProblem(
-                    "bus.url", f"{url!r} is not a bus URL", f"a URL whose scheme is one of {forms}"
+                    "bus.url",
+                    f"{redact_url(url)!r} is not a bus URL",
+                    f"a URL whose scheme is one of {forms}",
                 )
             )
         else:
@@ -172,7 +175,9 @@ class Config(Table):
                 if isinstance(value, str) and not value.startswith(("http://", "https://")):
                     problems.append(
                         ConfigProblem(
-                            f"{key}.{name}", f"got {value!r}", "an http:// or https:// URL"
+                            f"{key}.{name}",
+                            f"got {redact_url(value)!r}",
+                            "an http:// or https:// URL",
                         )
                     )
         gw = self.gateway
@@ -261,7 +266,8 @@ class Config(Table):
         try:
             return bus_class(url, **options)
         except (ValueError, ImportError) as exc:
-            raise ConfigError([ConfigProblem("bus.url", str(exc), _URL_FORM)], self.where) from exc
+            problem = ConfigProblem("bus.url", without_secrets(str(exc), url), _URL_FORM)
+            raise ConfigError([problem], self.where) from None  # the cause may quote the URL
 
     def make_channels(self, bus: Bus) -> list[Channel]:
         """One channel per ``[[channels]]`` table, in order, not started."""
@@ -377,6 +383,28 @@ class Config(Table):
 _URL_FORM = "a URL of an available transport (its driver installed) with valid options"
 _FACTORY = "'package.module:name', a callable (bus, **options) returning a Channel"
 TOKENS_FORM = "tables with name, token (8+ characters), publish, subscribe, deny, rate, burst"
+
+
+def without_secrets(text: str, url: str) -> str:
+    """``text`` (a message that may quote ``url``) with ``url``'s credentials hidden, however
+    it was quoted: whole, or its password alone, raw or percent-decoded."""
+    shown = redact_url(url)
+    text = text.replace(url, shown)
+    # what redact_url hid: the pieces of url that differ from its redacted form
+    for secret in _hidden_parts(url, shown):
+        for form in {secret, unquote(secret)}:
+            if len(form) >= 3:  # shorter pieces would mask ordinary words
+                text = text.replace(form, "***")
+    return text
+
+
+def _hidden_parts(url: str, shown: str) -> list[str]:
+    parts = []
+    pattern = re.escape(shown).replace(re.escape("***"), "(.+?)")
+    found = re.fullmatch(pattern, url, re.DOTALL)
+    if found is not None:
+        parts = [g for g in found.groups() if g]
+    return parts
 
 
 def _move_tokens_file(data: dict[str, Any]) -> dict[str, Any]:

@@ -2,6 +2,8 @@
 
 Each subcommand is one ``_add_<name>(subparsers)`` function that declares its arguments and
 sets ``handler`` to a function ``(args) -> exit code``; add it to ``COMMANDS`` to register it.
+A handler lets an :class:`AxonbusError` (or a ``ValueError`` about its arguments) propagate:
+:func:`main` prints it as one line, secrets hidden, and exits with status 2.
 
     axonbus --version
     axonbus demo [--verbose]
@@ -16,11 +18,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import __version__
+from ._exceptions import AxonbusError
 
 __all__ = ["build_parser", "main"]
 
@@ -196,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="axonbus", description="axonbus: the event backbone for AI agents."
     )
     parser.add_argument("--version", action="version", version=f"axonbus {__version__}")
-    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
+    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND", dest="command")
     for add in COMMANDS:
         add(subparsers)
     return parser
@@ -218,6 +222,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(args)
     except KeyboardInterrupt:
         return 130
+    except (AxonbusError, ValueError, LookupError) as exc:
+        # what the user gave cannot work: say why in one line, no traceback
+        print(f"axonbus {args.command}: {_one_line(exc, args)}", file=sys.stderr)
+        return 2
+
+
+def _one_line(exc: BaseException, args: argparse.Namespace) -> str:
+    """``exc``'s message on one line, without the credentials of the bus URL in use."""
+    from ._config import without_secrets
+
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    text = "; ".join(lines) or type(exc).__name__
+    if isinstance(exc, LookupError) and len(exc.args) == 1:
+        text = str(exc.args[0])  # KeyError's str() is a repr
+    for url in (getattr(args, "url", None), os.environ.get("AXONBUS_URL")):
+        if url:
+            text = without_secrets(text, url)
+    return text
 
 
 if __name__ == "__main__":
