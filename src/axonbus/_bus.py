@@ -20,7 +20,7 @@ from ._publishing import Deadlines, Publisher, State
 from ._replay import log_of
 from ._retry import Retry
 from ._routing import RoutingTable, resolve_target
-from ._stream import EventStream, Waiter
+from ._stream import NO_DEFAULT, EventStream, Waiter
 from ._subscription import HandlerSpec, Subscription, SubscriptionStats, check_options
 from ._topics import match, split_pattern
 from .transports import Transport, open_transport
@@ -31,6 +31,7 @@ __all__ = ["Bus"]
 logger = logging.getLogger("axonbus")
 
 E = TypeVar("E")
+D = TypeVar("D")
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -389,21 +390,44 @@ class Bus(Publisher):
             envelopes=envelopes,
         )
 
+    @overload
     def wait_for(
         self,
         target: str | type[E],
         *,
         where: Callable[[Any], bool] | None = None,
         timeout: float | None = None,
-    ) -> Waiter[E]:
-        """Await the first matching event; ``TimeoutError`` after ``timeout`` seconds.
+    ) -> Waiter[E]: ...
+
+    @overload
+    def wait_for(
+        self,
+        target: str | type[E],
+        *,
+        where: Callable[[Any], bool] | None = None,
+        timeout: float | None = None,
+        default: D,
+    ) -> Waiter[E | D]: ...
+
+    def wait_for(
+        self,
+        target: str | type[E],
+        *,
+        where: Callable[[Any], bool] | None = None,
+        timeout: float | None = None,
+        default: Any = NO_DEFAULT,
+    ) -> Waiter[Any]:
+        """Await the first matching event; ``TimeoutError`` after ``timeout`` seconds, or
+        ``default`` when one is given (``default=None`` returns ``None``, as an event bus
+        returning "nothing came" does).
 
         Registered when called, so create it before triggering what you wait for.
 
         >>> result = await bus.wait_for(ToolResult, where=lambda e: e.call_id == cid, timeout=5)
+        >>> late = await bus.wait_for("jobs.done", timeout=0.5, default=None)   # None: none came
         """
         stream = self.stream(target, maxsize=1024, overflow="drop_oldest", where=where)
-        return Waiter(stream, timeout)
+        return Waiter(stream, timeout, default)
 
     def _open_stream(self, pattern: str, *, maxsize: int, overflow: str) -> Mailbox:
         mb = Mailbox(
