@@ -134,8 +134,8 @@ def _add_serve(subparsers: Subparsers) -> None:
     parser.add_argument(
         "--config",
         metavar="FILE",
-        help="axonbus.toml or pyproject.toml ([tool.axonbus]): bus, channels, gateway, "
-        "observability; the options below override it",
+        help="axonbus.toml, axonbus.yaml or pyproject.toml ([tool.axonbus]): bus, channels, "
+        "gateway, observability; the options below override it",
     )
     parser.add_argument(
         "--url", action=_Given, help="bus URL (default: $AXONBUS_URL, else memory://)"
