@@ -194,3 +194,32 @@ def test_serve_config_errors_hide_the_password(
     out, err = capsys.readouterr()
     assert "bus.url" in err
     _assert_hidden(out + err, secret)
+
+
+async def test_a_webhook_channel_from_the_config_hides_its_token(
+    tmp_path: Path, password: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The webhook endpoint's own credentials: repr, delivery errors and retry logs."""
+    pytest.importorskip("httpx")
+    from axonbus.channels import ChannelReply
+    from axonbus.gateway import WebhookDeliveryFailed
+
+    password(SECRET)
+    url = "https://hooks:${REDIS_PASSWORD}@127.0.0.1:1/in?token=${REDIS_PASSWORD}"
+    config = load_config(_config(tmp_path, f'[[channels]]\ntype = "webhook"\nurl = "{url}"\n'))
+    caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="axonbus.gateway")
+    async with Bus() as bus:
+        (channel,) = config.make_channels(bus)
+        _assert_hidden(repr(channel), SECRET)
+        reply = ChannelReply(channel_type="webhook", user_id="u1", content="hi")
+        with pytest.raises(WebhookDeliveryFailed) as info:
+            await channel.send(reply)  # not started
+        _assert_hidden(str(info.value), SECRET)
+        channel.retry = channel.retry.__class__(attempts=2, backoff=0.01, max_backoff=0.01)
+        async with channel:
+            with pytest.raises(WebhookDeliveryFailed) as info:
+                await channel.send(reply)  # nothing listens on port 1
+        _assert_hidden(str(info.value), SECRET)
+    assert "retrying" in caplog.text
+    _assert_hidden(caplog.text, SECRET)
