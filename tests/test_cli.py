@@ -226,6 +226,14 @@ def test_replay_since_an_unknown_word_explains_the_accepted_forms(
         assert form in err
 
 
+def test_replay_reads_a_sqlite_url_with_options(
+    log_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _seed(log_url, [("a.b", 1)])
+    assert main(["replay", ">", "--url", f"{log_url}?busy_timeout=5"]) == 0
+    assert capsys.readouterr().err.strip().endswith("1 events")
+
+
 def test_replay_refuses_a_missing_sqlite_file(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

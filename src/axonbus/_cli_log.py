@@ -85,7 +85,7 @@ def _existing_log(url: str, command: str) -> None:
         return
     from .transports.sqlite import sqlite_path
 
-    path = sqlite_path(url)
+    path = sqlite_path(url.partition("?")[0])
     if not os.path.isfile(path):
         raise CommandError(
             f"no event log at {os.path.abspath(path)!r}: {command} reads an existing "
