@@ -271,3 +271,14 @@ def test_a_yaml_password_never_shows(tmp_path: Path, monkeypatch: pytest.MonkeyP
     config = load_config(tmp_path / "ok.yaml")
     assert "s3cretPW" not in repr(config)
     assert "s3cretPW" in config.bus.url
+
+
+def test_serve_reads_a_yaml_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("starlette")
+    from axonbus.cli import main
+
+    path = _write(tmp_path / "axonbus.yaml", "bus:\n  codec: xml\ngateway:\n  port: -1\n")
+    assert main(["serve", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "bus.codec: got 'xml'" in err
+    assert "gateway.port: " in err
