@@ -54,7 +54,7 @@ import re
 import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
+from urllib.parse import parse_qsl, unquote, unquote_plus, urlencode, urlsplit
 
 from pydantic import PrivateAttr, ValidationError
 
@@ -409,7 +409,7 @@ def without_secrets(text: str, url: str) -> str:
     text = text.replace(url, shown)
     # what redact_url hid: the pieces of url that differ from its redacted form
     for secret in _hidden_parts(url, shown):
-        for form in {secret, unquote(secret)}:
+        for form in {secret, unquote(secret), unquote_plus(secret)}:
             if len(form) >= 3:  # shorter pieces would mask ordinary words
                 text = text.replace(form, "***")
     return text
