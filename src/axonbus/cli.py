@@ -74,7 +74,8 @@ def _add_tail(subparsers: Subparsers) -> None:
         "tail",
         help="print live events matching a pattern, one per line",
         description="Subscribe to PATTERN on the bus at --url and print each event as it "
-        "arrives: time, offset (on a log transport), topic and payload. Ctrl-C stops.",
+        "arrives: time, offset (on a log transport), topic and payload. Ctrl-C stops. The bus "
+        "must be one other processes publish to: memory:// (private to a process) is refused.",
     )
     _bus_arguments(parser)
     parser.set_defaults(handler=_run_tail)
