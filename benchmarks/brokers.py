@@ -154,6 +154,33 @@ async def nats_client() -> AsyncIterator[Any]:
         await nc.close()
 
 
+async def nats_subscribed(nc: Any) -> None:
+    """Return once the server holds the subscriptions ``nc`` made so far.
+
+    One ``nc.flush()`` does not promise that: nats-py writes its PING to the socket at once but
+    leaves a SUB queued for its flusher task, so the PONG can answer before the server has read
+    the SUB (seen on a loaded machine: ``NoRespondersError`` on the first request). The second
+    PING goes out after everything the first flush pushed, the SUB included.
+    """
+    await nc.flush()
+    await nc.flush()
+
+
+async def nats_first_request(nc: Any, subject: str, data: bytes, timeout: float = 10.0) -> Any:
+    """The first request, asked again while the server answers "no responders" (the responder
+    is on another connection: only its answer proves the subscription is in place)."""
+    errors = require("nats.errors")
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        try:
+            return await nc.request(subject, data, timeout=RPC_TIMEOUT)
+        except errors.NoRespondersError:
+            if loop.time() > deadline:
+                raise
+            await asyncio.sleep(0.01)
+
+
 async def nats_cleanup(name: str, prefix: bool = False) -> None:
     """Delete this trial's JetStream streams (axonbus's ``AXONBUS_{bus}``, the raw anchor's
     ``{name}``); with ``prefix``, every stream whose name contains ``name`` at a word start."""
@@ -497,7 +524,7 @@ async def nats_plain_raw(n: int) -> Lap:
 
     async with nats_client() as pub, nats_client() as subc:
         await subc.subscribe(subject, cb=on_msg, pending_msgs_limit=-1, pending_bytes_limit=-1)
-        await subc.flush()
+        await nats_subscribed(subc)
         publish = pub.publish
         t0 = stopwatch()
         for ev in events:
@@ -599,7 +626,8 @@ async def nats_rpc_raw(n: int) -> Lap:
 
     async with nats_client() as client, nats_client() as server:
         await server.subscribe(subject, cb=echo)
-        await server.flush()
+        await nats_subscribed(server)
+        check_reply({"n": -1}, loads((await nats_first_request(client, subject, b'{"n":-1}')).data))
         request = client.request
         t0 = stopwatch()
         for i in range(n):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -9,6 +10,7 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from tests.support.services import nats_url, postgres_url, redis_url, require
@@ -112,3 +114,96 @@ def test_quick_gateway_benchmark_runs(tmp_path: Path) -> None:
     for trial in trials:
         assert not trial["error"], trial["error"]
         assert trial["received"] > 0, trial
+
+
+# -- the raw NATS anchors cannot race their own subscriber ---------------------------------------
+
+HOLD = 0.3  # seconds a "loaded server" takes to read what follows a PING
+
+
+class _SlowReader:
+    """A TCP proxy to NATS that plays a loaded server: a SUB right behind a PING (after the
+    handshake's) reaches the server ``HOLD`` seconds after the PING. A client that takes that
+    PONG as proof of the SUB then publishes to a subject the server has no subscription for
+    yet."""
+
+    def __init__(self, upstream: str) -> None:
+        parts = urlsplit(upstream)
+        self.target = (parts.hostname or "127.0.0.1", parts.port or 4222)
+        self.server: asyncio.Server | None = None
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    async def __aenter__(self) -> str:
+        self.server = await asyncio.start_server(self._client, "127.0.0.1", 0)
+        port = self.server.sockets[0].getsockname()[1]
+        return f"nats://127.0.0.1:{port}"
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.server is not None
+        self.server.close()
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.close()
+            return
+        for task in (self._up(reader, up_writer), self._down(up_reader, writer)):
+            t = asyncio.create_task(task)
+            self.tasks.add(t)
+            t.add_done_callback(self.tasks.discard)
+
+    @staticmethod
+    async def _down(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+
+    @staticmethod
+    async def _up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        pings = 0
+        after_ping = False  # the last bytes forwarded ended with a PING of the client's own
+        try:
+            while data := await reader.read(65536):
+                while data:
+                    if after_ping and data.startswith(b"SUB "):
+                        await asyncio.sleep(HOLD)  # the "loaded server" reads the SUB late
+                    after_ping = False
+                    cut = data.find(b"PING\r\n")
+                    if cut == -1:
+                        writer.write(data)
+                        break
+                    end = cut + len(b"PING\r\n")
+                    writer.write(data[:end])
+                    data = data[end:]
+                    pings += 1
+                    after_ping = pings > 1  # the first PING belongs to the handshake
+                await writer.drain()
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+
+
+@pytest.mark.parametrize("anchor", ["nats_rpc_raw", "nats_plain_raw"])
+async def test_raw_nats_anchors_wait_for_their_subscription(
+    monkeypatch: pytest.MonkeyPatch, anchor: str
+) -> None:
+    """nats-py's flush() sends its PING ahead of a SUB still queued for its flusher task; on a
+    loaded server the PONG came back first and the request anchor failed with
+    NoRespondersError (the plain anchor lost events and waited forever)."""
+    require("nats", nats_url())
+    from benchmarks import brokers
+
+    async with _SlowReader(nats_url()) as url:
+        monkeypatch.setenv("AXONBUS_BENCH_NATS_URL", url)
+        lap = await asyncio.wait_for(getattr(brokers, anchor)(20), 10)
+    assert lap is not None

@@ -199,7 +199,7 @@ def test_parse_when() -> None:
 
 
 def test_replay_on_memory_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["replay", ">", "--url", "memory://"]) == 1
+    assert main(["replay", ">", "--url", "memory://"]) == 2
     out, err = capsys.readouterr()
     assert out == ""
     assert err.startswith("axonbus replay: memory:// keeps no event log")
@@ -210,8 +210,101 @@ def test_replay_since_an_unknown_id_is_a_clear_error(
     log_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _seed(log_url, [("a.b", 1)])
-    assert main(["replay", ">", "--url", log_url, "--since", "no-such-id"]) == 1
+    assert main(["replay", ">", "--url", log_url, "--since", "no-such-id"]) == 2
     assert "axonbus replay: no stored event with id 'no-such-id'" in capsys.readouterr().err
+
+
+def test_replay_since_an_unknown_word_explains_the_accepted_forms(
+    log_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _seed(log_url, [("a.b", 1)])
+    assert main(["replay", ">", "--url", log_url, "--since", "yesterday"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "no stored event with id 'yesterday'" in err
+    for form in ("an offset (42)", "10m", "2h", "1d", "an ISO time (2026-11-22T10:00)"):
+        assert form in err
+
+
+def test_replay_reads_a_sqlite_url_with_options(
+    log_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _seed(log_url, [("a.b", 1)])
+    assert main(["replay", ">", "--url", f"{log_url}?busy_timeout=5"]) == 0
+    assert capsys.readouterr().err.strip().endswith("1 events")
+
+
+def test_replay_refuses_a_missing_sqlite_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "missing.db"
+    for command in ("replay", "tail"):
+        assert main([command, ">", "--url", f"sqlite:///{missing}"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"axonbus {command}: no event log at {str(missing)!r}")
+        assert "check the path" in err
+        assert not missing.exists()
+        assert list(tmp_path.iterdir()) == []  # no -wal / -shm either
+
+
+def test_tail_refuses_memory_with_a_hint(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("AXONBUS_URL", raising=False)
+    for argv in (["tail", ">"], ["tail", ">", "--url", "memory://"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("axonbus tail: memory:// is private to each process")
+        assert "--url" in err
+        assert "AXONBUS_URL" in err
+        assert err.count("\n") == 1
+
+
+def _register(monkeypatch: pytest.MonkeyPatch, handler: object) -> None:
+    """Register a ``boom`` command whose handler is ``handler``."""
+    from axonbus import cli
+
+    def add(subparsers: object) -> None:
+        parser = subparsers.add_parser("boom")  # type: ignore[attr-defined]
+        parser.add_argument("--url")
+        parser.set_defaults(handler=handler)
+
+    monkeypatch.setattr(cli, "COMMANDS", (*cli.COMMANDS, add))
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        axonbus.ConfigError([("a.b", "bad", "good"), ("c", "worse", "better")], "x.toml"),
+        axonbus.ConnectionLost("cannot reach redis://u:s3cretPW@db:6379/0\n(second line)"),
+        axonbus.NoEventLog("memory:// keeps no event log"),
+        axonbus.TransportError("DB index is out of range"),
+    ],
+    ids=["config", "connection", "no-log", "transport"],
+)
+def test_any_command_reports_an_axonbus_error_in_one_line_with_status_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], error: Exception
+) -> None:
+    def handler(args: object) -> int:
+        raise error
+
+    _register(monkeypatch, handler)
+    assert main(["boom", "--url", "redis://u:s3cretPW@db:6379/0"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith("axonbus boom: ")
+    assert err.count("\n") == 1
+    assert "Traceback" not in err
+    assert "s3cretPW" not in err
+
+
+def test_a_bug_still_shows_its_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    def handler(args: object) -> int:
+        raise ZeroDivisionError("a bug, not the user's input")
+
+    _register(monkeypatch, handler)
+    with pytest.raises(ZeroDivisionError):
+        main(["boom"])
 
 
 def test_replay_reads_axonbus_url_from_the_environment(
@@ -265,7 +358,7 @@ def test_tail_on_a_missing_directory_is_a_clear_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     url = f"sqlite:///{tmp_path / 'missing' / 'x.db'}"
-    assert main(["tail", ">", "--url", url]) == 1
+    assert main(["tail", ">", "--url", url]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("axonbus tail: ")
-    assert "does not exist" in err
+    assert err.startswith("axonbus tail: no event log at ")
+    assert not (tmp_path / "missing").exists()

@@ -20,7 +20,7 @@ from ._publishing import Deadlines, Publisher, State
 from ._replay import log_of
 from ._retry import Retry
 from ._routing import RoutingTable, resolve_target
-from ._stream import EventStream, Waiter
+from ._stream import NO_DEFAULT, EventStream, Waiter
 from ._subscription import HandlerSpec, Subscription, SubscriptionStats, check_options
 from ._topics import match, split_pattern
 from .transports import Transport, open_transport
@@ -31,6 +31,7 @@ __all__ = ["Bus"]
 logger = logging.getLogger("axonbus")
 
 E = TypeVar("E")
+D = TypeVar("D")
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -158,15 +159,7 @@ class Bus(Publisher):
             if was_started and self._remote is not None:
                 await self._remote.stop_receiving()  # else a broker could keep drain() busy
             if was_started:
-                try:
-                    await asyncio.wait_for(self.drain(), timeout)
-                except TimeoutError:
-                    logger.warning(
-                        "bus %r: %d deliveries still pending after %ss; cancelling them",
-                        self.name,
-                        self._pending,
-                        timeout,
-                    )
+                await self._drain_for_close(timeout)
             for sub in self._routes.subs:
                 sub.active = False
                 sub.cancel()
@@ -180,6 +173,52 @@ class Bus(Publisher):
         finally:
             self._state = State.CLOSED
             self._closed.set_result(None)
+
+    #: seconds close() waits for handlers before it says at INFO what it is waiting for
+    close_quiet: float = 1.0
+
+    async def _drain_for_close(self, timeout: float | None) -> None:
+        """:meth:`drain` bounded by ``timeout``. A wait longer than :attr:`close_quiet` is
+        said at INFO (which handlers, how long at most); what is left at the end, at WARNING."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        quiet = self.close_quiet if timeout is None else min(self.close_quiet, timeout)
+        drained = asyncio.ensure_future(self.drain())
+        try:
+            await asyncio.wait({drained}, timeout=quiet)
+            if not drained.done():
+                limit = "without a time limit" if timeout is None else f"up to {timeout:g}s"
+                logger.info(
+                    "bus %r: close() is waiting %s for %s; then it cancels them "
+                    "(close(timeout=...) sets how long)",
+                    self.name,
+                    limit,
+                    self._busy(),
+                )
+                rest = None if deadline is None else max(0.0, deadline - loop.time())
+                await asyncio.wait_for(asyncio.shield(drained), rest)
+        except TimeoutError:
+            logger.warning(
+                "bus %r: %s still unfinished after %ss; cancelling them",
+                self.name,
+                self._busy(),
+                timeout,
+            )
+        finally:
+            drained.cancel()
+
+    def _busy(self) -> str:
+        """What :meth:`close` waits for, e.g. ``2 deliveries: 'rpc.slow' (1 running)``."""
+        busy = []
+        for sub in self._routes.subs:
+            queued = len(sub.mailbox)
+            if sub.in_flight or queued:
+                counts = f"{sub.in_flight} running" + (f", {queued} queued" if queued else "")
+                busy.append(f"{sub.name!r} on {sub.pattern!r} ({counts})")
+        shown = ", ".join(busy[:5]) + (f" and {len(busy) - 5} more" if len(busy) > 5 else "")
+        n = self._pending
+        head = f"{n} {'delivery' if n == 1 else 'deliveries'}"
+        return f"{head}: {shown}" if shown else head
 
     @staticmethod
     def _fail_requests(mb: Mailbox) -> None:
@@ -389,21 +428,44 @@ class Bus(Publisher):
             envelopes=envelopes,
         )
 
+    @overload
     def wait_for(
         self,
         target: str | type[E],
         *,
         where: Callable[[Any], bool] | None = None,
         timeout: float | None = None,
-    ) -> Waiter[E]:
-        """Await the first matching event; ``TimeoutError`` after ``timeout`` seconds.
+    ) -> Waiter[E]: ...
+
+    @overload
+    def wait_for(
+        self,
+        target: str | type[E],
+        *,
+        where: Callable[[Any], bool] | None = None,
+        timeout: float | None = None,
+        default: D,
+    ) -> Waiter[E | D]: ...
+
+    def wait_for(
+        self,
+        target: str | type[E],
+        *,
+        where: Callable[[Any], bool] | None = None,
+        timeout: float | None = None,
+        default: Any = NO_DEFAULT,
+    ) -> Waiter[Any]:
+        """Await the first matching event; ``TimeoutError`` after ``timeout`` seconds, or
+        ``default`` when one is given (``default=None`` returns ``None``, as an event bus
+        returning "nothing came" does).
 
         Registered when called, so create it before triggering what you wait for.
 
         >>> result = await bus.wait_for(ToolResult, where=lambda e: e.call_id == cid, timeout=5)
+        >>> late = await bus.wait_for("jobs.done", timeout=0.5, default=None)   # None: none came
         """
         stream = self.stream(target, maxsize=1024, overflow="drop_oldest", where=where)
-        return Waiter(stream, timeout)
+        return Waiter(stream, timeout, default)
 
     def _open_stream(self, pattern: str, *, maxsize: int, overflow: str) -> Mailbox:
         mb = Mailbox(

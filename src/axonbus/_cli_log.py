@@ -17,7 +17,19 @@ from ._bus import Bus
 from ._events import Envelope
 from ._exceptions import AxonbusError
 
-__all__ = ["parse_when", "run_replay", "run_tail"]
+__all__ = ["CommandError", "parse_when", "run_replay", "run_tail"]
+
+WHEN_FORMS = (
+    "an offset (42), a duration back from now (30s, 10m, 2h, 1d), "
+    "an ISO time (2026-11-22T10:00) or the id of a stored event"
+)
+_ELSEWHERE = "sqlite:///events.db, postgresql://..., redis://... or nats://..."
+
+
+class CommandError(AxonbusError, ValueError):
+    """A command cannot do what it was asked with these arguments; the message says why and
+    what to pass instead (the command line prints it and exits with status 2)."""
+
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -66,8 +78,31 @@ def _url(args: argparse.Namespace) -> str:
     return str(args.url or os.environ.get("AXONBUS_URL", "memory://"))
 
 
+def _existing_log(url: str, command: str) -> None:
+    """Refuse a ``sqlite://`` file that does not exist: opening it would create an empty log,
+    and a mistyped path would print nothing, silently."""
+    if url.partition("://")[0] != "sqlite":
+        return
+    from .transports.sqlite import sqlite_path
+
+    path = sqlite_path(url.partition("?")[0])
+    if not os.path.isfile(path):
+        raise CommandError(
+            f"no event log at {os.path.abspath(path)!r}: {command} reads an existing "
+            "sqlite:// file and does not create one; check the path (three slashes for a "
+            "relative one, four for an absolute one), or start the publishing bus first"
+        )
+
+
 async def _tail(args: argparse.Namespace, out: TextIO) -> None:
-    async with Bus(_url(args), name=args.name) as bus:
+    url = _url(args)
+    if url.partition("://")[0] == "memory":
+        raise CommandError(
+            "memory:// is private to each process, so tail would never see another process's "
+            f"events; pass the publishers' bus with --url (like {_ELSEWHERE}) or set AXONBUS_URL"
+        )
+    _existing_log(url, "tail")
+    async with Bus(url, name=args.name) as bus:
         # drop_oldest: a terminal that cannot keep up must not slow the publishers down
         stream = bus.stream(args.pattern, envelopes=True, maxsize=10_000, overflow="drop_oldest")
         async with stream as events:
@@ -80,13 +115,19 @@ async def _replay(args: argparse.Namespace, out: TextIO) -> int:
     since = parse_when(args.since) if args.since else None
     until = parse_when(args.until) if args.until else None
     count = 0
-    async with Bus(_url(args), name=args.name) as bus:
+    url = _url(args)
+    _existing_log(url, "replay")
+    async with Bus(url, name=args.name) as bus:
         replay = bus.replay(
             args.pattern, since=since, until=until, follow=args.follow, limit=args.limit
         )
-        async for env in replay:
-            print(format_event(env, args.json), file=out, flush=True)
-            count += 1
+        try:
+            async for env in replay:
+                print(format_event(env, args.json), file=out, flush=True)
+                count += 1
+        except LookupError as exc:
+            # --since yesterday: not a form parse_when knows, so it was taken for an event id
+            raise CommandError(f"{exc}; --since and --until take {WHEN_FORMS}") from None
     print(f"{count} events", file=sys.stderr)
     return 0
 
@@ -98,21 +139,18 @@ def _quiet_pipe() -> int:
 
 
 def run_tail(args: argparse.Namespace) -> int:
+    """``axonbus tail``; an :class:`AxonbusError` (or a bad ``--url``) is left to the command
+    line's one-line report."""
     try:
         asyncio.run(_tail(args, sys.stdout))
     except BrokenPipeError:
         return _quiet_pipe()
-    except (AxonbusError, ValueError) as exc:
-        print(f"axonbus tail: {exc}", file=sys.stderr)
-        return 1
     return 0
 
 
 def run_replay(args: argparse.Namespace) -> int:
+    """``axonbus replay``; errors as in :func:`run_tail`."""
     try:
         return asyncio.run(_replay(args, sys.stdout))
     except BrokenPipeError:
         return _quiet_pipe()
-    except (AxonbusError, ValueError, LookupError, TypeError) as exc:
-        print(f"axonbus replay: {exc}", file=sys.stderr)
-        return 1

@@ -1,4 +1,5 @@
-"""Configuration files: ``axonbus.toml``, or ``[tool.axonbus]`` in ``pyproject.toml``.
+"""Configuration files: ``axonbus.toml`` (or ``axonbus.yaml``), or ``[tool.axonbus]`` in
+``pyproject.toml``.
 
 ::
 
@@ -32,9 +33,17 @@
     metrics_port = 9464                 # a Prometheus exporter besides the gateway's /metrics
     json_logs = true
 
+The same settings as YAML (``axonbus.yaml``; ``pip install 'axonbus[yaml]'``)::
+
+    bus:
+      url: "redis://:${REDIS_PASSWORD}@localhost:6379/0"
+    channels:
+      - type: telegram
+        token: ${TELEGRAM_BOT_TOKEN}
+
 Every string may use ``${VAR}`` or ``${VAR:-default}`` (``$${`` for a literal ``${``);
-secrets never need to be written in the file. A mistake raises :class:`ConfigError` naming
-the file, the dotted key (``channels[1].token``) and the form expected there.
+secrets never need to be written in the file. Mistakes raise one :class:`ConfigError` naming
+the file and, for each, the dotted key (``channels[1].token``) and the form expected there.
 """
 
 from __future__ import annotations
@@ -45,7 +54,7 @@ import re
 import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, unquote, unquote_plus, urlencode, urlsplit
 
 from pydantic import PrivateAttr, ValidationError
 
@@ -70,6 +79,7 @@ from ._config_schema import (
     retention_problems,
 )
 from ._exceptions import ConfigError
+from .transports.base import redact_url
 
 if TYPE_CHECKING:
     from ._bus import Bus
@@ -77,7 +87,7 @@ if TYPE_CHECKING:
     from .channels import Channel
     from .gateway import TokenSet
 
-__all__ = ["Config", "interpolate", "load_config", "observability_name"]
+__all__ = ["Config", "interpolate", "load_config", "observability_name", "without_secrets"]
 
 
 class Config(Table):
@@ -111,22 +121,30 @@ class Config(Table):
     def from_mapping(
         cls, data: Any, *, source: Path | None = None, where: str = "", env: Any = None
     ) -> Config:
-        """Validate parsed TOML, expanding ``${VAR}`` from ``env`` (default ``os.environ``);
-        :class:`ConfigError` naming every bad key."""
+        """Validate a parsed file (TOML or YAML), expanding ``${VAR}`` from ``env`` (default
+        ``os.environ``); :class:`ConfigError` naming every bad key, not only the first."""
         where = where or (str(source) if source else "configuration")
         if not isinstance(data, dict):
             raise ConfigError([ConfigProblem("", "not a table", "a table of settings")], where)
-        try:
-            data = _move_tokens_file(interpolate(data, env=env))
-        except ConfigError as exc:
-            raise exc.located(where) from None
+        problems: list[ConfigProblem] = []
+        data = _move_tokens_file(_interpolate(data, "", env, problems))
+        unset = {p.key for p in problems}  # their value is wrong because a variable is unset
+        config: Config | None
         try:
             config = cls.model_validate(data)
         except ValidationError as exc:
-            raise ConfigError(problems_from(exc, cls), where) from None
-        config._source = source
-        config._where = where
-        config.check()
+            problems += [p for p in problems_from(exc, cls) if p.key not in unset]
+            config = _valid_part(cls, data, exc)
+        if config is not None:
+            config._source = source
+            config._where = where
+            try:
+                config.check()
+            except ConfigError as exc:
+                problems += [ConfigProblem(*p) for p in exc.problems if p[0] not in unset]
+        if problems:
+            raise ConfigError(list(dict.fromkeys(problems)), where)
+        assert config is not None
         return config
 
     # -- checks that span keys -----------------------------------------------------------------
@@ -140,7 +158,9 @@ class Config(Table):
             forms = ", ".join(f"{s}://" for s in SCHEMES)
             problems.append(
                 ConfigProblem(
-                    "bus.url", f"{url!r} is not a bus URL", f"a URL whose scheme is one of {forms}"
+                    "bus.url",
+                    f"{redact_url(url)!r} is not a bus URL",
+                    f"a URL whose scheme is one of {forms}",
                 )
             )
         else:
@@ -172,7 +192,9 @@ class Config(Table):
                 if isinstance(value, str) and not value.startswith(("http://", "https://")):
                     problems.append(
                         ConfigProblem(
-                            f"{key}.{name}", f"got {value!r}", "an http:// or https:// URL"
+                            f"{key}.{name}",
+                            f"got {redact_url(value)!r}",
+                            "an http:// or https:// URL",
                         )
                     )
         gw = self.gateway
@@ -261,7 +283,8 @@ class Config(Table):
         try:
             return bus_class(url, **options)
         except (ValueError, ImportError) as exc:
-            raise ConfigError([ConfigProblem("bus.url", str(exc), _URL_FORM)], self.where) from exc
+            problem = ConfigProblem("bus.url", without_secrets(str(exc), url), _URL_FORM)
+            raise ConfigError([problem], self.where) from None  # the cause may quote the URL
 
     def make_channels(self, bus: Bus) -> list[Channel]:
         """One channel per ``[[channels]]`` table, in order, not started."""
@@ -379,6 +402,28 @@ _FACTORY = "'package.module:name', a callable (bus, **options) returning a Chann
 TOKENS_FORM = "tables with name, token (8+ characters), publish, subscribe, deny, rate, burst"
 
 
+def without_secrets(text: str, url: str) -> str:
+    """``text`` (a message that may quote ``url``) with ``url``'s credentials hidden, however
+    it was quoted: whole, or its password alone, raw or percent-decoded."""
+    shown = redact_url(url)
+    text = text.replace(url, shown)
+    # what redact_url hid: the pieces of url that differ from its redacted form
+    for secret in _hidden_parts(url, shown):
+        for form in {secret, unquote(secret), unquote_plus(secret)}:
+            if len(form) >= 3:  # shorter pieces would mask ordinary words
+                text = text.replace(form, "***")
+    return text
+
+
+def _hidden_parts(url: str, shown: str) -> list[str]:
+    parts = []
+    pattern = re.escape(shown).replace(re.escape("***"), "(.+?)")
+    found = re.fullmatch(pattern, url, re.DOTALL)
+    if found is not None:
+        parts = [g for g in found.groups() if g]
+    return parts
+
+
 def _move_tokens_file(data: dict[str, Any]) -> dict[str, Any]:
     """``[gateway] tokens = "file"`` is ``tokens_file``: one key, two forms."""
     gateway = data.get("gateway")
@@ -420,12 +465,25 @@ _VAR = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
 
 def interpolate(data: Any, key: str = "", env: Any = None) -> Any:
     """``data`` with ``${VAR}`` / ``${VAR:-default}`` replaced in every string;
-    ``$${`` is a literal ``${``. An unset variable without a default is a :class:`ConfigError`."""
+    ``$${`` is a literal ``${``. An unset variable without a default is a :class:`ConfigError`
+    (naming every such key)."""
+    problems: list[ConfigProblem] = []
+    result = _interpolate(data, key, env, problems)
+    if problems:
+        raise ConfigError(problems, "")
+    return result
+
+
+def _interpolate(data: Any, key: str, env: Any, problems: list[ConfigProblem]) -> Any:
+    """:func:`interpolate`, adding a problem per unset variable (its ``${...}`` left as is)."""
     env = os.environ if env is None else env
     if isinstance(data, dict):
-        return {k: interpolate(v, f"{key}.{k}" if key else str(k), env) for k, v in data.items()}
+        return {
+            k: _interpolate(v, f"{key}.{k}" if key else str(k), env, problems)
+            for k, v in data.items()
+        }
     if isinstance(data, list):
-        return [interpolate(v, f"{key}[{i}]", env) for i, v in enumerate(data)]
+        return [_interpolate(v, f"{key}[{i}]", env, problems) for i, v in enumerate(data)]
     if not isinstance(data, str) or "$" not in data:
         return data
 
@@ -436,30 +494,60 @@ def interpolate(data: Any, key: str = "", env: Any = None) -> Any:
         value = env.get(name)
         if value is None:
             if default is None:
-                raise ConfigError(
-                    [
-                        ConfigProblem(
-                            key,
-                            f"environment variable {name} is not set",
-                            f"{name} set in the environment, or a default: '${{{name}:-default}}'",
-                        )
-                    ],
-                    "",
+                problems.append(
+                    ConfigProblem(
+                        key,
+                        f"environment variable {name} is not set",
+                        f"{name} set in the environment, or a default: '${{{name}:-default}}'",
+                    )
                 )
+                return m[0]
             return str(default)
         return str(value)
 
     return _VAR.sub(replace, data)
 
 
+def _valid_part(cls: type[Config], data: dict[str, Any], exc: ValidationError) -> Config | None:
+    """``data`` without the values ``exc`` rejected, validated: so the checks that span keys
+    can still report on the rest. A rejected value inside a list drops its whole table."""
+    pruned = _copy(data)
+    for error in exc.errors(include_url=False):
+        loc = error["loc"]
+        if not loc:
+            return None
+        if error["type"] == "missing" or any(isinstance(part, int) for part in loc):
+            pruned.pop(str(loc[0]), None)
+            continue
+        parent: Any = pruned
+        for part in loc[:-1]:
+            parent = parent.get(part) if isinstance(parent, dict) else None
+        if isinstance(parent, dict):
+            parent.pop(loc[-1], None)
+    try:
+        return cls.model_validate(pruned)
+    except ValidationError:
+        return None
+
+
+def _copy(data: Any) -> Any:
+    if isinstance(data, dict):
+        return {k: _copy(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_copy(v) for v in data]
+    return data
+
+
 # -- finding and reading files -----------------------------------------------------------------
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> Config:
-    """Read and validate a configuration; :class:`ConfigError` naming the key if it is wrong.
+    """Read and validate a configuration; :class:`ConfigError` naming every wrong key.
 
-    ``path``: an ``axonbus.toml``-style file, or a ``pyproject.toml`` (its ``[tool.axonbus]``
-    table). Without one: ``./axonbus.toml``, else ``./pyproject.toml`` if it has a
+    ``path``: an ``axonbus.toml``-style file, the same settings as YAML (``.yaml`` / ``.yml``,
+    needs PyYAML: ``pip install 'axonbus[yaml]'``), or a ``pyproject.toml`` (its
+    ``[tool.axonbus]`` table). Without one: ``./axonbus.toml``, ``./axonbus.yaml`` or
+    ``./axonbus.yml`` (only one may exist), else ``./pyproject.toml`` if it has a
     ``[tool.axonbus]`` table, else the defaults (an in-process bus, nothing attached).
 
     >>> config = load_config("deploy/axonbus.toml")
@@ -473,32 +561,93 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
         p = found
     else:
         p = Path(path)
+    yaml = p.suffix.lower() in YAML_SUFFIXES
+    kind = "YAML" if yaml else "TOML"
     try:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(
-            [ConfigProblem("", f"cannot read it: {exc.strerror or exc}", "a readable TOML file")],
-            str(p),
-        ) from exc
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([ConfigProblem("", f"not valid TOML: {exc}", "TOML")], str(p)) from exc
+        unreadable = f"cannot read it: {exc.strerror or exc}"
+        problem = ConfigProblem("", unreadable, f"a readable {kind} file")
+        raise ConfigError([problem], str(p)) from exc
     where = str(p)
+    if yaml:
+        data = _parse_yaml(text, where)
+    else:
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(
+                [ConfigProblem("", f"not valid TOML: {exc}", "TOML")], where
+            ) from None
     if p.name == "pyproject.toml":
         tool = data.get("tool", {})
         section = tool.get("axonbus") if isinstance(tool, dict) else None
         if section is None:
-            problem = ConfigProblem("tool.axonbus", "no such table", "a [tool.axonbus] table")
-            raise ConfigError([problem], where)
+            table = ConfigProblem("tool.axonbus", "no such table", "a [tool.axonbus] table")
+            raise ConfigError([table], where)
         data, where = section, f"{p} [tool.axonbus]"
     return Config.from_mapping(data, source=p.resolve(), where=where)
 
 
+YAML_SUFFIXES = (".yaml", ".yml")
+_NAMES = ("axonbus.toml", "axonbus.yaml", "axonbus.yml")
+
+
+def _parse_yaml(text: str, where: str) -> dict[str, Any]:
+    """A YAML document as plain data (``yaml.safe_load``: no Python objects are ever built)."""
+    try:
+        import yaml
+    except ImportError:
+        problem = ConfigProblem(
+            "", "reading YAML needs PyYAML", "pip install 'axonbus[yaml]' (or use axonbus.toml)"
+        )
+        raise ConfigError([problem], where) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        # the mark's line and column, not exc's own text: that quotes the file's lines
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        what = getattr(exc, "problem", None) or "cannot be parsed"
+        raise ConfigError(
+            [ConfigProblem("", f"not valid YAML{at}: {what}", "YAML")], where
+        ) from None
+    if data is None:
+        return {}  # an empty file: the defaults
+    problems = _yaml_keys(data, "")
+    if problems:
+        raise ConfigError(problems, where)
+    if not isinstance(data, dict):
+        problem = ConfigProblem("", f"a YAML {type(data).__name__}", "a mapping of settings")
+        raise ConfigError([problem], where)
+    return data
+
+
+def _yaml_keys(data: Any, key: str) -> list[ConfigProblem]:
+    """A problem per key that YAML read as something else than a string (``on:`` is ``True``,
+    ``1:`` an int): the schema's keys are strings."""
+    problems = []
+    if isinstance(data, dict):
+        for k, v in data.items():
+            if not isinstance(k, str):
+                where = f"{key}.{k}" if key else str(k)
+                problems.append(ConfigProblem(where, f"a {type(k).__name__} key", "a string key"))
+                continue
+            problems += _yaml_keys(v, f"{key}.{k}" if key else k)
+    elif isinstance(data, list):
+        for i, v in enumerate(data):
+            problems += _yaml_keys(v, f"{key}[{i}]")
+    return problems
+
+
 def _search(directory: Path) -> Path | None:
-    candidate = directory / "axonbus.toml"
-    if candidate.is_file():
-        return candidate
+    candidates = [directory / name for name in _NAMES if (directory / name).is_file()]
+    if len(candidates) > 1:
+        names = " and ".join(c.name for c in candidates)
+        problem = ConfigProblem("", f"both {names} exist", "one configuration file")
+        raise ConfigError([problem], str(directory))
+    if candidates:
+        return candidates[0]
     pyproject = directory / "pyproject.toml"
     if pyproject.is_file():
         try:

@@ -10,6 +10,8 @@ from typing import Annotated, Any, Literal, NamedTuple, Union, get_args, get_ori
 from pydantic import BaseModel, SecretStr, ValidationError
 from pydantic.fields import FieldInfo
 
+from .transports.base import redact_url
+
 __all__ = ["ConfigProblem", "problems_from"]
 
 
@@ -158,5 +160,7 @@ def _shown(value: Any, secret: bool = False) -> str:
         return _KINDS.get(type(value), "a value")  # never the value itself
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, str) and "://" in value:
+        value = redact_url(value)  # a URL may carry a password interpolated from ${VAR}
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."

@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
 
 from ._config_errors import ConfigProblem
+from .transports.base import redact_url
 
 __all__ = [
     "CHANNEL_TYPE",
@@ -53,6 +54,13 @@ Port = Annotated[int, Field(ge=0, le=65535)]
 
 class Table(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=False)
+
+    def __repr_args__(self) -> Any:
+        # repr() and str() show URLs without their credentials (secrets are SecretStr already)
+        for name, value in super().__repr_args__():
+            if isinstance(value, str) and "://" in value:
+                value = redact_url(value)
+            yield name, value
 
 
 def field(default: Any, expected: str, **kwargs: Any) -> Any:

@@ -19,6 +19,9 @@ __all__ = ["EventStream", "Waiter"]
 
 T = TypeVar("T")
 
+#: ``Waiter(default=...)`` not given: a timeout raises ``TimeoutError``
+NO_DEFAULT: Any = object()
+
 
 class EventStream:
     """An async iterator over events matching a pattern; ends when the bus closes.
@@ -98,11 +101,16 @@ class Waiter(Generic[T]):
         waiter = bus.wait_for(ToolResult, where=lambda e: e.call_id == cid, timeout=5)
         await bus.publish(ToolCall(...))
         result = await waiter          # TimeoutError after 5 s
+
+    With ``default=`` (``bus.wait_for(..., default=None)``) a timeout returns it instead.
     """
 
-    def __init__(self, stream: EventStream, timeout: float | None) -> None:
+    def __init__(
+        self, stream: EventStream, timeout: float | None, default: Any = NO_DEFAULT
+    ) -> None:
         self._stream = stream
         self._timeout = timeout
+        self._default = default
         self._used = False
 
     def __await__(self) -> Generator[Any, None, T]:
@@ -115,6 +123,11 @@ class Waiter(Generic[T]):
         try:
             async with asyncio.timeout(self._timeout):
                 env = await self._stream.next_envelope()
+        except TimeoutError:
+            if self._default is NO_DEFAULT:
+                raise
+            default: T = self._default
+            return default
         finally:
             self._stream.close()
         if env is None:

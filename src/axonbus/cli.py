@@ -2,6 +2,8 @@
 
 Each subcommand is one ``_add_<name>(subparsers)`` function that declares its arguments and
 sets ``handler`` to a function ``(args) -> exit code``; add it to ``COMMANDS`` to register it.
+A handler lets an :class:`AxonbusError` (or a ``ValueError`` about its arguments) propagate:
+:func:`main` prints it as one line, secrets hidden, and exits with status 2.
 
     axonbus --version
     axonbus demo [--verbose]
@@ -16,11 +18,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import __version__
+from ._exceptions import AxonbusError
 
 __all__ = ["build_parser", "main"]
 
@@ -70,7 +74,8 @@ def _add_tail(subparsers: Subparsers) -> None:
         "tail",
         help="print live events matching a pattern, one per line",
         description="Subscribe to PATTERN on the bus at --url and print each event as it "
-        "arrives: time, offset (on a log transport), topic and payload. Ctrl-C stops.",
+        "arrives: time, offset (on a log transport), topic and payload. Ctrl-C stops. The bus "
+        "must be one other processes publish to: memory:// (private to a process) is refused.",
     )
     _bus_arguments(parser)
     parser.set_defaults(handler=_run_tail)
@@ -130,8 +135,8 @@ def _add_serve(subparsers: Subparsers) -> None:
     parser.add_argument(
         "--config",
         metavar="FILE",
-        help="axonbus.toml or pyproject.toml ([tool.axonbus]): bus, channels, gateway, "
-        "observability; the options below override it",
+        help="axonbus.toml, axonbus.yaml or pyproject.toml ([tool.axonbus]): bus, channels, "
+        "gateway, observability; the options below override it",
     )
     parser.add_argument(
         "--url", action=_Given, help="bus URL (default: $AXONBUS_URL, else memory://)"
@@ -196,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="axonbus", description="axonbus: the event backbone for AI agents."
     )
     parser.add_argument("--version", action="version", version=f"axonbus {__version__}")
-    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
+    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND", dest="command")
     for add in COMMANDS:
         add(subparsers)
     return parser
@@ -218,6 +223,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(args)
     except KeyboardInterrupt:
         return 130
+    except (AxonbusError, ValueError, LookupError) as exc:
+        # what the user gave cannot work: say why in one line, no traceback
+        print(f"axonbus {args.command}: {_one_line(exc, args)}", file=sys.stderr)
+        return 2
+
+
+def _one_line(exc: BaseException, args: argparse.Namespace) -> str:
+    """``exc``'s message on one line, without the credentials of the bus URL in use."""
+    from ._config import without_secrets
+
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    # "file: 2 problems:" then one line each -> "file: 2 problems: a: ...; b: ..."
+    text = "".join(
+        line + ("" if i == len(lines) - 1 else " " if line.endswith(":") else "; ")
+        for i, line in enumerate(lines)
+    )
+    text = text or type(exc).__name__
+    if isinstance(exc, LookupError) and len(exc.args) == 1:
+        text = str(exc.args[0])  # KeyError's str() is a repr
+    for url in (getattr(args, "url", None), os.environ.get("AXONBUS_URL")):
+        if url:
+            text = without_secrets(text, url)
+    return text
 
 
 if __name__ == "__main__":

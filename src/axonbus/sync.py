@@ -22,12 +22,13 @@ import asyncio
 import queue
 import threading
 from collections.abc import Callable, Coroutine, Iterator
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from ._bus import Bus as AsyncBus
 from ._events import Envelope
 from ._exceptions import BusClosed
 from ._publishing import MISSING
+from ._stream import NO_DEFAULT
 from ._stream import EventStream as AsyncEventStream
 from ._subscription import HandlerSpec, Subscription, SubscriptionStats
 from ._system import PublishResult
@@ -35,6 +36,7 @@ from ._system import PublishResult
 __all__ = ["Bus", "EventStream"]
 
 T = TypeVar("T")
+D = TypeVar("D")
 
 _END = object()  # marks the end of a stream in its thread-safe queue
 
@@ -164,21 +166,44 @@ class Bus:
         wait = None if timeout is None else timeout + 5
         return self._call(self._bus.request(topic, payload, timeout=timeout, **kw), timeout=wait)
 
+    @overload
     def wait_for(
         self,
         target: str | type[T],
         *,
         where: Callable[[Any], bool] | None = None,
         timeout: float | None = None,
-    ) -> T:
-        """Block until a matching event arrives; ``TimeoutError`` after ``timeout`` seconds.
+    ) -> T: ...
+
+    @overload
+    def wait_for(
+        self,
+        target: str | type[T],
+        *,
+        where: Callable[[Any], bool] | None = None,
+        timeout: float | None = None,
+        default: D,
+    ) -> T | D: ...
+
+    def wait_for(
+        self,
+        target: str | type[T],
+        *,
+        where: Callable[[Any], bool] | None = None,
+        timeout: float | None = None,
+        default: Any = NO_DEFAULT,
+    ) -> Any:
+        """Block until a matching event arrives; ``TimeoutError`` after ``timeout`` seconds,
+        or ``default`` when one is given (``default=None``: ``None`` if nothing came).
 
         Registered when called, so publish from another thread (or use :meth:`stream`) to wait
         for something triggered by this thread.
         """
-        waiter = self._run(lambda: self._bus.wait_for(target, where=where, timeout=timeout))
+        waiter = self._run(
+            lambda: self._bus.wait_for(target, where=where, timeout=timeout, default=default)
+        )
 
-        async def wait() -> T:
+        async def wait() -> Any:
             return await waiter
 
         wait_timeout = None if timeout is None else timeout + 5

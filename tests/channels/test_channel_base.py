@@ -183,12 +183,18 @@ async def test_invalid_channel_type_is_rejected(bus: Bus, bad: Any) -> None:
         await Custom(bus).start()
 
 
-async def test_channel_type_as_class_attribute_and_abstract_send(bus: Bus) -> None:
+async def test_channel_type_as_class_attribute_and_abstract_channel_type(bus: Bus) -> None:
     class Incomplete(Channel):
-        channel_type = "x"
+        async def send(self, reply: ChannelReply) -> None:
+            pass
 
     with pytest.raises(TypeError):
         Incomplete(bus)  # type: ignore[abstract]
+
+    class ListenOnly(Channel):  # send() is optional: see test_inbound_only.py
+        channel_type = "x"
+
+    assert not ListenOnly(bus).can_send
 
     class Plain(Channel):
         channel_type = "plain"

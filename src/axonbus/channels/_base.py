@@ -44,7 +44,8 @@ class Channel(abc.ABC):
     ``channel.{type}.out`` and hands every :class:`ChannelReply` published there to
     :meth:`send`. A channel never holds a reference to a handler.
 
-    Subclasses implement :attr:`channel_type` and :meth:`send`; they override :meth:`start` /
+    Subclasses implement :attr:`channel_type` and, unless they only listen, :meth:`send`; they
+    override :meth:`start` /
     :meth:`stop` to open and close their connection (call ``super()`` first in ``start`` and
     first in ``stop``), and :meth:`run` when they poll for input::
 
@@ -59,10 +60,18 @@ class Channel(abc.ABC):
 
     A failure in :meth:`send` is a handler failure like any other: the bus contains it, logs
     it and publishes ``HandlerFailed`` on ``$bus.handler_failed``.
+
+    An inbound-only channel defines no :meth:`send`: a reply routed to it is logged (a warning
+    the first time) and counted in :attr:`replies_dropped`, never raised::
+
+        class Sensor(Channel):
+            channel_type = "sensor"
     """
 
     #: seconds :meth:`stop` waits for replies already queued for :meth:`send` to go out
     flush_timeout: float = 5.0
+    #: replies that reached this channel while it cannot send (its class defines no send())
+    replies_dropped: int = 0
 
     def __init__(self, bus: Bus) -> None:
         self.bus = bus
@@ -161,9 +170,28 @@ class Channel(abc.ABC):
         await self.bus.publish(message)
         return message
 
-    @abc.abstractmethod
+    @property
+    def can_send(self) -> bool:
+        """False for an inbound-only channel: its class does not define :meth:`send`."""
+        return type(self).send is not Channel.send
+
     async def send(self, reply: ChannelReply) -> None:
-        """Deliver one reply to the outside world (called for each event on ``.out``)."""
+        """Deliver one reply to the outside world (called for each event on ``.out``).
+
+        This default belongs to inbound-only channels: it drops the reply, counts it in
+        :attr:`replies_dropped` and logs it (a warning the first time, then at DEBUG).
+        """
+        self.replies_dropped += 1
+        level = logging.WARNING if self.replies_dropped == 1 else logging.DEBUG
+        logger.log(
+            level,
+            "channel %r cannot send (%s defines no send()): reply to user %r dropped "
+            "(%d dropped so far)",
+            self.channel_type,
+            type(self).__name__,
+            reply.user_id,
+            self.replies_dropped,
+        )
 
     async def _on_reply(self, event: Any) -> None:
         reply = self._coerce_reply(event)

@@ -29,7 +29,8 @@ class ChannelStatus:
     ``state`` is ``"starting"``, ``"running"``, ``"restarting"`` (waiting out a backoff),
     ``"failed"`` (gave up after ``max_restarts``; detach it to remove it) or ``"stopped"``
     (returned by :meth:`ChannelManager.attach` when detached while starting). ``restarts``
-    counts restarts since attach; ``last_error`` is ``"Type: message"`` of the latest crash.
+    counts restarts since attach; ``last_error`` is ``"Type: message"`` of the latest crash;
+    ``replies_dropped`` counts replies an inbound-only channel (no ``send()``) could not send.
 
     >>> manager.status()["telegram"].state
     'running'
@@ -39,6 +40,7 @@ class ChannelStatus:
     state: ChannelState
     restarts: int
     last_error: str | None
+    replies_dropped: int = 0
 
 
 class _Entry:
@@ -56,7 +58,10 @@ class _Entry:
         self.detached = False
 
     def status(self) -> ChannelStatus:
-        return ChannelStatus(self.channel.channel_type, self.state, self.restarts, self.last_error)
+        c = self.channel
+        return ChannelStatus(
+            c.channel_type, self.state, self.restarts, self.last_error, c.replies_dropped
+        )
 
 
 class ChannelManager:

@@ -35,6 +35,7 @@ from .._exceptions import AxonbusError
 from .._retry import Retry
 from ..channels import Channel, ChannelReply
 from ..channels._base import check_channel_type
+from ..transports.base import redact_url
 from ._payload import dumps
 
 if TYPE_CHECKING:
@@ -66,7 +67,8 @@ class WebhookDeliveryFailed(AxonbusError):
     (``HandlerFailed`` on ``$bus.handler_failed``)."""
 
     def __init__(self, url: str, reason: str, attempts: int) -> None:
-        super().__init__(f"webhook {url} failed after {attempts} attempt(s): {reason}")
+        shown = redact_url(url)  # the endpoint's own token stays out of logs and tracebacks
+        super().__init__(f"webhook {shown} failed after {attempts} attempt(s): {reason}")
         self.url = url
         self.reason = reason
         self.attempts = attempts
@@ -221,7 +223,8 @@ class WebhookChannel(Channel):
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
-        return f"<WebhookChannel {self.channel_type!r} {self.url} signed={self.signed} {state}>"
+        shown = redact_url(self.url)
+        return f"<WebhookChannel {self.channel_type!r} {shown} signed={self.signed} {state}>"
 
     async def start(self) -> None:
         await super().start()
@@ -271,7 +274,7 @@ class WebhookChannel(Channel):
                     delay = min(self.retry.max_backoff, max(delay, wait))
                 logger.info(
                     "webhook %s: %s; retrying in %.2gs (attempt %d of %d)",
-                    self.url, reason, delay, attempt + 1, attempts,
+                    redact_url(self.url), reason, delay, attempt + 1, attempts,
                 )  # fmt: skip
                 await asyncio.sleep(delay)
         self.failed += 1
