@@ -102,3 +102,15 @@ class SSEReader:
             found = await self.block(timeout)
             if "data" in found:
                 return found
+
+
+async def open_sse(
+    client: httpx.AsyncClient, url: str, headers: dict[str, str] | None = None
+) -> tuple[Any, SSEReader, dict[str, Any]]:
+    """Open a stream and read its greeting (the feed is registered once it arrived)."""
+    stream = client.stream("GET", url, headers=headers)
+    response = await stream.__aenter__()
+    assert response.status_code == 200, await response.aread()
+    reader = SSEReader(response)
+    hello = await reader.block()
+    return stream, reader, hello
