@@ -46,7 +46,10 @@ logger = logging.getLogger("axonbus.gateway")
 #: events a feed behind the ring reads from the log at once (decoded for it alone)
 CATCH_UP = 64
 #: bytes of records a feed behind the ring holds at once, whatever their number
-CATCH_UP_BYTES = 1024 * 1024
+CATCH_UP_BYTES = 256 * 1024
+#: seconds a read-ahead batch may sit untouched before it is let go (a stalled client's feed
+#: then holds nothing: the batch is read again from the log when the client moves on)
+CATCH_UP_IDLE = 1.0
 #: a ``Last-Event-ID`` that is an offset: ASCII digits, and no more than an int64 has
 _OFFSET = re.compile(r"[0-9]{1,19}")
 
@@ -230,6 +233,8 @@ class HubFeed:
         self.skipped = 0
         self._dropped = 0
         self._batch: deque[Item] = deque()
+        self._trim: asyncio.TimerHandle | None = None
+        self._taken = 0  # items taken from the batch, as of the last trim check
         self._closed = False
         hub.acquire()
 
@@ -250,6 +255,7 @@ class HubFeed:
             while not self._closed:
                 if self._batch:
                     item = self._batch.popleft()
+                    self._taken += 1
                     self.cursor = max(self.cursor, item.seq)
                     return item
                 hub = self.hub
@@ -297,12 +303,28 @@ class HubFeed:
             return False
         if not self._batch:
             self.cursor = max(self.cursor, floor)
+        elif self._trim is None:
+            self._trim = asyncio.get_running_loop().call_later(CATCH_UP_IDLE, self._idle_check)
         return True
+
+    def _idle_check(self) -> None:
+        """Let the read-ahead batch go when nothing was taken from it for a while: the cursor
+        still points before it, so nothing is lost, and a stalled client holds no events."""
+        self._trim = None
+        if not self._batch:
+            return
+        if self._taken == 0:
+            self._batch.clear()
+            return
+        self._taken = 0
+        self._trim = asyncio.get_running_loop().call_later(CATCH_UP_IDLE, self._idle_check)
 
     def close(self) -> None:
         if not self._closed:
             self._closed = True
             self._batch.clear()
+            if self._trim is not None:
+                self._trim.cancel()
             self.hub.release()
 
 

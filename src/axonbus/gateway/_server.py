@@ -9,6 +9,7 @@ import ipaddress
 import logging
 import resource
 import signal
+import socket
 import sys
 from collections.abc import Callable, Generator
 from pathlib import Path
@@ -23,8 +24,6 @@ from ._auth import TokenSet, load_tokens
 from ._logs import Throttle, install_log_filters
 
 if TYPE_CHECKING:
-    import socket
-
     from starlette.applications import Starlette
 
     from ..channels import ChannelManager
@@ -66,11 +65,15 @@ def default_max_connections() -> int:
     return max(16, min(1000, soft - 64))
 
 
-def guarded_protocol(max_connections: int, header_timeout: float) -> type[asyncio.Protocol]:
+def guarded_protocol(
+    max_connections: int, header_timeout: float, send_buffer: int | None = 256 * 1024
+) -> type[asyncio.Protocol]:
     """uvicorn's HTTP protocol (h11, or httptools when installed), refusing connections over
     ``max_connections`` at once with a 503, and closing a connection that has not sent a
     complete request head within ``header_timeout`` seconds (when it opened, or after its
     previous response): a client trickling its headers cannot hold a connection.
+    ``send_buffer``: the kernel send buffer of each connection (``SO_SNDBUF``; Linux grows it
+    up to 4 MiB otherwise, which a client that stops reading would hold on to).
     """
     from uvicorn.importer import import_from_string
 
@@ -91,6 +94,10 @@ def guarded_protocol(max_connections: int, header_timeout: float) -> type[asynci
                 transport.close()
                 self.connections.discard(self)
                 return
+            sock = transport.get_extra_info("socket")
+            if send_buffer is not None and sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
             self._arm()
 
         def _arm(self) -> None:
@@ -210,11 +217,13 @@ def server_config(
     log_level: str = "info",
     max_connections: int | None = None,
     header_timeout: float = 10.0,
+    send_buffer: int | None = 256 * 1024,
 ) -> uvicorn.Config:
     """The uvicorn configuration :func:`serve` uses: no uvicorn access log
     (``axonbus.gateway.access`` logs requests), tokens redacted from uvicorn's own lines, at
     most ``max_connections`` (default :func:`default_max_connections`) with a 503 beyond,
-    ``header_timeout`` seconds for a request head, 5 s keep-alive, 16 KiB request heads."""
+    ``header_timeout`` seconds for a request head, 5 s keep-alive, 16 KiB request heads,
+    ``send_buffer`` bytes of kernel send buffer per connection."""
     if not 0 <= port <= 65535:
         raise ValueError(f"port must be in 0..65535, not {port}")
     if max_connections is None:
@@ -226,7 +235,7 @@ def server_config(
         log_level=log_level,
         access_log=False,
         ws=_ws_implementation(),
-        http=guarded_protocol(max_connections, header_timeout),
+        http=guarded_protocol(max_connections, header_timeout, send_buffer),
         lifespan="on",
         timeout_graceful_shutdown=5,
         timeout_keep_alive=5,
