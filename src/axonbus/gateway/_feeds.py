@@ -24,7 +24,7 @@ import bisect
 import contextlib
 import logging
 import re
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, cast
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from .._stream import EventStream
     from ..transports._log import LogTransport
 
-__all__ = ["Feed", "Hub", "HubFeed", "Hubs", "Item", "has_log"]
+__all__ = ["Feed", "Hub", "HubFeed", "Hubs", "Item", "Records", "has_log"]
 
 logger = logging.getLogger("axonbus.gateway")
 
@@ -68,13 +68,36 @@ class Item:
         return len(self.record) if self.record is not None else 256
 
 
-def make_item(seq: int, env: Envelope) -> Item:
-    """Encode ``env``'s record once; an event that cannot be encoded (nested too deep, ...)
-    becomes an item that each client skips and counts, instead of ending its stream."""
+def make_item(seq: int, env: Envelope, records: Records | None = None) -> Item:
+    """Encode ``env``'s record once (once for every hub, with ``records``); an event that
+    cannot be encoded (nested too deep, ...) becomes an item that each client skips and counts,
+    instead of ending its stream."""
+    record, error = records.encode(env) if records is not None else _encode(env)
+    return Item(seq, env, record, error)
+
+
+def _encode(env: Envelope) -> tuple[bytes | None, str | None]:
     try:
-        return Item(seq, env, dumps(envelope_record(env)))
+        return dumps(envelope_record(env)), None
     except (RecursionError, TypeError, ValueError, OverflowError) as exc:
-        return Item(seq, env, None, f"{type(exc).__name__}: cannot encode the event")
+        return None, f"{type(exc).__name__}: cannot encode the event"
+
+
+class Records:
+    """The JSON records of the latest events, by event id: an event that several patterns'
+    hubs carry is encoded once (bounded: ``size`` events)."""
+
+    def __init__(self, size: int = 512) -> None:
+        self.size = size
+        self._cache: OrderedDict[str, tuple[bytes | None, str | None]] = OrderedDict()
+
+    def encode(self, env: Envelope) -> tuple[bytes | None, str | None]:
+        found = self._cache.get(env.id)
+        if found is None:
+            found = self._cache[env.id] = _encode(env)
+            if len(self._cache) > self.size:
+                self._cache.popitem(last=False)
+        return found
 
 
 class Feed(Protocol):
@@ -116,8 +139,10 @@ class Hub:
         max_items: int,
         max_bytes: int,
         on_empty: Callable[[Hub], None],
+        records: Records | None = None,
     ) -> None:
         self.bus = bus
+        self.records = records
         self.pattern = pattern
         self.log = log
         self.max_items = max_items
@@ -156,7 +181,7 @@ class Hub:
                     # gap in the numbers, which each feed counts as dropped
                     seq += 1 + stream.dropped - lost
                     lost = stream.dropped
-                    self._append(make_item(seq, env))
+                    self._append(make_item(seq, env, self.records))
             else:
                 replay = cast(
                     "AsyncGenerator[Envelope, None]",
@@ -165,7 +190,7 @@ class Hub:
                 async with contextlib.aclosing(replay) as events:
                     async for env in events:
                         assert env.offset is not None
-                        self._append(make_item(env.offset, env))
+                        self._append(make_item(env.offset, env, self.records))
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the bus closed or the log went away: end these feeds
@@ -336,6 +361,7 @@ class Hubs:
         self.max_items = max_items
         self.max_bytes = max_bytes
         self.hubs: dict[str, Hub] = {}
+        self.records = Records()
 
     def _forget(self, hub: Hub) -> None:
         if self.hubs.get(hub.pattern) is hub:
@@ -356,6 +382,7 @@ class Hubs:
                 max_items=self.max_items,
                 max_bytes=self.max_bytes,
                 on_empty=self._forget,
+                records=self.records,
             )
             self.hubs[pattern] = hub
         return hub
