@@ -1181,7 +1181,8 @@ async def fill(bus: Any, gateway: Any, pad: int) -> None:
             for _ in range(20):
                 await bus.publish(FILL_TOPIC, {"pad": "x" * pad})
             await asyncio.sleep(0.05)
-            stalled = [f for _, _, f in gateway.feeds.values() if f.pattern in filled]
+            feeds = [entry[-1] for entry in gateway.feeds.values()]  # (..., feed)
+            stalled = [f for f in feeds if f.pattern in filled]
             if stalled and all(f.pending >= 20 for f in stalled):
                 return
 

@@ -398,6 +398,7 @@ class WebSocketSession:
             self.gateway.untrack(feed)
 
     async def _cleanup(self) -> None:
+        self.gateway.limiter.forget(("ws", id(self)))  # ids are reused: start the next afresh
         for channel in self.channels:
             channel.disconnect(self)
         pending = [task for _, task in self.subscriptions.values()] + list(self.tasks)
