@@ -109,3 +109,15 @@ def test_internal_errors_do_not_echo_exception_text() -> None:
     assert (error["status"], error["code"]) == (500, "internal_error")
     assert "hunter2" not in error["message"]
     assert "/srv" not in error["message"]
+
+
+def test_publishes_spend_the_tokens_rate_not_the_frame_rate() -> None:
+    bus = Bus()
+    with (
+        _client(bus, tokens=_tokens(), frame_rate=5, frame_burst=10) as client,
+        client.websocket_connect("/v1/ws", headers=auth(MALLORY)) as ws,
+    ):
+        ws.receive_json()
+        for i in range(50):  # mallory's token has no rate: a fast publisher is fine
+            ws.send_json({"op": "publish", "topic": "x.y", "event": i, "id": i})
+            assert ws.receive_json()["op"] == "published"

@@ -313,12 +313,15 @@ async def serve(
                     stack.callback(state_manager.close)
                 agent = DemoAgent(the_bus).start()
                 stack.push_async_callback(agent.stop)
+            # open access beyond loopback (--insecure) is reached by names we cannot know
+            open_beyond_loopback = tokens is None and not is_loopback(host)
             app = create_app(
                 the_bus,
                 tokens=tokens,
                 state_manager=state_manager,
                 channels=channels,
                 max_body=max_body,
+                allowed_hosts=("*",) if open_beyond_loopback else None,
             )
             access = "token auth" if tokens is not None else "OPEN ACCESS (no tokens file)"
 

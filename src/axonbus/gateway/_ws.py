@@ -36,10 +36,11 @@ tokens are configured) gets an ``error`` frame, then is closed with code 4401.
 The ``user_id`` of a ``message`` is the token's name (with a tokens file), else one made for
 the connection; a frame cannot choose it (a different ``user_id`` in the frame is refused with
 403). Replies come back only to connections whose token may subscribe to the channel's
-outbound topic (``"replies": false`` in ``sent`` otherwise). Every frame counts against a
-per-connection rate (``frame_rate`` per second, ``frame_burst`` at once): over it a frame is
-answered 429 unhandled, and a connection that keeps going is closed with 1008. The token's own
-``rate`` counts ``publish``, ``request`` and ``message`` frames.
+outbound topic (``"replies": false`` in ``sent`` otherwise). ``publish``, ``request`` and
+``message`` frames spend the token's ``rate``; every other frame (``ping``, ``subscribe``,
+``unsubscribe``, malformed ones) counts against a per-connection rate (``frame_rate`` per
+second, ``frame_burst`` at once): over it a frame is answered 429 unhandled, and a connection
+that keeps going for a whole burst is closed with 1008.
 """
 
 from __future__ import annotations
@@ -70,6 +71,8 @@ logger = logging.getLogger("axonbus.gateway")
 
 MAX_REQUEST_TIMEOUT = 300.0
 MAX_SUBSCRIPTIONS = 64
+#: frames that spend the token's ``rate``; every other frame counts against the connection's
+TOKEN_RATED = frozenset({"publish", "request", "message"})
 
 
 class WebSocketSession:
@@ -150,31 +153,30 @@ class WebSocketSession:
                     waiting = False
                 if message["type"] == "websocket.disconnect":
                     return
-                if not await self._within_rate():
-                    break
                 text = message.get("text")
                 if text is None and message.get("bytes") is not None:
                     text = message["bytes"].decode("utf-8", errors="replace")
-                await self._handle(text or "")
+                if not await self._handle(text or ""):
+                    break
             with contextlib.suppress(WebSocketDisconnect, RuntimeError):
                 await self.ws.close(code=1001)  # going away: the server shuts down
         finally:
             watch.cancel()
 
-    async def _within_rate(self) -> bool:
-        """Count one frame against the connection's rate: True to handle it; over the rate it
-        is answered 429 instead, and False (close) once a whole burst went over."""
+    async def _within_rate(self) -> str:
+        """Count one frame against the connection's rate: ``"ok"`` to handle it; over the rate
+        ``"refused"`` (answered 429 instead), and ``"close"`` once a whole burst went over."""
         gw = self.gateway
         wait = gw.limiter.take_key(("ws", id(self)), gw.frame_rate, gw.frame_burst)
         if wait <= 0:
             self.over_rate = 0
-            return True
+            return "ok"
         self.over_rate += 1
         gw.metrics.rejected.labels("rate_limited").inc()
         if self.over_rate > gw.frame_burst:
             with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
                 await self.ws.close(code=1008, reason="over the frame rate")
-            return False
+            return "close"
         retry_after = RateLimiter.retry_after(wait)
         error = ApiError(
             429,
@@ -183,20 +185,31 @@ class WebSocketSession:
             retry_after=float(retry_after),
         )
         await self.send_frame(_error_frame(error, None))
-        return True
+        return "refused"
 
-    async def _handle(self, text: str) -> None:
+    async def _handle(self, text: str) -> bool:
+        """Answer one frame; False when the connection must close (a flood of frames)."""
         ref: Any = None
-        try:
-            self.gateway.check_size(len(text.encode()))
-            try:
+        size = len(text.encode())
+        frame: Any = None
+        if size <= self.gateway.max_body:
+            with contextlib.suppress(orjson.JSONDecodeError):
                 frame = orjson.loads(text)
-            except orjson.JSONDecodeError as exc:
-                raise ApiError(400, "invalid_json", f"frame is not JSON: {exc}") from None
+        op = frame.get("op") if isinstance(frame, dict) else None
+        if op not in TOKEN_RATED:  # those spend the token's own rate instead
+            verdict = await self._within_rate()
+            if verdict != "ok":
+                return verdict != "close"
+        try:
+            self.gateway.check_size(size)
+            if frame is None:
+                try:
+                    orjson.loads(text)
+                except orjson.JSONDecodeError as exc:
+                    raise ApiError(400, "invalid_json", f"frame is not JSON: {exc}") from None
             if not isinstance(frame, dict):
                 raise ApiError(400, "invalid_frame", "a frame is a JSON object with an 'op'")
             ref = frame.get("id")
-            op = frame.get("op")
             handler = _OPS.get(op) if isinstance(op, str) else None
             if handler is None:
                 raise ApiError(400, "unknown_op", f"unknown op {op!r}; expected one of {_OP_NAMES}")
@@ -206,6 +219,7 @@ class WebSocketSession:
         except Exception:  # a bug or an unexpected bus error: answer it, keep the socket
             logger.exception("gateway: WebSocket frame failed")
             await self.send_frame(_error_frame(_internal_error(), ref))
+        return True
 
     def _spend(self) -> AccessToken:
         assert self.token is not None
