@@ -31,26 +31,33 @@ spawned before the timed part), so that they never take the server's CPU inside 
   more; after the ramp one step at the geometric mean of the last passing and the failing rate
   narrows it down. Reported: the highest total delivery rate (deliveries/s over all clients)
   at which p99 stayed under 100 ms.
-- ``ws``: sequential WebSocket round trips from one ``websockets`` client (the asyncio API) in
-  the client process. axonbus: the client has subscribed to ``bench.ws.rt`` on ``/v1/ws``,
-  sends ``{"op": "publish", "topic": "bench.ws.rt", "event": {"n": i}, "id": i}`` and waits for
-  both answers, the ``published`` frame (``ref`` = i) and the ``event`` frame carrying
-  ``{"n": i}``. Anchor: a bare Starlette WebSocket echo app (``receive_text``/``send_text``) on
-  the same uvicorn configuration, sent the same frames; its reply is the frame itself. For
-  context: ``publish`` without a subscription (the ``published`` answer only) and ``ping`` ->
-  ``pong``. The client decodes every frame it receives with orjson in every row. Each trial
-  runs ``ws_n`` round trips after 100 untimed ones. With two CPUs or more, each ws trial pins
+- ``stall``: 10 SSE readers of 100 events/s (2 kB each) next to 100 clients that subscribe and
+  never read (4 KiB receive buffers; SSE, or WebSockets with 7 subscriptions each), on memory://
+  and sqlite://, and the same readers alone. Before the timed part, events on another topic are
+  published until every stalled client stopped taking them (its socket buffers are full). The
+  server's RSS is sampled every 0.1 s: flat means it grew less than 32 MiB after the warm-up (a
+  third of the trial, and the feeds' rings full); the readers' p99 must stay within 2x of the
+  no-stall trial's on the same transport, nothing lost.
+- ``ws``: sequential WebSocket round trips from one ``websockets`` client (the asyncio API) in the
+  client process. axonbus: the client has subscribed to ``bench.ws.rt`` on ``/v1/ws``, sends
+  ``{"op": "publish", "topic": "bench.ws.rt", "event": {"n": i}, "id": i}`` and waits for both
+  answers, the ``published`` frame (``ref`` = i) and the ``event`` frame carrying ``{"n": i}``.
+  Anchor: a bare Starlette WebSocket echo app (``receive_text``/``send_text``) on the same uvicorn
+  configuration, sent the same frames; its reply is the frame itself. For context: ``publish``
+  without a subscription (the ``published`` answer only) and ``ping`` -> ``pong`` (the ws trials
+  raise the gateway's per-connection frame rate, which a client sending thousands of pings a second
+  would otherwise hit). The client decodes every frame it receives with orjson in every row. Each
+  trial runs ``ws_n`` round trips after 100 untimed ones. With two CPUs or more, each ws trial pins
   the client process to the last CPU and the server's event loop thread to the others
-  (``os.sched_setaffinity``, undone after the trial; ``AXONBUS_BENCH_PIN=0`` leaves both
-  alone), as if the client were on another machine: every frame between them wakes the other
-  side on another CPU, as a network would. Left alone, the scheduler sometimes runs both
-  processes on one CPU, where a strict ping-pong of one frame each way (the echo) gets much
-  faster than any exchange of more frames (axonbus's publish is answered with two), and
-  sometimes does not: the ratio would measure that placement more than the gateway. (The SSE
-  trials are not pinned: there the scheduler keeps the two busy processes on separate CPUs by
-  itself, and can move them away from other load.) A ws trial's "quiet" flag means the two
-  processes together were on the CPU for at least 90% of the wall time (rare: the wake-ups
-  between CPUs are on neither's clock).
+  (``os.sched_setaffinity``, undone after the trial; ``AXONBUS_BENCH_PIN=0`` leaves both alone), as
+  if the client were on another machine: every frame between them wakes the other side on another
+  CPU, as a network would. Left alone, the scheduler sometimes runs both processes on one CPU, where
+  a strict ping-pong of one frame each way (the echo) gets much faster than any exchange of more
+  frames (axonbus's publish is answered with two), and sometimes does not: the ratio would measure
+  that placement more than the gateway. (The SSE trials are not pinned: there the scheduler keeps
+  the two busy processes on separate CPUs by itself, and can move them away from other load.) A ws
+  trial's "quiet" flag means the two processes together were on the CPU for at least 90% of the wall
+  time (rare: the wake-ups between CPUs are on neither's clock).
 
 Targets (``--strict`` exits 1 when one fails): ``sse``: median p99 over the rounds under 100 ms
 and no event lost in any round; ``sse-ramp``: the highest delivery rate with p99 under 100 ms is
@@ -602,7 +609,9 @@ async def gateway_server() -> AsyncIterator[tuple[int, Any, Any]]:
     ax = require("axonbus")
     create_app = require("axonbus.gateway").create_app
     async with ax.Bus("memory://", name="bench") as bus:
-        app = create_app(bus)
+        # the ping row sends thousands of pings a second on one connection: more than the
+        # per-connection frame rate allows a client (publishes spend the token's rate instead)
+        app = create_app(bus, frame_rate=1e9, frame_burst=1e9)
         async with serving(app) as port:
             yield port, bus, app.state.gateway
 
