@@ -368,3 +368,13 @@ async def test_a_session_id_that_disagrees_with_the_topic_is_422(bus: Bus) -> No
         assert r.status_code == 200
     await bus.drain()
     assert len(got) == 1
+
+
+async def test_slacks_signed_route_is_reached_through_a_tunnels_host(bus: Bus) -> None:
+    async with asgi_client(create_app(bus)) as client:
+        tunnel = {"Host": "abc123.tunnel.example"}
+        # no SlackChannel attached: the route answers 404 (not a Host refusal)
+        r = await client.post("/v1/channels/slack/events", json={}, headers=tunnel)
+        assert r.status_code == 404
+        r = await client.post("/v1/publish/a.b", json=1, headers=tunnel)
+        assert r.status_code == 400
