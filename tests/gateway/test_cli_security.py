@@ -30,3 +30,12 @@ def test_serve_with_a_port_out_of_range_is_one_line_and_exit_2(
     assert err.count("\n") == 1
     assert "0..65535" in err
     assert "Traceback" not in err
+
+
+def test_serve_never_prints_a_url_password(capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("redis")
+    url = "redis://user:hunter2-pw@127.0.0.1:1/0?unavailable_timeout=0.2"  # nothing listens
+    assert main(["serve", "--url", url, "--no-demo"]) != 0
+    captured = capsys.readouterr()
+    assert "hunter2-pw" not in captured.err + captured.out
+    assert "user:***@" in captured.err

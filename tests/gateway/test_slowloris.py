@@ -40,3 +40,40 @@ async def test_trickled_headers_are_cut_off_and_extra_connections_refused(bus: B
         assert b"retry-after: 1" in answer
         for _, w in held:
             w.close()
+
+
+async def test_shutdown_is_prompt_with_clients_that_stopped_reading(bus: Bus) -> None:
+    import socket
+    import time
+
+    from axonbus.gateway import GatewayServer
+
+    config = server_config(create_app(bus), "127.0.0.1", 0, log_level="warning")
+    server = GatewayServer(config, handle_signals=False)
+    task = asyncio.get_running_loop().create_task(server.serve())
+    async with asyncio.timeout(10):
+        while not server.started:
+            await asyncio.sleep(0.01)
+    stalled = []
+    for _ in range(3):
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", server.port or 0))
+        sock.sendall(b"GET /v1/events?pattern=s.%3E HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        stalled.append(sock)
+    gw = config.app.state.gateway  # type: ignore[attr-defined]
+    async with asyncio.timeout(10):
+        while len(gw.feeds) < 3:
+            await asyncio.sleep(0.01)
+    for i in range(3000):  # 6 MB each: far more than the socket buffers hold
+        await bus.publish("s.x", {"i": i, "pad": "x" * 2000})
+        if i % 100 == 0:
+            await asyncio.sleep(0)
+    began = time.monotonic()
+    server.should_exit = True
+    async with asyncio.timeout(10):
+        await task
+    took = time.monotonic() - began
+    for sock in stalled:
+        sock.close()
+    assert took < 4.0  # uvicorn's graceful timeout (5 s) was not what ended it

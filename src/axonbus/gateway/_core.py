@@ -151,6 +151,9 @@ class Gateway:
         self.metrics = GatewayMetrics(bus)
         # id -> (client kind, token name, feed)
         self.feeds: dict[int, tuple[str, str, Feed]] = {}
+        #: the SSE writers: cancelled at shutdown, since one blocked on a client that stopped
+        #: reading would never see its feed end
+        self.writers: set[asyncio.Task[None]] = set()
         self.closing = asyncio.Event()
         #: how late the event loop ran a timer lately, in seconds (see :meth:`watch_lag`)
         self.lag = 0.0
@@ -423,6 +426,8 @@ class Gateway:
         self.closing.set()
         for _, _, feed in list(self.feeds.values()):
             feed.close()
+        for writer in list(self.writers):
+            writer.cancel()
 
     def feed_stats(self, token: AccessToken) -> list[dict[str, Any]]:
         """The open feeds ``token`` may see: all of them under open access, else its own."""

@@ -56,6 +56,10 @@ _FULL = (
 )
 
 
+#: seconds a shutting-down server waits for clients that stopped reading before it aborts them
+STALLED_GRACE = 1.0
+
+
 def default_max_connections() -> int:
     """1,000 connections, or fewer when the process may open fewer files (keeping 64 spare
     for the bus, logs and the listening socket)."""
@@ -188,7 +192,20 @@ class GatewayServer(uvicorn.Server):
         gateway = self.gateway
         if gateway is not None:
             gateway.close_feeds()
-        await super().shutdown(sockets=sockets)
+        # a connection whose client stopped reading keeps unsent bytes, and a transport closes
+        # only once they are sent: abort those after a second rather than wait the whole
+        # graceful timeout for them
+        reaper = asyncio.get_running_loop().call_later(STALLED_GRACE, self._abort_stalled)
+        try:
+            await super().shutdown(sockets=sockets)
+        finally:
+            reaper.cancel()
+
+    def _abort_stalled(self) -> None:
+        for connection in list(self.server_state.connections):
+            transport = getattr(connection, "transport", None)
+            if isinstance(transport, asyncio.WriteTransport) and transport.get_write_buffer_size():
+                transport.abort()
 
     @property
     def port(self) -> int | None:

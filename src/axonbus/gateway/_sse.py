@@ -69,6 +69,8 @@ class EventSourceResponse:
         gw.track("sse", self.token, self.feed)
         gw.metrics.sse_clients.inc()
         writer = asyncio.get_running_loop().create_task(self._write(send))
+        gw.writers.add(writer)
+        writer.add_done_callback(gw.writers.discard)
         receiving: asyncio.Future[Message] | None = None
         try:
             while not writer.done():
