@@ -163,11 +163,11 @@ async def test_an_overloaded_gateway_answers_503_with_retry_after(bus: Bus) -> N
 async def test_the_lag_watch_sees_a_blocked_loop(bus: Bus) -> None:
     gw = create_app(bus).state.gateway
     seen: list[float] = []
-    watcher = asyncio.get_running_loop().create_task(gw.watch_lag(0.01))
+    watcher = asyncio.get_running_loop().create_task(gw.watch_lag(0.05))
     try:
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.1)
         # the event loop is blocked, as in a CPU-bound server
-        time.sleep(0.3)  # noqa: ASYNC251
+        time.sleep(0.5)  # noqa: ASYNC251
 
         def lagging() -> bool:
             seen.append(gw.lag)
@@ -235,7 +235,9 @@ async def test_security_headers_on_the_dashboard_and_the_api(bus: Bus) -> None:
 
 
 async def test_wrong_token_guesses_are_throttled_per_address(bus: Bus, tokens: TokenSet) -> None:
-    async with asgi_client(create_app(bus, tokens=tokens)) as client:
+    app = create_app(bus, tokens=tokens)
+    app.state.gateway.limiter.clock = lambda: 1000.0  # no refill, however slow the machine
+    async with asgi_client(app) as client:
         statuses = [
             (await client.get("/v1/stats", headers=auth(f"guess-{i}"))).status_code
             for i in range(30)
@@ -249,8 +251,10 @@ async def test_wrong_token_guesses_are_throttled_per_address(bus: Bus, tokens: T
 
 
 async def test_a_tokens_rate_counts_publishes_not_reads(bus: Bus, tokens: TokenSet) -> None:
+    app = create_app(bus, tokens=tokens)
+    app.state.gateway.limiter.clock = lambda: 1000.0  # no refill, however slow the machine
     async with (
-        running_server(create_app(bus, tokens=tokens)) as base,
+        running_server(app) as base,
         httpx.AsyncClient(base_url=base) as client,
     ):
         slow = auth(SECRET_SLOW)  # rate 2

@@ -75,7 +75,7 @@ def test_a_frame_cannot_claim_another_users_replies() -> None:
 
 def test_a_flood_of_frames_is_refused_then_closed() -> None:
     with (
-        _client(Bus(), tokens=_tokens(), frame_rate=5, frame_burst=10) as client,
+        _client(Bus(), tokens=_tokens(), frame_rate=1, frame_burst=10) as client,
         client.websocket_connect("/v1/ws", headers=auth(MALLORY)) as ws,
     ):
         ws.receive_json()

@@ -19,7 +19,7 @@ async def _connect(base: str) -> tuple[asyncio.StreamReader, asyncio.StreamWrite
 async def test_trickled_headers_are_cut_off_and_extra_connections_refused(bus: Bus) -> None:
     config = server_config(
         create_app(bus), "127.0.0.1", 0, log_level="warning", max_connections=4,
-        header_timeout=0.5,
+        header_timeout=2.0,
     )  # fmt: skip
     async with serving(config) as base:
         # a slowloris client: part of a request head, then nothing

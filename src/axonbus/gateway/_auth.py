@@ -308,6 +308,7 @@ class RateLimiter:
     def __init__(self, max_keys: int = 10_000) -> None:
         self._buckets: dict[object, tuple[float, float]] = {}  # key -> (level, last refill)
         self.max_keys = max_keys
+        self.clock = time.monotonic
 
     def take(self, token: AccessToken) -> float:
         """Spend one of the token's publishes; 0.0 if allowed, else the seconds to wait."""
@@ -318,7 +319,7 @@ class RateLimiter:
 
     def take_key(self, key: object, rate: float, burst: float, cost: float = 1.0) -> float:
         """Spend ``cost`` from ``key``'s bucket; 0.0 if allowed, else the seconds to wait."""
-        now = time.monotonic()
+        now = self.clock()
         level, last = self._buckets.get(key, (burst, now))
         level = min(burst, level + (now - last) * rate)
         if level >= cost:
@@ -333,7 +334,7 @@ class RateLimiter:
         if found is None:
             return 0.0
         level, last = found
-        level = min(burst, level + (time.monotonic() - last) * rate)
+        level = min(burst, level + (self.clock() - last) * rate)
         return 0.0 if level >= 1.0 else (1.0 - level) / rate
 
     def forget(self, key: object) -> None:
