@@ -121,3 +121,26 @@ def test_publishes_spend_the_tokens_rate_not_the_frame_rate() -> None:
         for i in range(50):  # mallory's token has no rate: a fast publisher is fine
             ws.send_json({"op": "publish", "topic": "x.y", "event": i, "id": i})
             assert ws.receive_json()["op"] == "published"
+
+
+def test_an_unencodable_event_is_skipped_on_a_websocket_too() -> None:
+    bus = Bus()
+    deep: list[object] = []
+    for _ in range(5000):
+        deep = [deep]
+    with (
+        _client(bus, allowed_hosts=["testserver"]) as client,
+        client.websocket_connect("/v1/ws") as ws,
+    ):
+        ws.receive_json()
+        ws.send_json({"op": "subscribe", "pattern": "p.>", "id": 1})
+        assert ws.receive_json()["op"] == "subscribed"
+        client.portal.call(bus.publish, "p.poison", deep)
+        client.portal.call(bus.publish, "p.fine", {"n": 1})
+        skipped, fine = ws.receive_json(), ws.receive_json()
+        # the subscription is still alive afterwards
+        client.portal.call(bus.publish, "p.later", {"n": 2})
+        later = ws.receive_json()
+    assert (skipped["op"], skipped["topic"], skipped["total"]) == ("skipped", "p.poison", 1)
+    assert (fine["op"], fine["event"]) == ("event", {"n": 1})
+    assert later["event"] == {"n": 2}
