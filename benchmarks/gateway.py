@@ -31,26 +31,33 @@ spawned before the timed part), so that they never take the server's CPU inside 
   more; after the ramp one step at the geometric mean of the last passing and the failing rate
   narrows it down. Reported: the highest total delivery rate (deliveries/s over all clients)
   at which p99 stayed under 100 ms.
-- ``ws``: sequential WebSocket round trips from one ``websockets`` client (the asyncio API) in
-  the client process. axonbus: the client has subscribed to ``bench.ws.rt`` on ``/v1/ws``,
-  sends ``{"op": "publish", "topic": "bench.ws.rt", "event": {"n": i}, "id": i}`` and waits for
-  both answers, the ``published`` frame (``ref`` = i) and the ``event`` frame carrying
-  ``{"n": i}``. Anchor: a bare Starlette WebSocket echo app (``receive_text``/``send_text``) on
-  the same uvicorn configuration, sent the same frames; its reply is the frame itself. For
-  context: ``publish`` without a subscription (the ``published`` answer only) and ``ping`` ->
-  ``pong``. The client decodes every frame it receives with orjson in every row. Each trial
-  runs ``ws_n`` round trips after 100 untimed ones. With two CPUs or more, each ws trial pins
+- ``stall``: 10 SSE readers of 100 events/s (2 kB each) next to 100 clients that subscribe and
+  never read (4 KiB receive buffers; SSE, or WebSockets with 7 subscriptions each), on memory://
+  and sqlite://, and the same readers alone. Before the timed part, events on another topic are
+  published until every stalled client stopped taking them (its socket buffers are full). The
+  server's RSS is sampled every 0.1 s: flat means it grew less than 32 MiB after the warm-up (a
+  third of the trial, and the feeds' rings full); the readers' p99 must stay within 2x of the
+  no-stall trial's on the same transport, nothing lost.
+- ``ws``: sequential WebSocket round trips from one ``websockets`` client (the asyncio API) in the
+  client process. axonbus: the client has subscribed to ``bench.ws.rt`` on ``/v1/ws``, sends
+  ``{"op": "publish", "topic": "bench.ws.rt", "event": {"n": i}, "id": i}`` and waits for both
+  answers, the ``published`` frame (``ref`` = i) and the ``event`` frame carrying ``{"n": i}``.
+  Anchor: a bare Starlette WebSocket echo app (``receive_text``/``send_text``) on the same uvicorn
+  configuration, sent the same frames; its reply is the frame itself. For context: ``publish``
+  without a subscription (the ``published`` answer only) and ``ping`` -> ``pong`` (the ws trials
+  raise the gateway's per-connection frame rate, which a client sending thousands of pings a second
+  would otherwise hit). The client decodes every frame it receives with orjson in every row. Each
+  trial runs ``ws_n`` round trips after 100 untimed ones. With two CPUs or more, each ws trial pins
   the client process to the last CPU and the server's event loop thread to the others
-  (``os.sched_setaffinity``, undone after the trial; ``AXONBUS_BENCH_PIN=0`` leaves both
-  alone), as if the client were on another machine: every frame between them wakes the other
-  side on another CPU, as a network would. Left alone, the scheduler sometimes runs both
-  processes on one CPU, where a strict ping-pong of one frame each way (the echo) gets much
-  faster than any exchange of more frames (axonbus's publish is answered with two), and
-  sometimes does not: the ratio would measure that placement more than the gateway. (The SSE
-  trials are not pinned: there the scheduler keeps the two busy processes on separate CPUs by
-  itself, and can move them away from other load.) A ws trial's "quiet" flag means the two
-  processes together were on the CPU for at least 90% of the wall time (rare: the wake-ups
-  between CPUs are on neither's clock).
+  (``os.sched_setaffinity``, undone after the trial; ``AXONBUS_BENCH_PIN=0`` leaves both alone), as
+  if the client were on another machine: every frame between them wakes the other side on another
+  CPU, as a network would. Left alone, the scheduler sometimes runs both processes on one CPU, where
+  a strict ping-pong of one frame each way (the echo) gets much faster than any exchange of more
+  frames (axonbus's publish is answered with two), and sometimes does not: the ratio would measure
+  that placement more than the gateway. (The SSE trials are not pinned: there the scheduler keeps
+  the two busy processes on separate CPUs by itself, and can move them away from other load.) A ws
+  trial's "quiet" flag means the two processes together were on the CPU for at least 90% of the wall
+  time (rare: the wake-ups between CPUs are on neither's clock).
 
 Targets (``--strict`` exits 1 when one fails): ``sse``: median p99 over the rounds under 100 ms
 and no event lost in any round; ``sse-ramp``: the highest delivery rate with p99 under 100 ms is
@@ -74,8 +81,10 @@ import json
 import logging
 import math
 import os
+import socket
 import statistics
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -317,6 +326,10 @@ async def sse_clients(plan: dict[str, Any]) -> dict[str, Any]:
     _stop_on_stdin(loop, stop)
     clients: list[SSEClient] = []
     port = plan["port"]
+    stalled = [
+        stalled_connection(port, plan.get("stalled_kind", "sse"))
+        for _ in range(plan.get("stalled", 0))
+    ]
     for pattern in patterns:
         request = (
             f"GET /v1/events?pattern={quote(pattern, safe='')} HTTP/1.1\r\n"
@@ -341,6 +354,8 @@ async def sse_clients(plan: dict[str, Any]) -> dict[str, Any]:
         for client in clients:
             if client.transport is not None:
                 client.transport.close()
+        for sock in stalled:
+            sock.close()
     latencies = sorted(tally.latencies)
     return {
         "clients": len(clients),
@@ -357,6 +372,59 @@ async def sse_clients(plan: dict[str, Any]) -> dict[str, Any]:
         "cpu": cpu,
         "wall": wall,
     }
+
+
+#: the patterns a stalled WebSocket client subscribes to (7, as in the report that found the
+#: per-feed copies: each is a feed of its own)
+STALLED_WS_PATTERNS = (
+    "bench.>", ">", "bench.sse.all", "bench.*.all", "*.sse.all", "bench.*.*", "*.*.all"
+)  # fmt: skip
+#: what a stalled SSE client reads (it also matches :data:`FILL_TOPIC`)
+STALLED_SSE_PATTERN = "bench.>"
+#: published before the timed part until every stalled client stopped taking events, so that
+#: the trial measures stalled clients, not clients still filling their socket buffers
+FILL_TOPIC = "bench.fill"
+
+
+def _ws_frame(text: str) -> bytes:
+    """One masked client text frame (the mask is zero: the payload goes as it is)."""
+    payload = text.encode()
+    assert len(payload) < 126
+    return bytes([0x81, 0x80 | len(payload)]) + b"\0\0\0\0" + payload
+
+
+def stalled_connection(port: int, kind: str) -> socket.socket:
+    """A client that subscribes, then never reads: a 4 KiB receive buffer, a blocking socket
+    nobody reads. ``kind``: ``sse`` (one ``GET /v1/events``) or ``ws`` (a WebSocket with a
+    subscription on each of :data:`STALLED_WS_PATTERNS`)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect((HOST, port))
+    head = f"Host: {HOST}:{port}\r\n"
+    if kind == "sse":
+        pattern = quote(STALLED_SSE_PATTERN, safe="")
+        request = f"GET /v1/events?pattern={pattern} HTTP/1.1\r\n{head}\r\n"
+        sock.sendall(request.encode())
+    else:
+        sock.sendall(
+            (
+                f"GET /v1/ws HTTP/1.1\r\n{head}Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            ).encode()
+        )
+        answer = b""
+        while b"\r\n\r\n" not in answer:  # frames sent before the 101 would be lost
+            chunk = sock.recv(4096)
+            if not chunk:
+                raise RuntimeError("the WebSocket handshake was refused")
+            answer += chunk
+        sock.sendall(
+            b"".join(
+                _ws_frame(json.dumps({"op": "subscribe", "pattern": p}))
+                for p in STALLED_WS_PATTERNS
+            )
+        )
+    return sock
 
 
 async def ws_client(plan: dict[str, Any]) -> dict[str, Any]:
@@ -541,7 +609,9 @@ async def gateway_server() -> AsyncIterator[tuple[int, Any, Any]]:
     ax = require("axonbus")
     create_app = require("axonbus.gateway").create_app
     async with ax.Bus("memory://", name="bench") as bus:
-        app = create_app(bus)
+        # the ping row sends thousands of pings a second on one connection: more than the
+        # per-connection frame rate allows a client (publishes spend the token's rate instead)
+        app = create_app(bus, frame_rate=1e9, frame_burst=1e9)
         async with serving(app) as port:
             yield port, bus, app.state.gateway
 
@@ -577,11 +647,14 @@ class Pacing:
         return self.seconds / self.scheduled - 1 if self.scheduled else 0.0
 
 
-async def publish_paced(bus: Any, topics: Sequence[str], rate: float, n: int) -> Pacing:
+async def publish_paced(
+    bus: Any, topics: Sequence[str], rate: float, n: int, pad: int = 0
+) -> Pacing:
     """``n`` events on every topic, ``rate`` per topic per second, spread evenly: publish ``k``
     (topic ``k % len(topics)``, seq ``k // len(topics)``) is due at ``start + k / total`` on an
     absolute schedule (a late loop catches up at once instead of drifting). Each payload is
-    ``{"seq": seq, "t": time.time()}``, taken just before ``await bus.publish``."""
+    ``{"seq": seq, "t": time.time()}``, taken just before ``await bus.publish`` (with
+    ``pad``, also ``"pad"``: that many bytes)."""
     loop = asyncio.get_running_loop()
     clock, now, publish = loop.time, time.time, bus.publish
     width = len(topics)
@@ -592,7 +665,11 @@ async def publish_paced(bus: Any, topics: Sequence[str], rate: float, n: int) ->
     while k < count:
         due = min(count, int((clock() - start) * total_rate) + 1)
         while k < due:
-            await publish(topics[k % width], {"seq": k // width, "t": now()})
+            if pad:
+                payload = {"seq": k // width, "t": now(), "pad": "x" * pad}
+            else:
+                payload = {"seq": k // width, "t": now()}
+            await publish(topics[k % width], payload)
             k += 1
         if k < count:
             await asyncio.sleep(start + k / total_rate - clock())
@@ -870,6 +947,11 @@ class Config:
     warmup_seconds: float = 2.0  # sse phases and the ramp: one untimed trial this long
     ws_n: int = 5_000
     sse_rounds: int = 3  # sse, sse-topics: trials after the warm-up
+    stall_clients: int = 100  # stall: clients that subscribe and never read
+    stall_readers: int = 10  # stall: SSE clients that do read (their latency is measured)
+    stall_rate: float = 100.0  # stall: events/s
+    stall_pad: int = 2_000  # stall: bytes of padding per event
+    stall_seconds: float = 20.0  # stall: per trial
     rounds: int = 5  # ws: interleaved rounds
     warmup: float = 0.1  # ws: the warm-up trial runs this fraction of each row's N
     timeout: float = 90.0
@@ -885,6 +967,7 @@ QUICK = Config(
     warmup_seconds=0.5,
     ws_n=500,
     sse_rounds=2,
+    stall_seconds=3.0,
     rounds=2,
     warmup=0.2,
     timeout=30.0,
@@ -911,7 +994,8 @@ WS_WORKLOAD = Workload(
     unit="round trips/s",
 )
 
-WORKLOAD_KEYS = (SSE, SSE_TOPICS, SSE_RAMP, WS)
+STALL = "stall"
+WORKLOAD_KEYS = (SSE, SSE_TOPICS, SSE_RAMP, WS, STALL)
 
 
 def phases(cfg: Config) -> list[Phase]:
@@ -999,6 +1083,200 @@ def ramp_table(printer: Printer, ramp: Ramp) -> None:
 # -- targets and the run -----------------------------------------------------------------------
 
 
+# -- stalled clients ----------------------------------------------------------------------------
+
+#: how much the server's RSS may grow after the warm-up (a third of the trial) for it to count
+#: as flat: the feeds' rings and the allocator's slack, never a per-client copy of the stream
+STALL_RSS_GROWTH = 32 * 1024 * 1024
+STALL_P99_FACTOR = 2.0
+QUEUE_SIZE = 1000  # create_app's default: the events each pattern's ring keeps
+
+
+@dataclass
+class StallOutcome:
+    """One stall trial: the readers' latency and the server's resident memory."""
+
+    transport: str
+    stalled: str  # "none", "sse" or "ws"
+    clients: int = 0  # stalled clients
+    feeds: int = 0  # open feeds when the publishing began
+    p50: float | None = None
+    p99: float | None = None
+    lost: int = 0
+    rss_start: int = 0  # bytes, once every client connected
+    rss_warm: int = 0  # after a third of the publishing
+    rss_peak: int = 0  # the highest after the warm-up
+    rss_end: int = 0  # after the stalled clients closed
+    behind: float = 0.0
+    error: str = ""
+
+    @property
+    def growth(self) -> int:
+        return self.rss_peak - self.rss_warm
+
+
+def _rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+async def stall_trial(cfg: Config, scheme: str, stalled: str) -> StallOutcome:
+    """The gateway on ``scheme`` (``memory`` or ``sqlite``), ``stall_readers`` SSE readers and,
+    unless ``stalled == "none"``, ``stall_clients`` clients that subscribe and never read."""
+    ax = require("axonbus")
+    create_app = require("axonbus.gateway").create_app
+    out = StallOutcome(scheme, stalled)
+    n = max(1, round(cfg.stall_rate * cfg.stall_seconds))
+    plan = {
+        "kind": "sse",
+        "expected": n,
+        "patterns": [BROADCAST_PATTERN] * cfg.stall_readers,
+        "stalled": 0 if stalled == "none" else cfg.stall_clients,
+        "stalled_kind": stalled,
+    }
+    out.clients = plan["stalled"]
+    want = cfg.stall_readers + out.clients * (len(STALLED_WS_PATTERNS) if stalled == "ws" else 1)
+    with tempfile.TemporaryDirectory() as tmp:
+        url = "memory://" if scheme == "memory" else f"sqlite:///{tmp}/stall.db"
+        async with ax.Bus(url, name="bench") as bus:
+            gw = create_app(bus)
+            async with serving(gw) as port:
+                async with client_process({**plan, "port": port}) as client:
+                    await client.message("ready", START_TIMEOUT)
+                    async with asyncio.timeout(START_TIMEOUT):
+                        while len(gw.state.gateway.feeds) < want:
+                            await asyncio.sleep(0.01)
+                    out.feeds = len(gw.state.gateway.feeds)
+                    if stalled != "none":
+                        await fill(bus, gw.state.gateway, cfg.stall_pad)
+                    out.rss_start = _rss()
+                    samples: list[tuple[float, int]] = []
+
+                    async def sample() -> None:
+                        while True:
+                            samples.append((time.perf_counter(), _rss()))
+                            await asyncio.sleep(0.1)
+
+                    sampler = asyncio.get_running_loop().create_task(sample())
+                    began = time.perf_counter()
+                    try:
+                        pacing = await publish_paced(
+                            bus, [BROADCAST_TOPIC], cfg.stall_rate, n, pad=cfg.stall_pad
+                        )
+                    finally:
+                        sampler.cancel()
+                    try:
+                        result = await client.message("result", cfg.grace)
+                    except TimeoutError:
+                        client.stop()
+                        result = await client.message("result", START_TIMEOUT)
+                # warm: a third of the way, and the feeds' rings full (queue_size events each)
+                warm = began + max(cfg.stall_seconds / 3, QUEUE_SIZE / cfg.stall_rate)
+                out.rss_warm = next((r for t, r in samples if t >= warm), out.rss_start)
+                out.rss_peak = max((r for t, r in samples if t >= warm), default=out.rss_warm)
+                await asyncio.sleep(0.5)  # the server saw the clients go
+                out.rss_end = _rss()
+    out.p50, out.p99, out.lost = result["p50"], result["p99"], result["lost"]
+    out.behind = pacing.behind
+    return out
+
+
+async def fill(bus: Any, gateway: Any, pad: int) -> None:
+    """Publish on :data:`FILL_TOPIC` until every stalled feed stopped taking events (at least
+    20 behind): their socket buffers are full, as a stalled client's are."""
+    filled = (STALLED_SSE_PATTERN, ">")
+    async with asyncio.timeout(START_TIMEOUT):
+        while True:
+            for _ in range(20):
+                await bus.publish(FILL_TOPIC, {"pad": "x" * pad})
+            await asyncio.sleep(0.05)
+            feeds = [entry[-1] for entry in gateway.feeds.values()]  # (..., feed)
+            stalled = [f for f in feeds if f.pattern in filled]
+            if stalled and all(f.pending >= 20 for f in stalled):
+                return
+
+
+def measure_stall(cfg: Config, progress: Callable[[str], None]) -> list[StallOutcome]:
+    outcomes = []
+    kinds = ("none", "sse") if cfg.stall_seconds < 5 else ("none", "sse", "ws")
+    for scheme in ("memory", "sqlite"):
+        for stalled in kinds:
+            progress(f"stall: {scheme}:// with {stalled} stalled clients")
+            try:
+                outcome = run_fresh(
+                    partial(stall_trial, cfg, scheme, stalled),
+                    cfg.stall_seconds + cfg.grace + 3 * START_TIMEOUT,
+                )
+            except Exception as exc:
+                outcome = StallOutcome(scheme, stalled, error=failure(exc))
+            outcomes.append(outcome)
+    return outcomes
+
+
+def _mib(n: int) -> str:
+    return f"{n / 1024 / 1024:.0f} MiB"
+
+
+def stall_table(printer: Printer, cfg: Config, outcomes: list[StallOutcome]) -> None:
+    rows = [
+        [
+            f"{o.transport}://",
+            o.stalled if o.stalled == "none" else f"{o.clients} {o.stalled}",
+            str(o.feeds),
+            fmt_ms(o.p50),
+            fmt_ms(o.p99),
+            str(o.lost),
+            _mib(o.rss_start),
+            _mib(o.rss_warm),
+            _mib(o.rss_peak),
+            _mib(o.rss_end),
+            o.error or "",
+        ]
+        for o in outcomes
+    ]
+    printer.table(
+        f"stall: {cfg.stall_readers} SSE readers of {cfg.stall_rate:g} events/s "
+        f"({cfg.stall_pad:,} B each) for {cfg.stall_seconds:g} s, beside clients that subscribe "
+        "and never read (4 KiB receive buffers; a stalled WebSocket holds "
+        f"{len(STALLED_WS_PATTERNS)} subscriptions)",
+        ["bus", "stalled", "feeds", "p50", "p99", "lost", "RSS start", "RSS warm", "RSS peak",
+         "RSS end", "error"],
+        rows,
+    )  # fmt: skip
+
+
+def stall_targets(outcomes: list[StallOutcome]) -> list[Target]:
+    goals = []
+    base = {o.transport: o for o in outcomes if o.stalled == "none" and not o.error}
+    for o in outcomes:
+        if o.stalled == "none":
+            continue
+        label = f"{o.clients} stalled {o.stalled} clients on {o.transport}://"
+        goals.append(
+            Target(
+                f"{label}: server RSS growth after warm-up",
+                "-" if o.error else _mib(o.growth),
+                f"< {_mib(STALL_RSS_GROWTH)}",
+                None if o.error else o.growth < STALL_RSS_GROWTH,
+            )
+        )
+        ref = base.get(o.transport)
+        ratio = None
+        if ref is not None and ref.p99 and o.p99 is not None and not o.error:
+            ratio = o.p99 / ref.p99
+        goals.append(
+            Target(
+                f"{label}: readers' p99 / no-stall p99",
+                "-"
+                if ratio is None
+                else f"{ratio:.2f}x ({fmt_ms(o.p99)} / {fmt_ms(ref.p99 if ref else None)})",
+                f"<= {STALL_P99_FACTOR:g}x, nothing lost",
+                None if ratio is None else ratio <= STALL_P99_FACTOR and o.lost == 0,
+            )
+        )
+    return goals
+
+
 def targets(cfg: Config, found: dict[str, Phase], ramp: Ramp | None, ws: list[Row]) -> list[Target]:
     goals = []
     load = f"{cfg.clients} SSE clients x {cfg.rate:g} events/s"
@@ -1063,7 +1341,11 @@ def run(cfg: Config, printer: Printer, only: set[str] | None = None) -> dict[str
         ramp = measure_ramp(cfg, printer.progress)
         ramp_table(printer, ramp)
     results = run_workloads([WS_WORKLOAD], cfg, printer, only)
-    goals = targets(cfg, found, ramp, results.get(WS, []))
+    stall: list[StallOutcome] = []
+    if only is None or STALL in only:
+        stall = measure_stall(cfg, printer.progress)
+        stall_table(printer, cfg, stall)
+    goals = targets(cfg, found, ramp, results.get(WS, [])) + stall_targets(stall)
     elapsed = conclude(printer, "targets (medians within this run)", goals, started)
     return report(
         env,
@@ -1073,6 +1355,7 @@ def run(cfg: Config, printer: Printer, only: set[str] | None = None) -> dict[str
         sse={key: phase_json(p) for key, p in found.items()},
         ramp=None if ramp is None else ramp_json(ramp),
         workloads=workload_results([WS_WORKLOAD], results),
+        stall=[{**asdict(o), "growth": o.growth} for o in stall],
     )
 
 

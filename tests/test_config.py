@@ -90,7 +90,7 @@ ENV = {
     "SLACK_BOT_TOKEN": "xoxb-slack-secret",
     "SLACK_SIGNING_SECRET": "slack-signing-secret",
     "CRM_SECRET": "crm-secret",
-    "UI_TOKEN": "ui-token-secret",
+    "UI_TOKEN": "ui-token-secret-7Hq2Lp9Zx4Wm",
 }
 
 
@@ -154,7 +154,7 @@ async def test_the_example_file(tmp_path: Path, env: dict[str, str]) -> None:
     assert web.channel_type == "web"
     tokens = config.make_tokens()
     assert tokens is not None
-    ui = tokens.authenticate("ui-token-secret")
+    ui = tokens.authenticate("ui-token-secret-7Hq2Lp9Zx4Wm")
     assert ui is not None
     assert ui.can_publish("agent.s1.user_input")
     assert ui.rate == 20
@@ -296,8 +296,8 @@ INVALID = [
      "gateway.tokens[0].publish", "a list of topic patterns"),
     ('[[gateway.tokens]]\nname = "ui"\ntoken = "long-enough-secret"\nrate = 0\n',
      "gateway.tokens[0].rate", "requests per second"),
-    ('[[gateway.tokens]]\nname = "a"\ntoken = "long-enough-1"\n'
-     '[[gateway.tokens]]\nname = "a"\ntoken = "long-enough-2"\n',
+    ('[[gateway.tokens]]\nname = "a"\ntoken = "long-enough-1-7Hq2Lp9Zx4WmQ"\n'
+     '[[gateway.tokens]]\nname = "a"\ntoken = "long-enough-2-7Hq2Lp9Zx4WmQ"\n',
      "gateway.tokens[1].name", "a unique token name"),
     ('[observability]\ntracing = "maybe"\n', "observability.tracing", "true or false"),
     ('[observability]\nlog_level = "loud"\n', "observability.log_level", "'critical', 'error'"),
@@ -345,7 +345,7 @@ def test_tokens_file_relative_to_the_config(tmp_path: Path) -> None:
     (tmp_path / "conf").mkdir()
     _write(
         tmp_path / "conf" / "tokens.toml",
-        '[[tokens]]\nname = "ops"\ntoken = "ops-secret-123"\npublish = [">"]\n',
+        '[[tokens]]\nname = "ops"\ntoken = "ops-secret-123-7Hq2Lp9Zx4WmQ"\npublish = [">"]\n',
     )
     path = _write(tmp_path / "conf" / "axonbus.toml", '[gateway]\ntokens = "tokens.toml"\n')
     config = load_config(path)
@@ -504,7 +504,7 @@ async def test_serve_with_a_config_file(tmp_path: Path) -> None:
             subscribe = [">"]
             """,
         )
-        env = {**os.environ, "TG_TOKEN": tg_token, "OPS_TOKEN": "ops-token-0123",
+        env = {**os.environ, "TG_TOKEN": tg_token, "OPS_TOKEN": "ops-token-0123-7Hq2Lp9Zx4WmQ",
                "PYTHONIOENCODING": "utf-8"}  # fmt: skip
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "axonbus.cli", "serve", "--config", str(path),
@@ -514,7 +514,7 @@ async def test_serve_with_a_config_file(tmp_path: Path) -> None:
         try:
             base = f"http://127.0.0.1:{port}"
             await _wait_healthy(proc, base)
-            auth = {"Authorization": "Bearer ops-token-0123"}
+            auth = {"Authorization": "Bearer ops-token-0123-7Hq2Lp9Zx4WmQ"}
             async with httpx.AsyncClient(base_url=base) as client:
                 health = (await client.get("/healthz")).json()
                 assert (health["transport"], health["log"], health["auth"]) == (
@@ -560,7 +560,7 @@ async def test_serve_with_a_config_file(tmp_path: Path) -> None:
         {"logger": r.get("logger"), "message": r.get("message")} for r in records
     ]  # [observability] json_logs
     assert tg_token not in err
-    assert "ops-token-0123" not in err
+    assert "ops-token-0123-7Hq2Lp9Zx4WmQ" not in err
 
 
 def test_serve_refuses_an_invalid_config(

@@ -172,9 +172,16 @@ def _add_serve(subparsers: Subparsers) -> None:
     parser.set_defaults(handler=_run_serve)
 
 
-def _run_serve(args: argparse.Namespace) -> int:
+def _add_token(subparsers: Subparsers) -> None:
+    parser = subparsers.add_parser("token", help="make a gateway bearer token")
+    parser.add_argument("action", choices=["new"], help="new: print a fresh 256-bit token")
+    parser.add_argument("--name", help="print a tokens-file entry with this name (JSON)")
+    parser.set_defaults(handler=lambda args: _run_serve(args, "run_token"))
+
+
+def _run_serve(args: argparse.Namespace, command: str = "run_serve") -> int:
     try:
-        from .gateway._cli import run_serve
+        from .gateway import _cli
     except ImportError as exc:
         missing = (exc.name or "").split(".")[0]
         if missing not in ("starlette", "uvicorn", "httpx", "prometheus_client"):
@@ -184,7 +191,8 @@ def _run_serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    return run_serve(args)
+    run: Callable[[argparse.Namespace], int] = getattr(_cli, command)
+    return run(args)
 
 
 COMMANDS: tuple[Callable[[Subparsers], None], ...] = (
@@ -192,6 +200,7 @@ COMMANDS: tuple[Callable[[Subparsers], None], ...] = (
     _add_tail,
     _add_replay,
     _add_serve,
+    _add_token,
 )
 
 

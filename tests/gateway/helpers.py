@@ -12,9 +12,12 @@ import httpx
 import uvicorn
 from tests.support.asgi import serving
 
-SECRET_UI = "ui-secret-0123456789"
-SECRET_ADMIN = "admin-secret-0123456789"
-SECRET_SLOW = "slow-secret-0123456789"
+# Starlette's TestClient always sends "Host: testserver" on a WebSocket; an open gateway
+# answers loopback names only unless told otherwise
+TEST_HOSTS = ("testserver",)
+SECRET_UI = "ui-secret-0123456789-AbCdEfGhIjKlMn"
+SECRET_ADMIN = "admin-secret-0123456789-OpQrStUvWxYz"
+SECRET_SLOW = "slow-secret-0123456789-aBcDeFgHiJkL"
 
 TOKENS_CONFIG: dict[str, Any] = {
     "tokens": [
@@ -25,7 +28,13 @@ TOKENS_CONFIG: dict[str, Any] = {
             "subscribe": ["agent.>"],
             "deny": ["agent.secret.>"],
         },
-        {"name": "admin", "token": SECRET_ADMIN, "publish": [">"], "subscribe": [">", "$bus.>"]},
+        {
+            "name": "admin",
+            "token": SECRET_ADMIN,
+            "publish": [">"],
+            "subscribe": [">", "$bus.>"],
+            "metrics": True,
+        },
         {"name": "slow", "token": SECRET_SLOW, "publish": [">"], "subscribe": [">"], "rate": 2},
     ]
 }
@@ -38,7 +47,7 @@ def auth(secret: str) -> dict[str, str]:
 @contextlib.asynccontextmanager
 async def asgi_client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
         yield client
 
 
@@ -93,3 +102,15 @@ class SSEReader:
             found = await self.block(timeout)
             if "data" in found:
                 return found
+
+
+async def open_sse(
+    client: httpx.AsyncClient, url: str, headers: dict[str, str] | None = None
+) -> tuple[Any, SSEReader, dict[str, Any]]:
+    """Open a stream and read its greeting (the feed is registered once it arrived)."""
+    stream = client.stream("GET", url, headers=headers)
+    response = await stream.__aenter__()
+    assert response.status_code == 200, await response.aread()
+    reader = SSEReader(response)
+    hello = await reader.block()
+    return stream, reader, hello

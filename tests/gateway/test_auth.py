@@ -11,7 +11,9 @@ from tests.gateway.helpers import SECRET_UI, TOKENS_CONFIG
 
 from axonbus import InvalidTopic, match
 from axonbus.gateway import AccessToken, RateLimiter, TokenSet, load_tokens
-from axonbus.gateway._auth import OPEN_ACCESS, covers, overlaps
+from axonbus.gateway._auth import OPEN_ACCESS, covers, new_secret, overlaps, secret_bits
+
+STRONG = new_secret()
 
 TOPICS = [
     "agent.s1.token",
@@ -117,7 +119,8 @@ def test_load_tokens_json_and_toml(tmp_path: Path) -> None:
     assert [t.name for t in load_tokens(as_json).tokens] == ["ui", "admin", "slow"]
     as_toml = tmp_path / "tokens.toml"
     as_toml.write_text(
-        '[[tokens]]\nname = "ui"\ntoken = "0123456789abc"\npublish = ["agent.*.user_input"]\n'
+        '[[tokens]]\nname = "ui"\ntoken = "0123456789abc-XYZ-defghijklmnop"\n'
+        'publish = ["agent.*.user_input"]\n'
         'subscribe = ["agent.>"]\ndeny = ["$bus.>"]\nrate = 50\n'
     )
     (ui,) = load_tokens(as_toml).tokens
@@ -130,12 +133,15 @@ def test_load_tokens_json_and_toml(tmp_path: Path) -> None:
     [
         ({}, "tokens"),
         ({"tokens": []}, "at least one"),
-        ({"tokens": [{"token": "0123456789"}]}, "name"),
-        ({"tokens": [{"name": "a", "token": "short"}]}, "8 characters"),
-        ({"tokens": [{"name": "a", "token": "0123456789", "publish": "x.>"}]}, "list"),
-        ({"tokens": [{"name": "a", "token": "0123456789", "rate": 0}]}, "rate"),
-        ({"tokens": [{"name": "a", "token": "0123456789", "color": "red"}]}, "unknown"),
-        ({"tokens": [{"name": "a", "token": "0123456789"}] * 2}, "unique"),
+        ({"tokens": [{"token": STRONG}]}, "name"),
+        ({"tokens": [{"name": "a", "token": "short"}]}, "128 bits"),
+        ({"tokens": [{"name": "a", "token": "ui-secret-0123456789"}]}, "128 bits"),
+        ({"tokens": [{"name": "a", "token": "a" * 64}]}, "128 bits"),
+        ({"tokens": [{"name": "a", "token": STRONG, "metrics": "yes"}]}, "metrics"),
+        ({"tokens": [{"name": "a", "token": STRONG, "publish": "x.>"}]}, "list"),
+        ({"tokens": [{"name": "a", "token": STRONG, "rate": 0}]}, "rate"),
+        ({"tokens": [{"name": "a", "token": STRONG, "color": "red"}]}, "unknown"),
+        ({"tokens": [{"name": "a", "token": STRONG}] * 2}, "unique"),
     ],
 )
 def test_bad_token_configs(config: object, error: str) -> None:
@@ -144,7 +150,7 @@ def test_bad_token_configs(config: object, error: str) -> None:
 
 
 def test_bad_pattern_is_named() -> None:
-    config = {"tokens": [{"name": "a", "token": "0123456789", "subscribe": ["agent.>.x"]}]}
+    config = {"tokens": [{"name": "a", "token": STRONG, "subscribe": ["agent.>.x"]}]}
     with pytest.raises(InvalidTopic, match="agent"):
         TokenSet.from_config(config)
 
@@ -160,7 +166,7 @@ def test_rate_limiter_token_bucket(monkeypatch: pytest.MonkeyPatch) -> None:
     now = [100.0]
     monkeypatch.setattr("axonbus.gateway._auth.time.monotonic", lambda: now[0])
     limiter = RateLimiter()
-    token = AccessToken("t", "0123456789", rate=2.0)
+    token = AccessToken("t", STRONG, rate=2.0)
     assert limiter.take(token) == 0.0
     assert limiter.take(token) == 0.0  # the burst is `rate` requests
     wait = limiter.take(token)
@@ -168,5 +174,13 @@ def test_rate_limiter_token_bucket(monkeypatch: pytest.MonkeyPatch) -> None:
     assert RateLimiter.retry_after(wait) == "1"
     now[0] += 0.5
     assert limiter.take(token) == 0.0
-    unlimited = AccessToken("u", "0123456789")
+    unlimited = AccessToken("u", STRONG)
     assert all(limiter.take(unlimited) == 0.0 for _ in range(1000))
+
+
+def test_new_secrets_are_strong_and_weak_ones_are_refused() -> None:
+    assert secret_bits(new_secret()) >= 128
+    assert len({new_secret() for _ in range(100)}) == 100
+    assert secret_bits("ui-secret-0123456789") < 128  # 20 characters: guessable
+    with pytest.raises(ValueError, match="128 bits"):
+        TokenSet([AccessToken("a", "0123456789")])

@@ -145,7 +145,11 @@ async def test_inbound_signed_webhook(bus: Bus) -> None:
         app = create_app(bus, channels=manager)
         body = json.dumps({"user_id": "u1", "content": "hi", "metadata": {"lang": "en"}}).encode()
         ts = str(int(time.time()))
-        good = {"X-Axonbus-Timestamp": ts, "X-Axonbus-Signature": sign("k", ts, body)}
+        good = {
+            "X-Axonbus-Timestamp": ts,
+            "X-Axonbus-Signature": sign("k", ts, body),
+            "Content-Type": "application/json",
+        }
         async with asgi_client(app) as client:
             r = await client.post("/v1/channels/crm/in", content=body, headers=good)
             assert r.status_code == 202
@@ -157,7 +161,11 @@ async def test_inbound_signed_webhook(bus: Bus) -> None:
             r = await client.post("/v1/channels/crm/in", content=body)
             assert r.status_code == 401
             junk = b'{"user_id": 5}'
-            signed_junk = {"X-Axonbus-Timestamp": ts, "X-Axonbus-Signature": sign("k", ts, junk)}
+            signed_junk = {
+                "X-Axonbus-Timestamp": ts,
+                "X-Axonbus-Signature": sign("k", ts, junk),
+                "Content-Type": "application/json",
+            }
             r = await client.post("/v1/channels/crm/in", content=junk, headers=signed_junk)
             assert r.status_code == 400
         await bus.drain()

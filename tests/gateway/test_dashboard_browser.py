@@ -344,3 +344,31 @@ def test_missing_chromium_skips_locally_and_fails_in_ci(
     monkeypatch.setenv("CI", "true")
     with pytest.raises(pytest.fail.Exception, match="CI is set"):
         require_chromium()
+
+
+@pytest.mark.slow
+async def test_dashboard_signs_in_from_a_token_link_and_drops_it_from_the_address(
+    bus: Bus, tokens: Any
+) -> None:
+    chromium = require_chromium()
+    from tests.gateway.helpers import SECRET_ADMIN
+
+    app = create_app(bus, tokens=tokens)
+    async with running_server(app) as base, Browser(chromium) as browser:
+        await browser.navigate(f"{base}/")  # (navigate waits for the exact address)
+        await browser.evaluate(f"window.location.assign('/?token={SECRET_ADMIN}#events')")
+        await browser.wait_for(
+            "localStorage.getItem('axonbus-token') !== null"
+            " && document.body.dataset.ready === 'true'",
+            STEP_TIMEOUT,
+        )
+        await browser.wait_for(
+            "document.getElementById('connection-status').dataset.state === 'connected'",
+            STEP_TIMEOUT,
+        )
+        stored = await browser.evaluate("localStorage.getItem('axonbus-token')")
+        address = await browser.evaluate("window.location.search + window.location.hash")
+        form_hidden = await browser.evaluate("document.getElementById('token-form').hidden")
+    assert stored == SECRET_ADMIN
+    assert address == "#events"  # the token left the address bar (and the history)
+    assert form_hidden

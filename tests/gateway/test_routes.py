@@ -70,7 +70,9 @@ async def test_publish_bad_input(make_app: MakeApp) -> None:
         assert r.json()["error"]["code"] == "invalid_topic"
         r = await client.post("/v1/publish/agent.*", json={})
         assert r.status_code == 400
-        r = await client.post("/v1/publish/a.b", content=b"{nope")
+        r = await client.post(
+            "/v1/publish/a.b", content=b"{nope", headers={"content-type": "application/json"}
+        )
         assert r.status_code == 400
         assert r.json()["error"]["code"] == "invalid_json"
         r = await client.post("/v1/publish/a.b")  # an empty body publishes None
@@ -132,7 +134,11 @@ async def test_auth_401_403_and_allowed(make_app: MakeApp, tokens: TokenSet) -> 
         r = await client.get("/v1/events?pattern=agent..x", headers=auth(SECRET_UI))
         assert r.status_code == 400
         # the query form, for EventSource and WebSocket clients
+        # ?token= only where a browser cannot send a header (GET streams, WebSocket)
         r = await client.post(f"/v1/publish/math.x?token={SECRET_UI}", json=1)
+        assert r.status_code == 400
+        assert r.json()["error"]["code"] == "token_in_query"
+        r = await client.get(f"/v1/stats?token={SECRET_UI}")
         assert r.status_code == 200
         for path in ("/v1/stats", "/metrics", "/v1/sessions", "/v1/channels"):
             assert (await client.get(path)).status_code == 401, path

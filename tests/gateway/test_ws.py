@@ -12,7 +12,14 @@ from typing import Any
 
 import pytest
 from starlette.websockets import WebSocketDisconnect
-from tests.gateway.helpers import SECRET_SLOW, SECRET_UI, TOKENS_CONFIG, auth, running_server
+from tests.gateway.helpers import (
+    SECRET_SLOW,
+    SECRET_UI,
+    TEST_HOSTS,
+    TOKENS_CONFIG,
+    auth,
+    running_server,
+)
 
 from axonbus import Bus
 from axonbus.channels import ChannelManager, ChannelMessage
@@ -44,7 +51,9 @@ def _responders(bus: Bus) -> None:
 def client() -> Iterator[TestClient]:
     bus = Bus()
     _responders(bus)
-    with TestClient(create_app(bus, own_bus=True, max_body=4096)) as test_client:
+    with TestClient(
+        create_app(bus, own_bus=True, max_body=4096, allowed_hosts=TEST_HOSTS)
+    ) as test_client:
         yield test_client
 
 
@@ -62,6 +71,7 @@ def test_subscribe_publish_event_round_trip(client: TestClient) -> None:
             "ref": 1,
             "pattern": "agent.s1.>",
             "resumable": False,
+            "notice": None,
         }
         ws.send_json({"op": "publish", "topic": "agent.s2.token", "event": {"text": "x"}, "id": 2})
         ack = ws.receive_json()
@@ -174,31 +184,31 @@ def test_websocket_channel_round_trip() -> None:
     async def agent(message: ChannelMessage) -> None:
         await bus.publish(message.reply(f"you said {message.content!r}", mood="fine"))
 
-    app = create_app(bus, own_bus=True, channels=manager)
+    app = create_app(bus, own_bus=True, channels=manager, allowed_hosts=TEST_HOSTS)
     with TestClient(app) as client:
         assert client.portal is not None
         client.portal.call(manager.attach, WebSocketChannel(bus, "web"))
         with client.websocket_connect("/v1/ws") as ws, client.websocket_connect("/v1/ws") as other:
             ws.receive_json()
             other.receive_json()
-            ws.send_json(
-                {"op": "message", "channel": "web", "user_id": "u1", "content": "hi", "id": 1}
-            )
+            ws.send_json({"op": "message", "channel": "web", "content": "hi", "id": 1})
             frames = {f["op"]: f for f in _frames(ws, 2)}
             assert frames["sent"]["topic"] == "channel.web.in"
+            assert frames["sent"]["replies"] is True
+            user = frames["sent"]["user_id"]  # open access: an id made for this connection
             reply = frames["message"]
             assert reply == {
                 "op": "message",
                 "channel": "web",
-                "user_id": "u1",
+                "user_id": user,
                 "content": "you said 'hi'",
                 "reply_to": frames["sent"]["id"],
                 "metadata": {"mood": "fine"},
             }
-            # without "channel": the first WebSocketChannel; user_id defaults to the token name
+            # without "channel": the first WebSocketChannel; another connection, another user
             other.send_json({"op": "message", "content": "yo"})
             frames = {f["op"]: f for f in _frames(other, 2)}
-            assert frames["message"]["user_id"] == "open"
+            assert frames["message"]["user_id"] == frames["sent"]["user_id"] != user
             listed = client.get("/v1/channels").json()["channels"]
             assert listed[0]["kind"] == "WebSocketChannel"
         client.portal.call(manager.close)

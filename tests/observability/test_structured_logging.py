@@ -18,7 +18,7 @@ from axonbus import Bus, ConnectionLost, Retry
 from axonbus.gateway import TokenSet, create_app
 from axonbus.observability import BusLogFilter, JsonFormatter, add_bus_fields, redact
 
-SECRET = "hunter2-s3cret"
+SECRET = "hunter2-s3cret-7Hq2Lp9Zx4Wm"
 
 
 class Captured:

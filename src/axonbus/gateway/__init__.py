@@ -19,8 +19,9 @@ Routes
   vocabulary, channel messages) becomes that class when it validates, with the topic's fields
   filled in: ``POST /v1/publish/agent.s1.user_input {"text": "hi"}`` publishes
   ``UserInput(session_id="s1", text="hi")``. Headers ``traceparent``, ``tracestate``,
-  ``Idempotency-Key`` and ``X-Axonbus-Header-<name>`` travel as event headers;
-  ``X-Correlation-ID`` sets the correlation id.
+  ``Idempotency-Key`` and ``X-Axonbus-Header-<name>`` travel as event headers (the key
+  scoped as ``"<token name>/<topic>/<key>"``, so one token's key never suppresses another
+  token's event or one on another topic); ``X-Correlation-ID`` sets the correlation id.
 - ``POST /v1/request/{topic}?timeout=30``: ``bus.request``; answers ``{"topic", "reply"}``;
   504 ``request_timeout``, 503 ``no_responders``, 502 ``remote_error`` (with ``type`` and
   ``message`` of the responder's exception).
@@ -28,10 +29,12 @@ Routes
   bus keeps a log (sqlite://, postgresql://), else the event id; ``event:`` the topic;
   ``data:`` ``{"topic", "id", "timestamp", "event", "offset"?, "type"?}``. With a log,
   ``Last-Event-ID`` (header, or ``?last_event_id=``) resumes right after that offset, with no
-  gap and no duplicate; without one the stream is live only, through a bounded
-  ``drop_oldest`` queue per client (``queue_size``) so a slow client never slows the bus:
-  losses are reported as ``event: dropped`` ``{"dropped", "total"}``. A ``: keep-alive``
-  comment every ``keepalive`` seconds.
+  gap and no duplicate (an offset past the newest event is clamped to it, and said so);
+  without one the stream is live only, and a client that falls behind its pattern's shared,
+  bounded ring (``queue_size`` events, ``feed_bytes`` bytes) loses the oldest, reported as
+  ``event: dropped`` ``{"dropped", "total"}``, so a slow client never slows the bus. An event
+  that cannot be encoded is skipped for that client (``event: skipped``). A ``: keep-alive``
+  comment every ``keepalive`` seconds. ``HEAD`` answers the headers only.
 - ``GET /v1/ws``: WebSocket with JSON frames (``subscribe``, ``unsubscribe``, ``publish``,
   ``request``, ``message``, ``ping``); see :mod:`axonbus.gateway._ws` for every frame.
 - ``GET /v1/stats``: bus info, ``bus.stats()`` per subscription, and the gateway's client
@@ -48,30 +51,36 @@ Routes
 - ``GET /healthz``: ``{"status", "bus", "transport", "log", "auth"}``; 503 unless the bus is
   started. ``GET /``: the dashboard; ``/static/*`` its files.
 
-Errors are JSON ``{"error": {"code", "message", ...}}``: 400 bad topic / JSON, 401 missing or
-unknown token, 403 pattern not allowed, 404, 413 body over ``max_body``, 422 invalid typed
-event, 429 over the token's rate (``Retry-After``), 502 / 503 / 504 as above.
+Errors are JSON ``{"error": {"code", "message", ...}}``: 400 bad topic / JSON / Host / a body
+nested too deep, 401 missing or unknown token, 403 pattern not allowed or another Origin, 404,
+408 a body too slow, 413 body over ``max_body``, 415 a body not declared JSON, 422 invalid
+typed event (or a field that disagrees with its topic), 429 over a rate (``Retry-After``), 502 /
+503 / 504 as above, 503 ``overloaded`` (``Retry-After``) while the server runs late.
 
 Security
 --------
-Bearer tokens come from a tokens file (:func:`load_tokens`, JSON or TOML)::
+The threat model and every setting are in ``docs/security.md``. Bearer tokens come from a tokens
+file (:func:`load_tokens`, JSON or TOML; secrets of at least 128 bits, ``axonbus token new``)::
 
     {"tokens": [{"name": "ui", "token": "…", "publish": ["agent.*.user_input"],
-                 "subscribe": ["agent.>"], "deny": ["$bus.>"], "rate": 50}]}
+                 "subscribe": ["agent.>"], "deny": ["$bus.>"], "rate": 50, "metrics": false}]}
 
-``Authorization: Bearer <token>``, or ``?token=`` where a browser cannot set headers
-(EventSource, WebSocket). Publishing (and requests) need a ``publish`` pattern matching the
-topic; subscribing needs a ``subscribe`` pattern covering the requested pattern; ``deny``
-always wins, and events on denied topics are filtered out of wider subscriptions. ``rate``
-is HTTP requests plus WebSocket subscribe / publish / request / message frames per second,
-a token bucket of ``burst`` (default ``rate``); ``/metrics`` and ``/healthz`` are not
-counted. Secrets are compared with :func:`hmac.compare_digest` and never logged or shown in
-a repr; :func:`serve` turns uvicorn's access log off and logs requests on
-``axonbus.gateway.access`` with ``token=`` redacted.
+``Authorization: Bearer <token>``, or ``?token=`` on GET and the WebSocket handshake only, where a
+browser cannot set headers (EventSource, WebSocket); a POST with ``?token=`` is refused.
+Publishing (and requests) need a ``publish`` pattern matching the topic; subscribing needs a
+``subscribe`` pattern covering the requested pattern; ``deny`` always wins, and events on denied
+topics are filtered out of wider subscriptions. ``rate`` counts publishes and requests (HTTP and
+WebSocket ``publish`` / ``request`` / ``message`` frames) per second, a token bucket of ``burst``
+(default ``rate``); reads are not counted. ``/metrics`` needs ``metrics: true``; ``/v1/stats``
+shows a token only what it could subscribe to. Failed authentication is throttled per client
+address, WebSocket frames per connection. Secrets are compared with :func:`hmac.compare_digest`
+and never logged (uvicorn's own lines included, in any spelling of ``token=``) or shown in a repr.
 
-**Without a tokens file the gateway is open to anyone who can reach it.** :func:`serve` and
-``axonbus serve`` therefore bind 127.0.0.1 by default and refuse a host beyond loopback
-without tokens unless ``insecure=True`` (``--insecure``).
+Requests from another ``Origin`` and for another ``Host`` are refused (``allowed_origins``,
+``allowed_hosts``), POST bodies must be JSON, and every answer carries CSP, frame and nosniff
+headers. **Without a tokens file the gateway is open to local processes**: it answers loopback
+host names only, and :func:`serve` / ``axonbus serve`` bind 127.0.0.1 by default and refuse a
+host beyond loopback without tokens unless ``insecure=True`` (``--insecure``).
 
 Dashboard element ids
 ---------------------

@@ -26,6 +26,8 @@ from ..transports.base import redact_url
 from ._auth import AccessToken, TokenSet, load_tokens
 from ._channels import WebhookChannel, inbound_message
 from ._core import ApiError, Gateway, default_event_types, event_headers
+from ._guard import LOOPBACK_HOSTS, Guard
+from ._logs import install_log_filters
 from ._metrics import AccessLog
 from ._payload import dumps, jsonable
 from ._sse import open_event_source
@@ -51,19 +53,52 @@ def _gateway(request: Request | WebSocket) -> Gateway:
     return gw
 
 
-async def _read_json(gw: Gateway, request: Request) -> Any:
+def _is_json(content_type: str) -> bool:
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
+
+
+def _require_json(request: Request, body: bytes | bytearray) -> None:
+    """415 for a non-empty body that is not declared JSON: a page on another site can send a
+    ``text/plain`` or form POST without asking first, never an ``application/json`` one."""
+    if body.strip() and not _is_json(request.headers.get("content-type", "")):
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            "send the body as JSON (Content-Type: application/json)",
+        )
+
+
+async def _read_body(gw: Gateway, request: Request) -> bytes:
+    """The body, within ``max_body`` bytes and ``body_timeout`` seconds (408 when slower)."""
     length = request.headers.get("content-length")
-    if length is not None and length.isdigit():
+    if length is not None and length.isascii() and length.isdigit():
         gw.check_size(int(length))
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        gw.check_size(len(body))
+    try:
+        async with asyncio.timeout(gw.body_timeout):
+            async for chunk in request.stream():
+                body += chunk
+                gw.check_size(len(body))
+    except TimeoutError:
+        gw.metrics.rejected.labels("slow_body").inc()
+        raise ApiError(
+            408, "body_timeout", f"the body did not arrive within {gw.body_timeout:g}s"
+        ) from None
+    return bytes(body)
+
+
+async def _read_json(gw: Gateway, request: Request) -> Any:
+    body = await _read_body(gw, request)
+    _require_json(request, body)
     if not body.strip():
         return None
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
+        # orjson refuses documents nested over 1,024 levels with the same error
         raise ApiError(400, "invalid_json", f"the body is not JSON: {exc}") from None
 
 
@@ -76,7 +111,7 @@ def _flag(request: Request, name: str) -> bool:
 
 async def publish(request: Request) -> Response:
     gw = _gateway(request)
-    token = gw.authenticate(request)
+    token = gw.authenticate(request, spend=True)
     topic: str = request.path_params["topic"]
     gw.check_publish(token, topic)  # before reading a body we would refuse anyway
     payload = await _read_json(gw, request)
@@ -112,7 +147,7 @@ async def _committed_offset(gw: Gateway, event_id: str) -> int | None:
 
 async def request_reply(request: Request) -> Response:
     gw = _gateway(request)
-    token = gw.authenticate(request)
+    token = gw.authenticate(request, spend=True)
     topic: str = request.path_params["topic"]
     gw.check_publish(token, topic)
     raw = request.query_params.get("timeout", "30")
@@ -158,26 +193,39 @@ async def healthz(request: Request) -> Response:
 
 async def get_metrics(request: Request) -> Response:
     gw = _gateway(request)
-    gw.authenticate(request, spend=False)  # scrapers are not rate limited
+    token = gw.authenticate(request)  # scrapers are not rate limited
+    if not (token.allow_all or token.metrics):
+        gw.metrics.rejected.labels("forbidden").inc()
+        raise ApiError(
+            403, "forbidden", f"token {token.name!r} may not read /metrics (needs metrics: true)"
+        )
     return Response(generate_latest(gw.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
+def _sees_everything(token: AccessToken) -> bool:
+    return token.allow_all or (token.can_subscribe(">") and not token.deny)
+
+
 async def get_stats(request: Request) -> Response:
+    """Bus info and subscriptions the token could itself subscribe to, and its own feeds; the
+    bus URL (redacted) only for a token that may read everything."""
     gw = _gateway(request)
-    gw.authenticate(request)
+    token = gw.authenticate(request)
     bus = gw.bus
-    subscriptions = [dataclasses.asdict(s) for s in bus.stats()]
+    subscriptions = [dataclasses.asdict(s) for s in bus.stats() if token.can_subscribe(s.pattern)]
+    everything = _sees_everything(token)
     return _JSON(
         {
             "bus": {
                 "name": bus.name,
-                "url": redact_url(bus.url),
+                "url": redact_url(bus.url) if everything else None,
                 "state": bus.state,
                 "transport": bus.transport.scheme,
                 "log": gw.has_log,
             },
             "subscriptions": subscriptions,
-            "clients": gw.feed_stats(),
+            "clients": gw.feed_stats(token),
+            "hubs": gw.hubs.stats() if everything else [],
         }
     )
 
@@ -242,23 +290,21 @@ async def webhook_in(request: Request) -> Response:
     channel = gw.channels.get(ct) if gw.channels is not None else None
     if not isinstance(channel, WebhookChannel):
         raise ApiError(404, "no_channel", f"no WebhookChannel {ct!r} is attached")
-    length = request.headers.get("content-length")
-    if length is not None and length.isdigit():
-        gw.check_size(int(length))
-    body = await request.body()
-    gw.check_size(len(body))
+    body = await _read_body(gw, request)
     if channel.signed:
         # the signature is the credential: webhook senders rarely hold bearer tokens
         if not channel.verify(request.headers, body):
             gw.metrics.rejected.labels("unauthorized").inc()
             raise ApiError(401, "bad_signature", "missing, stale or wrong webhook signature")
     else:
-        token = gw.authenticate(request)
+        token = gw.authenticate(request, spend=True)
         gw.check_publish(token, channel.inbound_topic)
+    _require_json(request, body)
     try:
         user_id, content, metadata = inbound_message(orjson.loads(body or b"null"))
     except (orjson.JSONDecodeError, ValueError) as exc:
         raise ApiError(400, "invalid_message", str(exc)) from None
+    gw.check_depth(metadata)
     try:
         message = await channel.receive(user_id, content, **metadata)
     except Exception as exc:
@@ -280,11 +326,7 @@ async def channel_events(request: Request) -> Response:
     channel = gw.channels.get(ct) if gw.channels is not None else None
     if not isinstance(channel, SlackChannel):
         raise ApiError(404, "no_channel", f"no SlackChannel {ct!r} is attached")
-    length = request.headers.get("content-length")
-    if length is not None and length.isdigit():
-        gw.check_size(int(length))
-    body = await request.body()
-    gw.check_size(len(body))
+    body = await _read_body(gw, request)
     status, answer = await channel.handle_request(request.headers, body)
     if status == 401:
         gw.metrics.rejected.labels("unauthorized").inc()
@@ -326,6 +368,14 @@ def create_app(
     event_types: Iterable[type[Event]] | None = None,
     queue_size: int = 1000,
     keepalive: float = 15.0,
+    allowed_hosts: Iterable[str] | None = None,
+    allowed_origins: Iterable[str] = (),
+    feed_bytes: int = 8 * 1024 * 1024,
+    max_feeds_per_token: int = 256,
+    frame_rate: float = 50.0,
+    frame_burst: float = 100.0,
+    body_timeout: float = 30.0,
+    shed_lag: float = 1.0,
 ) -> Starlette:
     """The gateway as an ASGI app (Starlette) on ``bus``.
 
@@ -339,8 +389,17 @@ def create_app(
     in bytes (default ``bus.max_message_bytes``). ``own_bus``: start the bus on startup and
     close it on shutdown (by default the caller owns it). ``event_types``: the typed events
     recognised by topic (default: the agent vocabulary and channel messages). ``queue_size``:
-    each live client feed's bound (``drop_oldest`` beyond it). ``keepalive``: seconds of
-    silence before an SSE keep-alive comment.
+    the events each pattern's shared ring keeps (a slower live client loses the oldest).
+    ``keepalive``: seconds of silence before an SSE keep-alive comment.
+
+    Hardening (see ``docs/security.md``): ``allowed_hosts``: the ``Host`` names answered
+    (default: loopback names without tokens, any with tokens; ``"*"`` any). ``allowed_origins``:
+    browser origins allowed besides the gateway's own (``"*"`` any). ``feed_bytes``: the bytes
+    of events each pattern's ring holds. ``max_feeds_per_token``: open SSE streams plus
+    WebSocket subscriptions per token. ``frame_rate`` / ``frame_burst``: WebSocket frames per
+    second per connection. ``body_timeout``: seconds to receive a request body (408 after).
+    ``shed_lag``: publishes and requests are answered 503 with ``Retry-After`` while the event
+    loop runs more than this many seconds late.
     """
     if isinstance(tokens, str | Path):
         tokens = load_tokens(tokens)
@@ -348,6 +407,15 @@ def create_app(
         max_body = bus.max_message_bytes
     if max_body < 1 or queue_size < 1 or keepalive <= 0:
         raise ValueError("max_body and queue_size must be >= 1, keepalive > 0")
+    if feed_bytes < 1 or max_feeds_per_token < 1 or frame_rate <= 0 or frame_burst < 1:
+        raise ValueError("feed_bytes, max_feeds_per_token, frame_burst >= 1, frame_rate > 0")
+    if not body_timeout > 0 or not shed_lag > 0:
+        raise ValueError("body_timeout and shed_lag must be > 0")
+    if allowed_hosts is None and tokens is None:
+        allowed_hosts = LOOPBACK_HOSTS
+    if isinstance(allowed_hosts, str) or isinstance(allowed_origins, str):
+        raise TypeError("allowed_hosts and allowed_origins take a list of names")
+    install_log_filters()
     gateway = Gateway(
         bus,
         tokens=tokens,
@@ -357,6 +425,12 @@ def create_app(
         event_types=default_event_types() if event_types is None else event_types,
         queue_size=queue_size,
         keepalive=keepalive,
+        feed_bytes=feed_bytes,
+        max_feeds_per_token=max_feeds_per_token,
+        frame_rate=frame_rate,
+        frame_burst=frame_burst,
+        shed_lag=shed_lag,
+        body_timeout=body_timeout,
     )
 
     @contextlib.asynccontextmanager
@@ -364,10 +438,13 @@ def create_app(
         gateway.closing = asyncio.Event()  # this loop's; a restarted app streams again
         if own_bus:
             await bus.start()
+        watcher = asyncio.get_running_loop().create_task(gateway.watch_lag())
         try:
             yield
         finally:
+            watcher.cancel()
             gateway.close_feeds()
+            gateway.hubs.close()
             if own_bus:
                 await bus.close()
 
@@ -389,7 +466,15 @@ def create_app(
     ]
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(AccessLog, metrics=gateway.metrics)],
+        middleware=[
+            Middleware(AccessLog, metrics=gateway.metrics),  # outermost: counts refusals too
+            Middleware(
+                Guard,
+                allowed_hosts=None if allowed_hosts is None else tuple(allowed_hosts),
+                allowed_origins=tuple(allowed_origins),
+                metrics=gateway.metrics,
+            ),
+        ],
         exception_handlers={ApiError: _api_error, HTTPException: _http_error},
         lifespan=lifespan,
     )

@@ -2,12 +2,14 @@
 
 A tokens file (JSON or TOML) lists named tokens, each with topic patterns::
 
-    {"tokens": [{"name": "ui", "token": "s3cret", "publish": ["agent.*.user_input"],
+    {"tokens": [{"name": "ui", "token": "<axonbus token new>", "publish": ["agent.*.user_input"],
                  "subscribe": ["agent.>"], "deny": ["$bus.>"], "rate": 50}]}
 
-``deny`` wins over ``publish`` and ``subscribe``. ``rate`` is requests per second (a token
-bucket holding ``burst`` requests, ``rate`` by default); absent means unlimited. Secrets are
-compared with :func:`hmac.compare_digest` and never appear in a repr or a log line.
+``deny`` wins over ``publish`` and ``subscribe``. ``rate`` is publishes and requests per second
+(a token bucket holding ``burst`` of them, ``rate`` by default); absent means unlimited; reads
+(streams, stats) are not counted. ``metrics: true`` lets the token read ``/metrics``. A secret
+must carry at least 128 bits (``axonbus token new`` makes one); secrets are compared with
+:func:`hmac.compare_digest` and never appear in a repr or a log line.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from __future__ import annotations
 import hmac
 import json
 import math
+import secrets
+import string
 import time
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
@@ -25,14 +29,49 @@ from typing import Any
 from .._topics import match, split_pattern
 
 __all__ = [
+    "MIN_SECRET_BITS",
     "OPEN_ACCESS",
     "AccessToken",
     "RateLimiter",
     "TokenSet",
     "covers",
     "load_tokens",
+    "new_secret",
     "overlaps",
+    "secret_bits",
 ]
+
+#: the least strength a token secret may have (estimated by :func:`secret_bits`)
+MIN_SECRET_BITS = 128
+
+
+def secret_bits(secret: str) -> float:
+    """An estimate of a secret's strength in bits: its length times log2 of the size of the
+    character classes it uses (digits, lower case, upper case, other), that size capped at four
+    times its distinct characters so that a repeated pattern counts for little.
+
+    >>> round(secret_bits("0123456789abcdef" * 2))  # 32 hex characters
+    165
+    """
+    size = 0
+    for chars, count in (
+        (string.digits, 10),
+        (string.ascii_lowercase, 26),
+        (string.ascii_uppercase, 26),
+    ):
+        if any(c in chars for c in secret):
+            size += count
+    if any(not (c.isascii() and c.isalnum()) for c in secret):
+        size += 33
+    distinct = len(set(secret))
+    if size == 0 or distinct < 2:
+        return 0.0
+    return len(secret) * math.log2(min(size, max(distinct, 2) * 4))
+
+
+def new_secret() -> str:
+    """A fresh token secret: 32 random bytes, URL-safe base64 (256 bits)."""
+    return secrets.token_urlsafe(32)
 
 
 def covers(allowed: str, requested: str) -> bool:
@@ -104,7 +143,7 @@ def _patterns(value: Any, what: str, name: str) -> tuple[str, ...]:
 class AccessToken:
     """One named bearer token and what it may do; the secret never shows in its repr.
 
-    >>> ui = AccessToken("ui", "s3cret", publish=("agent.*.user_input",), subscribe=("agent.>",))
+    >>> ui = AccessToken("ui", "<secret>", publish=("agent.*.user_input",), subscribe=("agent.>",))
     >>> ui.can_publish("agent.s1.user_input"), ui.can_subscribe("agent.s1.>")
     (True, True)
     """
@@ -116,6 +155,8 @@ class AccessToken:
     deny: tuple[str, ...] = ()
     rate: float | None = None
     burst: int | None = None
+    #: may read ``/metrics`` (the whole bus's counters)
+    metrics: bool = False
     #: open access (no tokens file): everything is allowed, system topics included
     allow_all: bool = False
 
@@ -161,9 +202,17 @@ def _token_from(entry: Any, index: int) -> AccessToken:
     if not isinstance(name, str) or not name:
         raise ValueError(f"tokens[{index}] needs a non-empty 'name'")
     secret = entry.get("token")
-    if not isinstance(secret, str) or len(secret) < 8:
-        raise ValueError(f"token {name!r}: 'token' must be a string of at least 8 characters")
-    unknown = set(entry) - {"name", "token", "publish", "subscribe", "deny", "rate", "burst"}
+    if not isinstance(secret, str) or secret_bits(secret) < MIN_SECRET_BITS:
+        raise ValueError(
+            f"token {name!r}: 'token' must be a random string of at least {MIN_SECRET_BITS} bits "
+            "(e.g. 22+ mixed letters and digits; `axonbus token new` makes one)"
+        )
+    metrics = entry.get("metrics", False)
+    if not isinstance(metrics, bool):
+        raise ValueError(f"token {name!r}: 'metrics' must be true or false")
+    unknown = set(entry) - {
+        "name", "token", "publish", "subscribe", "deny", "rate", "burst", "metrics"
+    }  # fmt: skip
     if unknown:
         raise ValueError(f"token {name!r}: unknown key(s) {sorted(unknown)}")
     rate = entry.get("rate")
@@ -182,13 +231,14 @@ def _token_from(entry: Any, index: int) -> AccessToken:
         deny=_patterns(entry.get("deny"), "deny", name),
         rate=float(rate) if rate is not None else None,
         burst=burst,
+        metrics=metrics,
     )
 
 
 class TokenSet:
     """The tokens a gateway accepts. Build it from a file with :func:`load_tokens`, or directly::
 
-    tokens = TokenSet([AccessToken("ui", "s3cret-value", publish=("agent.*.user_input",))])
+    tokens = TokenSet([AccessToken("ui", new_secret(), publish=("agent.*.user_input",))])
     """
 
     def __init__(self, tokens: Iterable[AccessToken]) -> None:
@@ -198,6 +248,12 @@ class TokenSet:
             raise ValueError("token names must be unique")
         if not self.tokens:
             raise ValueError("a tokens file must list at least one token")
+        for token in self.tokens:
+            if not token.allow_all and secret_bits(token.secret) < MIN_SECRET_BITS:
+                raise ValueError(
+                    f"token {token.name!r}: the secret must carry at least {MIN_SECRET_BITS} bits "
+                    "(`axonbus token new` makes one)"
+                )
 
     @classmethod
     def from_config(cls, config: Any) -> TokenSet:
@@ -230,7 +286,7 @@ def load_tokens(path: str | Path) -> TokenSet:
 
         [[tokens]]
         name = "ui"
-        token = "s3cret-value"
+        token = "Zb3…"   # from `axonbus token new`
         publish = ["agent.*.user_input", "agent.*.interrupt"]
         subscribe = ["agent.>"]
         rate = 50
@@ -246,25 +302,50 @@ def load_tokens(path: str | Path) -> TokenSet:
 
 
 class RateLimiter:
-    """Token buckets, one per token name: ``rate`` requests per second, ``burst`` at once."""
+    """Token buckets by key (a token's name, a connection, a client address): ``rate`` per
+    second, ``burst`` at once. Idle buckets are forgotten, so the table stays small."""
 
-    def __init__(self) -> None:
-        self._buckets: dict[str, tuple[float, float]] = {}  # name -> (level, last refill)
+    def __init__(self, max_keys: int = 10_000) -> None:
+        self._buckets: dict[object, tuple[float, float]] = {}  # key -> (level, last refill)
+        self.max_keys = max_keys
+        self.clock = time.monotonic
 
     def take(self, token: AccessToken) -> float:
-        """Spend one request; 0.0 if allowed, else the seconds to wait before the next one."""
-        rate = token.rate
-        if rate is None:
+        """Spend one of the token's publishes; 0.0 if allowed, else the seconds to wait."""
+        if token.rate is None:
             return 0.0
-        capacity = float(token.burst if token.burst is not None else max(1.0, rate))
-        now = time.monotonic()
-        level, last = self._buckets.get(token.name, (capacity, now))
-        level = min(capacity, level + (now - last) * rate)
-        if level >= 1.0:
-            self._buckets[token.name] = (level - 1.0, now)
+        burst = float(token.burst if token.burst is not None else max(1.0, token.rate))
+        return self.take_key(("token", token.name), token.rate, burst)
+
+    def take_key(self, key: object, rate: float, burst: float, cost: float = 1.0) -> float:
+        """Spend ``cost`` from ``key``'s bucket; 0.0 if allowed, else the seconds to wait."""
+        now = self.clock()
+        level, last = self._buckets.get(key, (burst, now))
+        level = min(burst, level + (now - last) * rate)
+        if level >= cost:
+            self._store(key, (level - cost, now))
             return 0.0
-        self._buckets[token.name] = (level, now)
-        return (1.0 - level) / rate
+        self._store(key, (level, now))
+        return (cost - level) / rate
+
+    def peek_key(self, key: object, rate: float, burst: float) -> float:
+        """The seconds until ``key`` could spend one, without spending (0.0: now)."""
+        found = self._buckets.get(key)
+        if found is None:
+            return 0.0
+        level, last = found
+        level = min(burst, level + (self.clock() - last) * rate)
+        return 0.0 if level >= 1.0 else (1.0 - level) / rate
+
+    def forget(self, key: object) -> None:
+        self._buckets.pop(key, None)
+
+    def _store(self, key: object, value: tuple[float, float]) -> None:
+        if key not in self._buckets and len(self._buckets) >= self.max_keys:
+            # forget the oldest entry (dicts keep insertion order): a full bucket is the
+            # default, so forgetting one only ever gives a client its burst back
+            self._buckets.pop(next(iter(self._buckets)))
+        self._buckets[key] = value
 
     @staticmethod
     def retry_after(wait: float) -> str:

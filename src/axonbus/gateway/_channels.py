@@ -16,7 +16,9 @@ manager to :func:`create_app`::
   "metadata"}`` becomes a :class:`ChannelMessage`; each reply is POSTed as JSON to ``url``,
   retried with exponential backoff on network errors, 408 / 425 / 429 and 5xx. With a
   ``secret``, both directions are signed: ``X-Axonbus-Timestamp`` (unix seconds) and
-  ``X-Axonbus-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>." + body>``.
+  ``X-Axonbus-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>." + body>``. An inbound
+  request is refused when its timestamp is not a finite number within ``tolerance`` seconds
+  of now, and when the same signature was already accepted within that window (a replay).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import asyncio
 import hashlib
 import hmac
 import logging
+import math
 import time
 from collections.abc import Awaitable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
@@ -46,6 +49,7 @@ __all__ = [
     "SIGNATURE_HEADER",
     "TIMESTAMP_HEADER",
     "ChannelClient",
+    "ReplayGuard",
     "WebSocketChannel",
     "WebhookChannel",
     "WebhookDeliveryFailed",
@@ -89,12 +93,35 @@ def verify(
     if not timestamp or not signature:
         return False
     try:
-        age = abs(time.time() - float(timestamp))
+        when = float(timestamp)
     except ValueError:
         return False
-    if age > tolerance:
-        return False
+    if not math.isfinite(when) or abs(time.time() - when) > tolerance:
+        return False  # nan would pass any comparison: it must not mean "never expires"
     return hmac.compare_digest(sign(secret, timestamp, body), signature)
+
+
+class ReplayGuard:
+    """The signatures accepted in the last ``window`` seconds: a request seen before is a
+    replay. Bounded: past ``max_entries`` the oldest are forgotten (they expire anyway)."""
+
+    def __init__(self, window: float = 300.0, max_entries: int = 100_000) -> None:
+        self.window = window
+        self.max_entries = max_entries
+        self._seen: dict[str, float] = {}  # signature -> when it expires (insertion ordered)
+
+    def first_time(self, signature: str) -> bool:
+        """Remember ``signature``; False when it was already seen within the window."""
+        now = time.monotonic()
+        while self._seen:
+            oldest = next(iter(self._seen))
+            if self._seen[oldest] > now and len(self._seen) < self.max_entries:
+                break
+            del self._seen[oldest]
+        if signature in self._seen:
+            return False
+        self._seen[signature] = now + 2 * self.window  # the timestamp may be ahead of us
+        return True
 
 
 class ChannelClient(Protocol):
@@ -102,12 +129,17 @@ class ChannelClient(Protocol):
 
     def send_frame(self, frame: dict[str, Any]) -> Awaitable[None]: ...
 
+    def may_receive(self, topic: str) -> bool:
+        """May this connection receive events on ``topic`` (its token's subscribe check)?"""
+
 
 class WebSocketChannel(Channel):
     """Users talking over the gateway's WebSocket (``GET /v1/ws``), as a channel.
 
-    A connection that sent a ``message`` frame for a ``user_id`` receives that user's replies
-    until it closes. A reply for a user with no open connection is logged and dropped.
+    A connection that sent a ``message`` frame receives its user's replies until it closes;
+    the user id is the connection's token name (never one the client names). A reply goes only
+    to connections whose token may subscribe to ``channel.<type>.out``; a reply for a user with
+    no such connection is logged and dropped.
     """
 
     def __init__(self, bus: Bus, channel_type: str = "websocket") -> None:
@@ -152,7 +184,9 @@ class WebSocketChannel(Channel):
         return sorted(self._clients)
 
     async def send(self, reply: ChannelReply) -> None:
-        clients = list(self._clients.get(reply.user_id, ()))
+        clients = [
+            c for c in self._clients.get(reply.user_id, ()) if c.may_receive(self.outbound_topic)
+        ]
         if not clients:
             logger.warning(
                 "channel %r: no open connection for user %r; reply dropped",
@@ -211,6 +245,7 @@ class WebhookChannel(Channel):
         self._client: httpx.AsyncClient | None = client
         self.delivered = 0
         self.failed = 0
+        self._replays = ReplayGuard()
 
     @property
     def channel_type(self) -> str:
@@ -238,8 +273,14 @@ class WebhookChannel(Channel):
             await client.aclose()
 
     def verify(self, headers: Mapping[str, str], body: bytes) -> bool:
-        """True when an inbound request is correctly signed (always True without a secret)."""
-        return self._secret is None or verify(self._secret, headers, body)
+        """True when an inbound request is correctly signed, recent and not a replay of one
+        already accepted (always True without a secret)."""
+        if self._secret is None:
+            return True
+        if not verify(self._secret, headers, body):
+            return False
+        signature = headers.get(SIGNATURE_HEADER) or headers.get(SIGNATURE_HEADER.lower()) or ""
+        return self._replays.first_time(signature)
 
     async def send(self, reply: ChannelReply) -> None:
         client = self._client

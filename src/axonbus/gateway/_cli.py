@@ -1,22 +1,37 @@
-"""``axonbus serve``: argument handling around :func:`axonbus.gateway.serve`."""
+"""``axonbus serve`` (argument handling around :func:`axonbus.gateway.serve`) and
+``axonbus token new``."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import sys
 from typing import TYPE_CHECKING, Any
 
 from .._exceptions import AxonbusError, ConfigError
+from ._auth import new_secret
 from ._server import InsecureBind, serve
 
 if TYPE_CHECKING:
     from .._config import Config
 
-__all__ = ["run_serve"]
+__all__ = ["run_serve", "run_token"]
+
+
+def run_token(args: argparse.Namespace) -> int:
+    """``axonbus token new``: a fresh 256-bit secret on stdout; with ``--name``, a tokens-file
+    entry (JSON) to fill in with its grants."""
+    secret = new_secret()
+    if args.name:
+        entry = {"name": args.name, "token": secret, "publish": [], "subscribe": []}
+        print(json.dumps(entry))
+    else:
+        print(secret)
+    return 0
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -24,6 +39,11 @@ def run_serve(args: argparse.Namespace) -> int:
     (an invalid ``--config`` file included)."""
     config: Config | None = None
     given: set[str] = set(getattr(args, "given", ()))
+    if "port" in given or not getattr(args, "config", None):
+        port = args.port
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+            print(f"axonbus serve: --port must be in 0..65535, not {port}", file=sys.stderr)
+            return 2
     if getattr(args, "config", None):
         from .._config import load_config
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -24,9 +25,9 @@ from .._exceptions import (
 from .._topics import split_pattern, split_topic
 from ..channels import ChannelNotStarted
 from ._auth import OPEN_ACCESS, AccessToken, RateLimiter, TokenSet
-from ._feeds import Feed, has_log
+from ._feeds import Feed, Hubs, has_log
 from ._metrics import GatewayMetrics
-from ._payload import EventTypes, InvalidEvent
+from ._payload import MAX_DEPTH, EventTypes, InvalidEvent, depth_exceeds
 
 if TYPE_CHECKING:
     from .._bus import Bus
@@ -73,6 +74,15 @@ def default_event_types() -> list[type[Event]]:
     return [*AGENT_EVENTS.values(), ChannelMessage, ChannelReply]
 
 
+#: failed authentications a client address may make at once, and then per second
+AUTH_FAILURE_BURST = 10.0
+AUTH_FAILURE_RATE = 1.0
+
+
+def _query_token(conn: HTTPConnection) -> str | None:
+    return conn.query_params.get("token") or conn.query_params.get("access_token")
+
+
 def _bearer(conn: HTTPConnection) -> str | None:
     header = conn.headers.get("authorization")
     if header:
@@ -80,8 +90,23 @@ def _bearer(conn: HTTPConnection) -> str | None:
         if scheme.lower() == "bearer" and value.strip():
             return value.strip()
         return None
-    # browsers cannot set headers on EventSource or WebSocket: accept ?token= there
-    return conn.query_params.get("token") or conn.query_params.get("access_token")
+    # browsers cannot set headers on EventSource or WebSocket: accept ?token= there only
+    if conn.scope["type"] == "websocket" or conn.scope.get("method") in ("GET", "HEAD"):
+        return _query_token(conn)
+    return None
+
+
+def _bad_topic_char(name: str) -> str | None:
+    """The first character no topic may hold (any Unicode space, control or separator)."""
+    for ch in name:
+        if ch.isspace() or not ch.isprintable():
+            return ch
+    return None
+
+
+def client_address(conn: HTTPConnection) -> str:
+    client = conn.scope.get("client")
+    return str(client[0]) if client else "-"
 
 
 class Gateway:
@@ -98,6 +123,13 @@ class Gateway:
         event_types: Iterable[type[Event]],
         queue_size: int,
         keepalive: float,
+        feed_bytes: int = 8 * 1024 * 1024,
+        max_feeds_per_token: int = 256,
+        frame_rate: float = 50.0,
+        frame_burst: float = 100.0,
+        publish_wait: float = 5.0,
+        shed_lag: float = 1.0,
+        body_timeout: float = 30.0,
     ) -> None:
         self.bus = bus
         self.tokens = tokens
@@ -107,10 +139,24 @@ class Gateway:
         self.types = EventTypes(event_types)
         self.queue_size = queue_size
         self.keepalive = keepalive
+        self.feed_bytes = feed_bytes
+        self.max_feeds_per_token = max_feeds_per_token
+        self.frame_rate = frame_rate
+        self.frame_burst = frame_burst
+        self.publish_wait = publish_wait
+        self.shed_lag = shed_lag
+        self.body_timeout = body_timeout
+        self.hubs = Hubs(bus, max_items=queue_size, max_bytes=feed_bytes)
         self.limiter = RateLimiter()
         self.metrics = GatewayMetrics(bus)
-        self.feeds: dict[int, tuple[str, Feed]] = {}  # id -> (client kind, feed)
+        # id -> (client kind, token name, feed)
+        self.feeds: dict[int, tuple[str, str, Feed]] = {}
+        #: the SSE writers: cancelled at shutdown, since one blocked on a client that stopped
+        #: reading would never see its feed end
+        self.writers: set[asyncio.Task[None]] = set()
         self.closing = asyncio.Event()
+        #: how late the event loop ran a timer lately, in seconds (see :meth:`watch_lag`)
+        self.lag = 0.0
 
     def __repr__(self) -> str:
         auth = f"{len(self.tokens)} tokens" if self.tokens else "open access"
@@ -122,22 +168,47 @@ class Gateway:
 
     # -- auth ----------------------------------------------------------------------------------
 
-    def authenticate(self, conn: HTTPConnection, *, spend: bool = True) -> AccessToken:
-        """The caller's token: 401 when missing or unknown, 429 when over its rate."""
+    def authenticate(self, conn: HTTPConnection, *, spend: bool = False) -> AccessToken:
+        """The caller's token: 401 when missing or unknown, 429 when its address failed too
+        often lately; with ``spend`` (publishes and requests) also 429 when over its rate."""
         if self.tokens is None:
             return OPEN_ACCESS
-        secret = _bearer(conn)
-        if not secret:
+        if (
+            conn.scope["type"] == "http"
+            and conn.scope.get("method") not in ("GET", "HEAD")
+            and _query_token(conn) is not None
+        ):
             self.metrics.rejected.labels("unauthorized").inc()
             raise ApiError(
-                401,
-                "unauthorized",
-                "a bearer token is required (Authorization: Bearer <token>)",
-                headers={"WWW-Authenticate": 'Bearer realm="axonbus"'},
+                400,
+                "token_in_query",
+                "send the token as 'Authorization: Bearer <token>'; ?token= is accepted "
+                "only on GET (EventSource) and WebSocket, where a browser cannot set it",
             )
-        token = self.tokens.authenticate(secret)
+        address = ("auth-failures", client_address(conn))
+        wait = self.limiter.peek_key(address, AUTH_FAILURE_RATE, AUTH_FAILURE_BURST)
+        if wait > 0:
+            self.metrics.rejected.labels("auth_throttled").inc()
+            retry_after = RateLimiter.retry_after(wait)
+            raise ApiError(
+                429,
+                "too_many_failures",
+                "too many failed authentications from this address; try again later",
+                headers={"Retry-After": retry_after},
+                retry_after=float(retry_after),
+            )
+        secret = _bearer(conn)
+        token = self.tokens.authenticate(secret) if secret else None
         if token is None:
             self.metrics.rejected.labels("unauthorized").inc()
+            self.limiter.take_key(address, AUTH_FAILURE_RATE, AUTH_FAILURE_BURST)
+            if not secret:
+                raise ApiError(
+                    401,
+                    "unauthorized",
+                    "a bearer token is required (Authorization: Bearer <token>)",
+                    headers={"WWW-Authenticate": 'Bearer realm="axonbus"'},
+                )
             raise ApiError(
                 401,
                 "unauthorized",
@@ -163,6 +234,9 @@ class Gateway:
             )
 
     def check_publish(self, token: AccessToken, topic: str) -> None:
+        bad = _bad_topic_char(topic)
+        if bad is not None:
+            raise ApiError(400, "invalid_topic", f"a topic may not hold the character {bad!r}")
         try:
             split_topic(topic)
         except InvalidTopic as exc:
@@ -172,6 +246,9 @@ class Gateway:
             raise ApiError(403, "forbidden", f"token {token.name!r} may not publish on {topic!r}")
 
     def check_subscribe(self, token: AccessToken, pattern: str) -> None:
+        bad = _bad_topic_char(pattern)
+        if bad is not None:
+            raise ApiError(400, "invalid_pattern", f"a pattern may not hold the character {bad!r}")
         try:
             split_pattern(pattern)
         except InvalidTopic as exc:
@@ -194,6 +271,48 @@ class Gateway:
 
     # -- bus calls -----------------------------------------------------------------------------
 
+    def check_depth(self, payload: Any) -> None:
+        """400 for a payload nested deeper than the wire formats can encode."""
+        if depth_exceeds(payload, MAX_DEPTH):
+            raise ApiError(
+                400,
+                "too_deep",
+                f"the payload is nested more than {MAX_DEPTH} levels deep",
+                limit=MAX_DEPTH,
+            )
+
+    def check_load(self) -> None:
+        """503 with ``Retry-After`` while the server is overloaded (its event loop runs late)."""
+        if self.lag > self.shed_lag:
+            self.metrics.shed.inc()
+            raise ApiError(
+                503,
+                "overloaded",
+                f"the gateway is overloaded (running {self.lag:.1f}s late); retry later",
+                headers={"Retry-After": RateLimiter.retry_after(self.lag)},
+            )
+
+    async def watch_lag(self, interval: float = 0.1) -> None:
+        """Measure how late the event loop runs a timer, for :meth:`check_load` (runs until
+        cancelled). The figure decays as soon as the loop catches up."""
+        loop = asyncio.get_running_loop()
+        while True:
+            due = loop.time() + interval
+            await asyncio.sleep(interval)
+            late = max(0.0, loop.time() - due)
+            self.lag = late if late > self.lag else self.lag * 0.5 + late * 0.5
+
+    def scoped_headers(
+        self, token: AccessToken, topic: str, headers: dict[str, str] | None
+    ) -> dict[str, str] | None:
+        """``headers`` with an idempotency key scoped to the token and the topic, so that one
+        token's key can never suppress another token's event or an event on another topic."""
+        if not headers or "idempotency_key" not in headers:
+            return headers
+        scoped = dict(headers)
+        scoped["idempotency_key"] = f"{token.name}/{topic}/{headers['idempotency_key']}"
+        return scoped
+
     def build(self, topic: str, payload: Any, type_name: str | None) -> Any:
         try:
             return self.types.build(topic, payload, type_name)
@@ -210,15 +329,23 @@ class Gateway:
         headers: dict[str, str] | None = None,
         correlation_id: str | None = None,
     ) -> Envelope:
-        """Check, build and publish one event; bus errors become :class:`ApiError`."""
+        """Check, build and publish one event; bus errors become :class:`ApiError`. A publish
+        that waits longer than ``publish_wait`` for the bus (backpressure) is answered 503."""
         self.check_publish(token, topic)
+        self.check_load()
+        self.check_depth(payload)
         event = self.build(topic, payload, type_name)
+        headers = self.scoped_headers(token, topic, headers)
+        began = time.monotonic()
         try:
             env = await self.bus.publish(
                 topic, event, headers=headers or None, correlation_id=correlation_id
             )
         except Exception as exc:
             raise self.bus_error(exc) from exc
+        if time.monotonic() - began > self.publish_wait:
+            # published, but slowly: tell the next publishers to back off
+            self.lag = max(self.lag, time.monotonic() - began)
         self.metrics.published.inc()
         return env
 
@@ -234,6 +361,8 @@ class Gateway:
     ) -> Any:
         """Check, build and send one request; its errors become 503 / 504 / 502."""
         self.check_publish(token, topic)
+        self.check_load()
+        self.check_depth(payload)
         event = self.build(topic, payload, type_name)
         try:
             reply = await self.bus.request(topic, event, timeout=timeout, headers=headers or None)
@@ -266,27 +395,47 @@ class Gateway:
             return ApiError(503, "bus_unavailable", str(exc))
         if isinstance(exc, ChannelNotStarted):
             return ApiError(503, "channel_not_started", str(exc))
+        if isinstance(exc, TypeError | ValueError | RecursionError) and "encode" in str(exc):
+            # the codec refused the payload (too deep, an int over 64 bits, ...)
+            return ApiError(400, "unencodable", f"the payload cannot be encoded: {exc}")
         raise exc
 
     # -- client feeds --------------------------------------------------------------------------
 
-    def track(self, kind: str, feed: Feed) -> None:
-        self.feeds[id(feed)] = (kind, feed)
+    def track(self, kind: str, token: AccessToken, feed: Feed) -> None:
+        self.feeds[id(feed)] = (kind, token.name, feed)
 
     def untrack(self, feed: Feed) -> None:
         self.feeds.pop(id(feed), None)
 
+    def check_feeds(self, token: AccessToken) -> None:
+        """429 when the token already holds ``max_feeds_per_token`` open feeds."""
+        held = sum(1 for _, name, _ in self.feeds.values() if name == token.name)
+        if held >= self.max_feeds_per_token and not token.allow_all:
+            self.metrics.rejected.labels("too_many_feeds").inc()
+            raise ApiError(
+                429,
+                "too_many_feeds",
+                f"token {token.name!r} already holds {held} open streams "
+                f"(at most {self.max_feeds_per_token})",
+                headers={"Retry-After": "5"},
+            )
+
     def close_feeds(self) -> None:
         """End every SSE stream and WebSocket subscription (server shutdown)."""
         self.closing.set()
-        for _, feed in list(self.feeds.values()):
+        for _, _, feed in list(self.feeds.values()):
             feed.close()
+        for writer in list(self.writers):
+            writer.cancel()
 
-    def feed_stats(self) -> list[dict[str, Any]]:
+    def feed_stats(self, token: AccessToken) -> list[dict[str, Any]]:
+        """The open feeds ``token`` may see: all of them under open access, else its own."""
         return [
             {"client": kind, "pattern": feed.pattern, "pending": feed.pending,
              "dropped": feed.dropped, "resumable": feed.resumable}
-            for kind, feed in self.feeds.values()
+            for kind, name, feed in self.feeds.values()
+            if token.allow_all or name == token.name
         ]  # fmt: skip
 
 

@@ -1,22 +1,37 @@
 """Feeds: the events one SSE or WebSocket client subscription receives.
 
-On a bus with an event log (sqlite://, postgresql://) a feed reads the log (:class:`LogFeed`):
-each event carries its offset, a client resumes after the last offset it saw, and a slow client
-only reads the log more slowly, so it never holds the bus back. Without a log a feed is a live
-:meth:`Bus.stream` with a bounded ``drop_oldest`` mailbox (:class:`LiveFeed`): a slow client loses
-its oldest events (counted in :attr:`dropped`) instead of slowing publishers.
+Every client of one pattern reads from one :class:`Hub`: a single reader of the bus for that
+pattern, which decodes each event once, encodes its JSON record once, and keeps the newest
+ones in a ring bounded in events (``queue_size``) and in bytes (``feed_bytes``). A
+:class:`HubFeed` is a cursor into that ring, so a client that stops reading holds nothing but
+its cursor, and a thousand clients of one pattern cost one copy of each event.
+
+- On a bus with an event log (sqlite://, postgresql://) the hub follows the log. Each event
+  carries its offset; a client resumes after the last offset it saw (``Last-Event-ID``), and a
+  client that fell behind the ring reads the log itself, a small batch at a time, until it is
+  back in the ring: a slow client never loses an event and never holds the bus back.
+- Without a log the hub is a live :meth:`Bus.stream`. A client that fell behind the ring
+  loses the events that left it (counted in :attr:`HubFeed.dropped`) instead of slowing
+  publishers.
+
+The hub closes when its last feed closes, which releases everything it held.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import logging
-from collections.abc import AsyncGenerator
-from typing import TYPE_CHECKING, Protocol, cast
+import re
+from collections import OrderedDict, deque
+from collections.abc import AsyncGenerator, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from .._exceptions import NoEventLog
 from .._replay import log_of
+from ._payload import dumps, envelope_record
 
 if TYPE_CHECKING:
     from .._bus import Bus
@@ -24,14 +39,71 @@ if TYPE_CHECKING:
     from .._stream import EventStream
     from ..transports._log import LogTransport
 
-__all__ = ["Feed", "LiveFeed", "LogFeed", "has_log", "open_feed"]
+__all__ = ["Feed", "Hub", "HubFeed", "Hubs", "Item", "Records", "has_log"]
 
 logger = logging.getLogger("axonbus.gateway")
+
+#: events a feed behind the ring reads from the log at once (decoded for it alone)
+CATCH_UP = 64
+#: bytes of records a feed behind the ring holds at once, whatever their number
+CATCH_UP_BYTES = 256 * 1024
+#: seconds a read-ahead batch may sit untouched before it is let go (a stalled client's feed
+#: then holds nothing: the batch is read again from the log when the client moves on)
+CATCH_UP_IDLE = 1.0
+#: a ``Last-Event-ID`` that is an offset: ASCII digits, and no more than an int64 has
+_OFFSET = re.compile(r"[0-9]{1,19}")
+
+
+@dataclass(slots=True)
+class Item:
+    """One event as every client of a pattern receives it, decoded and encoded once."""
+
+    seq: int  # the log offset, or the hub's arrival number without a log
+    env: Envelope
+    record: bytes | None  # the JSON record; None when it cannot be encoded
+    error: str | None = None  # why it cannot be encoded
+
+    @property
+    def size(self) -> int:
+        return len(self.record) if self.record is not None else 256
+
+
+def make_item(seq: int, env: Envelope, records: Records | None = None) -> Item:
+    """Encode ``env``'s record once (once for every hub, with ``records``); an event that
+    cannot be encoded (nested too deep, ...) becomes an item that each client skips and counts,
+    instead of ending its stream."""
+    record, error = records.encode(env) if records is not None else _encode(env)
+    return Item(seq, env, record, error)
+
+
+def _encode(env: Envelope) -> tuple[bytes | None, str | None]:
+    try:
+        return dumps(envelope_record(env)), None
+    except (RecursionError, TypeError, ValueError, OverflowError) as exc:
+        return None, f"{type(exc).__name__}: cannot encode the event"
+
+
+class Records:
+    """The JSON records of the latest events, by event id: an event that several patterns'
+    hubs carry is encoded once (bounded: ``size`` events)."""
+
+    def __init__(self, size: int = 512) -> None:
+        self.size = size
+        self._cache: OrderedDict[str, tuple[bytes | None, str | None]] = OrderedDict()
+
+    def encode(self, env: Envelope) -> tuple[bytes | None, str | None]:
+        found = self._cache.get(env.id)
+        if found is None:
+            found = self._cache[env.id] = _encode(env)
+            if len(self._cache) > self.size:
+                self._cache.popitem(last=False)
+        return found
 
 
 class Feed(Protocol):
     pattern: str
     resumable: bool
+    notice: str | None
 
     @property
     def dropped(self) -> int: ...
@@ -39,7 +111,7 @@ class Feed(Protocol):
     @property
     def pending(self) -> int: ...
 
-    async def next(self, timeout: float | None) -> Envelope | None:
+    async def next(self, timeout: float | None) -> Item | None:
         """The next event; None once the feed ended; ``TimeoutError`` after ``timeout``."""
 
     def close(self) -> None: ...
@@ -54,108 +126,303 @@ def has_log(bus: Bus) -> bool:
     return True
 
 
-class LiveFeed:
-    """Live events only, through a bounded ``drop_oldest`` stream."""
+class Hub:
+    """The one reader of ``pattern`` that every feed of it shares (see the module docstring)."""
 
-    resumable = False
-
-    def __init__(self, bus: Bus, pattern: str, maxsize: int) -> None:
+    def __init__(
+        self,
+        bus: Bus,
+        pattern: str,
+        *,
+        after: int,
+        log: bool,
+        max_items: int,
+        max_bytes: int,
+        on_empty: Callable[[Hub], None],
+        records: Records | None = None,
+    ) -> None:
+        self.bus = bus
+        self.records = records
         self.pattern = pattern
-        self._stream: EventStream = bus.stream(
-            pattern, envelopes=True, maxsize=maxsize, overflow="drop_oldest"
-        )
-
-    @property
-    def dropped(self) -> int:
-        return self._stream.dropped
-
-    @property
-    def pending(self) -> int:
-        return self._stream.pending
-
-    async def next(self, timeout: float | None) -> Envelope | None:
-        stream = self._stream
-        if timeout is None or stream.pending:  # no need for a timer (the stream has no filter)
-            return await stream.next_envelope()
-        async with asyncio.timeout(timeout):
-            return await stream.next_envelope()
-
-    def close(self) -> None:
-        self._stream.close()
-
-
-class LogFeed:
-    """Events from the log after a given offset, then each new one as it is committed."""
-
-    resumable = True
-    dropped = 0
-
-    def __init__(self, bus: Bus, pattern: str, since: int, buffer: int = 256) -> None:
-        self.pattern = pattern
-        self.since = since
-        self._queue: asyncio.Queue[Envelope | None] = asyncio.Queue(buffer)
-        self._done = False
-        self._task = asyncio.get_running_loop().create_task(
-            self._pump(bus), name=f"axonbus:gateway:feed:{pattern}"
-        )
-
-    @property
-    def pending(self) -> int:
-        return self._queue.qsize()
-
-    async def _pump(self, bus: Bus) -> None:
-        try:
-            # bus.replay is an async generator: close it so its reads stop with this feed
-            replay = cast(
-                "AsyncGenerator[Envelope, None]",
-                bus.replay(self.pattern, since=self.since, follow=True),
+        self.log = log
+        self.max_items = max_items
+        self.max_bytes = max_bytes
+        self.items: list[Item] = []
+        self.seqs: list[int] = []
+        self.bytes = 0
+        #: every event after ``floor`` (and matching the pattern) is in the ring
+        self.floor = after
+        self.last = after
+        self.done = False
+        self.refs = 0
+        self.changed = asyncio.Event()
+        self._on_empty = on_empty
+        self._stream: EventStream | None = None
+        if not log:
+            # registered now, so that nothing published after the first client opened is lost
+            self._stream = bus.stream(
+                pattern, envelopes=True, maxsize=max_items, overflow="drop_oldest"
             )
-            async with contextlib.aclosing(replay) as events:
-                async for env in events:
-                    await self._queue.put(env)
+        self._task = asyncio.get_running_loop().create_task(
+            self._follow(), name=f"axonbus:gateway:hub:{pattern}"
+        )
+
+    def __repr__(self) -> str:
+        return f"<Hub {self.pattern!r} items={len(self.items)} bytes={self.bytes} refs={self.refs}>"
+
+    async def _follow(self) -> None:
+        try:
+            if self._stream is not None:
+                stream = self._stream
+                seq = self.last
+                lost = 0
+                while (env := await stream.next_envelope()) is not None:
+                    # events the stream itself dropped (a burst within one loop tick) leave a
+                    # gap in the numbers, which each feed counts as dropped
+                    seq += 1 + stream.dropped - lost
+                    lost = stream.dropped
+                    self._append(make_item(seq, env, self.records))
+            else:
+                replay = cast(
+                    "AsyncGenerator[Envelope, None]",
+                    self.bus.replay(self.pattern, since=self.last + 1, follow=True),
+                )
+                async with contextlib.aclosing(replay) as events:
+                    async for env in events:
+                        assert env.offset is not None
+                        self._append(make_item(env.offset, env, self.records))
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # the bus closed or the log went away: end this feed
+        except Exception as exc:  # the bus closed or the log went away: end these feeds
             logger.info("gateway feed %r ended: %s: %s", self.pattern, type(exc).__name__, exc)
         finally:
-            self._done = True
-            with contextlib.suppress(asyncio.QueueFull):
-                self._queue.put_nowait(None)
+            self.done = True
+            self._wake()
 
-    async def next(self, timeout: float | None) -> Envelope | None:
-        if self._done and self._queue.empty():
-            return None
-        if timeout is None or not self._queue.empty():  # no need for a timer
-            return await self._queue.get()
-        async with asyncio.timeout(timeout):
-            return await self._queue.get()
+    def _append(self, item: Item) -> None:
+        self.items.append(item)
+        self.seqs.append(item.seq)
+        self.bytes += item.size
+        self.last = item.seq
+        # evict the oldest beyond the count bound, then beyond the byte bound (the newest stays)
+        excess = max(len(self.items) - self.max_items, 0)
+        held = self.bytes - sum(i.size for i in self.items[:excess])
+        while held > self.max_bytes and excess < len(self.items) - 1:
+            held -= self.items[excess].size
+            excess += 1
+        if excess:
+            self.floor = self.seqs[excess - 1]
+            del self.items[:excess]
+            del self.seqs[:excess]
+            self.bytes = held
+        self._wake()
+
+    def _wake(self) -> None:
+        self.changed.set()
+        self.changed = asyncio.Event()
+
+    def after(self, cursor: int) -> Item | None:
+        """The first event in the ring after ``cursor`` (``cursor >= floor``), or None."""
+        at = bisect.bisect_right(self.seqs, cursor)
+        return self.items[at] if at < len(self.items) else None
+
+    def acquire(self) -> None:
+        self.refs += 1
+
+    def release(self) -> None:
+        self.refs -= 1
+        if self.refs <= 0:
+            self.close()
 
     def close(self) -> None:
         self._task.cancel()
+        if self._stream is not None:
+            self._stream.close()
+        self.items.clear()
+        self.seqs.clear()
+        self.bytes = 0
+        self.done = True
+        self._wake()
+        self._on_empty(self)
 
 
-async def open_feed(
-    bus: Bus, pattern: str, *, last_event_id: str | None, maxsize: int
-) -> LiveFeed | LogFeed:
-    """A feed of ``pattern``: from the log after ``last_event_id`` (an offset, or an event id)
-    when the bus has a log, else from now on; live only without a log."""
-    if not has_log(bus):
-        return LiveFeed(bus, pattern, maxsize)
-    log: LogTransport = log_of(bus.transport)
-    since: int | None = None
-    if last_event_id:
-        if last_event_id.isdigit():
-            since = int(last_event_id) + 1
-        else:
-            try:
-                after, _ = await log.resolve_since(last_event_id)
-            except LookupError:
-                logger.info("gateway: unknown Last-Event-ID; following from now on")
+class HubFeed:
+    """One client subscription: a cursor into its pattern's :class:`Hub`."""
+
+    def __init__(self, hub: Hub, cursor: int, *, notice: str | None = None) -> None:
+        self.hub = hub
+        self.pattern = hub.pattern
+        self.resumable = hub.log
+        self.cursor = cursor
+        self.notice = notice
+        self.skipped = 0
+        self._dropped = 0
+        self._batch: deque[Item] = deque()
+        self._trim: asyncio.TimerHandle | None = None
+        self._taken = 0  # items taken from the batch, as of the last trim check
+        self._closed = False
+        hub.acquire()
+
+    def __repr__(self) -> str:
+        return f"<HubFeed {self.pattern!r} cursor={self.cursor}>"
+
+    @property
+    def dropped(self) -> int:
+        return self._dropped
+
+    @property
+    def pending(self) -> int:
+        """Events the client has yet to receive (for a log: offsets, an upper bound)."""
+        return len(self._batch) + max(0, self.hub.last - self.cursor)
+
+    async def next(self, timeout: float | None) -> Item | None:
+        async with asyncio.timeout(timeout):
+            while not self._closed:
+                if self._batch:
+                    item = self._batch.popleft()
+                    self._taken += 1
+                    self.cursor = max(self.cursor, item.seq)
+                    return item
+                hub = self.hub
+                if self.cursor < hub.floor:
+                    if not hub.log:  # live: what left the ring is lost to this client
+                        self._dropped += hub.floor - self.cursor
+                        self.cursor = hub.floor
+                    elif not await self._catch_up():
+                        return None
+                    continue
+                found = hub.after(self.cursor)
+                if found is not None:
+                    if not hub.log and found.seq > self.cursor + 1:
+                        self._dropped += found.seq - self.cursor - 1
+                    self.cursor = found.seq
+                    return found
+                if hub.done:
+                    return None
+                await hub.changed.wait()
+        return None
+
+    async def _catch_up(self) -> bool:
+        """Read the next few events after the cursor from the log itself; False when the log
+        cannot be read any more (the bus closed)."""
+        hub = self.hub
+        floor = hub.floor  # before reading: everything up to it was committed by then
+        size = 0
+        try:
+            replay = cast(
+                "AsyncGenerator[Envelope, None]",
+                hub.bus.replay(self.pattern, since=self.cursor + 1, limit=CATCH_UP),
+            )
+            async with contextlib.aclosing(replay) as events:
+                async for env in events:
+                    assert env.offset is not None
+                    item = make_item(env.offset, env)
+                    self._batch.append(item)
+                    size += item.size
+                    if size >= CATCH_UP_BYTES:
+                        break
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            logger.info("gateway feed %r ended: %s: %s", self.pattern, type(exc).__name__, exc)
+            return False
+        if not self._batch:
+            self.cursor = max(self.cursor, floor)
+        elif self._trim is None:
+            self._trim = asyncio.get_running_loop().call_later(CATCH_UP_IDLE, self._idle_check)
+        return True
+
+    def _idle_check(self) -> None:
+        """Let the read-ahead batch go when nothing was taken from it for a while: the cursor
+        still points before it, so nothing is lost, and a stalled client holds no events."""
+        self._trim = None
+        if not self._batch:
+            return
+        if self._taken == 0:
+            self._batch.clear()
+            return
+        self._taken = 0
+        self._trim = asyncio.get_running_loop().call_later(CATCH_UP_IDLE, self._idle_check)
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._batch.clear()
+            if self._trim is not None:
+                self._trim.cancel()
+            self.hub.release()
+
+
+class Hubs:
+    """The hubs of one gateway, by pattern, and how feeds are opened on them."""
+
+    def __init__(self, bus: Bus, *, max_items: int, max_bytes: int) -> None:
+        self.bus = bus
+        self.max_items = max_items
+        self.max_bytes = max_bytes
+        self.hubs: dict[str, Hub] = {}
+        self.records = Records()
+
+    def _forget(self, hub: Hub) -> None:
+        if self.hubs.get(hub.pattern) is hub:
+            del self.hubs[hub.pattern]
+
+    async def _hub(self, pattern: str, log: LogTransport | None) -> Hub:
+        hub = self.hubs.get(pattern)
+        if hub is not None and not hub.done:
+            return hub
+        after = 0 if log is None else await _head(log)
+        hub = self.hubs.get(pattern)  # another client may have made it meanwhile
+        if hub is None or hub.done:
+            hub = Hub(
+                self.bus,
+                pattern,
+                after=after,
+                log=log is not None,
+                max_items=self.max_items,
+                max_bytes=self.max_bytes,
+                on_empty=self._forget,
+                records=self.records,
+            )
+            self.hubs[pattern] = hub
+        return hub
+
+    async def open(self, pattern: str, *, last_event_id: str | None) -> HubFeed:
+        """A feed of ``pattern``: from the log after ``last_event_id`` (an offset, or an event
+        id) when the bus has a log, else from now on; live only without a log. An offset past
+        the newest event is clamped to it (and the feed's ``notice`` says so)."""
+        if not has_log(self.bus):
+            hub = await self._hub(pattern, None)
+            return HubFeed(hub, hub.last)
+        log: LogTransport = log_of(self.bus.transport)
+        head = await _head(log)
+        cursor, notice = head, None
+        if last_event_id:
+            if _OFFSET.fullmatch(last_event_id):
+                cursor = int(last_event_id)
+                if cursor > head:
+                    notice = (
+                        f"Last-Event-ID {cursor} is past the newest event ({head}); "
+                        f"following from {head + 1}"
+                    )
+                    cursor = head
             else:
-                since = after + 1
-    if since is None:
-        since = await _head(log) + 1
-    return LogFeed(bus, pattern, since)
+                try:
+                    cursor, _ = await log.resolve_since(last_event_id[:200])
+                except LookupError:
+                    notice = "unknown Last-Event-ID; following from the newest event on"
+        hub = await self._hub(pattern, log)
+        return HubFeed(hub, cursor, notice=notice)
+
+    def close(self) -> None:
+        for hub in list(self.hubs.values()):
+            hub.close()
+
+    def stats(self) -> list[dict[str, Any]]:
+        return [
+            {"pattern": h.pattern, "events": len(h.items), "bytes": h.bytes, "clients": h.refs}
+            for h in self.hubs.values()
+        ]
 
 
 async def _head(log: LogTransport) -> int:

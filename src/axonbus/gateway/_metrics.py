@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from ..observability._metrics import BusCollector
+from ._logs import redact_query
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -61,13 +62,24 @@ class GatewayMetrics:
             "Events dropped for slow SSE / WebSocket clients (drop_oldest)",
             registry=r,
         )
+        self.stream_skipped = Counter(
+            "axonbus_gateway_stream_skipped",
+            "Events skipped for a client because they cannot be encoded as JSON",
+            registry=r,
+        )
+        self.shed = Counter(
+            "axonbus_gateway_shed",
+            "Publishes and requests refused with 503 while the gateway was overloaded",
+            registry=r,
+        )
         self.sse_clients = Gauge("axonbus_gateway_sse_clients", "Open SSE streams", registry=r)
         self.ws_clients = Gauge(
             "axonbus_gateway_websocket_clients", "Open WebSocket connections", registry=r
         )
         self.rejected = Counter(
             "axonbus_gateway_rejected",
-            "Requests refused, by reason (unauthorized, forbidden, rate_limited, too_large)",
+            "Requests refused, by reason (unauthorized, forbidden, rate_limited, too_large, "
+            "auth_throttled, too_many_feeds, bad_origin, bad_host)",
             ["reason"],
             registry=r,
         )
@@ -82,11 +94,7 @@ def _route_of(scope: Scope) -> str:
 def _redacted_query(query: bytes) -> str:
     if not query:
         return ""
-    parts = []
-    for part in query.decode("latin-1").split("&"):
-        key = part.split("=", 1)[0]
-        parts.append(f"{key}=***" if key in ("token", "access_token") else part)
-    return "?" + "&".join(parts)
+    return redact_query("?" + query.decode("latin-1"))
 
 
 class AccessLog:

@@ -17,7 +17,44 @@ from pydantic import BaseModel, ValidationError
 from .._events import Envelope, Event, event_class
 from .._topics import match
 
-__all__ = ["EventTypes", "InvalidEvent", "dumps", "envelope_record", "jsonable"]
+__all__ = [
+    "MAX_DEPTH",
+    "EventTypes",
+    "InvalidEvent",
+    "TopicMismatch",
+    "depth_exceeds",
+    "dumps",
+    "envelope_record",
+    "jsonable",
+]
+
+#: the deepest nesting of lists and objects a payload may have: the wire formats (orjson,
+#: msgpack) refuse about 255 levels, and the envelope around a payload takes a few
+MAX_DEPTH = 128
+
+
+def depth_exceeds(value: Any, limit: int = MAX_DEPTH) -> bool:
+    """True when ``value`` nests lists / dicts more than ``limit`` levels deep (iterative, so
+    a hostile document cannot exhaust the stack while it is measured).
+
+    >>> depth_exceeds([[[1]]], 2), depth_exceeds([[[1]]], 3)
+    (True, False)
+    """
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list | tuple):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend(
+            (child, depth + 1) for child in children if isinstance(child, dict | list | tuple)
+        )
+    return False
 
 
 class InvalidEvent(ValueError):
@@ -26,6 +63,10 @@ class InvalidEvent(ValueError):
     def __init__(self, message: str, errors: list[Any] | None = None) -> None:
         super().__init__(message)
         self.errors = errors or []
+
+
+class TopicMismatch(InvalidEvent):
+    """A payload field (``session_id``...) disagrees with the value the topic gives it."""
 
 
 def _default(value: Any) -> Any:
@@ -136,6 +177,8 @@ class EventTypes:
             return payload
         try:
             return self._validate(candidates[0], topic, payload)
+        except TopicMismatch:
+            raise  # which one wins would be a guess: refuse it (422)
         except InvalidEvent:
             return payload
 
@@ -149,7 +192,7 @@ class EventTypes:
             fields = _topic_fields(template, topic) or {}
             for key, value in fields.items():
                 if key in data and str(data[key]) != value:
-                    raise InvalidEvent(
+                    raise TopicMismatch(
                         f"{key}={data[key]!r} in the payload disagrees with the topic {topic!r}"
                     )
                 data.setdefault(key, value)

@@ -7,7 +7,9 @@ import contextlib
 import importlib.util
 import ipaddress
 import logging
+import resource
 import signal
+import socket
 import sys
 from collections.abc import Callable, Generator
 from pathlib import Path
@@ -19,18 +21,119 @@ import uvicorn.config
 from .._bus import Bus
 from ._app import create_app
 from ._auth import TokenSet, load_tokens
+from ._logs import Throttle, install_log_filters
 
 if TYPE_CHECKING:
-    import socket
-
     from starlette.applications import Starlette
 
     from ..channels import ChannelManager
     from ._core import Gateway
 
-__all__ = ["GatewayServer", "InsecureBind", "is_loopback", "serve"]
+__all__ = [
+    "GatewayServer",
+    "InsecureBind",
+    "default_max_connections",
+    "guarded_protocol",
+    "is_loopback",
+    "serve",
+]
 
 logger = logging.getLogger("axonbus.gateway")
+_refusals = Throttle(("connection refused",), interval=10.0)
+logger.addFilter(_refusals)
+
+#: what a connection over the limit receives before it is closed
+_FULL_BODY = (
+    b'{"error":{"code":"too_many_connections","message":"the gateway is at its connection '
+    b'limit; retry later"}}'
+)
+_FULL = (
+    b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
+    b"retry-after: 1\r\nconnection: close\r\ncontent-length: "
+    + str(len(_FULL_BODY)).encode()
+    + b"\r\n\r\n"
+    + _FULL_BODY
+)
+
+
+#: seconds a shutting-down server waits for clients that stopped reading before it aborts them
+STALLED_GRACE = 1.0
+
+
+def default_max_connections() -> int:
+    """1,000 connections, or fewer when the process may open fewer files (keeping 64 spare
+    for the bus, logs and the listening socket)."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return 1000
+    return max(16, min(1000, soft - 64))
+
+
+def guarded_protocol(
+    max_connections: int, header_timeout: float, send_buffer: int | None = 256 * 1024
+) -> type[asyncio.Protocol]:
+    """uvicorn's HTTP protocol (h11, or httptools when installed), refusing connections over
+    ``max_connections`` at once with a 503, and closing a connection that has not sent a
+    complete request head within ``header_timeout`` seconds (when it opened, or after its
+    previous response): a client trickling its headers cannot hold a connection.
+    ``send_buffer``: the kernel send buffer of each connection (``SO_SNDBUF``; Linux grows it
+    up to 4 MiB otherwise, which a client that stops reading would hold on to).
+    """
+    from uvicorn.importer import import_from_string
+
+    base: Any = import_from_string(uvicorn.config.HTTP_PROTOCOLS["auto"])
+
+    class GuardedProtocol(base):  # type: ignore[misc]
+        _head_timer: asyncio.TimerHandle | None = None
+        _armed_cycle: Any = None
+
+        def connection_made(self, transport: asyncio.Transport) -> None:
+            super().connection_made(transport)
+            if len(self.connections) > max_connections:
+                logger.warning(
+                    "gateway: connection refused: at the limit of %d connections",
+                    max_connections,
+                )
+                transport.write(_FULL)
+                transport.close()
+                self.connections.discard(self)
+                return
+            sock = transport.get_extra_info("socket")
+            if send_buffer is not None and sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
+            self._arm()
+
+        def _arm(self) -> None:
+            self._disarm()
+            self._armed_cycle = self.cycle
+            self._head_timer = self.loop.call_later(header_timeout, self._head_timeout)
+
+        def _disarm(self) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+                self._head_timer = None
+
+        def _head_timeout(self) -> None:
+            self._head_timer = None
+            if self.transport.is_closing() or self.transport.get_protocol() is not self:
+                return  # closed, or upgraded to a WebSocket
+            cycle = self.cycle
+            if cycle is self._armed_cycle and (cycle is None or cycle.response_complete):
+                # no new request head since the timer started: idle, or trickling headers
+                self.transport.close()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if not self.transport.is_closing():
+                self._arm()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+    GuardedProtocol.__name__ = GuardedProtocol.__qualname__ = f"Guarded{base.__name__}"
+    return GuardedProtocol
 
 
 class InsecureBind(ValueError):
@@ -89,7 +192,20 @@ class GatewayServer(uvicorn.Server):
         gateway = self.gateway
         if gateway is not None:
             gateway.close_feeds()
-        await super().shutdown(sockets=sockets)
+        # a connection whose client stopped reading keeps unsent bytes, and a transport closes
+        # only once they are sent: abort those after a second rather than wait the whole
+        # graceful timeout for them
+        reaper = asyncio.get_running_loop().call_later(STALLED_GRACE, self._abort_stalled)
+        try:
+            await super().shutdown(sockets=sockets)
+        finally:
+            reaper.cancel()
+
+    def _abort_stalled(self) -> None:
+        for connection in list(self.server_state.connections):
+            transport = getattr(connection, "transport", None)
+            if isinstance(transport, asyncio.WriteTransport) and transport.get_write_buffer_size():
+                transport.abort()
 
     @property
     def port(self) -> int | None:
@@ -111,20 +227,40 @@ def _ws_implementation() -> str:
 
 
 def server_config(
-    app: Starlette, host: str, port: int, *, log_level: str = "info"
+    app: Starlette,
+    host: str,
+    port: int,
+    *,
+    log_level: str = "info",
+    max_connections: int | None = None,
+    header_timeout: float = 10.0,
+    send_buffer: int | None = 256 * 1024,
 ) -> uvicorn.Config:
-    """The uvicorn configuration :func:`serve` uses (no uvicorn access log: it would print a
-    ``?token=`` query; ``axonbus.gateway.access`` logs requests with it redacted)."""
-    return uvicorn.Config(
+    """The uvicorn configuration :func:`serve` uses: no uvicorn access log
+    (``axonbus.gateway.access`` logs requests), tokens redacted from uvicorn's own lines, at
+    most ``max_connections`` (default :func:`default_max_connections`) with a 503 beyond,
+    ``header_timeout`` seconds for a request head, 5 s keep-alive, 16 KiB request heads,
+    ``send_buffer`` bytes of kernel send buffer per connection."""
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port must be in 0..65535, not {port}")
+    if max_connections is None:
+        max_connections = default_max_connections()
+    config = uvicorn.Config(
         app,
         host=host,
         port=port,
         log_level=log_level,
         access_log=False,
         ws=_ws_implementation(),
+        http=guarded_protocol(max_connections, header_timeout, send_buffer),
         lifespan="on",
         timeout_graceful_shutdown=5,
+        timeout_keep_alive=5,
+        h11_max_incomplete_event_size=16 * 1024,
+        ws_max_size=16 * 1024 * 1024,
     )
+    install_log_filters()  # after uvicorn configured its loggers
+    return config
 
 
 async def serve(
@@ -139,6 +275,8 @@ async def serve(
     channels: ChannelManager | None = None,
     max_body: int | None = None,
     log_level: str = "info",
+    max_connections: int | None = None,
+    header_timeout: float = 10.0,
 ) -> int:
     """Run the gateway until SIGINT / SIGTERM; returns the exit code (130 after SIGINT, else 0).
 
@@ -149,7 +287,10 @@ async def serve(
     (:class:`axonbus.agent.DemoAgent`) and a :class:`~axonbus.agent.StateManager`, so the
     dashboard can chat. Without ``tokens`` the gateway is open to anyone who can reach it, so
     a ``host`` beyond loopback raises :class:`InsecureBind` unless ``insecure=True``.
+    ``max_connections`` and ``header_timeout``: see :func:`server_config`.
     """
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise ValueError(f"port must be a number in 0..65535, not {port!r}")
     if isinstance(tokens, str | Path):
         tokens = load_tokens(tokens)
     if tokens is None and not insecure and not is_loopback(host):
@@ -189,12 +330,15 @@ async def serve(
                     stack.callback(state_manager.close)
                 agent = DemoAgent(the_bus).start()
                 stack.push_async_callback(agent.stop)
+            # open access beyond loopback (--insecure) is reached by names we cannot know
+            open_beyond_loopback = tokens is None and not is_loopback(host)
             app = create_app(
                 the_bus,
                 tokens=tokens,
                 state_manager=state_manager,
                 channels=channels,
                 max_body=max_body,
+                allowed_hosts=("*",) if open_beyond_loopback else None,
             )
             access = "token auth" if tokens is not None else "OPEN ACCESS (no tokens file)"
 
@@ -206,7 +350,14 @@ async def serve(
                     flush=True,
                 )
 
-            config = server_config(app, host, port, log_level=log_level)
+            config = server_config(
+                app,
+                host,
+                port,
+                log_level=log_level,
+                max_connections=max_connections,
+                header_timeout=header_timeout,
+            )
             server = GatewayServer(config, handle_signals=not installed, on_started=announce)
             if received:  # a signal arrived while starting
                 return _exit_code(received)

@@ -8,7 +8,11 @@ Each event is::
 
 A comment (``: keep-alive``) goes out every ``keepalive`` seconds of silence. When a slow client
 lost events (live feeds only), an ``event: dropped`` with ``{"dropped": n, "total": t}`` says how
-many, before the next event.
+many, before the next event. An event that cannot be encoded as JSON is skipped for this
+client and reported as ``event: skipped`` with ``{"id", "topic", "reason", "total"}``; the stream
+goes on. A ``Last-Event-ID`` past the newest event is clamped to it, and a ``: …`` comment right
+after the opening one says so. ``HEAD /v1/events`` checks the request and answers the headers
+only, without opening a feed.
 """
 
 from __future__ import annotations
@@ -17,10 +21,11 @@ import asyncio
 from typing import TYPE_CHECKING
 
 from starlette.requests import Request
+from starlette.responses import Response
 
 from ._auth import AccessToken
-from ._feeds import Feed, open_feed
-from ._payload import dumps, envelope_record
+from ._feeds import Feed
+from ._payload import dumps
 
 if TYPE_CHECKING:
     from starlette.types import Message, Receive, Scope, Send
@@ -30,13 +35,23 @@ if TYPE_CHECKING:
 __all__ = ["EventSourceResponse", "open_event_source"]
 
 
-async def open_event_source(gateway: Gateway, request: Request) -> EventSourceResponse:
+HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),  # nginx: do not buffer the stream
+]
+
+
+async def open_event_source(gateway: Gateway, request: Request) -> EventSourceResponse | Response:
     """Check the request, open its feed, and return the streaming response."""
     token = gateway.authenticate(request)
     pattern = request.query_params.get("pattern") or ">"
     gateway.check_subscribe(token, pattern)
+    if request.method == "HEAD":
+        return Response(headers={k.decode(): v.decode() for k, v in HEADERS})
+    gateway.check_feeds(token)
     last = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
-    feed = await open_feed(gateway.bus, pattern, last_event_id=last, maxsize=gateway.queue_size)
+    feed = await gateway.hubs.open(pattern, last_event_id=last)
     return EventSourceResponse(gateway, feed, token)
 
 
@@ -51,9 +66,11 @@ class EventSourceResponse:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         gw = self.gateway
-        gw.track("sse", self.feed)
+        gw.track("sse", self.token, self.feed)
         gw.metrics.sse_clients.inc()
         writer = asyncio.get_running_loop().create_task(self._write(send))
+        gw.writers.add(writer)
+        writer.add_done_callback(gw.writers.discard)
         receiving: asyncio.Future[Message] | None = None
         try:
             while not writer.done():
@@ -78,29 +95,25 @@ class EventSourceResponse:
     async def _write(self, send: Send) -> None:
         gw = self.gateway
         feed = self.feed
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [
-                    (b"content-type", b"text/event-stream; charset=utf-8"),
-                    (b"cache-control", b"no-cache"),
-                    (b"x-accel-buffering", b"no"),  # nginx: do not buffer the stream
-                ],
-            }
-        )
+        await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
         mode = "log" if feed.resumable else "live"
-        hello = f"retry: 2000\n: axonbus {mode} stream of {feed.pattern}\n\n"
-        await send({"type": "http.response.body", "body": hello.encode(), "more_body": True})
+        hello = f"retry: 2000\n: axonbus {mode} stream of {feed.pattern}\n"
+        if feed.notice:
+            hello += f": {feed.notice}\n"
+        await send(
+            {"type": "http.response.body", "body": hello.encode() + b"\n", "more_body": True}
+        )
         reported = 0
+        skipped = 0
         while True:
             try:
-                env = await feed.next(gw.keepalive)
+                item = await feed.next(gw.keepalive)
             except TimeoutError:
                 chunk = b": keep-alive\n\n"
             else:
-                if env is None:
+                if item is None:
                     break
+                env = item.env
                 if not self.token.sees(env.topic):
                     continue
                 parts = []
@@ -111,12 +124,18 @@ class EventSourceResponse:
                     parts.append(b"event: dropped\ndata: " + info + b"\n\n")
                     reported = dropped
                 ident = str(env.offset if env.offset is not None else env.id)
-                parts.append(
-                    f"id: {ident}\nevent: {env.topic}\ndata: ".encode()
-                    + dumps(envelope_record(env))
-                    + b"\n\n"
-                )
+                if item.record is None:
+                    skipped += 1
+                    gw.metrics.stream_skipped.inc()
+                    info = dumps(
+                        {"id": env.id, "topic": env.topic, "reason": item.error, "total": skipped}
+                    )
+                    parts.append(f"id: {ident}\nevent: skipped\ndata: ".encode() + info + b"\n\n")
+                else:
+                    parts.append(
+                        f"id: {ident}\nevent: {env.topic}\ndata: ".encode() + item.record + b"\n\n"
+                    )
+                    gw.metrics.streamed.inc()
                 chunk = b"".join(parts)
-                gw.metrics.streamed.inc()
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})

@@ -7,20 +7,24 @@ Client frames (``id`` is optional and comes back as ``ref`` in the answer)::
     {"op": "publish", "topic": "agent.s1.user_input", "event": {"text": "hi"}, "type": null,
      "headers": {}, "id": 3}
     {"op": "request", "topic": "math.add", "event": {"a": 1, "b": 2}, "timeout": 5, "id": 4}
-    {"op": "message", "channel": "web", "user_id": "u1", "content": "hi", "metadata": {}, "id": 5}
+    {"op": "message", "channel": "web", "content": "hi", "metadata": {}, "id": 5}
     {"op": "ping", "id": 6}
 
 Server frames::
 
     {"op": "ready", "token": "ui", "log": false, "max_frame": 1048576}
-    {"op": "subscribed", "ref": 1, "pattern": "agent.s1.>", "resumable": false}
+    {"op": "subscribed", "ref": 1, "pattern": "agent.s1.>", "resumable": false,
+     "notice": null}                                   (notice: a clamped last_event_id)
     {"op": "event", "pattern": "agent.s1.>", "topic": ..., "id": ..., "timestamp": ...,
      "event": ..., "offset": 42, "type": "axonbus.agent.Token"}
     {"op": "dropped", "pattern": "agent.s1.>", "dropped": 3, "total": 10}
+    {"op": "skipped", "pattern": "agent.s1.>", "id": ..., "topic": ..., "reason": ...,
+     "total": 1}                                       (an event that cannot be encoded)
     {"op": "unsubscribed", "ref": 2, "pattern": "agent.s1.>"}
     {"op": "published", "ref": 3, "id": ..., "topic": ...}
     {"op": "reply", "ref": 4, "reply": 3}
-    {"op": "sent", "ref": 5, "id": "<ChannelMessage.id>", "topic": "channel.web.in"}
+    {"op": "sent", "ref": 5, "id": "<ChannelMessage.id>", "topic": "channel.web.in",
+     "user_id": "ui", "replies": true}
     {"op": "message", "channel": "web", "user_id": "u1", "content": ..., "reply_to": ...,
      "metadata": {}}                                   (a reply through a WebSocketChannel)
     {"op": "pong", "ref": 6}
@@ -28,6 +32,15 @@ Server frames::
 
 Errors use the HTTP status codes of the REST routes. A connection without a valid token (when
 tokens are configured) gets an ``error`` frame, then is closed with code 4401.
+
+The ``user_id`` of a ``message`` is the token's name (with a tokens file), else one made for
+the connection; a frame cannot choose it (a different ``user_id`` in the frame is refused with
+403). Replies come back only to connections whose token may subscribe to the channel's
+outbound topic (``"replies": false`` in ``sent`` otherwise). ``publish``, ``request`` and
+``message`` frames spend the token's ``rate``; every other frame (``ping``, ``subscribe``,
+``unsubscribe``, malformed ones) counts against a per-connection rate (``frame_rate`` per
+second, ``frame_burst`` at once): over it a frame is answered 429 unhandled, and a connection
+that keeps going for a whole burst is closed with 1008.
 """
 
 from __future__ import annotations
@@ -35,14 +48,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 from typing import TYPE_CHECKING, Any
 
 import orjson
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+from ._auth import RateLimiter
 from ._core import ApiError
-from ._feeds import Feed, open_feed
-from ._payload import dumps, envelope_record, jsonable
+from ._feeds import Feed
+from ._payload import dumps, jsonable
 
 if TYPE_CHECKING:
     from starlette.types import Message
@@ -56,6 +71,8 @@ logger = logging.getLogger("axonbus.gateway")
 
 MAX_REQUEST_TIMEOUT = 300.0
 MAX_SUBSCRIPTIONS = 64
+#: frames that spend the token's ``rate``; every other frame counts against the connection's
+TOKEN_RATED = frozenset({"publish", "request", "message"})
 
 
 class WebSocketSession:
@@ -69,6 +86,8 @@ class WebSocketSession:
         self.tasks: set[asyncio.Task[Any]] = set()
         self._send_lock = asyncio.Lock()
         self.channels: set[Any] = set()  # WebSocketChannels this client talks through
+        self.over_rate = 0  # frames refused in a row for the connection's frame rate
+        self._user_id: str | None = None
 
     def __repr__(self) -> str:
         name = self.token.name if self.token else "?"
@@ -137,34 +156,70 @@ class WebSocketSession:
                 text = message.get("text")
                 if text is None and message.get("bytes") is not None:
                     text = message["bytes"].decode("utf-8", errors="replace")
-                await self._handle(text or "")
+                if not await self._handle(text or ""):
+                    break
             with contextlib.suppress(WebSocketDisconnect, RuntimeError):
                 await self.ws.close(code=1001)  # going away: the server shuts down
         finally:
             watch.cancel()
 
-    async def _handle(self, text: str) -> None:
+    async def _within_rate(self) -> str:
+        """Count one frame against the connection's rate: ``"ok"`` to handle it; over the rate
+        ``"refused"`` (answered 429 instead), and ``"close"`` once a whole burst went over."""
+        gw = self.gateway
+        wait = gw.limiter.take_key(("ws", id(self)), gw.frame_rate, gw.frame_burst)
+        if wait <= 0:
+            self.over_rate = 0
+            return "ok"
+        self.over_rate += 1
+        gw.metrics.rejected.labels("rate_limited").inc()
+        if self.over_rate > gw.frame_burst:
+            with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
+                await self.ws.close(code=1008, reason="over the frame rate")
+            return "close"
+        retry_after = RateLimiter.retry_after(wait)
+        error = ApiError(
+            429,
+            "rate_limited",
+            f"over this connection's rate of {gw.frame_rate:g} frames/s",
+            retry_after=float(retry_after),
+        )
+        await self.send_frame(_error_frame(error, None))
+        return "refused"
+
+    async def _handle(self, text: str) -> bool:
+        """Answer one frame; False when the connection must close (a flood of frames)."""
         ref: Any = None
-        try:
-            self.gateway.check_size(len(text.encode()))
-            try:
+        size = len(text.encode())
+        frame: Any = None
+        if size <= self.gateway.max_body:
+            with contextlib.suppress(orjson.JSONDecodeError):
                 frame = orjson.loads(text)
-            except orjson.JSONDecodeError as exc:
-                raise ApiError(400, "invalid_json", f"frame is not JSON: {exc}") from None
+        op = frame.get("op") if isinstance(frame, dict) else None
+        if op not in TOKEN_RATED:  # those spend the token's own rate instead
+            verdict = await self._within_rate()
+            if verdict != "ok":
+                return verdict != "close"
+        try:
+            self.gateway.check_size(size)
+            if frame is None:
+                try:
+                    orjson.loads(text)
+                except orjson.JSONDecodeError as exc:
+                    raise ApiError(400, "invalid_json", f"frame is not JSON: {exc}") from None
             if not isinstance(frame, dict):
                 raise ApiError(400, "invalid_frame", "a frame is a JSON object with an 'op'")
             ref = frame.get("id")
-            op = frame.get("op")
             handler = _OPS.get(op) if isinstance(op, str) else None
             if handler is None:
                 raise ApiError(400, "unknown_op", f"unknown op {op!r}; expected one of {_OP_NAMES}")
             await handler(self, frame, ref)
         except ApiError as exc:
             await self.send_frame(_error_frame(exc, ref))
-        except Exception as exc:  # a bug or an unexpected bus error: answer it, keep the socket
+        except Exception:  # a bug or an unexpected bus error: answer it, keep the socket
             logger.exception("gateway: WebSocket frame failed")
-            error = ApiError(500, "internal_error", f"{type(exc).__name__}: {exc}")
-            await self.send_frame(_error_frame(error, ref))
+            await self.send_frame(_error_frame(_internal_error(), ref))
+        return True
 
     def _spend(self) -> AccessToken:
         assert self.token is not None
@@ -174,7 +229,8 @@ class WebSocketSession:
     # -- ops -----------------------------------------------------------------------------------
 
     async def _subscribe(self, frame: dict[str, Any], ref: Any) -> None:
-        token = self._spend()
+        token = self.token
+        assert token is not None
         pattern = _field(frame, "pattern", str)
         self.gateway.check_subscribe(token, pattern)
         if pattern not in self.subscriptions:
@@ -182,20 +238,19 @@ class WebSocketSession:
                 raise ApiError(
                     429, "too_many_subscriptions", f"at most {MAX_SUBSCRIPTIONS} per connection"
                 )
+            self.gateway.check_feeds(token)
             last = frame.get("last_event_id")
-            opened = await open_feed(
-                self.gateway.bus,
-                pattern,
-                last_event_id=str(last) if last is not None else None,
-                maxsize=self.gateway.queue_size,
+            opened = await self.gateway.hubs.open(
+                pattern, last_event_id=str(last) if last is not None else None
             )
-            self.gateway.track("websocket", opened)
+            self.gateway.track("websocket", token, opened)
             task = asyncio.get_running_loop().create_task(self._pump(pattern, opened))
             self.subscriptions[pattern] = (opened, task)
         feed = self.subscriptions[pattern][0]
         await self.send_frame(
-            {"op": "subscribed", "ref": ref, "pattern": pattern, "resumable": feed.resumable}
-        )
+            {"op": "subscribed", "ref": ref, "pattern": pattern, "resumable": feed.resumable,
+             "notice": feed.notice}
+        )  # fmt: skip
 
     async def _unsubscribe(self, frame: dict[str, Any], ref: Any) -> None:
         pattern = _field(frame, "pattern", str)
@@ -240,10 +295,9 @@ class WebSocketSession:
                 )  # fmt: skip
             except ApiError as exc:
                 await self.send_frame(_error_frame(exc, ref))
-            except Exception as exc:
+            except Exception:
                 logger.exception("gateway: request on %r failed", topic)
-                error = ApiError(500, "internal_error", f"{type(exc).__name__}: {exc}")
-                await self.send_frame(_error_frame(error, ref))
+                await self.send_frame(_error_frame(_internal_error(), ref))
             else:
                 await self.send_frame({"op": "reply", "ref": ref, "reply": jsonable(reply)})
 
@@ -251,6 +305,23 @@ class WebSocketSession:
         task = asyncio.get_running_loop().create_task(answer())
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+
+    @property
+    def user_id(self) -> str:
+        """Who this connection speaks for in a WebSocketChannel: the token's name, or (open
+        access, where every client holds the same token) an id made for this connection."""
+        if self._user_id is None:
+            gw = self.gateway
+            assert self.token is not None
+            self._user_id = (
+                self.token.name if gw.tokens is not None else f"ws-{secrets.token_hex(8)}"
+            )
+        return self._user_id
+
+    def may_receive(self, topic: str) -> bool:
+        """May this connection receive an event on ``topic`` (its token's subscribe check)?"""
+        token = self.token
+        return token is not None and token.can_subscribe(topic) and token.sees(topic)
 
     async def _message(self, frame: dict[str, Any], ref: Any) -> None:
         token = self._spend()
@@ -261,19 +332,29 @@ class WebSocketSession:
             raise ApiError(404, "no_channel", "no WebSocketChannel of that type is attached")
         self.gateway.check_publish(token, channel.inbound_topic)
         content = _field(frame, "content", str)
-        user_id = _optional(frame, "user_id", str) or token.name
+        claimed = _optional(frame, "user_id", str)
+        if claimed is not None and claimed != self.user_id:
+            raise ApiError(
+                403,
+                "forbidden",
+                "user_id comes from the connection's token; a frame cannot choose another",
+            )
         metadata = frame.get("metadata") or {}
         if not isinstance(metadata, dict):
             raise ApiError(400, "invalid_frame", "'metadata' must be an object")
-        channel.connect(user_id, self)
-        self.channels.add(channel)
+        self.gateway.check_depth(metadata)
+        replies = self.may_receive(channel.outbound_topic)
+        if replies:
+            channel.connect(self.user_id, self)
+            self.channels.add(channel)
         try:
-            message = await channel.receive(user_id, content, **metadata)
+            message = await channel.receive(self.user_id, content, **metadata)
         except Exception as exc:
             raise self.gateway.bus_error(exc) from exc
         await self.send_frame(
-            {"op": "sent", "ref": ref, "id": message.id, "topic": channel.inbound_topic}
-        )
+            {"op": "sent", "ref": ref, "id": message.id, "topic": channel.inbound_topic,
+             "user_id": self.user_id, "replies": replies}
+        )  # fmt: skip
 
     async def _ping(self, frame: dict[str, Any], ref: Any) -> None:
         await self.send_frame({"op": "pong", "ref": ref})
@@ -284,12 +365,14 @@ class WebSocketSession:
         token = self.token
         assert token is not None
         metrics = self.gateway.metrics
-        reported = 0
+        head = b'{"op":"event","pattern":' + dumps(pattern) + b","
+        reported = skipped = 0
         try:
             while True:
-                env = await feed.next(None)
-                if env is None:
+                item = await feed.next(None)
+                if item is None:
                     break
+                env = item.env
                 if not token.sees(env.topic):
                     continue
                 dropped = feed.dropped
@@ -300,10 +383,25 @@ class WebSocketSession:
                          "total": dropped}
                     )  # fmt: skip
                     reported = dropped
-                await self.send_frame({"op": "event", "pattern": pattern, **envelope_record(env)})
+                if item.record is None:
+                    skipped += 1
+                    metrics.stream_skipped.inc()
+                    await self.send_frame(
+                        {"op": "skipped", "pattern": pattern, "id": env.id, "topic": env.topic,
+                         "reason": item.error, "total": skipped}
+                    )  # fmt: skip
+                    continue
+                # the record is encoded once for every client: splice it into this frame
+                await self.send_text(head + item.record[1:])
                 metrics.streamed.inc()
         except (WebSocketDisconnect, OSError, RuntimeError):
             return  # the client went away; the receive loop cleans up
+
+    async def send_text(self, data: bytes) -> None:
+        if self.ws.application_state is not WebSocketState.CONNECTED:
+            return
+        async with self._send_lock:
+            await self.ws.send_text(data.decode())
 
     def _drop_subscription(self, pattern: str) -> None:
         entry = self.subscriptions.pop(pattern, None)
@@ -314,6 +412,7 @@ class WebSocketSession:
             self.gateway.untrack(feed)
 
     async def _cleanup(self) -> None:
+        self.gateway.limiter.forget(("ws", id(self)))  # ids are reused: start the next afresh
         for channel in self.channels:
             channel.disconnect(self)
         pending = [task for _, task in self.subscriptions.values()] + list(self.tasks)
@@ -342,6 +441,11 @@ def _optional(frame: dict[str, Any], name: str, kind: type) -> Any:
     if value is not None and not isinstance(value, kind):
         raise ApiError(400, "invalid_frame", f"{name!r} must be a {kind.__name__}")
     return value
+
+
+def _internal_error() -> ApiError:
+    # the exception's text may hold anything (paths, payloads, secrets): it goes to the log only
+    return ApiError(500, "internal_error", "the gateway failed to handle this frame (logged)")
 
 
 def _error_frame(exc: ApiError, ref: Any) -> dict[str, Any]:

@@ -8,6 +8,17 @@
   const MAX_EVENT_ROWS = 500;
   const POLL_MS = 1000;
 
+  // A link such as http://host:8765/?token=… signs the page in: the token is kept like one
+  // typed into the form, and taken out of the address bar (and so of history and bookmarks).
+  (function tokenFromAddress() {
+    const url = new URL(window.location.href);
+    const given = url.searchParams.get("token");
+    if (given === null) return;
+    if (given.trim()) localStorage.setItem(TOKEN_KEY, given.trim());
+    url.searchParams.delete("token");
+    window.history.replaceState(null, "", url.pathname + url.search + url.hash);
+  })();
+
   const state = {
     token: localStorage.getItem(TOKEN_KEY) || "",
     auth: false,
