@@ -19,8 +19,10 @@
     │   ├── NoResponders
     │   ├── RequestTimeout      (also TimeoutError)
     │   └── RemoteError
+    ├── MissingDependency       (also ImportError)
     ├── TransportError
     │   ├── ConnectionLost
+    │   ├── ConnectionFailed
     │   └── NoEventLog
     ├── RedeliveryExhausted
     └── AgentError
@@ -47,6 +49,7 @@ __all__ = [
     "BusNotStarted",
     "CantHandle",
     "ConfigError",
+    "ConnectionFailed",
     "ConnectionLost",
     "DeadlockDetected",
     "DecodeError",
@@ -55,6 +58,7 @@ __all__ = [
     "LifecycleError",
     "MessageDropped",
     "MessageTooLarge",
+    "MissingDependency",
     "NoEventLog",
     "NoResponders",
     "QueueFull",
@@ -225,6 +229,25 @@ class TransportError(AxonbusError):
 
 class ConnectionLost(TransportError):
     """The broker could not be reached within the allowed time."""
+
+
+class ConnectionFailed(TransportError):
+    """The broker answered but refused the bus: wrong user or password, a database or DB
+    index that does not exist, or a server of another kind at that address.
+
+    Raised by ``Bus.start()`` whatever ``on_unavailable`` says: waiting does not fix a URL.
+    The message is one line and never shows the URL's password::
+
+        redis://127.0.0.1:6379/99 refused the connection: DB index is out of range
+    """
+
+
+class MissingDependency(AxonbusError, ImportError):
+    """A feature needs a package that is not installed; the message says what to install.
+
+    >>> Bus("redis://localhost:6379")  # without redis-py
+    MissingDependency: the redis:// transport needs redis-py: pip install 'axonbus[redis]'
+    """
 
 
 class RedeliveryExhausted(AxonbusError):
