@@ -11,6 +11,8 @@ import asyncio
 import functools
 import inspect
 import logging
+import re
+import typing
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -66,9 +68,12 @@ class HandlerSpec:
             raise InvalidHandler(f"cannot inspect the signature of handler {name}: {exc}") from None
         positional = 0
         star = False
+        second: inspect.Parameter | None = None  # the parameter the context would go to
         for p in sig.parameters.values():
             if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
                 positional += 1
+                if positional == 2:
+                    second = p
                 if p.default is p.empty:
                     continue
             elif p.kind is p.VAR_POSITIONAL:
@@ -93,8 +98,25 @@ class HandlerSpec:
                 f"handler {name}{sig} takes no arguments; "
                 "handlers are called as handler(event) or handler(event, ctx)"
             )
-        takes_ctx = star or positional >= 2
+        if second is not None:
+            # a defaulted second parameter is the caller's (``lambda e, x=x: ...``), unless
+            # its annotation says it is the context
+            takes_ctx = second.default is second.empty or _is_context(second.annotation)
+        else:
+            takes_ctx = star
         return cls(fn=fn, name=name, qualname=qualname, is_async=is_async, takes_ctx=takes_ctx)
+
+
+def _is_context(annotation: Any) -> bool:
+    """Whether ``annotation`` names :class:`Context` (``Context``, ``Context | None``, or
+    the same as a string under ``from __future__ import annotations``)."""
+    if annotation is inspect.Parameter.empty:
+        return False
+    if isinstance(annotation, str):
+        return re.search(r"\bContext\b", annotation) is not None
+    if isinstance(annotation, type) and issubclass(annotation, Context):
+        return True
+    return any(_is_context(arg) for arg in typing.get_args(annotation))
 
 
 def check_options(
