@@ -14,6 +14,7 @@
     │   └── AgentNotBound       (also RuntimeError)
     ├── QueueFull
     ├── MessageTooLarge         (also ValueError)
+    ├── EncodeError             (also TypeError)
     ├── DecodeError             (also ValueError)
     ├── RequestError
     │   ├── NoResponders
@@ -53,6 +54,7 @@ __all__ = [
     "ConnectionLost",
     "DeadlockDetected",
     "DecodeError",
+    "EncodeError",
     "InvalidHandler",
     "InvalidTopic",
     "LifecycleError",
@@ -185,6 +187,17 @@ class MessageTooLarge(AxonbusError, ValueError):
         super().__init__(f"message of {size} bytes exceeds the limit of {limit} bytes")
         self.size = size
         self.limit = limit
+
+
+class EncodeError(AxonbusError, TypeError):
+    """A payload cannot be put on the wire; raised by ``publish`` (or ``request``) before
+    anything is sent.
+
+    The bus's codec does not carry the payload's type (JSON-like data, bytes, an Event,
+    another pydantic model or a dataclass travel), or a str in the envelope is not valid
+    Unicode text: a lone surrogate such as ``"\\udc80"`` (what ``os.fsdecode`` makes of
+    undecodable bytes) has no UTF-8 form. Send such data as bytes instead.
+    """
 
 
 class DecodeError(AxonbusError, ValueError):
