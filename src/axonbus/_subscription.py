@@ -8,6 +8,7 @@ next event. Only cancelling the worker itself (unsubscribe, close) stops it.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import inspect
 import logging
@@ -17,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ._events import Context, Envelope, current_envelope, log_fields
+from ._events import Context, Envelope, current_envelope, current_subscription, log_fields
 from ._exceptions import AxonbusError, BusClosed, InvalidHandler, RedeliveryExhausted, RemoteError
 from ._retry import Retry
 from ._system import Outcome
@@ -226,10 +227,18 @@ class Subscription:
     def start(self) -> None:
         if self._workers or not self.active:
             return
+        loop = asyncio.get_running_loop()
         self._workers = [
-            asyncio.get_running_loop().create_task(self._work(), name=f"axonbus:{self.name}:{i}")
+            loop.create_task(self._work(), name=f"axonbus:{self.name}:{i}", context=self._context())
             for i in range(self.concurrency)
         ]
+
+    def _context(self) -> contextvars.Context:
+        # each worker its own copy: handlers' log lines name the subscription at no cost per
+        # delivery (the worker sets current_envelope per delivery anyway)
+        context = contextvars.copy_context()
+        context.run(current_subscription.set, self.name)
+        return context
 
     def stop(self, *, finish_queue: bool) -> None:
         """Stop taking events. With ``finish_queue`` the workers first handle what is queued."""
