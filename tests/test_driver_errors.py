@@ -6,9 +6,12 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from tests.support.brokers import NatsServer
+from tests.support.services import skip_or_fail
 
 from axonbus import AxonbusError, Bus, ConnectionFailed, ConnectionLost, MissingDependency
 
@@ -137,3 +140,62 @@ def test_missing_driver_names_the_extra(url: str, module: str, extra: str) -> No
 def test_missing_dependency_is_an_import_error() -> None:
     assert issubclass(MissingDependency, ImportError)
     assert issubclass(MissingDependency, AxonbusError)
+
+
+class LockedNats(NatsServer):
+    """A private nats-server that wants a user and password."""
+
+    def _command(self) -> list[str]:
+        return [*super()._command(), "--user", "axb", "--pass", "right-password"]
+
+
+async def test_nats_wrong_password(tmp_path: Path) -> None:
+    try:
+        server = LockedNats(tmp_path / "nats")
+    except FileNotFoundError as exc:
+        skip_or_fail(str(exc))
+    async with server:
+        url = f"nats://axb:{SECRET}@{server.host}:{server.port}?unavailable_timeout=5"
+        exc = await refused(url)
+        message = check_one_line(exc)
+        assert message == (
+            f"nats://axb:***@{server.host}:{server.port} refused the connection: "
+            "nats: 'Authorization Violation'"
+        )
+
+
+CLI = """
+import sys
+from importlib.abc import MetaPathFinder
+
+class Block(MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == {module!r}:
+            raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
+        return None
+
+if {module!r}:
+    sys.meta_path.insert(0, Block())
+from axonbus.cli import main
+sys.exit(main({argv!r}))
+"""
+
+
+@pytest.mark.parametrize(
+    ("url", "module", "expected"),
+    [
+        ("redis://127.0.0.1:6379/99", "", "refused the connection: DB index is out of range"),
+        ("redis://127.0.0.1:6379/0", "redis", "pip install 'axonbus[redis]'"),
+    ],
+)
+def test_the_cli_says_it_in_one_line(
+    url: str, module: str, expected: str, redis_service: str
+) -> None:
+    code = textwrap.dedent(CLI.format(module=module, argv=["tail", "--url", url, "a.>"]))
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode != 0
+    assert done.stdout == ""
+    (line,) = done.stderr.splitlines()
+    assert expected in line

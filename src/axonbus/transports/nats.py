@@ -332,7 +332,12 @@ class NatsTransport(Writer, RequestReply, BrokerTransport):
             self.send_control(("mark",))  # the replies held go again on this connection
 
     def refusal(self, exc: BaseException) -> str | None:
-        if isinstance(exc, nats.errors.AuthorizationError):  # a nats.errors.Error, like outages
+        # nats-py reports a refused login as a plain nats.errors.Error, like an outage
+        text = str(exc).lower()
+        if isinstance(exc, nats.errors.AuthorizationError) or (
+            isinstance(exc, nats.errors.Error)
+            and ("authorization" in text or "authentication" in text)
+        ):
             return f"{self.address} refused the connection: {self._describe(exc)}"
         return super().refusal(exc)
 
