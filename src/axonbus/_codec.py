@@ -43,7 +43,7 @@ import orjson
 from pydantic import BaseModel, ValidationError
 
 from ._events import Envelope, Event, event_class
-from ._exceptions import DecodeError, EncodeError, MessageTooLarge
+from ._exceptions import DecodeError, EncodeError, MessageTooLarge, MissingDependency
 
 __all__ = ["Codec", "JsonCodec", "MsgpackCodec", "encode_checked", "get_codec"]
 
@@ -282,7 +282,7 @@ class MsgpackCodec:
         try:
             import msgpack
         except ImportError as exc:
-            raise ImportError(
+            raise MissingDependency(
                 "the msgpack codec needs the msgpack package: pip install 'axonbus[msgpack]'"
             ) from exc
         # Bound once here so encode/decode do no attribute lookups on the module.
