@@ -58,9 +58,10 @@ async def round_trip(url: str, texts: list[str], cleanup: Cleanup | None) -> Non
             target = sender if local else receiver
             target.subscribe("wire.>", lambda e, ctx: received.append(ctx.envelope))
             await target.flush()  # the subscription is in place on the broker
+            await until_listening(sender, target)
             for i, text in enumerate(EDGES + texts):
                 topic = f"wire.t{text}"
-                payload = {"i": i, "v": text, text: [text]}
+                payload = {"seq": i, "data": {"v": text, text: [text]}}
                 try:
                     await sender.publish(
                         topic, payload, headers={"h": text}, correlation_id=text or None
@@ -79,10 +80,23 @@ async def round_trip(url: str, texts: list[str], cleanup: Cleanup | None) -> Non
     finally:
         if cleanup is not None:
             await cleanup(name)
-    got = {
-        env.event["i"]: (env.topic, env.event, env.headers, env.correlation_id) for env in received
-    }
+    got = {e.event["seq"]: (e.topic, e.event, e.headers, e.correlation_id) for e in received}
     assert got == sent
+
+
+async def until_listening(sender: Bus, receiver: Bus) -> None:
+    """Publish a probe until ``receiver`` gets one: a log transport's tail may be moving to
+    the head of the log while the subscription is made, and skip what was written meanwhile."""
+    probes: list[Any] = []
+    receiver.subscribe("ready", probes.append)
+    await receiver.flush()
+    deadline = time.monotonic() + 20.0
+    while not probes:
+        assert time.monotonic() < deadline, "the receiving bus never got a probe"
+        await sender.publish("ready", 1)
+        again = time.monotonic() + 0.2
+        while not probes and time.monotonic() < again:
+            await asyncio.sleep(0.01)
 
 
 async def publish_or_refuse(
