@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from axonbus import _events
 from axonbus._codec import Codec, JsonCodec, MsgpackCodec, encode_checked, get_codec
 from axonbus._events import Envelope, Event
-from axonbus._exceptions import DecodeError, MessageTooLarge
+from axonbus._exceptions import DecodeError, MessageTooLarge, MissingDependency
 
 CODECS = ["json", "msgpack"]
 # how to build raw (possibly malformed) input in each codec's own format
@@ -446,8 +446,9 @@ def test_missing_msgpack_is_a_clear_error_when_the_codec_is_created(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setitem(sys.modules, "msgpack", None)  # makes `import msgpack` fail
-    with pytest.raises(ImportError, match=r"pip install 'axonbus\[msgpack\]'") as info:
+    with pytest.raises(MissingDependency, match=r"pip install 'axonbus\[msgpack\]'") as info:
         get_codec("msgpack")
+    assert isinstance(info.value, ImportError)
     assert isinstance(info.value.__cause__, ImportError)
     assert isinstance(get_codec("json"), JsonCodec)
 

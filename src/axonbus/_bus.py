@@ -47,7 +47,8 @@ class Bus(Publisher):
     in-process transport only ``bytes`` and ``str`` payloads are measured.
     ``on_unavailable``: what a publish does when the broker stays unreachable for the URL's
     ``unavailable_timeout``: ``"raise"`` :class:`ConnectionLost` (default) or ``"log"`` it,
-    count it in ``bus.transport.lost_publishes`` and carry on.
+    count it in ``bus.transport.lost_publishes`` and carry on. With ``"log"``, :meth:`start`
+    does not fail on an unreachable broker either: it connects in the background.
     """
 
     def __init__(
@@ -122,7 +123,13 @@ class Bus(Publisher):
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def start(self) -> Bus:
-        """Start the bus: connect the transport and start every subscription's workers."""
+        """Start the bus: connect the transport and start every subscription's workers.
+
+        :class:`ConnectionLost` when the broker cannot be reached (with
+        ``on_unavailable="log"``: logged, and connected to in the background);
+        :class:`ConnectionFailed` when it refuses the bus (credentials, database, not that
+        kind of server).
+        """
         if self._state is State.STARTED:
             return self
         if self._state is not State.NEW:

@@ -17,11 +17,15 @@ Both codecs carry the same map (version 1); JSON shown, optional keys in bracket
 - ``"bytes"``: a bytes-like payload; base64 text in JSON, a native bin in msgpack. Decodes as bytes.
 - ``"value"``: anything else. str/int/float/bool/None/list/dict come back as themselves (tuples as
   lists); other pydantic models, dataclasses, datetime/date/time, UUID and Enum travel in their
-  JSON form and come back as dicts / strings / values. Other types raise ``TypeError``.
+  JSON form and come back as dicts / strings / values. Other types raise :class:`EncodeError`
+  (a ``TypeError``).
 
 Limits, the same in both codecs: dict keys must be str (both refuse others when encoding; the
 msgpack decoder also accepts only str keys, a guard against hash flooding); integers fit in
 64 bits. Bytes nested inside a value travel in msgpack only. JSON writes NaN and infinities as null.
+Every str (payload, keys, topic, headers, ids) travels as UTF-8: any text round-trips, NUL
+included, but a lone surrogate (``"\\udc80"``, from ``os.fsdecode`` or ``surrogateescape``) has
+no UTF-8 form and raises :class:`EncodeError` at publish; send such data as bytes.
 Unknown keys are ignored, so version 1 can grow optional fields. Pickle is never used.
 """
 
@@ -39,7 +43,7 @@ import orjson
 from pydantic import BaseModel, ValidationError
 
 from ._events import Envelope, Event, event_class
-from ._exceptions import DecodeError, MessageTooLarge
+from ._exceptions import DecodeError, EncodeError, MessageTooLarge, MissingDependency
 
 __all__ = ["Codec", "JsonCodec", "MsgpackCodec", "encode_checked", "get_codec"]
 
@@ -256,9 +260,7 @@ class JsonCodec:
             return orjson.dumps(wire, default=_json_default)
         except orjson.JSONEncodeError as exc:
             # orjson's own message is generic; the cause (from _json_default) names the problem
-            raise TypeError(
-                f"cannot encode payload on {envelope.topic!r}: {exc.__cause__ or exc}"
-            ) from exc
+            raise _encode_error(envelope, exc.__cause__ or exc) from exc
 
     def decode(self, data: bytes) -> Envelope:
         try:
@@ -280,7 +282,7 @@ class MsgpackCodec:
         try:
             import msgpack
         except ImportError as exc:
-            raise ImportError(
+            raise MissingDependency(
                 "the msgpack codec needs the msgpack package: pip install 'axonbus[msgpack]'"
             ) from exc
         # Bound once here so encode/decode do no attribute lookups on the module.
@@ -292,8 +294,11 @@ class MsgpackCodec:
         wire = _to_wire(envelope, _model_dict, bytes)  # packed as a msgpack bin
         if wire["kind"] == "value":
             _check_str_keys(wire["data"], envelope.topic)
-        # packb, not a shared Packer: a Packer keeps a buffer and is not thread-safe
-        data: bytes = self._packb(wire, default=_msgpack_default, use_bin_type=True)
+        try:
+            # packb, not a shared Packer: a Packer keeps a buffer and is not thread-safe
+            data: bytes = self._packb(wire, default=_msgpack_default, use_bin_type=True)
+        except (TypeError, ValueError, OverflowError) as exc:  # UnicodeEncodeError: a ValueError
+            raise _encode_error(envelope, exc) from exc
         return data
 
     def decode(self, data: bytes) -> Envelope:
@@ -303,6 +308,20 @@ class MsgpackCodec:
         except self._errors as exc:
             raise DecodeError(f"not a msgpack envelope: {exc}") from exc
         return _from_wire(wire, _bin_decode)
+
+
+def _encode_error(envelope: Envelope, cause: BaseException) -> EncodeError:
+    if isinstance(cause, EncodeError):
+        return cause
+    text = str(cause)
+    if "surrogate" in text:
+        # the wire is UTF-8, which has no form for a lone surrogate ("\udc80"): say so, and
+        # what to do, rather than the encoder's words
+        text = (
+            "a str holds a lone surrogate, which is not valid UTF-8; send such data as bytes "
+            "(e.g. text.encode('utf-8', 'surrogateescape'))"
+        )
+    return EncodeError(f"cannot encode payload on {envelope.topic!r}: {text}")
 
 
 def _check_str_keys(value: Any, topic: str) -> None:
@@ -317,7 +336,7 @@ def _check_str_keys(value: Any, topic: str) -> None:
         if type(item) is dict:
             for key, inner in item.items():
                 if type(key) is not str:
-                    raise TypeError(
+                    raise EncodeError(
                         f"cannot encode payload on {topic!r}: map keys must be str, "
                         f"got {type(key).__name__} {key!r}"
                     )

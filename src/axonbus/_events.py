@@ -205,6 +205,11 @@ def log_fields(env: Envelope, subscription: str | None = None) -> dict[str, Any]
 # causation and correlation from it. Each worker task has its own context, and tasks a handler
 # spawns copy it, so the value is always the delivery that caused them.
 current_envelope: ContextVar[Envelope | None] = ContextVar("axonbus_current_envelope", default=None)
+# The name of the subscription whose worker runs the current task: set once per worker task
+# (not per delivery), so log lines written by a handler can name it.
+current_subscription: ContextVar[str | None] = ContextVar(
+    "axonbus_current_subscription", default=None
+)
 
 
 class Context:

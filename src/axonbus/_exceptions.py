@@ -14,13 +14,16 @@
     │   └── AgentNotBound       (also RuntimeError)
     ├── QueueFull
     ├── MessageTooLarge         (also ValueError)
+    ├── EncodeError             (also TypeError)
     ├── DecodeError             (also ValueError)
     ├── RequestError
     │   ├── NoResponders
     │   ├── RequestTimeout      (also TimeoutError)
     │   └── RemoteError
+    ├── MissingDependency       (also ImportError)
     ├── TransportError
     │   ├── ConnectionLost
+    │   ├── ConnectionFailed
     │   └── NoEventLog
     ├── RedeliveryExhausted
     └── AgentError
@@ -47,14 +50,17 @@ __all__ = [
     "BusNotStarted",
     "CantHandle",
     "ConfigError",
+    "ConnectionFailed",
     "ConnectionLost",
     "DeadlockDetected",
     "DecodeError",
+    "EncodeError",
     "InvalidHandler",
     "InvalidTopic",
     "LifecycleError",
     "MessageDropped",
     "MessageTooLarge",
+    "MissingDependency",
     "NoEventLog",
     "NoResponders",
     "QueueFull",
@@ -183,6 +189,17 @@ class MessageTooLarge(AxonbusError, ValueError):
         self.limit = limit
 
 
+class EncodeError(AxonbusError, TypeError):
+    """A payload cannot be put on the wire; raised by ``publish`` (or ``request``) before
+    anything is sent.
+
+    The bus's codec does not carry the payload's type (JSON-like data, bytes, an Event,
+    another pydantic model or a dataclass travel), or a str in the envelope is not valid
+    Unicode text: a lone surrogate such as ``"\\udc80"`` (what ``os.fsdecode`` makes of
+    undecodable bytes) has no UTF-8 form. Send such data as bytes instead.
+    """
+
+
 class DecodeError(AxonbusError, ValueError):
     """Bytes from a transport could not be decoded into an envelope."""
 
@@ -225,6 +242,25 @@ class TransportError(AxonbusError):
 
 class ConnectionLost(TransportError):
     """The broker could not be reached within the allowed time."""
+
+
+class ConnectionFailed(TransportError):
+    """The broker answered but refused the bus: wrong user or password, a database or DB
+    index that does not exist, or a server of another kind at that address.
+
+    Raised by ``Bus.start()`` whatever ``on_unavailable`` says: waiting does not fix a URL.
+    The message is one line and never shows the URL's password::
+
+        redis://127.0.0.1:6379/99 refused the connection: DB index is out of range
+    """
+
+
+class MissingDependency(AxonbusError, ImportError):
+    """A feature needs a package that is not installed; the message says what to install.
+
+    >>> Bus("redis://localhost:6379")  # without redis-py
+    MissingDependency: the redis:// transport needs redis-py: pip install 'axonbus[redis]'
+    """
 
 
 class RedeliveryExhausted(AxonbusError):

@@ -8,14 +8,17 @@ next event. Only cancelling the worker itself (unsubscribe, close) stops it.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import inspect
 import logging
+import re
+import typing
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ._events import Context, Envelope, current_envelope, log_fields
+from ._events import Context, Envelope, current_envelope, current_subscription, log_fields
 from ._exceptions import AxonbusError, BusClosed, InvalidHandler, RedeliveryExhausted, RemoteError
 from ._retry import Retry
 from ._system import Outcome
@@ -66,9 +69,12 @@ class HandlerSpec:
             raise InvalidHandler(f"cannot inspect the signature of handler {name}: {exc}") from None
         positional = 0
         star = False
+        second: inspect.Parameter | None = None  # the parameter the context would go to
         for p in sig.parameters.values():
             if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
                 positional += 1
+                if positional == 2:
+                    second = p
                 if p.default is p.empty:
                     continue
             elif p.kind is p.VAR_POSITIONAL:
@@ -93,8 +99,25 @@ class HandlerSpec:
                 f"handler {name}{sig} takes no arguments; "
                 "handlers are called as handler(event) or handler(event, ctx)"
             )
-        takes_ctx = star or positional >= 2
+        if second is not None:
+            # a defaulted second parameter is the caller's (``lambda e, x=x: ...``), unless
+            # its annotation says it is the context
+            takes_ctx = second.default is second.empty or _is_context(second.annotation)
+        else:
+            takes_ctx = star
         return cls(fn=fn, name=name, qualname=qualname, is_async=is_async, takes_ctx=takes_ctx)
+
+
+def _is_context(annotation: Any) -> bool:
+    """Whether ``annotation`` names :class:`Context` (``Context``, ``Context | None``, or
+    the same as a string under ``from __future__ import annotations``)."""
+    if annotation is inspect.Parameter.empty:
+        return False
+    if isinstance(annotation, str):
+        return re.search(r"\bContext\b", annotation) is not None
+    if isinstance(annotation, type) and issubclass(annotation, Context):
+        return True
+    return any(_is_context(arg) for arg in typing.get_args(annotation))
 
 
 def check_options(
@@ -204,10 +227,18 @@ class Subscription:
     def start(self) -> None:
         if self._workers or not self.active:
             return
+        loop = asyncio.get_running_loop()
         self._workers = [
-            asyncio.get_running_loop().create_task(self._work(), name=f"axonbus:{self.name}:{i}")
+            loop.create_task(self._work(), name=f"axonbus:{self.name}:{i}", context=self._context())
             for i in range(self.concurrency)
         ]
+
+    def _context(self) -> contextvars.Context:
+        # each worker its own copy: handlers' log lines name the subscription at no cost per
+        # delivery (the worker sets current_envelope per delivery anyway)
+        context = contextvars.copy_context()
+        context.run(current_subscription.set, self.name)
+        return context
 
     def stop(self, *, finish_queue: bool) -> None:
         """Stop taking events. With ``finish_queue`` the workers first handle what is queued."""

@@ -15,7 +15,14 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._logging import BUS_FIELDS, BusLogFilter, JsonFormatter, add_bus_fields, redact
+    from ._logging import (
+        BUS_FIELDS,
+        BusLogFilter,
+        JsonFormatter,
+        add_bus_fields,
+        handler_fields,
+        redact,
+    )
     from ._metrics import BusCollector, MetricsExporter, MetricsMiddleware, start_exporter
     from ._tracing import OpenTelemetryMiddleware, tracing
 
@@ -28,6 +35,7 @@ __all__ = [
     "MetricsMiddleware",
     "OpenTelemetryMiddleware",
     "add_bus_fields",
+    "handler_fields",
     "redact",
     "start_exporter",
     "tracing",
@@ -38,6 +46,7 @@ _WHERE = {
     "BusLogFilter": "_logging",
     "JsonFormatter": "_logging",
     "add_bus_fields": "_logging",
+    "handler_fields": "_logging",
     "redact": "_logging",
     "BusCollector": "_metrics",
     "MetricsExporter": "_metrics",

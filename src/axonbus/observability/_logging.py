@@ -13,10 +13,21 @@ publishes lost while a broker is down, transports' delivery errors. Loggers: ``a
  "message": "handler on_order failed ...", "event_id": "…", "topic": "orders.new",
  "subscription": "on_order", "correlation_id": "…", "attempt": 3, "exception": "Traceback …"}
 
-With structlog, add :func:`add_bus_fields` to ``ProcessorFormatter(foreign_pre_chain=[...])``
-so records from the bus keep their fields. For plain text formats, :class:`BusLogFilter` gives
-every record the fields (``"-"`` where they do not apply), e.g. ``"%(levelname)s
-%(topic)s %(event_id)s %(message)s"``.
+Lines your own code logs while a handler runs get the same fields, ``event_id``, ``topic``,
+``subscription`` and ``correlation_id`` of the event being handled, whatever the logger (they
+are read from context variables the bus's workers keep; tasks a handler starts, and
+``offload=True`` threads, inherit them). A record's own fields win: the bus's lines about
+another event keep theirs.
+
+>>> async def on_order(order):
+...     log.info("charging")   # {"message": "charging", "event_id": "…", "topic": …}
+
+With structlog, add :func:`add_bus_fields` to your processors (for structlog's own loggers)
+and to ``ProcessorFormatter(foreign_pre_chain=[...])`` (for stdlib records). For plain text
+formats, :class:`BusLogFilter` gives every record the fields (``"-"`` where they do not apply),
+e.g. ``"%(levelname)s %(topic)s %(event_id)s %(message)s"``. The fields are read where the
+record is formatted or filtered: with a ``QueueHandler``, put :class:`BusLogFilter` on it so
+they are attached before the record changes thread.
 
 Secrets: the bus never logs a broker password (URLs are shown through ``redact_url``) nor a
 gateway token (its access log masks ``?token=``). As a second line of defence these helpers
@@ -28,13 +39,22 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import MutableMapping, Sequence
+from collections.abc import Callable, MutableMapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
-__all__ = ["BUS_FIELDS", "BusLogFilter", "JsonFormatter", "add_bus_fields", "redact"]
+from .._events import current_envelope, current_subscription, log_fields
+
+__all__ = [
+    "BUS_FIELDS",
+    "BusLogFilter",
+    "JsonFormatter",
+    "add_bus_fields",
+    "handler_fields",
+    "redact",
+]
 
 #: the structured fields of the bus's log lines, in the order JSON output shows them
 BUS_FIELDS = ("event_id", "topic", "subscription", "correlation_id", "attempt")
@@ -89,6 +109,33 @@ def _clean(key: str, value: Any) -> Any:
     return value
 
 
+def handler_fields() -> dict[str, Any] | None:
+    """The bus fields of the event whose handler is running here, or None outside handlers.
+
+    >>> handler_fields()
+    {'event_id': '…', 'topic': 'orders.new', 'correlation_id': '…', 'subscription': 'on_order'}
+    """
+    env = current_envelope.get()
+    if env is None:
+        return None
+    return log_fields(env, current_subscription.get())
+
+
+def _has_bus_fields(get: Callable[[str], Any]) -> bool:
+    return any(get(name) is not None for name in BUS_FIELDS)
+
+
+def _field_of(record: logging.LogRecord) -> Callable[[str], Any]:
+    return lambda name: getattr(record, name, None)
+
+
+def _fields_of(record: logging.LogRecord) -> dict[str, Any]:
+    """The bus fields of ``record``: its own if it has any, else the running handler's."""
+    if _has_bus_fields(_field_of(record)):
+        return {n: v for n in BUS_FIELDS if (v := getattr(record, n, None)) is not None}
+    return handler_fields() or {}
+
+
 def _extra_of(record: logging.LogRecord) -> dict[str, Any]:
     return {k: v for k, v in vars(record).items() if k not in _RECORD_ATTRS and k[:1] != "_"}
 
@@ -124,8 +171,9 @@ class JsonFormatter(logging.Formatter):
         }
         for key, value in self.static.items():
             out.setdefault(key, value)
+        fields = _fields_of(record)
         for name in self.fields:
-            value = getattr(record, name, None)
+            value = fields.get(name) if name in BUS_FIELDS else getattr(record, name, None)
             if value is not None:
                 out[name] = _clean(name, value)
         if self.extra:
@@ -156,6 +204,9 @@ class BusLogFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if not super().filter(record):
             return False
+        if not _has_bus_fields(_field_of(record)):
+            for name, value in (handler_fields() or {}).items():
+                setattr(record, name, value)
         for name in BUS_FIELDS:
             if getattr(record, name, None) is None:
                 setattr(record, name, self.missing)
@@ -169,11 +220,14 @@ class BusLogFilter(logging.Filter):
 def add_bus_fields(
     logger: Any, method_name: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
-    """A structlog processor: copies the bus fields of a stdlib record (``_record``, set by
-    ``structlog.stdlib.ProcessorFormatter`` for foreign records) into the event dict, and masks
-    secrets in the event text and every other string field, and in fields with secret-looking
-    names. Put it after ``format_exc_info`` so a traceback is masked too. structlog itself is
-    not needed to import this.
+    """A structlog processor: adds the bus fields to the event dict, and masks secrets in the
+    event text and every other string field, and in fields with secret-looking names.
+
+    The fields are those of a stdlib record (``_record``, set by
+    ``structlog.stdlib.ProcessorFormatter`` for foreign records) if it has any, else those of
+    the event whose handler is logging; fields already in the event dict win. Put it after
+    ``format_exc_info`` so a traceback is masked too. structlog itself is not needed to import
+    this.
 
     >>> formatter = structlog.stdlib.ProcessorFormatter(
     ...     foreign_pre_chain=[structlog.stdlib.add_log_level,
@@ -184,10 +238,13 @@ def add_bus_fields(
     """
     record = event_dict.get("_record")
     if isinstance(record, logging.LogRecord):
-        for name in BUS_FIELDS:
-            value = getattr(record, name, None)
-            if value is not None:
-                event_dict.setdefault(name, value)
+        fields = _fields_of(record)
+    elif _has_bus_fields(event_dict.get):
+        fields = {}  # the caller said which event this line is about
+    else:
+        fields = handler_fields() or {}
+    for name, value in fields.items():
+        event_dict.setdefault(name, value)
     for key, value in list(event_dict.items()):
         if key[:1] != "_":
             event_dict[key] = _clean(key, value)

@@ -21,6 +21,7 @@ from .._events import Envelope
 from .._exceptions import (
     AxonbusError,
     ConnectionLost,
+    EncodeError,
     MessageTooLarge,
     NoResponders,
     RemoteError,
@@ -140,13 +141,17 @@ class RequestReply:
                 self.bus._codec, Envelope(topic, fut.result()), self._reply_limit()
             )
         except (TypeError, ValueError, AxonbusError) as err:
-            self._send_error(reply_to, topic, type(err).__name__, str(err))
+            # EncodeError is the TypeError requesters always saw for an unencodable reply
+            kind = "TypeError" if isinstance(err, EncodeError) else type(err).__name__
+            self._send_error(reply_to, topic, kind, str(err))
             return
         self.send_control(("reply", reply_to, data, None))
 
     def _send_error(self, reply_to: str, topic: str, type_name: str, message: str) -> None:
         assert self.bus is not None
-        data = self.bus._codec.encode(Envelope(topic, message[:2000]))
+        # an error message may hold what the wire cannot (a lone surrogate): escape it
+        text = message[:2000].encode(errors="backslashreplace").decode()
+        data = self.bus._codec.encode(Envelope(topic, text))
         self.send_control(("reply", reply_to, data, {ERROR_HEADER: type_name}))
 
     def _reply_limit(self) -> int:

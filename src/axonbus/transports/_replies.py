@@ -26,11 +26,14 @@ def encode_reply(codec: Codec, request: Envelope, fut: asyncio.Future[Any]) -> b
             kind, text = exc.remote_type, exc.remote_message
         else:
             kind, text = type(exc).__name__, str(exc)
-        return b"err\n" + f"{kind}\n{text}".encode()
+        # an error message may hold what the wire cannot (a lone surrogate): escape it
+        return b"err\n" + f"{kind}\n{text}".encode(errors="backslashreplace")
     try:
         return b"ok\n" + codec.encode(Envelope(request.topic, fut.result()))
     except (TypeError, ValueError) as err:
-        return b"err\n" + f"TypeError\ncannot encode the reply: {err}".encode()
+        return b"err\n" + f"TypeError\ncannot encode the reply: {err}".encode(
+            errors="backslashreplace"
+        )
 
 
 def settle_reply(codec: Codec, fut: asyncio.Future[Any], frame: bytes) -> None:

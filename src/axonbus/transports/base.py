@@ -36,7 +36,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import parse_qsl, unquote_plus, urlsplit
 
 from .._events import Envelope
-from .._exceptions import ConnectionLost, QueueFull
+from .._exceptions import (
+    AxonbusError,
+    ConnectionFailed,
+    ConnectionLost,
+    MissingDependency,
+    QueueFull,
+)
 from .._system import Outcome
 
 if TYPE_CHECKING:
@@ -312,17 +318,60 @@ class BrokerTransport(Transport):
 
     # -- lifecycle -----------------------------------------------------------------------------
 
+    #: whether ``Bus(on_unavailable="log")`` starts without the broker and connects later
+    connects_in_background: ClassVar[bool] = True
+
     async def start(self, bus: Bus) -> None:
+        """Connect. A broker that refuses the bus raises :class:`ConnectionFailed`; one that
+        cannot be reached raises :class:`ConnectionLost`, or, with ``on_unavailable="log"``,
+        is connected to in the background (publishes meanwhile follow the outage rules)."""
         self.bus = bus
         self._up = asyncio.Event()
         try:
             await asyncio.wait_for(self._connect(), self.unavailable_timeout or None)
-        except (TimeoutError, *self.connection_errors) as exc:  # type: ignore[misc]
+        except Exception as exc:
             await self._disconnect()
-            reason = str(exc) or type(exc).__name__
-            raise ConnectionLost(f"cannot reach {self.address}: {reason}") from exc
+            if isinstance(exc, AxonbusError):
+                raise
+            refused = self.refusal(exc)
+            if refused is not None:
+                raise ConnectionFailed(refused) from exc
+            reason = self._scrub(str(exc)) if str(exc) else self._silence()
+            if bus.on_unavailable != "log" or not self.connects_in_background:
+                raise ConnectionLost(f"cannot reach {self.address}: {reason}") from exc
+            logger.warning(
+                "%s: cannot reach the broker (%s); connecting in the background", self, reason
+            )
+            self._writer = self.spawn(self._write_loop(), "writer")
+            self.spawn(self._reconnect(first=True), "reconnect")
+            return
         self._set_connected(True)
         self._writer = self.spawn(self._write_loop(), "writer")
+
+    def refusal(self, exc: BaseException) -> str | None:
+        """The one-line error for a connect that failed with ``exc`` when the broker refused
+        the bus (waiting would not help), or None for an outage (unreachable, timed out).
+
+        Anything but a connection error is a refusal; transports add their own cases.
+        """
+        if isinstance(exc, (TimeoutError, *self.connection_errors)):
+            return None
+        return f"{self.address} refused the connection: {self._describe(exc)}"
+
+    def _describe(self, exc: BaseException) -> str:
+        """The driver's message for ``exc``: its first line, short, password hidden."""
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if len(text) > 120:
+            text = text[:117] + "..."
+        return self._scrub(text)
+
+    def _scrub(self, text: str) -> str:
+        """``text`` with the URL's password replaced (a driver may echo its connection string)."""
+        secret = urlsplit(self.url).password
+        return text.replace(secret, "***") if secret else text
+
+    def _silence(self) -> str:
+        return f"no answer within {self.unavailable_timeout}s"
 
     async def close(self) -> None:
         if self._up is None:
@@ -556,19 +605,27 @@ class BrokerTransport(Transport):
         assert self._up is not None
         await self._up.wait()
 
-    async def _reconnect(self) -> None:
+    async def _reconnect(self, *, first: bool = False) -> None:
+        """Connect again with backoff (``first``: the initial connect, started in the
+        background). A refusal is logged and retried too: the broker may be fixed meanwhile."""
         await self._disconnect()
+        refused: str | None = None
         for delay in backoff_delays():
             await asyncio.sleep(delay)
             try:
                 await asyncio.wait_for(self._connect(), max(self.unavailable_timeout, 1.0))
-            except (TimeoutError, *self.connection_errors) as again:  # type: ignore[misc]
-                logger.debug("%s: reconnect failed: %r", self, again)
+            except Exception as again:
                 await self._disconnect()
+                reason = None if isinstance(again, AxonbusError) else self.refusal(again)
+                if reason is not None and reason != refused:
+                    logger.error("%s; retrying", reason)  # once per distinct refusal
+                else:
+                    logger.debug("%s: connect failed: %r", self, again)
+                refused = reason or refused
                 continue
             break
         self._set_connected(True)
-        logger.warning("%s: reconnected", self)
+        logger.warning("%s: %s", self, "connected" if first else "reconnected")
         self._wake_room()
 
 
@@ -587,7 +644,18 @@ def open_transport(url: str) -> Transport:
         raise ValueError(f"bus URL must look like 'scheme://...', got {url!r}")
     scheme = urlsplit(url).scheme
     if scheme in _LAZY and scheme not in _REGISTRY:
-        __import__(_LAZY[scheme], fromlist=["_"])  # the driver is imported only when used
+        module, driver, extra = _LAZY[scheme]
+        try:
+            __import__(module, fromlist=["_"])  # the driver is imported only when used
+        except ImportError as exc:
+            # the module's own guard re-raises with a hint; the missing name is on its cause
+            missing = exc.name or getattr(exc.__cause__, "name", None) or ""
+            if not extra or missing.split(".")[0] != driver:
+                raise
+            raise MissingDependency(
+                f"the {scheme}:// transport needs the {driver!r} package: "
+                f"pip install 'axonbus[{extra}]'"
+            ) from None
     cls = _REGISTRY.get(scheme)
     if cls is None:
         known = ", ".join(f"{s}://" for s in sorted({*_REGISTRY, *_LAZY}))
@@ -596,12 +664,13 @@ def open_transport(url: str) -> Transport:
 
 
 # transports whose driver is an optional dependency: imported on first use of their scheme
-_LAZY: dict[str, str] = {
-    "redis": "axonbus.transports.redis",
-    "sqlite": "axonbus.transports.sqlite",
-    "rediss": "axonbus.transports.redis",
-    "nats": "axonbus.transports.nats",
-    "tls": "axonbus.transports.nats",
-    "postgresql": "axonbus.transports.postgres",
-    "postgres": "axonbus.transports.postgres",
+# (scheme -> module, the driver it imports, the extra that installs it)
+_LAZY: dict[str, tuple[str, str, str]] = {
+    "redis": ("axonbus.transports.redis", "redis", "redis"),
+    "rediss": ("axonbus.transports.redis", "redis", "redis"),
+    "sqlite": ("axonbus.transports.sqlite", "sqlite3", ""),  # the standard library's
+    "nats": ("axonbus.transports.nats", "nats", "nats"),
+    "tls": ("axonbus.transports.nats", "nats", "nats"),
+    "postgresql": ("axonbus.transports.postgres", "asyncpg", "postgres"),
+    "postgres": ("axonbus.transports.postgres", "asyncpg", "postgres"),
 }

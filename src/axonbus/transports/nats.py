@@ -331,6 +331,16 @@ class NatsTransport(Writer, RequestReply, BrokerTransport):
         if self._held:
             self.send_control(("mark",))  # the replies held go again on this connection
 
+    def refusal(self, exc: BaseException) -> str | None:
+        # nats-py reports a refused login as a plain nats.errors.Error, like an outage
+        text = str(exc).lower()
+        if isinstance(exc, nats.errors.AuthorizationError) or (
+            isinstance(exc, nats.errors.Error)
+            and ("authorization" in text or "authentication" in text)
+        ):
+            return f"{self.address} refused the connection: {self._describe(exc)}"
+        return super().refusal(exc)
+
     async def _probe_stream(self, conn: Conn) -> None:
         if await self.js.stream_exists(conn) and self._conn is conn:
             self._stream_known = True

@@ -50,6 +50,8 @@ What it cannot promise:
   too soon (they are then delivered twice), one that runs behind reclaims them late.
 - A connection pooler in transaction mode (PgBouncer ``pool_mode=transaction``) does not work:
   ``LISTEN`` and prepared statements need a session.
+- Topics go to a ``text`` column, which cannot hold NUL: a publish on a topic with ``"\\x00"``
+  raises :class:`EncodeError` (payloads and headers are bytes here and carry it).
 """
 
 from __future__ import annotations
@@ -61,6 +63,8 @@ import time
 from typing import Any, ClassVar
 from urllib.parse import urlencode, urlsplit
 
+from .._events import Envelope
+from .._exceptions import EncodeError
 from ._log import LogTransport
 from ._log_store import LogStore, Request, Row, read_filter
 from ._postgres_consumers import PostgresConsumers
@@ -432,6 +436,17 @@ class PostgresTransport(LogTransport):
 
     def make_store(self, prefix: str) -> LogStore:
         return PostgresStore(self.dsn, prefix, pool_size=self.pool_size)
+
+    def publish_op(self, env: Envelope, data: bytes) -> Any:
+        op = super().publish_op(env, data)
+        # the topic and the idempotency key go to text columns, which cannot hold NUL: refuse
+        # at publish rather than leave a batch the server will never take in the outbox
+        if "\x00" in env.topic or (op[5] is not None and "\x00" in op[5]):
+            raise EncodeError(
+                f"cannot publish on {env.topic!r}: PostgreSQL text cannot hold the NUL "
+                "character (in the topic or the idempotency key)"
+            )
+        return op
 
 
 @register_transport

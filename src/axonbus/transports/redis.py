@@ -194,6 +194,14 @@ class RedisTransport(RedisRequestReply, BrokerTransport):
         if self._responders:
             self.spawn_reader(self._serve(self._generation), "respond")
 
+    def refusal(self, exc: BaseException) -> str | None:
+        if isinstance(exc, rexc.InvalidResponse):  # e.g. a NATS server's INFO line
+            seen = self._describe(exc)[:40]
+            return f"{self.address} did not answer as a Redis server ({seen}...)"
+        if isinstance(exc, rexc.AuthenticationError):  # a ConnectionError to redis-py
+            return f"{self.address} refused the connection: {self._describe(exc)}"
+        return super().refusal(exc)
+
     async def _disconnect(self) -> None:
         self._generation += 1  # every loop of the old connection returns at its next turn
         listener, self._listener = self._listener, None

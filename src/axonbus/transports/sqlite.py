@@ -437,6 +437,8 @@ class SqliteStore(SqliteConsumers, LogStore):
 class SqliteTransport(LogTransport):
     scheme = "sqlite"
     connection_errors: ClassVar[tuple[type[BaseException], ...]] = (sqlite3.OperationalError,)
+    # a file that cannot be opened at start is a wrong path, not a server that comes back
+    connects_in_background: ClassVar[bool] = False
 
     def __init__(self, url: str) -> None:
         super().__init__(url)
