@@ -48,6 +48,7 @@ the file and, for each, the dotted key (``channels[1].token``) and the form expe
 
 from __future__ import annotations
 
+import copy
 import importlib
 import os
 import re
@@ -511,7 +512,7 @@ def _interpolate(data: Any, key: str, env: Any, problems: list[ConfigProblem]) -
 def _valid_part(cls: type[Config], data: dict[str, Any], exc: ValidationError) -> Config | None:
     """``data`` without the values ``exc`` rejected, validated: so the checks that span keys
     can still report on the rest. A rejected value inside a list drops its whole table."""
-    pruned = _copy(data)
+    pruned = copy.deepcopy(data)
     for error in exc.errors(include_url=False):
         loc = error["loc"]
         if not loc:
@@ -528,14 +529,6 @@ def _valid_part(cls: type[Config], data: dict[str, Any], exc: ValidationError) -
         return cls.model_validate(pruned)
     except ValidationError:
         return None
-
-
-def _copy(data: Any) -> Any:
-    if isinstance(data, dict):
-        return {k: _copy(v) for k, v in data.items()}
-    if isinstance(data, list):
-        return [_copy(v) for v in data]
-    return data
 
 
 # -- finding and reading files -----------------------------------------------------------------
