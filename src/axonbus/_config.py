@@ -79,6 +79,7 @@ from ._config_schema import (
     field,
     retention_problems,
 )
+from ._config_yaml import YAML_SUFFIXES, parse_yaml
 from ._exceptions import ConfigError
 from .transports.base import redact_url
 
@@ -564,7 +565,7 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
         raise ConfigError([problem], str(p)) from exc
     where = str(p)
     if yaml:
-        data = _parse_yaml(text, where)
+        data = parse_yaml(text, where)
     else:
         try:
             data = tomllib.loads(text)
@@ -582,55 +583,7 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     return Config.from_mapping(data, source=p.resolve(), where=where)
 
 
-YAML_SUFFIXES = (".yaml", ".yml")
 _NAMES = ("axonbus.toml", "axonbus.yaml", "axonbus.yml")
-
-
-def _parse_yaml(text: str, where: str) -> dict[str, Any]:
-    """A YAML document as plain data (``yaml.safe_load``: no Python objects are ever built)."""
-    try:
-        import yaml
-    except ImportError:
-        problem = ConfigProblem(
-            "", "reading YAML needs PyYAML", "pip install 'axonbus[yaml]' (or use axonbus.toml)"
-        )
-        raise ConfigError([problem], where) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        # the mark's line and column, not exc's own text: that quotes the file's lines
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        what = getattr(exc, "problem", None) or "cannot be parsed"
-        raise ConfigError(
-            [ConfigProblem("", f"not valid YAML{at}: {what}", "YAML")], where
-        ) from None
-    if data is None:
-        return {}  # an empty file: the defaults
-    problems = _yaml_keys(data, "")
-    if problems:
-        raise ConfigError(problems, where)
-    if not isinstance(data, dict):
-        problem = ConfigProblem("", f"a YAML {type(data).__name__}", "a mapping of settings")
-        raise ConfigError([problem], where)
-    return data
-
-
-def _yaml_keys(data: Any, key: str) -> list[ConfigProblem]:
-    """A problem per key that YAML read as something else than a string (``on:`` is ``True``,
-    ``1:`` an int): the schema's keys are strings."""
-    problems = []
-    if isinstance(data, dict):
-        for k, v in data.items():
-            if not isinstance(k, str):
-                where = f"{key}.{k}" if key else str(k)
-                problems.append(ConfigProblem(where, f"a {type(k).__name__} key", "a string key"))
-                continue
-            problems += _yaml_keys(v, f"{key}.{k}" if key else k)
-    elif isinstance(data, list):
-        for i, v in enumerate(data):
-            problems += _yaml_keys(v, f"{key}[{i}]")
-    return problems
 
 
 def _search(directory: Path) -> Path | None:
