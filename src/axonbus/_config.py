@@ -79,6 +79,7 @@ from ._config_schema import (
     field,
     retention_problems,
 )
+from ._config_vars import interpolate
 from ._config_yaml import YAML_SUFFIXES, parse_yaml
 from ._exceptions import ConfigError
 from .transports.base import redact_url
@@ -89,7 +90,7 @@ if TYPE_CHECKING:
     from .channels import Channel
     from .gateway import TokenSet
 
-__all__ = ["Config", "interpolate", "load_config", "observability_name", "without_secrets"]
+__all__ = ["Config", "load_config", "observability_name", "without_secrets"]
 
 
 class Config(Table):
@@ -129,7 +130,7 @@ class Config(Table):
         if not isinstance(data, dict):
             raise ConfigError([ConfigProblem("", "not a table", "a table of settings")], where)
         problems: list[ConfigProblem] = []
-        data = _move_tokens_file(_interpolate(data, "", env, problems))
+        data = _move_tokens_file(interpolate(data, os.environ if env is None else env, problems))
         unset = {p.key for p in problems}  # their value is wrong because a variable is unset
         config: Config | None
         try:
@@ -458,56 +459,6 @@ def observability_name(name: str, key: str) -> Any:
         raise ConfigError(
             [ConfigProblem(key, str(exc), "false, or the extra it needs installed")], ""
         ) from exc
-
-
-# -- ${VAR} ------------------------------------------------------------------------------------
-
-_VAR = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
-
-
-def interpolate(data: Any, key: str = "", env: Any = None) -> Any:
-    """``data`` with ``${VAR}`` / ``${VAR:-default}`` replaced in every string;
-    ``$${`` is a literal ``${``. An unset variable without a default is a :class:`ConfigError`
-    (naming every such key)."""
-    problems: list[ConfigProblem] = []
-    result = _interpolate(data, key, env, problems)
-    if problems:
-        raise ConfigError(problems, "")
-    return result
-
-
-def _interpolate(data: Any, key: str, env: Any, problems: list[ConfigProblem]) -> Any:
-    """:func:`interpolate`, adding a problem per unset variable (its ``${...}`` left as is)."""
-    env = os.environ if env is None else env
-    if isinstance(data, dict):
-        return {
-            k: _interpolate(v, f"{key}.{k}" if key else str(k), env, problems)
-            for k, v in data.items()
-        }
-    if isinstance(data, list):
-        return [_interpolate(v, f"{key}[{i}]", env, problems) for i, v in enumerate(data)]
-    if not isinstance(data, str) or "$" not in data:
-        return data
-
-    def replace(m: re.Match[str]) -> str:
-        if m[0] == "$${":
-            return "${"
-        name, default = m[1], m[2]
-        value = env.get(name)
-        if value is None:
-            if default is None:
-                problems.append(
-                    ConfigProblem(
-                        key,
-                        f"environment variable {name} is not set",
-                        f"{name} set in the environment, or a default: '${{{name}:-default}}'",
-                    )
-                )
-                return m[0]
-            return str(default)
-        return str(value)
-
-    return _VAR.sub(replace, data)
 
 
 def _valid_part(cls: type[Config], data: dict[str, Any], exc: ValidationError) -> Config | None:
