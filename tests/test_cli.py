@@ -279,8 +279,9 @@ def _register(monkeypatch: pytest.MonkeyPatch, handler: object) -> None:
         axonbus.ConnectionLost("cannot reach redis://u:s3cretPW@db:6379/0\n(second line)"),
         axonbus.NoEventLog("memory:// keeps no event log"),
         axonbus.TransportError("DB index is out of range"),
+        KeyError("no stored event 'x' on redis://u:s3cretPW@db:6379/0\n(second line)"),
     ],
-    ids=["config", "connection", "no-log", "transport"],
+    ids=["config", "connection", "no-log", "transport", "lookup"],
 )
 def test_any_command_reports_an_axonbus_error_in_one_line_with_status_2(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], error: Exception

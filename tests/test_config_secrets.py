@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import textwrap
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -44,13 +44,32 @@ def _assert_hidden(text: str, secret: str) -> None:
         assert form not in text, f"{form!r} leaked in {text!r}"
 
 
-@pytest.fixture
-def password(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Any:
-    def set_(secret: str) -> str:
-        monkeypatch.setenv("REDIS_PASSWORD", secret)
-        return secret
+class Spelling(NamedTuple):
+    """One way a secret sits in a URL; ``$REDIS_PASSWORD`` holds the secret."""
 
-    return set_
+    template: str
+    secret: str
+
+    def url(self, scheme: str) -> str:
+        """The URL with the secret in it."""
+        return self.template.format(scheme=scheme, s=self.secret)
+
+    def configured(self, scheme: str) -> str:
+        """The URL as a configuration file writes it: ``${REDIS_PASSWORD}`` for the secret."""
+        return self.template.format(scheme=scheme, s="${REDIS_PASSWORD}")
+
+
+@pytest.fixture(params=SPELLINGS, ids=IDS)
+def spelling(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Spelling:
+    template, secret = request.param
+    monkeypatch.setenv("REDIS_PASSWORD", secret)
+    return Spelling(template, secret)
+
+
+@pytest.fixture
+def password(monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("REDIS_PASSWORD", SECRET)
+    return SECRET
 
 
 def _config(tmp_path: Path, text: str) -> Path:
@@ -59,53 +78,44 @@ def _config(tmp_path: Path, text: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize(("template", "secret"), SPELLINGS, ids=IDS)
-def test_redact_url_hides_every_spelling(template: str, secret: str) -> None:
-    url = template.format(scheme="redis", s=secret)
-    shown = redact_url(url)
-    _assert_hidden(shown, secret)
+def _bus_url(tmp_path: Path, url: str) -> Path:
+    """A configuration file with ``[bus] url``."""
+    return _config(tmp_path, f'[bus]\nurl = "{url}"\n')
+
+
+def test_redact_url_hides_every_spelling(spelling: Spelling) -> None:
+    shown = redact_url(spelling.url("redis"))
+    _assert_hidden(shown, spelling.secret)
     assert "***" in shown
     assert shown.startswith("redis://")
     assert "db.example" in shown
 
 
-@pytest.mark.parametrize(("template", "secret"), SPELLINGS, ids=IDS)
 def test_a_bad_scheme_error_hides_the_interpolated_password(
-    tmp_path: Path, password: Any, template: str, secret: str
+    tmp_path: Path, spelling: Spelling
 ) -> None:
-    password(secret)
-    url = template.format(scheme="kafka", s="${REDIS_PASSWORD}")
     with pytest.raises(ConfigError) as info:
-        load_config(_config(tmp_path, f'[bus]\nurl = "{url}"\n'))
+        load_config(_bus_url(tmp_path, spelling.configured("kafka")))
     assert "is not a bus URL" in str(info.value)
     assert "kafka://" in str(info.value)
-    _assert_hidden(str(info.value), secret)
-    _assert_hidden(repr(info.value.problems), secret)
+    _assert_hidden(str(info.value), spelling.secret)
+    _assert_hidden(repr(info.value.problems), spelling.secret)
 
 
-@pytest.mark.parametrize(("template", "secret"), SPELLINGS, ids=IDS)
-def test_the_loaded_config_repr_hides_the_password(
-    tmp_path: Path, password: Any, template: str, secret: str
-) -> None:
-    password(secret)
-    url = template.format(scheme="redis", s="${REDIS_PASSWORD}")
-    config = load_config(_config(tmp_path, f'[bus]\nurl = "{url}"\n'))
-    assert config.bus.url == template.format(scheme="redis", s=secret)  # the value is intact
+def test_the_loaded_config_repr_hides_the_password(tmp_path: Path, spelling: Spelling) -> None:
+    config = load_config(_bus_url(tmp_path, spelling.configured("redis")))
+    assert config.bus.url == spelling.url("redis")  # the value is intact
     for text in (repr(config), str(config), repr(config.bus), f"{config.bus!s}"):
-        _assert_hidden(text, secret)
+        _assert_hidden(text, spelling.secret)
         assert "***" in text
 
 
-@pytest.mark.parametrize(("template", "secret"), SPELLINGS, ids=IDS)
-def test_a_bus_error_quoting_the_url_is_hidden(
-    tmp_path: Path, password: Any, template: str, secret: str
-) -> None:
+def test_a_bus_error_quoting_the_url_is_hidden(tmp_path: Path, spelling: Spelling) -> None:
     """An error from making the bus may quote its URL, whole or its password decoded."""
     from urllib.parse import unquote
 
-    password(secret)
-    url = template.format(scheme="redis", s="${REDIS_PASSWORD}")
-    config = load_config(_config(tmp_path, f'[bus]\nurl = "{url}"\n'))
+    secret = spelling.secret
+    config = load_config(_bus_url(tmp_path, spelling.configured("redis")))
 
     class Refusing(Bus):
         def __init__(self, url: str, **options: Any) -> None:
@@ -119,9 +129,7 @@ def test_a_bus_error_quoting_the_url_is_hidden(
     assert info.value.__cause__ is None  # a traceback would print the cause's message
 
 
-def test_a_value_shown_in_a_type_error_hides_its_password(tmp_path: Path, password: Any) -> None:
-    password(SECRET)
-    error_text = ""
+def test_a_value_shown_in_a_type_error_hides_its_password(tmp_path: Path, password: str) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(_config(tmp_path, '[bus]\ncodec = "redis://app:${REDIS_PASSWORD}@h/0"\n'))
     error_text = str(info.value)
@@ -129,27 +137,22 @@ def test_a_value_shown_in_a_type_error_hides_its_password(tmp_path: Path, passwo
     _assert_hidden(error_text, SECRET)
 
 
-@pytest.mark.parametrize(("template", "secret"), SPELLINGS, ids=IDS)
-def test_channel_urls_are_hidden_in_errors_and_reprs(
-    tmp_path: Path, password: Any, template: str, secret: str
-) -> None:
-    password(secret)
-    bad = template.format(scheme="ftp", s="${REDIS_PASSWORD}")
-    text = f'[[channels]]\ntype = "webhook"\nurl = "{bad}"\n'
+def test_channel_urls_are_hidden_in_errors_and_reprs(tmp_path: Path, spelling: Spelling) -> None:
+    def webhook(url: str) -> Path:
+        return _config(tmp_path, f'[[channels]]\ntype = "webhook"\nurl = "{url}"\n')
+
     with pytest.raises(ConfigError) as info:
-        load_config(_config(tmp_path, text))
+        load_config(webhook(spelling.configured("ftp")))
     assert info.value.key == "channels[0].url"
-    _assert_hidden(str(info.value), secret)
-    good = template.format(scheme="https", s="${REDIS_PASSWORD}")
-    config = load_config(_config(tmp_path, f'[[channels]]\ntype = "webhook"\nurl = "{good}"\n'))
-    _assert_hidden(repr(config), secret)
-    _assert_hidden(repr(config.channels[0]), secret)
+    _assert_hidden(str(info.value), spelling.secret)
+    config = load_config(webhook(spelling.configured("https")))
+    _assert_hidden(repr(config), spelling.secret)
+    _assert_hidden(repr(config.channels[0]), spelling.secret)
 
 
-@pytest.mark.parametrize(("template", "secret"), SPELLINGS, ids=IDS)
-def test_bus_repr_hides_every_spelling(template: str, secret: str) -> None:
-    bus = Bus(template.format(scheme="redis", s=secret).replace("&x=1", ""))
-    _assert_hidden(repr(bus), secret)
+def test_bus_repr_hides_every_spelling(spelling: Spelling) -> None:
+    bus = Bus(spelling.url("redis").replace("&x=1", ""))
+    _assert_hidden(repr(bus), spelling.secret)
 
 
 def test_from_mapping_hides_it_too() -> None:
@@ -161,50 +164,39 @@ def test_from_mapping_hides_it_too() -> None:
 # -- the command line --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("template", "secret"), SPELLINGS, ids=IDS)
 @pytest.mark.parametrize("command", ["tail", "replay"])
 def test_cli_errors_hide_the_password(
     capsys: pytest.CaptureFixture[str],
     caplog: pytest.LogCaptureFixture,
     command: str,
-    template: str,
-    secret: str,
+    spelling: Spelling,
 ) -> None:
-    url = template.format(scheme="kafka", s=secret)
     caplog.set_level(logging.DEBUG)
-    assert main([command, ">", "--url", url]) == 2
+    assert main([command, ">", "--url", spelling.url("kafka")]) == 2
     out, err = capsys.readouterr()
     assert err.startswith(f"axonbus {command}: ")
-    _assert_hidden(out + err + caplog.text, secret)
+    _assert_hidden(out + err + caplog.text, spelling.secret)
 
 
-@pytest.mark.parametrize(("template", "secret"), SPELLINGS, ids=IDS)
 def test_serve_config_errors_hide_the_password(
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-    password: Any,
-    template: str,
-    secret: str,
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], spelling: Spelling
 ) -> None:
     pytest.importorskip("starlette")
-    password(secret)
-    url = template.format(scheme="kafka", s="${REDIS_PASSWORD}")
-    path = _config(tmp_path, f'[bus]\nurl = "{url}"\n')
+    path = _bus_url(tmp_path, spelling.configured("kafka"))
     assert main(["serve", "--config", str(path)]) == 2
     out, err = capsys.readouterr()
     assert "bus.url" in err
-    _assert_hidden(out + err, secret)
+    _assert_hidden(out + err, spelling.secret)
 
 
 async def test_a_webhook_channel_from_the_config_hides_its_token(
-    tmp_path: Path, password: Any, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, password: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The webhook endpoint's own credentials: repr, delivery errors and retry logs."""
     pytest.importorskip("httpx")
     from axonbus.channels import ChannelReply
     from axonbus.gateway import WebhookDeliveryFailed
 
-    password(SECRET)
     url = "https://hooks:${REDIS_PASSWORD}@127.0.0.1:1/in?token=${REDIS_PASSWORD}"
     config = load_config(_config(tmp_path, f'[[channels]]\ntype = "webhook"\nurl = "{url}"\n'))
     caplog.set_level(logging.DEBUG)

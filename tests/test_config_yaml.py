@@ -4,12 +4,11 @@ and, for both formats, every problem of a file reported at once with its dotted 
 from __future__ import annotations
 
 import sys
-import textwrap
 from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.test_config import ENV, EXAMPLE
+from tests.test_config import ENV, EXAMPLE, _write, env  # noqa: F401  (env: a fixture)
 
 from axonbus import Bus, ConfigError, load_config
 
@@ -62,19 +61,6 @@ observability:
 """
 
 
-@pytest.fixture
-def env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    for name, value in ENV.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("DATA_DIR", raising=False)
-    return ENV
-
-
-def _write(path: Path, text: str) -> Path:
-    path.write_text(textwrap.dedent(text), encoding="utf-8")
-    return path
-
-
 def _dump(config: Any) -> Any:
     dump = config.model_dump()
     for channel in dump["channels"]:  # SecretStr compares by value only through the getter
@@ -86,10 +72,9 @@ def _dump(config: Any) -> Any:
     return dump
 
 
+@pytest.mark.usefixtures("env")
 @pytest.mark.parametrize("suffix", [".yaml", ".yml"])
-def test_the_yaml_example_is_the_toml_example(
-    tmp_path: Path, env: dict[str, str], suffix: str
-) -> None:
+def test_the_yaml_example_is_the_toml_example(tmp_path: Path, suffix: str) -> None:
     from_toml = load_config(_write(tmp_path / "axonbus.toml", EXAMPLE))
     from_yaml = load_config(_write(tmp_path / f"axonbus{suffix}", EXAMPLE_YAML))
     assert _dump(from_yaml) == _dump(from_toml)
@@ -97,7 +82,7 @@ def test_the_yaml_example_is_the_toml_example(
     assert from_yaml.bus_url() == from_toml.bus_url()
     tokens = from_yaml.make_tokens()
     assert tokens is not None
-    assert tokens.authenticate(env["UI_TOKEN"]) is not None
+    assert tokens.authenticate(ENV["UI_TOKEN"]) is not None
 
 
 @pytest.mark.parametrize("name", ["axonbus.yaml", "axonbus.yml"])

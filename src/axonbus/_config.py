@@ -48,6 +48,7 @@ the file and, for each, the dotted key (``channels[1].token``) and the form expe
 
 from __future__ import annotations
 
+import copy
 import importlib
 import os
 import re
@@ -78,6 +79,8 @@ from ._config_schema import (
     field,
     retention_problems,
 )
+from ._config_vars import interpolate
+from ._config_yaml import YAML_SUFFIXES, parse_yaml
 from ._exceptions import ConfigError
 from .transports.base import redact_url
 
@@ -87,7 +90,7 @@ if TYPE_CHECKING:
     from .channels import Channel
     from .gateway import TokenSet
 
-__all__ = ["Config", "interpolate", "load_config", "observability_name", "without_secrets"]
+__all__ = ["Config", "load_config", "observability_name", "without_secrets"]
 
 
 class Config(Table):
@@ -127,7 +130,7 @@ class Config(Table):
         if not isinstance(data, dict):
             raise ConfigError([ConfigProblem("", "not a table", "a table of settings")], where)
         problems: list[ConfigProblem] = []
-        data = _move_tokens_file(_interpolate(data, "", env, problems))
+        data = _move_tokens_file(interpolate(data, os.environ if env is None else env, problems))
         unset = {p.key for p in problems}  # their value is wrong because a variable is unset
         config: Config | None
         try:
@@ -458,60 +461,10 @@ def observability_name(name: str, key: str) -> Any:
         ) from exc
 
 
-# -- ${VAR} ------------------------------------------------------------------------------------
-
-_VAR = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
-
-
-def interpolate(data: Any, key: str = "", env: Any = None) -> Any:
-    """``data`` with ``${VAR}`` / ``${VAR:-default}`` replaced in every string;
-    ``$${`` is a literal ``${``. An unset variable without a default is a :class:`ConfigError`
-    (naming every such key)."""
-    problems: list[ConfigProblem] = []
-    result = _interpolate(data, key, env, problems)
-    if problems:
-        raise ConfigError(problems, "")
-    return result
-
-
-def _interpolate(data: Any, key: str, env: Any, problems: list[ConfigProblem]) -> Any:
-    """:func:`interpolate`, adding a problem per unset variable (its ``${...}`` left as is)."""
-    env = os.environ if env is None else env
-    if isinstance(data, dict):
-        return {
-            k: _interpolate(v, f"{key}.{k}" if key else str(k), env, problems)
-            for k, v in data.items()
-        }
-    if isinstance(data, list):
-        return [_interpolate(v, f"{key}[{i}]", env, problems) for i, v in enumerate(data)]
-    if not isinstance(data, str) or "$" not in data:
-        return data
-
-    def replace(m: re.Match[str]) -> str:
-        if m[0] == "$${":
-            return "${"
-        name, default = m[1], m[2]
-        value = env.get(name)
-        if value is None:
-            if default is None:
-                problems.append(
-                    ConfigProblem(
-                        key,
-                        f"environment variable {name} is not set",
-                        f"{name} set in the environment, or a default: '${{{name}:-default}}'",
-                    )
-                )
-                return m[0]
-            return str(default)
-        return str(value)
-
-    return _VAR.sub(replace, data)
-
-
 def _valid_part(cls: type[Config], data: dict[str, Any], exc: ValidationError) -> Config | None:
     """``data`` without the values ``exc`` rejected, validated: so the checks that span keys
     can still report on the rest. A rejected value inside a list drops its whole table."""
-    pruned = _copy(data)
+    pruned = copy.deepcopy(data)
     for error in exc.errors(include_url=False):
         loc = error["loc"]
         if not loc:
@@ -528,14 +481,6 @@ def _valid_part(cls: type[Config], data: dict[str, Any], exc: ValidationError) -
         return cls.model_validate(pruned)
     except ValidationError:
         return None
-
-
-def _copy(data: Any) -> Any:
-    if isinstance(data, dict):
-        return {k: _copy(v) for k, v in data.items()}
-    if isinstance(data, list):
-        return [_copy(v) for v in data]
-    return data
 
 
 # -- finding and reading files -----------------------------------------------------------------
@@ -571,7 +516,7 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
         raise ConfigError([problem], str(p)) from exc
     where = str(p)
     if yaml:
-        data = _parse_yaml(text, where)
+        data = parse_yaml(text, where)
     else:
         try:
             data = tomllib.loads(text)
@@ -589,55 +534,7 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     return Config.from_mapping(data, source=p.resolve(), where=where)
 
 
-YAML_SUFFIXES = (".yaml", ".yml")
 _NAMES = ("axonbus.toml", "axonbus.yaml", "axonbus.yml")
-
-
-def _parse_yaml(text: str, where: str) -> dict[str, Any]:
-    """A YAML document as plain data (``yaml.safe_load``: no Python objects are ever built)."""
-    try:
-        import yaml
-    except ImportError:
-        problem = ConfigProblem(
-            "", "reading YAML needs PyYAML", "pip install 'axonbus[yaml]' (or use axonbus.toml)"
-        )
-        raise ConfigError([problem], where) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        # the mark's line and column, not exc's own text: that quotes the file's lines
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        what = getattr(exc, "problem", None) or "cannot be parsed"
-        raise ConfigError(
-            [ConfigProblem("", f"not valid YAML{at}: {what}", "YAML")], where
-        ) from None
-    if data is None:
-        return {}  # an empty file: the defaults
-    problems = _yaml_keys(data, "")
-    if problems:
-        raise ConfigError(problems, where)
-    if not isinstance(data, dict):
-        problem = ConfigProblem("", f"a YAML {type(data).__name__}", "a mapping of settings")
-        raise ConfigError([problem], where)
-    return data
-
-
-def _yaml_keys(data: Any, key: str) -> list[ConfigProblem]:
-    """A problem per key that YAML read as something else than a string (``on:`` is ``True``,
-    ``1:`` an int): the schema's keys are strings."""
-    problems = []
-    if isinstance(data, dict):
-        for k, v in data.items():
-            if not isinstance(k, str):
-                where = f"{key}.{k}" if key else str(k)
-                problems.append(ConfigProblem(where, f"a {type(k).__name__} key", "a string key"))
-                continue
-            problems += _yaml_keys(v, f"{key}.{k}" if key else k)
-    elif isinstance(data, list):
-        for i, v in enumerate(data):
-            problems += _yaml_keys(v, f"{key}[{i}]")
-    return problems
 
 
 def _search(directory: Path) -> Path | None:

@@ -242,15 +242,16 @@ def _one_line(exc: BaseException, args: argparse.Namespace) -> str:
     """``exc``'s message on one line, without the credentials of the bus URL in use."""
     from ._config import without_secrets
 
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    # KeyError's str() is a repr of its message
+    lookup = isinstance(exc, LookupError) and len(exc.args) == 1
+    message = str(exc.args[0]) if lookup else str(exc)
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
     # "file: 2 problems:" then one line each -> "file: 2 problems: a: ...; b: ..."
     text = "".join(
         line + ("" if i == len(lines) - 1 else " " if line.endswith(":") else "; ")
         for i, line in enumerate(lines)
     )
     text = text or type(exc).__name__
-    if isinstance(exc, LookupError) and len(exc.args) == 1:
-        text = str(exc.args[0])  # KeyError's str() is a repr
     for url in (getattr(args, "url", None), os.environ.get("AXONBUS_URL")):
         if url:
             text = without_secrets(text, url)

@@ -13,7 +13,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from pydantic import BaseModel
+from tests.runtime.messages import Line, Order, Point
 
 from axonbus import Bus
 from axonbus.runtime import (
@@ -40,24 +40,6 @@ from axonbus.runtime import (
 from axonbus.runtime._serialization import MessageTypes
 from axonbus.runtime._serializers import SerializationRegistry
 from axonbus.runtime._types import AnyType
-
-
-@dataclass
-class Point:
-    x: int
-    y: int
-
-
-@dataclass
-class Line:
-    start: Point
-    end: Point
-
-
-class Order(BaseModel):
-    id: int
-    items: list[str] = []
-
 
 # -- serializers ----------------------------------------------------------------------------------
 

@@ -4,12 +4,11 @@ agent types in "another process" (a second runtime reached only through JSON byt
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
 import pytest
-from pydantic import BaseModel
+from tests.runtime.messages import Line, Order, Point
 
 from axonbus.runtime import (
     AgentId,
@@ -34,23 +33,6 @@ from axonbus.runtime._serialization import (
     error_from_data,
     error_to_data,
 )
-
-
-@dataclass
-class Point:
-    x: int
-    y: int
-
-
-@dataclass
-class Line:
-    start: Point
-    end: Point
-
-
-class Order(BaseModel):
-    id: int
-    items: list[str] = []
 
 
 def test_message_types_round_trip() -> None:

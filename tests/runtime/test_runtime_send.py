@@ -319,7 +319,9 @@ async def test_a_cycle_through_agents_with_two_slots_is_a_deadlock_error(
     await Hop.register(runtime, "a", Hop, concurrency=2)
     await Hop.register(runtime, "b", Hop, concurrency=2)
     assert await asyncio.wait_for(runtime.send_message(3, AgentId("a", "x")), 5) == "end"
-    with pytest.raises(RemoteError, match=r"DeadlockDetected: .*a/x 2/2, b/x 2/2|b/x 2/2, a/x"):
+    with pytest.raises(
+        RemoteError, match=r"DeadlockDetected: .*(a/x 2/2, b/x 2/2|b/x 2/2, a/x 2/2)"
+    ):
         await asyncio.wait_for(runtime.send_message(4, AgentId("a", "x")), 5)
 
 
@@ -327,8 +329,9 @@ async def test_a_busy_agent_with_a_working_handler_is_not_a_deadlock(
     runtime: AgentRuntime,
 ) -> None:
     # both slots of "w" busy, one of them waiting on the caller, the other still working:
-    # that one frees a slot, so the send waits instead of failing
+    # that one frees a slot, so the caller's send to "w" waits instead of failing
     release = asyncio.Event()
+    calling = asyncio.Event()
 
     class Slow(RoutedAgent):
         @rpc
@@ -337,22 +340,26 @@ async def test_a_busy_agent_with_a_working_handler_is_not_a_deadlock(
                 await release.wait()
                 return "unblocked"
             if what == "call-back":
-                return await self.send_message("plain", AgentId("caller", "x"))
+                return await self.send_message("relay", AgentId("caller", "x"))
             return what
 
     class Caller(RoutedAgent):
-        concurrency = 2
-
         @rpc
         async def call(self, what: str) -> str:
-            if what == "plain":
-                return "plain"
-            return await self.send_message(what, AgentId("w", "x"))
+            calling.set()
+            return await self.send_message("plain", AgentId("w", "x"))  # "w" is full
 
     await Slow.register(runtime, "w", Slow, concurrency=2)
     await Caller.register(runtime, "caller", Caller)
     blocked = asyncio.create_task(runtime.send_message("block", AgentId("w", "x")))
-    answer = await asyncio.wait_for(runtime.send_message("call-back", AgentId("caller", "x")), 5)
-    assert answer == "plain"
+    answer = asyncio.create_task(runtime.send_message("call-back", AgentId("w", "x")))
+    await asyncio.wait_for(calling.wait(), 5)
+    for _ in range(1000):  # event-loop turns: the send only has to reach the mailbox
+        if runtime.unprocessed_messages_count == 1 or answer.done():
+            break
+        await asyncio.sleep(0)
+    assert not answer.done()  # a DeadlockDetected would have ended it
+    assert runtime.unprocessed_messages_count == 1  # "plain", waiting for a slot of "w"
     release.set()
+    assert await asyncio.wait_for(answer, 5) == "plain"
     assert await asyncio.wait_for(blocked, 5) == "unblocked"

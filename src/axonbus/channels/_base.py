@@ -44,10 +44,10 @@ class Channel(abc.ABC):
     ``channel.{type}.out`` and hands every :class:`ChannelReply` published there to
     :meth:`send`. A channel never holds a reference to a handler.
 
-    Subclasses implement :attr:`channel_type` and, unless they only listen, :meth:`send`; they
-    override :meth:`start` /
-    :meth:`stop` to open and close their connection (call ``super()`` first in ``start`` and
-    first in ``stop``), and :meth:`run` when they poll for input::
+    Subclasses implement :attr:`channel_type` and, unless they only listen, :meth:`send`;
+    they override :meth:`start` / :meth:`stop` to open and close their connection (call
+    ``super()`` first in ``start`` and first in ``stop``), and :meth:`run` when they poll for
+    input::
 
         class Telegram(Channel):
             channel_type = "telegram"  # a plain class attribute satisfies the property

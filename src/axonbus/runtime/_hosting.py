@@ -302,22 +302,29 @@ class Hosts:
         at once when the runtime starts or stops meanwhile: then nothing is held back."""
         loop = asyncio.get_running_loop()
         while not self.running and self.accepting:
-            while self.backlog:
-                host = self.backlog.popleft()
-                if host.queue:  # empty when the message was flushed meanwhile
-                    item = host.queue.popleft()
-                    w = Worker(host)
-                    w.retired = True  # handles this one message only
-                    started: asyncio.Future[None] = loop.create_future()
-                    w.task = loop.create_task(
-                        host.step(w, item, started), name=f"axonbus-agent:{host.id}"
-                    )
-                    host.workers.append(w)
-                    await started
-                    return
-            if self._posted is None or self._posted.done():
-                self._posted = loop.create_future()
-            await self._posted
+            host = self._oldest_held()
+            if host is None:
+                if self._posted is None or self._posted.done():
+                    self._posted = loop.create_future()
+                await self._posted
+                continue
+            w = Worker(host)
+            w.retired = True  # handles this one message only
+            started: asyncio.Future[None] = loop.create_future()
+            w.task = loop.create_task(
+                host.step(w, host.queue.popleft(), started), name=f"axonbus-agent:{host.id}"
+            )
+            host.workers.append(w)
+            await started
+            return
+
+    def _oldest_held(self) -> Host | None:
+        """The host of the oldest message still waiting for a start, if any."""
+        while self.backlog:
+            host = self.backlog.popleft()
+            if host.queue:  # empty when the message was flushed meanwhile
+                return host
+        return None
 
     def add(self, agent: Agent, agent_id: AgentId, concurrency: int) -> Host:
         host = Host(self, agent, agent_id, concurrency)

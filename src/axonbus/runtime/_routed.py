@@ -19,6 +19,7 @@ method-name order, as autogen) whose ``match(message, ctx)`` predicate holds is 
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import sys
 import types
@@ -79,7 +80,8 @@ class Handler:
         name classes defined after the agent)."""
         if self.types is None:
             self.types = _message_types(self.func, self.localns)
-            self.describe()
+            if not getattr(self.func, "target_types", None):  # not described when decorated
+                self.describe()
             self.localns = None
         return self.types
 
@@ -159,10 +161,8 @@ def _decorator(
     def decorate(f: F) -> F:
         handler = Handler(f, kind, match, defining_scope())
         f.__axonbus_handler__ = handler  # type: ignore[attr-defined]
-        try:
+        with contextlib.suppress(Exception):  # a forward reference: described on first use
             handler.describe()
-        except Exception:  # a forward reference: described when the class is first used
-            pass
         return f
 
     return decorate if func is None else decorate(func)

@@ -85,14 +85,12 @@ class MessageTypes:
     ) -> None:
         """Use ``serializer`` for its class: it travels as ``serializer.type_name`` (the class
         name for the built-in ones), so processes agree without sharing a module path."""
-        if isinstance(serializer, Sequence):
-            for one in serializer:
-                self.add_serializer(one)
-            return
-        self.serializers.add_serializer(serializer)
-        cls = getattr(serializer, "cls", None)
-        if isinstance(cls, type):
-            self._serializer_of[cls] = serializer
+        serializers = serializer if isinstance(serializer, Sequence) else [serializer]
+        self.serializers.add_serializer(serializers)
+        for one in serializers:
+            cls = getattr(one, "cls", None)  # the built-in ones know their class
+            if isinstance(cls, type):
+                self._serializer_of[cls] = one
 
     def __contains__(self, cls: type) -> bool:
         return cls in self._names

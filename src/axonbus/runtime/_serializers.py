@@ -93,8 +93,10 @@ def has_nested_base_model(cls: type[Any]) -> bool:
 
 def _flat(cls: type[Any]) -> bool:
     """A dataclass whose fields ``cls(**json)`` restores: no models, dataclasses or unions."""
+    if has_nested_base_model(cls):
+        return False
     for f in dataclasses.fields(cls):
-        if isinstance(f.type, str) or _mentions(f.type, BaseModel):
+        if isinstance(f.type, str):
             return False
         if get_origin(f.type) in (Union, types.UnionType):
             return False
