@@ -121,3 +121,27 @@ _PLANNING = re.compile(r"\bseed \d|\bLena v\d|\bissue #\d", re.I)
 def test_pages_say_what_things_are(page: Path) -> None:
     found = _PLANNING.findall(page.read_text(encoding="utf-8"))
     assert not found, f"{page.relative_to(ROOT)} uses internal planning words: {found}"
+
+
+_CONFIG_FENCE = re.compile(r"^```(toml|yaml)\n(.*?)^```\s*$", re.M | re.S)
+CONFIG_PAGE = ROOT / "docs" / "configuration.md"
+CONFIG_BLOCKS = _CONFIG_FENCE.findall(CONFIG_PAGE.read_text(encoding="utf-8"))
+
+
+def test_the_configuration_page_has_both_formats() -> None:
+    assert {kind for kind, _ in CONFIG_BLOCKS} == {"toml", "yaml"}
+
+
+@pytest.mark.parametrize(("kind", "text"), CONFIG_BLOCKS, ids=[k for k, _ in CONFIG_BLOCKS])
+def test_configuration_block_is_a_valid_file(
+    kind: str, text: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from axonbus import load_config
+
+    # the variables the examples read their secrets from
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", "123456:documentation-example")
+    monkeypatch.setenv("REDIS_PASSWORD", "documentation-example")
+    path = tmp_path / f"axonbus.{kind}"
+    path.write_text(text, encoding="utf-8")
+    config = load_config(path)  # ConfigError names every problem
+    assert config.bus.url
