@@ -1,7 +1,8 @@
 """mkdocs hook: docstrings read well in the API reference.
 
 Examples written as doctest (``>>> ...`` lines and their output) render as Python console code
-blocks, not as nested block quotes, and Sphinx roles (``:class:`~axonbus.Bus```) as code.
+blocks, not as nested block quotes; Sphinx roles (``:class:`~axonbus.Bus```) render as code, and
+a paragraph's ``::`` before an indented literal block as one colon.
 
 Registered in mkdocs.yml under ``hooks:``; it adds a Markdown preprocessor to every page and
 to the API reference (mkdocstrings renders docstrings with the site's Markdown extensions).
@@ -33,7 +34,11 @@ class _DoctestBlocks(Preprocessor):
             if line.lstrip().startswith(("```", "~~~")):
                 fenced = not fenced
             if fenced or not line.lstrip().startswith(">>>"):
-                out.append(line if fenced else _ROLE.sub(_role, line))
+                if not fenced:
+                    line = _ROLE.sub(_role, line)
+                    if line.endswith("::") and not line.lstrip().startswith(":"):
+                        line = line[:-1]
+                out.append(line)
                 i += 1
                 continue
             indent = line[: len(line) - len(line.lstrip())]
