@@ -6,8 +6,10 @@ line just above a block may hold one marker:
 
 - ``<!-- docs-test: needs redis -->`` (or ``nats``, ``postgres``): the block runs against that
   service, skipped when it is down on a developer's machine and failed in CI, like every other
-  test that needs it. The service's default URL in the block is replaced by the one the tests
-  use (``AXONBUS_TEST_REDIS_URL`` and the like).
+  test that needs it. The block must open ``Bus("<the service's default URL>", name="...")``:
+  the URL is replaced by the one the tests use (``AXONBUS_TEST_REDIS_URL`` and the like) and
+  the name by a fresh one whose keys, stream or tables are removed afterwards, so runs sharing
+  the service never meet.
 - ``<!-- docs-test: skip: why -->``: the block is not run. Keep these few, and say why.
 
 A block made only of ``--8<-- "examples/..."`` lines is included from a file in ``examples/``,
@@ -16,9 +18,9 @@ which tests/test_examples.py runs; here it is only checked to name such a file.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,11 +35,16 @@ _FENCE = re.compile(r"^```python[^\n]*\n(.*?)^```\s*$", re.M | re.S)
 _MARKER = re.compile(r"<!-- docs-test: (needs (redis|nats|postgres)|skip: .+?) -->")
 _SNIPPET = re.compile(r'^--8<-- "([^"]+)"$')
 
-# the URL each service has in the pages -> where the tests find it
+# the URL each service has in the pages -> where the tests find it, and the fixtures that
+# give a bus name of its own and remove what it left on the service
 _SERVICES = {
-    "redis": ("redis://127.0.0.1:6379/0", redis_url),
-    "nats": ("nats://127.0.0.1:4222", nats_url),
-    "postgres": ("postgresql://postgres@127.0.0.1:5432/test", postgres_url),
+    "redis": ("redis://127.0.0.1:6379/0", redis_url, ["redis_raw", "redis_bus_name"]),
+    "nats": ("nats://127.0.0.1:4222", nats_url, ["nats_bus_name"]),
+    "postgres": (
+        "postgresql://postgres@127.0.0.1:5432/test",
+        postgres_url,
+        ["postgres_bus_name"],
+    ),
 }
 
 
@@ -74,8 +81,27 @@ def test_the_pages_have_python_blocks() -> None:
     assert any(block.page.name == "README.md" for block in BLOCKS)
 
 
+def _service(block: Block) -> str | None:
+    if block.marker is None or not block.marker.startswith("needs "):
+        return None
+    return block.marker.removeprefix("needs ")
+
+
+@pytest.fixture
+def bus_name(request: pytest.FixtureRequest) -> str | None:
+    """For a block that needs a service: a bus name of its own there, whose keys, stream or
+    tables are removed after the test (the service fixtures do it); else None."""
+    service = _service(request.node.callspec.params["block"])
+    if service is None:
+        return None
+    _, url_of, fixtures = _SERVICES[service]
+    require(service, url_of())
+    names = [request.getfixturevalue(fixture) for fixture in fixtures]
+    return str(names[-1])
+
+
 @pytest.mark.parametrize("block", BLOCKS, ids=[block.id for block in BLOCKS])
-def test_python_block_runs(block: Block, tmp_path: Path) -> None:
+async def test_python_block_runs(block: Block, bus_name: str | None, tmp_path: Path) -> None:
     lines = [line for line in block.code.splitlines() if line.strip()]
     included = [_SNIPPET.match(line) for line in lines]
     if all(included):
@@ -89,24 +115,31 @@ def test_python_block_runs(block: Block, tmp_path: Path) -> None:
     code = block.code
     if block.marker is not None and block.marker.startswith("skip: "):
         pytest.skip(block.marker)
-    if block.marker is not None:
-        service = block.marker.removeprefix("needs ")
-        written, url_of = _SERVICES[service]
-        url = url_of()
-        require(service, url)
-        assert written in code, f"{block.id}: the block does not use {written}"
-        code = code.replace(written, url)
+    service = _service(block)
+    if service is not None:
+        assert bus_name is not None
+        written, url_of, _ = _SERVICES[service]
+        bus = re.compile(r'(Bus\("' + re.escape(written) + r'",\s*name=")[^"]+(")')
+        assert bus.search(code), f'{block.id}: open Bus("{written}", name="...") in the block'
+        code = bus.sub(lambda m: m.group(1) + bus_name + m.group(2), code)
+        code = code.replace(written, url_of())
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
-    proc = subprocess.run(
-        [sys.executable, "-c", code],
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        code,
         cwd=tmp_path,
         env=env,
-        capture_output=True,
-        text=True,
-        timeout=25,
-        check=False,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
     )
-    assert proc.returncode == 0, f"{block.id} failed:\n{proc.stderr[-3000:]}"
+    try:
+        _, stderr = await asyncio.wait_for(proc.communicate(), timeout=25)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 0, f"{block.id} failed:\n{stderr.decode()[-3000:]}"
 
 
 def test_readme_stays_short() -> None:
