@@ -5,7 +5,7 @@ sha256, cached outside the repository), its test files are extracted, only their
 ``autogen_core`` imports are rewritten (``autogen_suite/mapping.py``), and pytest runs them in
 a subprocess with our own ``autogen_test_utils``. Every test listed in
 ``autogen_suite/expected.py`` must pass, except the deliberate differences, which must fail for
-the stated reason (the README's actors section has them with the reasons). Without network
+the stated reason (docs/actors.md lists them with the reasons). Without network
 the suite is skipped, and fails under ``CI``.
 """
 

@@ -1,4 +1,4 @@
-"""The agent toolkit (seed 001): event vocabulary, run state, an interruptible loop, token
+"""The agent toolkit: event vocabulary, run state, an interruptible loop, token
 coalescing, and chat models.
 
 >>> from axonbus.agent import AgentLoop, ScriptedModel, StateManager, Turn

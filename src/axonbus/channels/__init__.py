@@ -1,4 +1,4 @@
-"""Channels: hot-pluggable bridges between messaging systems and the bus (seed 000).
+"""Channels: hot-pluggable bridges between messaging systems and the bus.
 
 Inbound messages are :class:`ChannelMessage` events on ``channel.{type}.in``; replies are
 :class:`ChannelReply` events on ``channel.{type}.out``, delivered by the channel of that type.

@@ -1,4 +1,4 @@
-"""LangChain and LangGraph on the bus (seed 004): any runnable's progress published as the
+"""LangChain and LangGraph on the bus: any runnable's progress published as the
 agent toolkit's events (:mod:`axonbus.agent`), and a LangGraph run stopped by the toolkit's
 Interrupt and Cancel.
 
