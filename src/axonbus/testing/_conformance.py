@@ -254,6 +254,20 @@ async def check_close(make_bus: MakeBus) -> None:
 
 
 @_check
+async def check_close_hands_own_events_to_durable(make_bus: MakeBus) -> None:
+    # an event this bus published before close() to a durable it holds was accepted: close()
+    # hands it to the local handler (no wait before closing, as in a short script)
+    bus = make_bus()
+    got: list[int] = []
+    topic = _topic("closedurable")
+    bus.subscribe(topic, got.append, durable=f"closing{uuid.uuid4().hex[:8]}")
+    async with bus:
+        for i in range(3):
+            await bus.publish(topic, i)
+    assert sorted(got) == [0, 1, 2], f"close() left the durable's events for later: got {got}"
+
+
+@_check
 async def check_cross_process_delivery(make_bus: MakeBus) -> None:
     first, second = make_bus(), make_bus()
     if first.transport.local_only:

@@ -65,6 +65,7 @@ class _Consumer:
     name: str  # the consumer row
     durable: bool
     stopped: bool = False
+    handing: int = 0  # claimed and not yet in the mailbox
 
 
 class LogTransport(LogRequestReply, LogReader, BrokerTransport):
@@ -379,7 +380,9 @@ class LogTransport(LogRequestReply, LogReader, BrokerTransport):
                 if not claimed:
                     await self._wait(change, idle)
                     continue
+                consumer.handing = len(claimed)
                 for i, (offset, attempt, data) in enumerate(claimed):
+                    consumer.handing = len(claimed) - i
                     try:
                         env = bus._codec.decode(data)
                     except DecodeError as exc:
@@ -396,7 +399,9 @@ class LogTransport(LogRequestReply, LogReader, BrokerTransport):
                     env.offset = offset
                     if consumer.durable:
                         env.tracker = self._inbound(consumer.name, offset, attempt)
-                    if not await bus._put(mb, env) or consumer.stopped:
+                    put = await bus._put(mb, env)
+                    consumer.handing = len(claimed) - i - 1
+                    if not put or consumer.stopped:
                         if consumer.durable:  # not handled here: visible to others at once
                             for off, _, _ in claimed[i + 1 :]:
                                 self.send_control(("defer", consumer.name, off, 0.0))
@@ -405,6 +410,23 @@ class LogTransport(LogRequestReply, LogReader, BrokerTransport):
                         return
         except self.connection_errors as exc:
             self.lost(exc)
+        finally:
+            consumer.handing = 0
+
+    async def catch_up(self) -> None:
+        store = self.store
+        durables = [c for c in self._consumers.values() if c.durable and not c.stopped]
+        if store is None or not durables or not self.connected:
+            return
+        await self.flush()
+        head = await store.head()
+        for consumer in durables:
+            while self.connected and not consumer.stopped:
+                change = self._change
+                position = await store.position(consumer.name)
+                if (position is None or position >= head) and not consumer.handing:
+                    break
+                await self._wait(change, 0.05)
 
     def _inbound(self, consumer: str, offset: int, attempt: int) -> Inbound:
         send = self.send_control

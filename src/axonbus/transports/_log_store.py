@@ -148,6 +148,10 @@ class LogStore(abc.ABC):
         """The highest offset in the log (0 when empty)."""
 
     @abc.abstractmethod
+    async def position(self, consumer: str) -> int | None:
+        """The offset a group or durable consumer has claimed up to (None: no such consumer)."""
+
+    @abc.abstractmethod
     async def read(
         self,
         after: int,

@@ -122,6 +122,7 @@ class Durable:
         self.task: asyncio.Task[Any] | None = None
         self.active = True
         self.wants_room = False
+        self.arriving = 0  # deliveries received and not yet in the mailbox
         # per connection: reset when the connection changes
         self.conn: Conn | None = None
         self.sub: NatsSubscription | None = None
@@ -344,9 +345,38 @@ class JetStream:
                 if durable.credits <= 0:
                     durable.open = None
                     durable.kick.set()
-            await self._deliver(durable, msg)
+            durable.arriving += 1
+            try:
+                await self._deliver(durable, msg)
+            finally:
+                durable.arriving -= 1
 
         return on_delivery
+
+    async def catch_up(self, durables: list[Durable]) -> None:
+        """Wait until ``durables`` received every event stored before now (see
+        :meth:`~axonbus.transports.base.BrokerTransport.hand_over`)."""
+        t = self.t
+        try:
+            info = await self.api(t.current(), f"STREAM.INFO.{t.stream}")
+        except ApiError:
+            return  # no stream: nothing was stored for a durable
+        last = int(info.get("state", {}).get("last_seq", 0))
+        for durable in durables:
+            while durable.active and t.receiving:
+                try:
+                    state = await self.api(
+                        t.current(), f"CONSUMER.INFO.{t.stream}.{durable.consumer}"
+                    )
+                except ApiError:
+                    break  # the consumer does not exist (yet): nothing was kept for it
+                seen = int(state.get("delivered", {}).get("stream_seq", 0))
+                undelivered = int(state.get("num_pending", 0))
+                queued = durable.sub.pending_msgs if durable.sub is not None else 0
+                if (seen >= last or not undelivered) and not queued and not durable.arriving:
+                    break
+                durable.kick.set()  # pull now, if the window has room
+                await asyncio.sleep(0.02)
 
     async def _deliver(self, durable: Durable, msg: Msg) -> None:
         t = self.t

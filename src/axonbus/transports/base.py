@@ -299,6 +299,34 @@ class BrokerTransport(Transport):
         self._set_connected(False)
         self._fail_waiters(ConnectionLost(f"{self.address}: the bus closed"))
 
+    async def catch_up(self) -> None:
+        """Fetch into their mailboxes, for the durables this bus holds, the events published
+        (and flushed) before now. :meth:`hand_over` bounds it; transports without durable
+        subscriptions have nothing to fetch."""
+
+    async def hand_over(self, timeout: float | None) -> float | None:
+        """At close, before receiving stops: :meth:`catch_up` within ``timeout`` seconds.
+
+        An event this bus published before closing, to a durable it holds, was accepted: its
+        handler runs here, not at the next start. Returns what is left of ``timeout``.
+        """
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        try:
+            async with asyncio.timeout(timeout):
+                await self.catch_up()
+        except TimeoutError:
+            logger.warning(
+                "%s: durable events published before close not all fetched within %ss",
+                self,
+                timeout,
+            )
+        except (ConnectionLost, *self.connection_errors) as exc:  # type: ignore[misc]
+            logger.warning("%s: could not fetch durable events at close: %r", self, exc)
+        if timeout is None:
+            return None
+        return max(0.0, timeout - (loop.time() - began))
+
     def spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
         """A background task owned by the transport: cancelled at close, failures logged."""
         task = asyncio.get_running_loop().create_task(coro, name=f"axonbus:{self.scheme}:{name}")

@@ -253,6 +253,13 @@ class NatsTransport(Writer, RequestReply, BrokerTransport):
                     2.0,
                 )
 
+    async def catch_up(self) -> None:
+        durables = [d for d in self.js.durables.values() if d.active]
+        if not durables or not self.connected:
+            return
+        await self.flush()
+        await self.js.catch_up(durables)
+
     async def close(self) -> None:
         # deliveries still queued in a closed durable mailbox go back to the server at once
         for mb in list(self._parked):

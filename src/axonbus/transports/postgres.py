@@ -345,6 +345,10 @@ class PostgresStore(PostgresConsumers, LogStore):
     async def head(self) -> int:
         return int(await self._pool_or_raise().fetchval(self._sql.head))
 
+    async def position(self, consumer: str) -> int | None:
+        found = await self._pool_or_raise().fetchval(self._sql.position, consumer)
+        return None if found is None else int(found)
+
     async def read(
         self,
         after: int,

@@ -98,6 +98,13 @@ def _glob(pattern: str) -> str:
     return ".".join(out)
 
 
+def _entry_id(raw: bytes | str) -> tuple[int, int]:
+    """A stream entry id (``ms-seq``) as a comparable pair."""
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)
+
+
 @dataclass(eq=False)
 class _Queue:
     """A group or durable mailbox fed from its stream."""
@@ -109,6 +116,7 @@ class _Queue:
     # entry ids handed to the mailbox and not yet acknowledged: a claim must not hand them
     # over a second time while they wait in our own queue
     inflight: set[bytes] = field(default_factory=set)
+    handing: int = 0  # fetched and not yet in the mailbox
 
 
 @register_transport
@@ -504,8 +512,11 @@ class RedisTransport(RedisRequestReply, BrokerTransport):
                     )  # fmt: skip
                     if reply:
                         entries = reply[0][1]
+                queue.handing = len(entries)
                 for entry_id, fields in entries:
-                    if not await self._hand_over(queue, entry_id, fields, counts.get(entry_id, 1)):
+                    put = await self._hand_over(queue, entry_id, fields, counts.get(entry_id, 1))
+                    queue.handing -= 1
+                    if not put:
                         return  # the mailbox closed: what is left stays pending
         except rexc.ResponseError as exc:
             # NOGROUP: the group is gone; UNBLOCKED: the stream was deleted under our read
@@ -517,6 +528,31 @@ class RedisTransport(RedisRequestReply, BrokerTransport):
             self.spawn_reader(self._consume(queue, generation), f"consume:{queue.stream}")
         except self.connection_errors as exc:
             self.lost(exc)
+        finally:
+            queue.handing = 0
+
+    async def catch_up(self) -> None:
+        durables = [q for q in self._queues.values() if q.durable and not q.stopped]
+        if not durables or not self.connected:
+            return
+        await self.flush()
+        for queue in durables:
+            client = self._client
+            if client is None:
+                return
+            try:
+                last = _entry_id((await client.xinfo_stream(queue.stream))["last-generated-id"])
+            except rexc.ResponseError:
+                continue  # no such stream: nothing was published to it
+            while self.connected and not queue.stopped and self._client is not None:
+                groups = await self._client.xinfo_groups(queue.stream)
+                names = (GROUP, GROUP.encode())
+                delivered = next(
+                    (g["last-delivered-id"] for g in groups if g["name"] in names), None
+                )
+                if delivered is None or (_entry_id(delivered) >= last and not queue.handing):
+                    break
+                await asyncio.sleep(0.02)  # the reader is in its blocking read: it wakes soon
 
     async def _claim(
         self, client: Any, queue: _Queue, count: int

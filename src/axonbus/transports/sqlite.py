@@ -326,6 +326,16 @@ class SqliteStore(SqliteConsumers, LogStore):
         ).fetchone()
         return int(seq)
 
+    async def position(self, consumer: str) -> int | None:
+        return await self._in_reader(self._position, consumer)
+
+    def _position(self, consumer: str) -> int | None:
+        assert self._r is not None
+        row = self._r.execute(
+            f"SELECT position FROM {self.prefix}consumers WHERE name = ?", (consumer,)
+        ).fetchone()
+        return None if row is None else int(row[0])
+
     async def read(
         self,
         after: int,
