@@ -316,9 +316,16 @@ class Subscription:
             if self.type_filter is not None and not isinstance(event, self.type_filter):
                 self._filtered(env)
                 return
-        # a broker redelivery continues the count (the consumer before us crashed or gave up)
+        # a broker redelivery continues the count of handler calls the transport recorded
+        # (fetches that no handler started are not charged)
         inbound = env.tracker if isinstance(env.tracker, Inbound) else None
-        attempt = inbound.attempt if inbound is not None else 1
+        attempt = 1
+        if inbound is not None:
+            try:
+                attempt = await inbound.resume()
+            except Exception as exc:  # the record is unreachable: count from what we know
+                attempt = inbound.attempt
+                self._unrecorded(env, attempt, exc)
         retry = self.retry
         if retry is not None and attempt > retry.attempts and first_error is None:
             error: BaseException = RedeliveryExhausted(attempt, retry.attempts)
@@ -329,6 +336,11 @@ class Subscription:
                 error, first_error = first_error, None
                 kind = self._classify(error, None)
             else:
+                if inbound is not None:
+                    try:
+                        await inbound.begin(attempt)
+                    except Exception as exc:
+                        self._unrecorded(env, attempt, exc)
                 ctx = Context(self.bus, env, attempt, self.name) if self._needs_ctx else None
                 timer: asyncio.Timeout | None = None
                 try:
@@ -355,7 +367,7 @@ class Subscription:
             if retry is not None and attempt < retry.attempts:
                 self.retried += 1
                 delay = retry.delay(attempt + 1)
-                if inbound is not None and inbound.defer(delay):
+                if inbound is not None and inbound.defer(delay, attempt + 1):
                     return  # the broker redelivers after the delay, to whichever member is free
                 logger.warning(
                     "handler %s failed on event %s (topic %s, attempt %d/%d), retrying: %s: %s",
@@ -373,6 +385,18 @@ class Subscription:
                 continue
             await self._fail(env, error, kind, attempt)
             return
+
+    def _unrecorded(self, env: Envelope, attempt: int, exc: Exception) -> None:
+        # the handler runs anyway: an event must not be held up by its bookkeeping; at worst
+        # this call is not charged to the retry budget
+        logger.warning(
+            "could not record handler call %d of event %s for %s: %r",
+            attempt,
+            env.id,
+            self.name,
+            exc,
+            extra=self._log_fields(env, attempt),
+        )
 
     @staticmethod
     def _classify(exc: BaseException, timer: asyncio.Timeout | None) -> str:

@@ -159,7 +159,12 @@ class Statements:
         # by primary key (= ANY): a join with the offsets may scan every pending row
         self.ack = f"DELETE FROM {t}pending WHERE consumer = $1 AND seq = ANY($2::bigint[])"
         self.defer = (
-            f"UPDATE {t}pending SET owner = NULL, visible_at = $3 WHERE consumer = $1 AND seq = $2"
+            f"UPDATE {t}pending SET owner = NULL, visible_at = $3, "
+            f"attempts = greatest(attempts, $4) WHERE consumer = $1 AND seq = $2"
+        )
+        self.attempt = (
+            f"UPDATE {t}pending SET attempts = greatest(attempts, $3) "
+            f"WHERE consumer = $1 AND seq = $2"
         )
         self.dead = (
             f"WITH d AS (DELETE FROM {t}pending WHERE consumer = $1 AND seq = $2 "
@@ -214,7 +219,7 @@ class Statements:
             f"ORDER BY f.visible_at LIMIT $4 FOR UPDATE OF f SKIP LOCKED), "
             f"hd AS (SELECT h.seq FROM {held} AND EXISTS (SELECT 1 FROM c) "
             f"ORDER BY h.seq LIMIT $4 FOR UPDATE OF h SKIP LOCKED), "
-            f"taken AS (UPDATE {t}pending p SET attempts = p.attempts + 1, owner = $2, "
+            f"taken AS (UPDATE {t}pending p SET owner = $2, "
             f"visible_at = $3 WHERE p.consumer = $1 AND p.seq = ANY(ARRAY("
             f"SELECT seq FROM fd UNION SELECT seq FROM hd ORDER BY 1 LIMIT $4)) "
             f"RETURNING p.seq, p.attempts) "

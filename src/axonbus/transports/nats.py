@@ -261,6 +261,9 @@ class NatsTransport(Writer, RequestReply, BrokerTransport):
         await self.js.catch_up(durables)
 
     async def close(self) -> None:
+        # handler calls cancelled by the close are charged before their deliveries go back
+        if self.connected:
+            await self.record_interrupted([*self._parked, *self.js.durables])
         # deliveries still queued in a closed durable mailbox go back to the server at once
         for mb in list(self._parked):
             self.js.release(mb)

@@ -322,7 +322,9 @@ class PostgresStore(PostgresConsumers, LogStore):
             else:
                 await conn.executemany(sql.ack, list(by_consumer.items()))
         elif kind == "defer":
-            await conn.executemany(sql.defer, [(op[1], op[2], now + op[3]) for op in run])
+            await conn.executemany(sql.defer, [(op[1], op[2], now + op[3], op[4]) for op in run])
+        elif kind == "attempt":
+            await conn.executemany(sql.attempt, [op[1:4] for op in run])
         elif kind == "dead":
             await conn.executemany(sql.dead, [(op[1], op[2], now, str(op[3])) for op in run])
         elif kind == "register":

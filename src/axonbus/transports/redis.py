@@ -40,7 +40,6 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlencode, urlsplit
@@ -56,6 +55,7 @@ from .base import (
     Inbound,
     float_option,
     int_option,
+    prefetch_limit,
     redact_url,
     register_transport,
 )
@@ -117,6 +117,18 @@ class _Queue:
     # over a second time while they wait in our own queue
     inflight: set[bytes] = field(default_factory=set)
     handing: int = 0  # fetched and not yet in the mailbox
+    limit: int = FETCH  # a durable's prefetch: most entries held (in ``inflight``)
+    room: asyncio.Event = field(default_factory=asyncio.Event)  # inflight fell to half of it
+
+    @property
+    def attempts_key(self) -> str:
+        """The hash of handler calls recorded per entry (see :class:`Inbound`)."""
+        return f"{self.stream}:attempts"
+
+    def let_go(self, entry_id: bytes) -> None:
+        self.inflight.discard(entry_id)
+        if len(self.inflight) <= self.limit // 2:
+            self.room.set()
 
 
 @register_transport
@@ -231,6 +243,8 @@ class RedisTransport(RedisRequestReply, BrokerTransport):
         for pattern in self._responders:
             self.send_control(("unrespond", f"{self.instance}\n{pattern}"))
         self._responders.clear()
+        if self.connected:
+            await self.record_interrupted([q.mailbox for q in self._queues.values() if q.durable])
         await super().close()
         self._confirm_subscriptions()
         for fut in self._replies.values():
@@ -305,11 +319,23 @@ class RedisTransport(RedisRequestReply, BrokerTransport):
                 pipe.xgroup_create(op[1], GROUP, id="0", mkstream=True)
                 pipe.hset(f"{self.prefix}:bindings", op[1], op[2])
                 commands.append([op])
+            elif kind == "forget":
+                pipe.hdel(op[1], op[2])
             elif kind == "respond":
                 pipe.hset(f"{self.prefix}:responders", op[1], op[2])
             else:  # "unrespond"
                 pipe.hdel(f"{self.prefix}:responders", op[1])
         results = await pipe.execute(raise_on_error=False)
+        acked = [ops for ops in commands if ops[0][0] == "ack"]
+        if acked:
+            # only now may a claim take these back: until its XACK is written, an entry this
+            # bus handled is still pending in Redis, and must not be handled again here
+            queues = {q.stream: q for q in self._queues.values()}
+            for ops in acked:
+                queue = queues.get(ops[0][1])
+                if queue is not None:
+                    for op in ops:
+                        queue.let_go(op[2])
         retry = []
         for ops, result in zip(commands, results, strict=True):
             if isinstance(result, rexc.ResponseError) and "BUSYGROUP" in str(result):
@@ -447,6 +473,7 @@ class RedisTransport(RedisRequestReply, BrokerTransport):
         stream = self._stream_key(mailbox)
         queue = _Queue(mailbox, stream, durable=key[0] == "durable")
         if queue.durable:
+            queue.limit = prefetch_limit(mailbox, subscription)
             self._durable_patterns.add(mailbox.pattern)
         self._queues[id(mailbox)] = queue
         if self.bus is None:
@@ -493,18 +520,34 @@ class RedisTransport(RedisRequestReply, BrokerTransport):
         assert bus is not None
         mb = queue.mailbox
         claim_at = 0.0
+        refresh_every = max(self.claim_idle / 3, 0.05)
+        refresh_at = time.monotonic() + refresh_every
         try:
             await self._register(queue)
             while self.receiving and not queue.stopped and generation == self._generation:
                 client = self._client
                 assert client is not None
-                room = max(1, min(FETCH, mb.maxsize - len(mb.queue)))
                 entries: list[tuple[bytes, dict[bytes, bytes]]] = []
                 counts: dict[bytes, int] = {}
+                if queue.durable and time.monotonic() >= refresh_at:
+                    refresh_at = time.monotonic() + refresh_every
+                    await self._refresh(client, queue)
+                if queue.durable:
+                    # fetch what the workers can start soon, not what the mailbox could hold
+                    if len(queue.inflight) > queue.limit // 2:
+                        queue.room.clear()
+                        try:
+                            async with asyncio.timeout(BLOCK_MS / 1000):
+                                await queue.room.wait()
+                        except TimeoutError:
+                            pass
+                        continue
+                    room = max(1, min(FETCH, queue.limit - len(queue.inflight)))
+                else:
+                    room = max(1, min(FETCH, mb.maxsize - len(mb.queue)))
                 if queue.durable and time.monotonic() >= claim_at:
                     claim_at = time.monotonic() + max(self.claim_idle / 2, 0.05)
                     entries, counts = await self._claim(client, queue, room)
-                    entries = [e for e in entries if e[0] not in queue.inflight]
                 if not entries:
                     reply: Any = await client.xreadgroup(
                         GROUP, self.instance, {queue.stream: ">"}, count=room,
@@ -514,7 +557,8 @@ class RedisTransport(RedisRequestReply, BrokerTransport):
                         entries = reply[0][1]
                 queue.handing = len(entries)
                 for entry_id, fields in entries:
-                    put = await self._hand_over(queue, entry_id, fields, counts.get(entry_id, 1))
+                    attempt = counts.get(entry_id, 0)  # 0: a first delivery
+                    put = await self._hand_over(queue, entry_id, fields, attempt)
                     queue.handing -= 1
                     if not put:
                         return  # the mailbox closed: what is left stays pending
@@ -557,20 +601,29 @@ class RedisTransport(RedisRequestReply, BrokerTransport):
     async def _claim(
         self, client: Any, queue: _Queue, count: int
     ) -> tuple[list[tuple[bytes, dict[bytes, bytes]]], dict[bytes, int]]:
-        """Take over entries other consumers left pending for ``claim_idle``; their counts."""
+        """Take over entries that stayed pending for ``claim_idle``: those of consumers that
+        died (a live one keeps what it holds fresh, see :meth:`_refresh`). Returns them and
+        the number of the next handler call of each, from the calls recorded."""
         idle_ms = int(self.claim_idle * 1000)
         _next, claimed, *_ = await client.xautoclaim(
             queue.stream, GROUP, self.instance, idle_ms, start_id="0-0", count=count
         )
-        claimed = [(i, f) for i, f in claimed if f is not None]
+        # never what this bus holds: queued, being handled, or handled with its XACK on the way
+        claimed = [(i, f) for i, f in claimed if f is not None and i not in queue.inflight]
         if not claimed:
             return [], {}
-        pending = await client.xpending_range(
-            queue.stream, GROUP, min=claimed[0][0], max=claimed[-1][0], count=len(claimed) * 2,
-            consumername=self.instance,
-        )  # fmt: skip
-        counts = {p["message_id"]: int(p["times_delivered"]) for p in pending}
+        recorded = await client.hmget(queue.attempts_key, [i for i, _ in claimed])
+        counts = {i: int(n) if n else 1 for (i, _), n in zip(claimed, recorded, strict=True)}
         return claimed, counts
+
+    async def _refresh(self, client: Any, queue: _Queue) -> None:
+        """Reset the idle time of the entries this bus holds (without raising their delivery
+        count), so no other consumer takes them over while this one is alive."""
+        held = list(queue.inflight)
+        for i in range(0, len(held), FETCH):
+            await client.xclaim(
+                queue.stream, GROUP, self.instance, 0, held[i : i + FETCH], justid=True
+            )
 
     async def _hand_over(
         self, queue: _Queue, entry_id: bytes, fields: dict[bytes, bytes], attempt: int
@@ -586,13 +639,29 @@ class RedisTransport(RedisRequestReply, BrokerTransport):
             return True
         if queue.durable:
             queue.inflight.add(entry_id)
-            inbound = Inbound(attempt, self._acker(queue, entry_id))
-            env.tracker = inbound
+            env.tracker = self._inbound(queue, entry_id, attempt)
         return await bus._put(queue.mailbox, env)
 
-    def _acker(self, queue: _Queue, entry_id: bytes) -> Callable[[], None]:
-        def ack() -> None:
-            queue.inflight.discard(entry_id)
-            self.send_control(("ack", queue.stream, entry_id))
+    def _inbound(self, queue: _Queue, entry_id: bytes, attempt: int) -> Inbound:
+        """``attempt`` 0: a first delivery; else a redelivery and its next handler call."""
+        redelivered = attempt > 0
 
-        return ack
+        def ack() -> None:
+            self.send_control(("ack", queue.stream, entry_id))
+            if inbound.recorded or redelivered:
+                self.send_control(("forget", queue.attempts_key, entry_id))
+
+        def dropped() -> None:
+            queue.let_go(entry_id)  # not handled: taken over once idle, here or elsewhere
+
+        async def record(started: int) -> None:
+            # on Redis before the handler runs: if it takes the process down, it is charged
+            client = self._client
+            if client is None:
+                raise ConnectionLost(f"{self.address}: not connected")
+            await client.hset(queue.attempts_key, entry_id, started + 1)
+
+        inbound = Inbound(
+            max(attempt, 1), ack, dropped=dropped, redelivered=redelivered, record=record
+        )
+        return inbound

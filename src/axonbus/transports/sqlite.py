@@ -264,11 +264,18 @@ class SqliteStore(SqliteConsumers, LogStore):
                     last += 1
                     results[i - 1] = last
                 elif kind == "defer":
-                    _, consumer, seq, delay = op
+                    _, consumer, seq, delay, next_attempt = op
                     conn.execute(
-                        f"UPDATE {p}pending SET owner = NULL, visible_at = ? "
+                        f"UPDATE {p}pending SET owner = NULL, visible_at = ?, "
+                        "attempts = MAX(attempts, ?) WHERE consumer = ? AND seq = ?",
+                        (now + delay, next_attempt, consumer, seq),
+                    )
+                elif kind == "attempt":
+                    _, consumer, seq, next_attempt = op
+                    conn.execute(
+                        f"UPDATE {p}pending SET attempts = MAX(attempts, ?) "
                         "WHERE consumer = ? AND seq = ?",
-                        (now + delay, consumer, seq),
+                        (next_attempt, consumer, seq),
                     )
                 elif kind == "dead":
                     _, consumer, seq, error = op
