@@ -60,6 +60,7 @@ API_TIMEOUT = 5.0
 PULL_EXPIRES = 5.0  # a pull request lives this long on the server...
 PULL_GRACE = 2.0  # ...and is given up locally this much later (the server lost it)
 MAX_DELIVER = 1000
+SETTLED = 0  # the record of an envelope of a pack that was settled (handled or dead-lettered)
 ATTEMPTS_KEPT = 86_400.0  # seconds a record of handler calls is kept without its ack
 NS = 1_000_000_000
 
@@ -347,8 +348,15 @@ class JetStream:
         await self._ensure_attempts(conn)
         await self.ask(conn, subject, str(next_attempt).encode())
 
+    async def note_settled(self, subject: str) -> None:
+        try:
+            await self.record_attempt(subject, SETTLED)
+        except (ApiError, Lost, TimeoutError) as exc:  # handled again at worst
+            logger.debug("%s: could not note %s settled: %r", self.t, subject, exc)
+
     async def recorded_attempt(self, subject: str) -> int:
-        """The number of the next handler call recorded under ``subject`` (1: none)."""
+        """The number of the next handler call recorded under ``subject`` (1: none; 0: it
+        was settled already, in an earlier delivery of its pack)."""
         conn = self.t.current()
         try:
             resp = await self.api(
@@ -556,7 +564,19 @@ class JetStream:
         durable.per_delivery = len(envelopes)
         for index, env in enumerate(envelopes):
             record, lookup = self.tracker_hooks(durable, msg, index)
-            env.tracker = PackPart(pack, redelivered=redelivered, record=record, lookup=lookup)
+            part_ack = None
+            if redelivered:
+                # a pack comes back whole: what was settled in it is noted, so a later
+                # redelivery skips it (the first delivery notes nothing: no write per event)
+                subject = self.attempts_subject(durable, self._seq(msg), index)
+
+                def part_ack(subject: str = subject) -> None:
+                    t.spawn(self.note_settled(subject), "settled")
+                    pack.part_done()
+
+            env.tracker = PackPart(
+                pack, ack=part_ack, redelivered=redelivered, record=record, lookup=lookup
+            )
         put = False
         try:
             for env in envelopes:

@@ -98,9 +98,12 @@ class PackPart(Inbound):
         self,
         pack: Pack,
         *,
+        ack: Callable[[], None] | None = None,
         redelivered: bool = False,
         record: Callable[[int], Awaitable[None]] | None = None,
         lookup: Callable[[], Awaitable[int]] | None = None,
     ) -> None:
-        super().__init__(1, pack.part_done, redelivered=redelivered, record=record, lookup=lookup)
+        super().__init__(
+            1, ack or pack.part_done, redelivered=redelivered, record=record, lookup=lookup
+        )
         self.pack = pack
