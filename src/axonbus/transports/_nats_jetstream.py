@@ -8,10 +8,13 @@ consumer whose filter matches it has acknowledged it), bounded by ``stream_max_a
 
 One durable consumer per axonbus durable name (sanitised to a consumer name), filtered on the
 subscription's pattern, explicit ack, ``ack_wait`` from the URL, starting at its creation
-(deliver new), ``max_deliver`` = the retry budget + 5 (a backstop: axonbus dead-letters at
-budget + 1). Each bus pulls at most ``prefetch`` deliveries ahead (never more than its mailbox
-has room for) with pull requests answered on the connection's inbox, so deliveries reach the
-mailbox as they arrive and the subscription's workers handle them with its ``concurrency``.
+(deliver new), ``max_deliver`` 1000 or 10 times the retry budget (a backstop only: axonbus
+counts handler calls itself, in the stream ``AXONBUS_{name}_ATTEMPTS``, one message per
+delivery that a handler started after a redelivery; fetches no handler started are not
+charged). Each bus pulls at most 4 events per concurrent handler ahead (at least 16, and at
+most ``prefetch`` and its mailbox) with pull requests answered on the connection's inbox, so
+deliveries reach the mailbox as they arrive and the subscription's workers handle them with
+its ``concurrency``.
 
 A delivery's :class:`Inbound` acks (``+ACK``) once the subscription settled it, naks with a
 delay (``-NAK {"delay": ns}``) for a retry, and is marked in progress (``+WPI``) every

@@ -11,9 +11,11 @@ How each kind of subscription travels:
   ``{bus}:durable:{name}``) read with ``XREADGROUP``. The publish script appends each event to
   every stream whose pattern matches, on the server, so a subscription registered anywhere is
   never missed. Groups read with ``NOACK`` (at most once); durables acknowledge with ``XACK``
-  after the handler succeeded or the event was dead-lettered. Entries a crashed consumer left
-  pending are taken over with ``XAUTOCLAIM`` after ``claim_idle`` seconds; the delivery count
-  comes from ``XPENDING``, and past the retry budget the event is dead-lettered.
+  after the handler succeeded or the event was dead-lettered. A live consumer keeps the entries
+  it holds fresh (``XCLAIM ... JUSTID`` every ``claim_idle / 3``); entries a crashed consumer
+  left pending are taken over with ``XAUTOCLAIM`` after ``claim_idle`` seconds. Handler calls
+  are counted in the hash ``{stream}:attempts`` (see :class:`~.base.Inbound`), not by Redis's
+  delivery count, and past the retry budget the event is dead-lettered.
 - ``request`` / ``respond``: requests go through a list per responder pattern (load-balanced
   across processes, ``BRPOP``); replies come back on the requester's own channel
   ``{bus}:reply:{id}``.
