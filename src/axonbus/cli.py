@@ -9,6 +9,7 @@ sets ``handler`` to a function ``(args) -> exit code``; add it to ``COMMANDS`` t
     axonbus replay PATTERN [--since WHEN] [--until WHEN] [--follow] [--limit N] [--url URL]
     axonbus serve [--config FILE] [--url URL] [--host HOST] [--port PORT] [--tokens FILE]
                   [--insecure] [--no-demo]
+    axonbus dead-letters [--url URL] [--name NAME] [--topic PATTERN] [--limit N] [--replay]
 """
 
 from __future__ import annotations
@@ -182,11 +183,18 @@ def _run_serve(args: argparse.Namespace) -> int:
     return run_serve(args)
 
 
+def _add_dead_letters(subparsers: Subparsers) -> None:
+    from ._cli_dead_letters import add_dead_letters
+
+    add_dead_letters(subparsers)
+
+
 COMMANDS: tuple[Callable[[Subparsers], None], ...] = (
     _add_demo,
     _add_tail,
     _add_replay,
     _add_serve,
+    _add_dead_letters,
 )
 
 

@@ -440,6 +440,17 @@ class LogTransport(LogRequestReply, LogReader, BrokerTransport):
         finally:
             consumer.handing = 0
 
+    # -- dead letters: the $bus.dead_letter events of the log --------------------------------
+
+    async def stored_dead_letters(self, limit: int) -> list[tuple[str, bytes]]:
+        _, store = self._ready()
+        await self.flush()  # dead letters this bus published are in the log
+        return [(str(o), d) for o, d in await store.on_topic(self.DEAD_LETTER_TOPIC, limit)]
+
+    async def drop_dead_letter(self, key: str) -> None:
+        _, store = self._ready()
+        await store.delete_event(int(key))
+
     async def catch_up(self) -> None:
         store = self.store
         durables = [c for c in self._consumers.values() if c.durable and not c.stopped]

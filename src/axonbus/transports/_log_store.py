@@ -157,6 +157,14 @@ class LogStore(abc.ABC):
         """The highest offset in the log (0 when empty)."""
 
     @abc.abstractmethod
+    async def on_topic(self, topic: str, limit: int) -> list[tuple[int, bytes]]:
+        """``(offset, data)`` of the oldest ``limit`` events on exactly ``topic``."""
+
+    @abc.abstractmethod
+    async def delete_event(self, offset: int) -> None:
+        """Remove one event from the log (a dead letter once replayed)."""
+
+    @abc.abstractmethod
     async def position(self, consumer: str) -> int | None:
         """The offset a group or durable consumer has claimed up to (None: no such consumer)."""
 

@@ -44,6 +44,7 @@ from nats.aio.subscription import Subscription as NatsSubscription
 
 from .._retry import Retry
 from .._topics import match
+from ._frames import frames
 from ._nats_conn import Conn, Lost
 from ._nats_pack import PACK, Pack, PackPart
 from .base import Inbound, backoff_delays, prefetch_limit
@@ -63,6 +64,7 @@ API_TIMEOUT = 5.0
 PULL_EXPIRES = 5.0  # a pull request lives this long on the server...
 PULL_GRACE = 2.0  # ...and is given up locally this much later (the server lost it)
 MAX_DELIVER = 1000
+DEAD_LETTERS = "axonbus_dead_letters"  # the consumer that keeps dead letters in the stream
 SETTLED = 0  # the record of an envelope of a pack that was settled (handled or dead-lettered)
 ATTEMPTS_KEPT = 86_400.0  # seconds a record of handler calls is kept without its ack
 NS = 1_000_000_000
@@ -290,8 +292,63 @@ class JetStream:
             info = await self._create_stream(conn, subjects)
         if subjects not in info.get("config", {}).get("subjects", []):
             raise ApiError(400, 0, f"stream {t.stream} exists but does not capture {subjects}")
+        await self._keep_dead_letters(conn)
         conn.stream_ok = True
         t.stream_found()
+
+    # -- dead letters: kept in the stream by a consumer that nobody pulls from ----------------
+
+    @property
+    def dead_letters_subject(self) -> str:
+        return f"{self.t.prefix}.ev.{self.t.DEAD_LETTER_TOPIC}"
+
+    async def _keep_dead_letters(self, conn: Conn) -> None:
+        """A durable consumer on ``$bus.dead_letter``: with interest retention, the stream keeps
+        every dead letter until it is deleted (replayed)."""
+        config = {
+            "durable_name": DEAD_LETTERS,
+            "description": "axonbus: keeps dead letters until they are replayed",
+            "deliver_policy": "new",
+            "ack_policy": "explicit",
+            "filter_subject": self.dead_letters_subject,
+        }
+        body = {"stream_name": self.t.stream, "config": config}
+        await self.api(conn, f"CONSUMER.DURABLE.CREATE.{self.t.stream}.{DEAD_LETTERS}", body)
+
+    async def stored_dead_letters(self, limit: int) -> list[tuple[str, bytes]]:
+        t = self.t
+        out: list[tuple[str, bytes]] = []
+        seq = 1
+        while len(out) < limit:
+            try:
+                resp = await self.api(
+                    t.current(),
+                    f"STREAM.MSG.GET.{t.stream}",
+                    {"seq": seq, "next_by_subj": self.dead_letters_subject},
+                )
+            except ApiError as exc:
+                if exc.code == 404:  # no (more) dead letters, or no stream at all
+                    return out
+                raise
+            message = resp["message"]
+            seq = int(message["seq"])
+            data = base64.b64decode(message.get("data") or b"")
+            headers = base64.b64decode(message.get("hdrs") or b"")
+            if PACK.encode() in headers:  # several dead letters stored as one message
+                parts, _ = frames(data, 0)
+                out.extend((str(seq), part) for part in parts)
+            else:
+                out.append((str(seq), data))
+            seq += 1
+        return out
+
+    async def drop_dead_letter(self, key: str) -> None:
+        t = self.t
+        try:
+            await self.api(t.current(), f"STREAM.MSG.DELETE.{t.stream}", {"seq": int(key)})
+        except ApiError as exc:
+            if exc.code != 404:  # already gone
+                raise
 
     async def _create_stream(self, conn: Conn, subjects: str) -> Any:
         limits = self.t.limits

@@ -200,6 +200,8 @@ class Statements:
         self.notify = "SELECT pg_notify($1, '')"
         self.head = f"SELECT coalesce(max(seq), 0) FROM {t}events"
         self.position = f"SELECT position FROM {t}consumers WHERE name = $1"
+        self.on_topic = f"SELECT seq, data FROM {t}events WHERE topic = $1 ORDER BY seq LIMIT $2"
+        self.delete_event = f"DELETE FROM {t}events WHERE seq = $1"
         self.offset_of = f"SELECT seq FROM {t}events WHERE event_id = $1 ORDER BY seq LIMIT 1"
         # cheap and read-only: an idle consumer must not write (lock a row) on every poll
         self.claim_probe = (

@@ -374,6 +374,18 @@ class BrokerTransport(Transport):
         self._set_connected(False)
         self._fail_waiters(ConnectionLost(f"{self.address}: the bus closed"))
 
+    #: the topic whose events a transport keeps as dead letters until they are dropped
+    DEAD_LETTER_TOPIC: ClassVar[str] = "$bus.dead_letter"
+
+    @abc.abstractmethod
+    async def stored_dead_letters(self, limit: int) -> list[tuple[str, bytes]]:
+        """Dead letters the broker keeps, oldest first: ``(key, encoded envelope)``. Several
+        may share a key (stored as one message); :meth:`drop_dead_letter` drops them all."""
+
+    @abc.abstractmethod
+    async def drop_dead_letter(self, key: str) -> None:
+        """Forget the dead letter(s) stored under ``key`` (once replayed)."""
+
     async def record_interrupted(self, mailboxes: list[Mailbox]) -> None:
         """At close: charge the handler calls the bus cancelled (their deliveries went back to
         ``mailboxes``), so a handler that never finishes is dead-lettered in the end."""

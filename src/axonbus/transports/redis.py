@@ -187,7 +187,28 @@ class RedisTransport(RedisRequestReply, BrokerTransport):
             self._register_op(("register", queue.stream, queue.mailbox.pattern))
         for responders in self._responders.values():
             responders.queue = f"{self.prefix}:rpc:{responders.mailbox.pattern}"
+        # dead letters are appended to a stream of their own (by the publish script, like any
+        # durable's) and kept there until replayed
+        self._register_op(("register", self._dead_letters_key, self.DEAD_LETTER_TOPIC))
         await super().start(bus)
+
+    @property
+    def _dead_letters_key(self) -> str:
+        return f"{self.prefix}:dead_letters"
+
+    async def stored_dead_letters(self, limit: int) -> list[tuple[str, bytes]]:
+        await self.flush()  # the registration, and dead letters this bus published
+        client = self._client
+        if client is None:
+            raise ConnectionLost(f"{self.address}: not connected")
+        entries: Any = await client.xrange(self._dead_letters_key, count=limit)
+        return [(i.decode(), f[b"d"]) for i, f in entries if f and b"d" in f]
+
+    async def drop_dead_letter(self, key: str) -> None:
+        client = self._client
+        if client is None:
+            raise ConnectionLost(f"{self.address}: not connected")
+        await client.xdel(self._dead_letters_key, key)
 
     async def _connect(self) -> None:
         client = aioredis.Redis.from_url(

@@ -333,6 +333,25 @@ class SqliteStore(SqliteConsumers, LogStore):
         ).fetchone()
         return int(seq)
 
+    async def on_topic(self, topic: str, limit: int) -> list[tuple[int, bytes]]:
+        return await self._in_reader(self._on_topic, topic, limit)
+
+    def _on_topic(self, topic: str, limit: int) -> list[tuple[int, bytes]]:
+        assert self._r is not None
+        rows = self._r.execute(
+            f"SELECT seq, data FROM {self.prefix}events WHERE topic = ? ORDER BY seq LIMIT ?",
+            (topic, limit),
+        )
+        return [(int(seq), bytes(data)) for seq, data in rows]
+
+    async def delete_event(self, offset: int) -> None:
+        await self._in_writer(self._delete_event, offset)
+
+    def _delete_event(self, offset: int) -> None:
+        assert self._w is not None
+        with immediate(self._w):
+            self._w.execute(f"DELETE FROM {self.prefix}events WHERE seq = ?", (offset,))
+
     async def position(self, consumer: str) -> int | None:
         return await self._in_reader(self._position, consumer)
 
