@@ -516,14 +516,15 @@ class NatsProbe:
         self.stream = f"AXONBUS_{bus_name}"
         self.consumer = consumer_name(durable)
 
-    async def _api(self, subject: str) -> Any:
+    async def _api(self, subject: str, body: dict[str, Any] | None = None) -> Any:
         import json
 
         import nats
 
         nc = await nats.connect(self.url, allow_reconnect=False)
         try:
-            msg = await nc.request(f"$JS.API.{subject}", b"", timeout=5)
+            payload = json.dumps(body).encode() if body is not None else b""
+            msg = await nc.request(f"$JS.API.{subject}", payload, timeout=5)
             return json.loads(msg.data)
         finally:
             await nc.close()
@@ -537,7 +538,9 @@ class NatsProbe:
         }
         return {k: v for k, v in counts.items() if v}
 
-    async def stream_messages(self) -> int:
-        """Messages the stream still keeps (interest retention drops acknowledged ones)."""
-        stream = await self._api(f"STREAM.INFO.{self.stream}")
-        return int(stream["state"]["messages"])
+    async def stream_messages(self, topic: str) -> int:
+        """Messages on ``topic`` the stream still keeps (interest retention drops acknowledged
+        ones; dead letters, on their own topic, are kept until replayed)."""
+        subject = f"{self.stream.removeprefix('AXONBUS_')}.ev.{topic}"
+        stream = await self._api(f"STREAM.INFO.{self.stream}", {"subjects_filter": subject})
+        return int(sum((stream["state"].get("subjects") or {}).values()))

@@ -148,7 +148,7 @@ async def test_kill_workers_mid_stream(broker: Broker, tmp_path: Path) -> None:
             nats = NatsProbe(broker.url, bus_name, durable)
             left_over = await nats.left_over()
             # interest retention: an event leaves the stream once the durable acknowledged it
-            left_over["stream messages"] = await nats.stream_messages()
+            left_over["stream messages"] = await nats.stream_messages(topic)
         else:
             left_over = {}
     finally:
