@@ -354,11 +354,12 @@ class Subscription:
                         return
                     if inbound is not None:
                         await (self._enter_alone() if alone else self._enter())
-                        try:
-                            await inbound.begin(attempt)
-                        except Exception as exc:
-                            self._unrecorded(env, attempt, exc)
                     try:
+                        if inbound is not None:
+                            try:
+                                await inbound.begin(attempt)
+                            except Exception as exc:
+                                self._unrecorded(env, attempt, exc)
                         if self.timeout is None:
                             result = await self._call(event, ctx)  # type: ignore[arg-type]
                         else:

@@ -15,7 +15,8 @@ What the defaults promise, and the test asserts on every durable transport:
   unstarted in a dead worker's prefetch are handed out again uncharged, and an event is
   charged only for handler calls in flight at a death (``attempt`` never exceeds the deaths it
   was in flight at, nor 1: a call that finished just before a death, its acknowledgement not
-  yet written, is handled again and was charged when it started);
+  yet written, is handled again and was charged when it started; and a death between the
+  record of a call and its handler's first line charges one held event, at most one per death);
 - an event is handled twice only if it was in flight at a death, which is exactly what the
   broker can redeliver: its handler was running, or it had finished and its acknowledgement
   was on its way (done within ``ACK_WINDOW`` of the death); on nats:// a delivery is a pack of
@@ -190,7 +191,13 @@ async def test_kill_workers_mid_stream(broker: Broker, tmp_path: Path) -> None:
     # every worker hears the dead letter ($bus.dead_letter): one event, seen by several
     expected = {(str(POISON), "RedeliveryExhausted")} if POISON >= 0 else set()
     assert {tuple(line.split()[::2]) for line in dead} == expected, report
-    assert not overcharged, f"charged for calls it did not have running: {overcharged}; {report}"
+    # a call is recorded just before its handler starts: a death in between charges an event
+    # whose "start" line was never written. Only one redelivered event runs at a time (alone),
+    # so that is at most one per death, and one the dead worker held; charging what waited
+    # in the prefetch would charge dozens per death
+    held_at_death = set().union(*(d.worker.held() for d in deaths))
+    assert len(overcharged) <= len(deaths), f"charged without a call: {overcharged}; {report}"
+    assert set(overcharged) <= held_at_death, f"charged, never held: {overcharged}; {report}"
     for d in deaths:
         # every event the dead worker had begun is delivered again, to another worker
         for seq in d.running - {POISON}:
