@@ -11,6 +11,7 @@
 
 from ._bus import Bus
 from ._config import Config, load_config
+from ._dead_letters import DeadLetters, StoredDeadLetter
 from ._events import Context, Envelope, Event
 from ._exceptions import (
     AgentError,
@@ -69,6 +70,7 @@ __all__ = [
     "ConnectionLost",
     "Context",
     "DeadLetter",
+    "DeadLetters",
     "DeadlockDetected",
     "DecodeError",
     "EncodeError",
@@ -95,6 +97,7 @@ __all__ = [
     "Retry",
     "RuntimeClosed",
     "RuntimeNotStarted",
+    "StoredDeadLetter",
     "Subscription",
     "SubscriptionStats",
     "TransportError",

@@ -164,6 +164,8 @@ class Bus(Publisher):
         self._closed = asyncio.get_running_loop().create_future()
         try:
             if was_started and self._remote is not None:
+                # what this bus published to its own durables was accepted: fetch it first
+                timeout = await self._remote.hand_over(timeout)
                 await self._remote.stop_receiving()  # else a broker could keep drain() busy
             if was_started:
                 await self._drain_for_close(timeout)

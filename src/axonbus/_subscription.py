@@ -204,6 +204,12 @@ class Subscription:
         self.dead_lettered = 0
         self.in_flight = 0
         self._workers: list[asyncio.Task[None]] = []
+        # a redelivered durable event runs alone (see _alone): calls running, and the
+        # redelivery waiting for them or running
+        self._calls = 0
+        self._calls_idle: asyncio.Event | None = None
+        self._alone: asyncio.Lock | None = None
+        self._alone_done: asyncio.Event | None = None
         self._stop_when_empty = False  # set by unsubscribe: finish what is queued, then exit
         base: HandleNext = self._invoke
         self._call: HandleNext = handle_chain.wrap(base) if handle_chain is not None else base
@@ -347,9 +353,19 @@ class Subscription:
             if self.type_filter is not None and not isinstance(event, self.type_filter):
                 self._filtered(env)
                 return
-        # a broker redelivery continues the count (the consumer before us crashed or gave up)
+        # a broker redelivery continues the count of handler calls the transport recorded
+        # (fetches that no handler started are not charged)
         inbound = env.tracker if isinstance(env.tracker, Inbound) else None
-        attempt = inbound.attempt if inbound is not None else 1
+        attempt = 1
+        if inbound is not None:
+            try:
+                attempt = await inbound.resume()
+            except Exception as exc:  # the record is unreachable: count from what we know
+                attempt = inbound.attempt
+                self._unrecorded(env, attempt, exc)
+            if attempt == 0:  # settled in an earlier delivery (a pack that came back whole)
+                inbound.add(Outcome(self.name, "filtered"))
+                return
         retry = self.retry
         if retry is not None and attempt > retry.attempts and first_error is None:
             error: BaseException = RedeliveryExhausted(attempt, retry.attempts)
@@ -362,15 +378,27 @@ class Subscription:
             else:
                 ctx = Context(self.bus, env, attempt, self.name) if self._needs_ctx else None
                 timer: asyncio.Timeout | None = None
+                alone = inbound is not None and inbound.redelivered
                 try:
                     if self.filter is not None and not self.filter(event):
                         self._filtered(env)
                         return
-                    if self.timeout is None:
-                        result = await self._call(event, ctx)  # type: ignore[arg-type]
-                    else:
-                        async with asyncio.timeout(self.timeout) as timer:
+                    if inbound is not None:
+                        await (self._enter_alone() if alone else self._enter())
+                    try:
+                        if inbound is not None:
+                            try:
+                                await inbound.begin(attempt)
+                            except Exception as exc:
+                                self._unrecorded(env, attempt, exc)
+                        if self.timeout is None:
                             result = await self._call(event, ctx)  # type: ignore[arg-type]
+                        else:
+                            async with asyncio.timeout(self.timeout) as timer:
+                                result = await self._call(event, ctx)  # type: ignore[arg-type]
+                    finally:
+                        if inbound is not None:
+                            self._leave(alone)
                 except BaseException as exc:
                     # one clause on purpose: on CPython 3.11 a separate `except TimeoutError`
                     # clause here made every delivery ~10x slower (measured), even without errors
@@ -386,7 +414,7 @@ class Subscription:
             if retry is not None and attempt < retry.attempts:
                 self.retried += 1
                 delay = retry.delay(attempt + 1)
-                if inbound is not None and inbound.defer(delay):
+                if inbound is not None and inbound.defer(delay, attempt + 1):
                     return  # the broker redelivers after the delay, to whichever member is free
                 logger.warning(
                     "handler %s failed on event %s (topic %s, attempt %d/%d), retrying: %s: %s",
@@ -404,6 +432,57 @@ class Subscription:
                 continue
             await self._fail(env, error, kind, attempt)
             return
+
+    # -- a redelivery runs alone ----------------------------------------------------------------
+    # A durable event handed out again was in a consumer that died or let go of it; if its
+    # handler is what kills the process, every call running beside it would be charged too.
+    # So it runs with no other call of this subscription in this process: a poison event is
+    # charged (and dead-lettered) alone.
+
+    async def _enter(self) -> None:
+        while self._alone_done is not None:
+            await self._alone_done.wait()
+        self._calls += 1
+
+    async def _enter_alone(self) -> None:
+        if self._alone is None:
+            self._alone = asyncio.Lock()
+        await self._alone.acquire()
+        self._alone_done = asyncio.Event()  # new calls wait from now on
+        try:
+            while self._calls:
+                self._calls_idle = asyncio.Event()
+                await self._calls_idle.wait()
+        except BaseException:
+            self._release_alone()
+            raise
+        self._calls += 1
+
+    def _release_alone(self) -> None:
+        done, self._alone_done = self._alone_done, None
+        if self._alone is not None and self._alone.locked():
+            self._alone.release()
+        if done is not None:
+            done.set()
+
+    def _leave(self, alone: bool) -> None:
+        self._calls -= 1
+        if alone:
+            self._release_alone()
+        elif not self._calls and self._calls_idle is not None:
+            self._calls_idle.set()
+
+    def _unrecorded(self, env: Envelope, attempt: int, exc: Exception) -> None:
+        # the handler runs anyway: an event must not be held up by its bookkeeping; at worst
+        # this call is not charged to the retry budget
+        logger.warning(
+            "could not record handler call %d of event %s for %s: %r",
+            attempt,
+            env.id,
+            self.name,
+            exc,
+            extra=self._log_fields(env, attempt),
+        )
 
     @staticmethod
     def _classify(exc: BaseException, timer: asyncio.Timeout | None) -> str:

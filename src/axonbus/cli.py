@@ -11,6 +11,7 @@ A handler lets an :class:`AxonbusError` (or a ``ValueError`` about its arguments
     axonbus replay PATTERN [--since WHEN] [--until WHEN] [--follow] [--limit N] [--url URL]
     axonbus serve [--config FILE] [--url URL] [--host HOST] [--port PORT] [--tokens FILE]
                   [--insecure] [--no-demo]
+    axonbus dead-letters [--url URL] [--name NAME] [--topic PATTERN] [--limit N] [--replay]
 """
 
 from __future__ import annotations
@@ -195,12 +196,19 @@ def _run_serve(args: argparse.Namespace, command: str = "run_serve") -> int:
     return run(args)
 
 
+def _add_dead_letters(subparsers: Subparsers) -> None:
+    from ._cli_dead_letters import add_dead_letters
+
+    add_dead_letters(subparsers)
+
+
 COMMANDS: tuple[Callable[[Subparsers], None], ...] = (
     _add_demo,
     _add_tail,
     _add_replay,
     _add_serve,
     _add_token,
+    _add_dead_letters,
 )
 
 

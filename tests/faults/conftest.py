@@ -8,8 +8,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.faults.harness import Broker, SqliteFile
+from tests.faults.harness import Broker, SharedPostgres, SqliteFile
 from tests.support.fixtures import make_nats, make_redis
+from tests.support.services import postgres_url, require
 
 
 @pytest.fixture(params=["redis", "nats"])
@@ -23,6 +24,11 @@ def broker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Broker]:
         # JetStream with a store directory (-sd), kept across restarts
         with make_nats(tmp_path / "nats") as nats:
             yield Broker("nats", nats, takeover="ack_wait=1")
+    elif request.param == "postgres":
+        # the shared server (only worker processes are killed): tables per bus name
+        url = postgres_url()
+        require("postgres", url)
+        yield Broker("postgres", SharedPostgres(url), takeover="claim_idle=1")
     else:
         # no server: the processes share one WAL file (nothing to restart)
         yield Broker("sqlite", SqliteFile(tmp_path / "bus.db"), takeover="claim_idle=1")

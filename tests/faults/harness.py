@@ -34,6 +34,7 @@ __all__ = [
     "NatsProbe",
     "PublishStats",
     "RedisProbe",
+    "SharedPostgres",
     "SqliteFile",
     "SqliteProbe",
     "Worker",
@@ -55,12 +56,20 @@ class SqliteFile:
         return f"sqlite:///{self.path}"  # an absolute path: four slashes
 
 
+@dataclass(frozen=True)
+class SharedPostgres:
+    """The shared PostgreSQL (never restarted by the fault tests): each test has its own bus
+    name, so its own tables, dropped afterwards."""
+
+    url: str
+
+
 @dataclass
 class Broker:
     """A private broker of any kind, and how workers take over a dead worker's deliveries."""
 
-    kind: str  # "redis", "nats" or "sqlite"
-    server: RedisServer | NatsServer | SqliteFile
+    kind: str  # "redis", "nats", "sqlite" or "postgres"
+    server: RedisServer | NatsServer | SqliteFile | SharedPostgres
     takeover: str  # URL options: redeliver what a dead consumer held after 1 s
 
     @property
@@ -164,6 +173,8 @@ class Worker(Child):
         self.dead: list[str] = []
         self.closed = False  # it logged a graceful shutdown
         self.attempts: Counter[int] = Counter()  # attempt number -> starts with it
+        self.max_attempt: dict[int, int] = {}  # seq -> highest attempt it was started with
+        self.packs: list[list[int]] = []  # nats://: the events of each delivery, as received
 
     @property
     def ready(self) -> bool:
@@ -186,8 +197,12 @@ class Worker(Child):
         if kind == "recv":
             self.received[int(parts[1])] += 1
         elif kind == "start":
-            self.started[int(parts[1])] += 1
-            self.attempts[int(parts[2])] += 1
+            seq, attempt = int(parts[1]), int(parts[2])
+            self.started[seq] += 1
+            self.attempts[attempt] += 1
+            self.max_attempt[seq] = max(attempt, self.max_attempt.get(seq, 0))
+        elif kind == "pack":
+            self.packs.append([int(p) for p in parts[1:]])
         elif kind == "done":
             seq = int(parts[1])
             self.done[seq] += 1
@@ -360,14 +375,14 @@ class Scenario:
     probe: RedisProbe | SqliteProbe | None
 
     @classmethod
-    def make(cls, broker: Broker, tmp_path: Path) -> Scenario:
+    def make(cls, broker: Broker, tmp_path: Path, extra: list[str] | None = None) -> Scenario:
         bus_name = f"faults{uuid.uuid4().hex[:8]}"
         topic, durable = "jobs.work", "workers"
         seed = random.randrange(1 << 30)
         fleet = Fleet(
             tmp_path,
             ["--url", broker.worker_url, "--bus", bus_name, "--topic", topic,
-             "--durable", durable, "--sleep", "0.003"],
+             "--durable", durable, "--sleep", "0.003", *(extra or [])],
         )  # fmt: skip
         probe: RedisProbe | SqliteProbe | None = None
         if isinstance(broker.server, SqliteFile):
@@ -476,7 +491,9 @@ class SqliteProbe:
     async def seqs(self) -> dict[int, int]:
         """Offset -> seq, for every event of the log."""
         rows = await self._ask("SELECT seq, data FROM {p}events")
-        return {offset: self._codec.decode(data).event["seq"] for offset, data in rows}
+        events = {offset: self._codec.decode(data).event for offset, data in rows}
+        # the log also holds the bus's own events ($bus.dead_letter, ...): only the jobs count
+        return {o: e["seq"] for o, e in events.items() if isinstance(e, dict) and "seq" in e}
 
     async def left_over(self) -> dict[str, int]:
         """Deliveries never acknowledged, and events the durable never read."""
@@ -499,14 +516,15 @@ class NatsProbe:
         self.stream = f"AXONBUS_{bus_name}"
         self.consumer = consumer_name(durable)
 
-    async def _api(self, subject: str) -> Any:
+    async def _api(self, subject: str, body: dict[str, Any] | None = None) -> Any:
         import json
 
         import nats
 
         nc = await nats.connect(self.url, allow_reconnect=False)
         try:
-            msg = await nc.request(f"$JS.API.{subject}", b"", timeout=5)
+            payload = json.dumps(body).encode() if body is not None else b""
+            msg = await nc.request(f"$JS.API.{subject}", payload, timeout=5)
             return json.loads(msg.data)
         finally:
             await nc.close()
@@ -520,7 +538,9 @@ class NatsProbe:
         }
         return {k: v for k, v in counts.items() if v}
 
-    async def stream_messages(self) -> int:
-        """Messages the stream still keeps (interest retention drops acknowledged ones)."""
-        stream = await self._api(f"STREAM.INFO.{self.stream}")
-        return int(stream["state"]["messages"])
+    async def stream_messages(self, topic: str) -> int:
+        """Messages on ``topic`` the stream still keeps (interest retention drops acknowledged
+        ones; dead letters, on their own topic, are kept until replayed)."""
+        subject = f"{self.stream.removeprefix('AXONBUS_')}.ev.{topic}"
+        stream = await self._api(f"STREAM.INFO.{self.stream}", {"subjects_filter": subject})
+        return int(sum((stream["state"].get("subjects") or {}).values()))

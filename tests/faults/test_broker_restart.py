@@ -149,7 +149,7 @@ async def test_broker_restarts_mid_stream(
             left_over = await nats.left_over()
             # reported, not asserted: after kill -9 restarts nats-server 2.9 may keep messages
             # in the interest stream that its consumer has acknowledged
-            kept = await nats.stream_messages()
+            kept = await nats.stream_messages(topic)
         survivors = [w for w in fleet if w.alive]
     finally:
         fleet.stop_all()

@@ -14,8 +14,14 @@ per ``write`` (line-buffered), survives a ``kill -9`` up to the last line writte
 - ``recv <seq>`` when the broker hands a delivery to the process (it may wait in the local queue)
 - ``start <seq> <attempt>`` when the handler begins an event
 - ``done <seq> <monotonic time>`` when it has finished it (the acknowledgement follows)
-- ``dead <seq> <attempts> <error type>`` for a dead-lettered event (the test wants none)
+- ``pack <seq> <seq> ...`` (nats://) the events of one JetStream delivery: acknowledged, and
+  redelivered, together
+- ``dead <seq> <attempts> <error type>`` for a dead-lettered event
 - ``closed`` after a graceful shutdown (SIGTERM)
+
+With ``--defaults`` the subscription has the default options (mailbox, retry budget) but its
+``--concurrency``; with ``--poison SEQ`` the handler kills its own process (SIGKILL) when it
+begins that event, every time.
 """
 
 from __future__ import annotations
@@ -48,6 +54,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     # kills and restarts raise the broker's delivery count; the retry budget must outlast
     # them, or an event would be dead-lettered instead of handled
     parser.add_argument("--attempts", type=int, default=50)
+    parser.add_argument("--defaults", action="store_true", help="default maxsize and retry")
+    parser.add_argument("--poison", type=int, default=-1, help="seq that kills the process")
     return parser.parse_args(argv)
 
 
@@ -57,6 +65,8 @@ async def run(args: argparse.Namespace, out: TextIO) -> None:
     async def work(event: Any, ctx: Context) -> None:
         seq = event["seq"]
         out.write(f"start {seq} {ctx.attempt}\n")
+        if seq == args.poison:
+            os.kill(os.getpid(), signal.SIGKILL)
         await asyncio.sleep(args.sleep)
         out.write(f"done {seq} {time.monotonic():.4f}\n")
 
@@ -64,14 +74,17 @@ async def run(args: argparse.Namespace, out: TextIO) -> None:
         seq = letter.event.get("seq") if isinstance(letter.event, dict) else letter.event
         out.write(f"dead {seq} {letter.attempts} {letter.error_type}\n")
 
-    bus.subscribe(
-        args.topic,
-        work,
-        durable=args.durable,
-        concurrency=args.concurrency,
-        maxsize=args.maxsize,
-        retry=Retry(attempts=args.attempts, backoff=0.01, max_backoff=0.1),
-    )
+    if args.defaults:
+        bus.subscribe(args.topic, work, durable=args.durable, concurrency=args.concurrency)
+    else:
+        bus.subscribe(
+            args.topic,
+            work,
+            durable=args.durable,
+            concurrency=args.concurrency,
+            maxsize=args.maxsize,
+            retry=Retry(attempts=args.attempts, backoff=0.01, max_backoff=0.1),
+        )
     bus.subscribe(DeadLetter, dead)
 
     # log each delivery as the broker hands it over, before it waits in the local queue:
@@ -97,6 +110,13 @@ async def run(args: argparse.Namespace, out: TextIO) -> None:
 
         def logged_unpack(msg: Any) -> list[Envelope]:
             envelopes: list[Envelope] = unpack(msg)
+            seqs = [
+                str(env.event["seq"])
+                for env in envelopes
+                if isinstance(env.event, dict) and "seq" in env.event
+            ]
+            if seqs:
+                out.write(f"pack {' '.join(seqs)}\n")
             for env in envelopes:
                 log_recv(env)
                 packed.add(env.id)

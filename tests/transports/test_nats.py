@@ -149,7 +149,9 @@ async def test_a_bus_that_dies_mid_handler_loses_its_delivery_after_ack_wait(
             )
             await settle(survivor, lambda: len(attempts) >= 2, timeout=5)
             await dying.close(timeout=0.1)
-    assert attempts == [("dying", 1), ("survivor", 2)]
+    # the first handler call of a first delivery is not recorded (no write per event), so
+    # the survivor's call is numbered 1 again; from then on every call is charged
+    assert attempts == [("dying", 1), ("survivor", 1)]
 
 
 async def test_a_delivery_held_longer_than_ack_wait_is_kept_in_progress(

@@ -202,8 +202,9 @@ async def test_reclaim_after_the_owner_stops_beating(store: PostgresStore) -> No
     await store.heartbeat("b", 30)
     assert await store.claim("durable:d", anything, "b", 10, durable=True) == []
     await asyncio.sleep(0.35)
+    # handed out again, not charged: no handler call was recorded
     assert await store.claim("durable:d", anything, "b", 10, durable=True) == [
-        Claimed(offset, 2, b"data-1")
+        Claimed(offset, 1, b"data-1", True)
     ]
     # b is alive: a does not take it back
     await store.heartbeat("a", 30)
@@ -223,7 +224,7 @@ async def test_release_makes_pending_visible_at_once(store: PostgresStore) -> No
     await store.release("a")
     assert await store.responders() == []
     claimed = await store.claim("durable:d", anything, "b", 10, durable=True)
-    assert [c.attempt for c in claimed] == [2]
+    assert [(c.attempt, c.redelivered) for c in claimed] == [(1, True)]
 
 
 async def test_defer_hides_until_the_delay_passed(store: PostgresStore) -> None:
@@ -231,11 +232,25 @@ async def test_defer_hides_until_the_delay_passed(store: PostgresStore) -> None:
     (offset,) = await store.write([pub("t", 1)], WINDOW)
     await store.heartbeat("me", 30)
     await store.claim("durable:d", anything, "me", 10, durable=True)
-    await store.write([("defer", "durable:d", offset, 0.2)], WINDOW)
+    await store.write([("defer", "durable:d", offset, 0.2, 2)], WINDOW)  # call 1 failed
     assert await store.claim("durable:d", anything, "me", 10, durable=True) == []
     await asyncio.sleep(0.25)
     assert await store.claim("durable:d", anything, "me", 10, durable=True) == [
-        Claimed(offset, 2, b"data-1")
+        Claimed(offset, 2, b"data-1", True)
+    ]
+
+
+async def test_a_recorded_handler_call_is_charged_to_the_next_claim(
+    store: PostgresStore,
+) -> None:
+    await store.write([("register", "durable:d", "durable", ">")], WINDOW)
+    (offset,) = await store.write([pub("t", 1)], WINDOW)
+    await store.heartbeat("a", 30)
+    await store.claim("durable:d", anything, "a", 10, durable=True)
+    await store.write([("attempt", "durable:d", offset, 3)], WINDOW)  # call 2 began
+    await store.release("a")
+    assert await store.claim("durable:d", anything, "b", 10, durable=True) == [
+        Claimed(offset, 3, b"data-1", True)
     ]
 
 

@@ -14,7 +14,8 @@ Checked at every delivery, against the model:
 - it was not acknowledged before (the ack committed: its pending row is gone);
 - whoever had it before is gone for good (crashed *and* expired, or closed): no event is handed
   to two live processes, nor taken from a dead one before its heartbeat expired;
-- its attempt number is above every earlier one;
+- its attempt number (handler calls charged) is never below an earlier one, and above it
+  when the earlier call was charged (a redelivery's calls are recorded before they start);
 - per process, first deliveries come in log order.
 
 And at the end, once every dead process has expired and a live one drains the rest: every
@@ -39,7 +40,9 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from axonbus import Bus, Context, Retry
 from axonbus._codec import get_codec
+from axonbus._events import current_envelope
 from axonbus.transports._log_store import table_prefix
+from axonbus.transports.base import Inbound
 from axonbus.transports.sqlite import SqliteTransport
 
 T = TypeVar("T")
@@ -119,7 +122,9 @@ class Proc:
 
     async def handle(self, event: dict[str, int], ctx: Context) -> None:
         seq = event["seq"]
-        self.on_delivery(self, seq, ctx.attempt, ctx.event_id)
+        tracker = current_envelope.get().tracker  # a test-only look: was it handed out before?
+        assert isinstance(tracker, Inbound)
+        self.on_delivery(self, seq, ctx.attempt, ctx.event_id, tracker.redelivered)
         if not self.auto:
             gate: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self.current = (seq, gate)
@@ -154,6 +159,7 @@ class DurableMachine(RuleBasedStateMachine):
         self.acked: set[int] = set()  # acknowledgements committed
         self.holders: dict[int, list[Proc]] = {}  # seq -> processes it was handed to
         self.attempts: dict[int, int] = {}  # seq -> highest attempt seen
+        self.charged: set[int] = set()  # seqs whose last handler call was recorded
         self.must_redeliver: set[int] = set()  # held unacknowledged by a crashed process
         self.violations: list[str] = []
         self.conn = sqlite3.connect(self.db, isolation_level=None)
@@ -226,7 +232,9 @@ class DurableMachine(RuleBasedStateMachine):
         await proc.bus.start()
         await proc.bus.flush()  # registered
 
-    def on_delivery(self, proc: Proc, seq: int, attempt: int, event_id: str) -> None:
+    def on_delivery(
+        self, proc: Proc, seq: int, attempt: int, event_id: str, redelivered: bool
+    ) -> None:
         """Called by a handler as it begins: check the delivery against the model."""
         bad = self.violations.append
         if seq not in self.attempted:
@@ -240,9 +248,11 @@ class DurableMachine(RuleBasedStateMachine):
         # (attempt > 1 the first time a handler sees it is fine: a process that crashed or
         # closed had claimed it without beginning it)
         previous = self.attempts.get(seq, 0)
-        if attempt <= previous:
+        if attempt < previous or (attempt == previous and seq in self.charged):
             bad(f"{proc} got seq {seq} at attempt {attempt}, after attempt {previous}")
-        if attempt == 1:
+        if redelivered:
+            self.charged.add(seq)  # this call is recorded before it starts
+        if not redelivered:
             # log order, which is publish order per publisher (not across them: each one's
             # writer commits when it does)
             ((offset,),) = self.sql("SELECT seq FROM {p}events WHERE event_id = ?", event_id)

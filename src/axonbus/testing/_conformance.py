@@ -14,6 +14,7 @@ from typing import Any
 
 from .._bus import Bus
 from .._context_helpers import settle
+from .._dead_letters import DeadLetters, StoredDeadLetter
 from .._events import Context, Event
 from .._exceptions import BusClosed, MessageTooLarge, NoResponders, RemoteError
 from .._retry import Retry
@@ -251,6 +252,55 @@ async def check_close(make_bus: MakeBus) -> None:
         pass
     else:
         raise AssertionError("publish after close did not raise BusClosed")
+
+
+@_check
+async def check_close_hands_own_events_to_durable(make_bus: MakeBus) -> None:
+    # an event this bus published before close() to a durable it holds was accepted: close()
+    # hands it to the local handler (no wait before closing, as in a short script)
+    bus = make_bus()
+    got: list[int] = []
+    topic = _topic("closedurable")
+    bus.subscribe(topic, got.append, durable=f"closing{uuid.uuid4().hex[:8]}")
+    async with bus:
+        for i in range(3):
+            await bus.publish(topic, i)
+    assert sorted(got) == [0, 1, 2], f"close() left the durable's events for later: got {got}"
+
+
+@_check
+async def check_dead_letters_are_kept_and_replayed(make_bus: MakeBus) -> None:
+    bus = make_bus()
+    if bus.transport.local_only:
+        raise CheckSkipped(f"{bus.url} keeps no dead letters (subscribe to DeadLetter)")
+    topic = _topic("kept")
+    calls: list[Any] = []
+
+    async def fails_once(event: Any) -> None:
+        calls.append(event)
+        if len(calls) == 1:
+            raise RuntimeError("not yet")
+
+    async with bus:
+        bus.subscribe(topic, fails_once, durable=f"kept{uuid.uuid4().hex[:8]}", retry=Retry(1))
+        await bus.flush()
+        await bus.publish(topic, {"n": 1}, headers={"k": "v"})
+        await settle(bus, lambda: len(calls) >= 1)
+        letters = DeadLetters(bus)
+        mine: list[StoredDeadLetter] = []
+        for _ in range(100):  # the dead letter reaches the store after the failure
+            mine = [s for s in await letters.list(1000) if s.letter.original_topic == topic]
+            if mine:
+                break
+            await asyncio.sleep(0.05)
+        assert len(mine) == 1, f"the dead letter was not kept: {mine}"
+        assert mine[0].letter.event == {"n": 1}, mine[0].letter
+        replayed = await letters.replay(limit=1000, where=lambda d: d.original_topic == topic)
+        assert replayed == 1, f"replayed {replayed} dead letters, expected 1"
+        await settle(bus, lambda: len(calls) >= 2)
+        assert calls == [{"n": 1}, {"n": 1}], f"the replayed event was not handled: {calls}"
+        left = [s for s in await letters.list(1000) if s.letter.original_topic == topic]
+        assert not left, f"a replayed dead letter is still kept: {left}"
 
 
 @_check

@@ -33,7 +33,7 @@ import asyncio
 import logging
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .._events import Envelope
@@ -42,7 +42,14 @@ from .._topics import match
 from ._log_reading import Cursor, LogReader
 from ._log_rpc import LogRequestReply
 from ._log_store import Compaction, LogStore, table_prefix
-from .base import IDEMPOTENCY_KEY, BrokerTransport, Inbound, float_option, int_option
+from .base import (
+    IDEMPOTENCY_KEY,
+    BrokerTransport,
+    Inbound,
+    float_option,
+    int_option,
+    prefetch_limit,
+)
 
 if TYPE_CHECKING:
     from .._bus import Bus
@@ -65,6 +72,15 @@ class _Consumer:
     name: str  # the consumer row
     durable: bool
     stopped: bool = False
+    handing: int = 0  # claimed and not yet in the mailbox
+    limit: int = FETCH  # a durable's prefetch: most events held (claimed, not settled)
+    held: int = 0
+    room: asyncio.Event = field(default_factory=asyncio.Event)  # held fell to half the limit
+
+    def settled(self) -> None:
+        self.held -= 1
+        if self.held <= self.limit // 2:
+            self.room.set()
 
 
 class LogTransport(LogRequestReply, LogReader, BrokerTransport):
@@ -151,6 +167,8 @@ class LogTransport(LogRequestReply, LogReader, BrokerTransport):
         self._responders.clear()
         store = self.store
         if store is not None and self._up is not None and self.connected:
+            durables = [c.mailbox for c in self._consumers.values() if c.durable]
+            await self.record_interrupted(durables)
             try:
                 await asyncio.wait_for(self.flush(), self.unavailable_timeout or None)
                 # deliveries handed out and not acknowledged go to others now, not after
@@ -331,6 +349,7 @@ class LogTransport(LogRequestReply, LogReader, BrokerTransport):
             return
         if key[0] == "durable":
             consumer = _Consumer(mailbox, f"durable:{key[1]}", durable=True)
+            consumer.limit = prefetch_limit(mailbox, subscription)
         else:
             consumer = _Consumer(mailbox, f"group:{key[2]}:{mailbox.pattern}", durable=False)
         self._consumers[id(mailbox)] = consumer
@@ -372,14 +391,24 @@ class LogTransport(LogRequestReply, LogReader, BrokerTransport):
                 await self.flush()  # the consumer row must exist before claiming
             while self.receiving and not consumer.stopped and gen == self._generation:
                 change = self._change
-                room = max(1, min(FETCH, mb.maxsize - len(mb.queue)))
+                if consumer.durable:
+                    # fetch what the workers can start soon, not what the mailbox could hold
+                    if consumer.held > consumer.limit // 2:
+                        consumer.room.clear()
+                        await self._wait(consumer.room, IDLE_WAIT)
+                        continue
+                    room = max(1, min(FETCH, consumer.limit - consumer.held))
+                else:
+                    room = max(1, min(FETCH, mb.maxsize - len(mb.queue)))
                 claimed = await store.claim(
                     consumer.name, matches, self.instance, room, durable=consumer.durable
                 )
                 if not claimed:
                     await self._wait(change, idle)
                     continue
-                for i, (offset, attempt, data) in enumerate(claimed):
+                consumer.handing = len(claimed)
+                for i, (offset, attempt, data, redelivered) in enumerate(claimed):
+                    consumer.handing = len(claimed) - i
                     try:
                         env = bus._codec.decode(data)
                     except DecodeError as exc:
@@ -395,31 +424,74 @@ class LogTransport(LogRequestReply, LogReader, BrokerTransport):
                         continue
                     env.offset = offset
                     if consumer.durable:
-                        env.tracker = self._inbound(consumer.name, offset, attempt)
-                    if not await bus._put(mb, env) or consumer.stopped:
+                        env.tracker = self._inbound(consumer, offset, attempt, redelivered)
+                        consumer.held += 1
+                    put = await bus._put(mb, env)
+                    consumer.handing = len(claimed) - i - 1
+                    if not put or consumer.stopped:
                         if consumer.durable:  # not handled here: visible to others at once
-                            for off, _, _ in claimed[i + 1 :]:
-                                self.send_control(("defer", consumer.name, off, 0.0))
+                            for c in claimed[i + 1 :]:
+                                self.send_control(("defer", consumer.name, c.offset, 0.0, 0))
                             if mb.closed:
-                                self.send_control(("defer", consumer.name, offset, 0.0))
+                                self.send_control(("defer", consumer.name, offset, 0.0, 0))
                         return
         except self.connection_errors as exc:
             self.lost(exc)
+        finally:
+            consumer.handing = 0
 
-    def _inbound(self, consumer: str, offset: int, attempt: int) -> Inbound:
+    # -- dead letters: the $bus.dead_letter events of the log --------------------------------
+
+    async def stored_dead_letters(self, limit: int) -> list[tuple[str, bytes]]:
+        _, store = self._ready()
+        await self.flush()  # dead letters this bus published are in the log
+        return [(str(o), d) for o, d in await store.on_topic(self.DEAD_LETTER_TOPIC, limit)]
+
+    async def drop_dead_letter(self, key: str) -> None:
+        _, store = self._ready()
+        await store.delete_event(int(key))
+
+    async def catch_up(self) -> None:
+        store = self.store
+        durables = [c for c in self._consumers.values() if c.durable and not c.stopped]
+        if store is None or not durables or not self.connected:
+            return
+        await self.flush()
+        head = await store.head()
+        for consumer in durables:
+            while self.connected and not consumer.stopped:
+                change = self._change
+                position = await store.position(consumer.name)
+                if (position is None or position >= head) and not consumer.handing:
+                    break
+                await self._wait(change, 0.05)
+
+    def _inbound(
+        self, consumer: _Consumer, offset: int, attempt: int, redelivered: bool
+    ) -> Inbound:
         send = self.send_control
+        name = consumer.name
 
         def ack() -> None:
-            send(("ack", consumer, offset))
+            consumer.settled()
+            send(("ack", name, offset))
 
-        def defer(delay: float) -> None:
-            send(("defer", consumer, offset, delay))
+        def defer(delay: float, next_attempt: int) -> None:
+            consumer.settled()
+            send(("defer", name, offset, delay, next_attempt))
 
         def dead(error: BaseException | None) -> None:
+            consumer.settled()
             text = f"{type(error).__name__}: {error}" if error is not None else "failed"
-            send(("dead", consumer, offset, text))
+            send(("dead", name, offset, text))
 
         def dropped() -> None:
-            send(("defer", consumer, offset, 0.0))
+            consumer.settled()
+            send(("defer", name, offset, 0.0, 0))
 
-        return Inbound(attempt, ack, defer, dead, dropped)
+        async def record(started: int) -> None:
+            # committed before the handler runs: if it takes the process down, it is charged
+            send(("attempt", name, offset, started + 1))
+            await self.flush()
+
+        return Inbound(attempt, ack, defer, dead, dropped, redelivered=redelivered, record=record)

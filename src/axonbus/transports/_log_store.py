@@ -48,11 +48,13 @@ class Row(NamedTuple):
 
 
 class Claimed(NamedTuple):
-    """An event handed to a consumer: ``attempt`` is 1 on first delivery."""
+    """An event handed to a consumer: ``attempt`` is the number of its next handler call (1
+    on first delivery); ``redelivered`` when it was handed out before."""
 
     offset: int
     attempt: int
     data: bytes
+    redelivered: bool = False
 
 
 class Request(NamedTuple):
@@ -109,7 +111,14 @@ def table_prefix(bus_name: str) -> str:
 #       -> result: the new offset, or the event id stored first under that key (a duplicate
 #          within the idempotency window: nothing stored)
 #   ("ack", consumer, offset)                 delete the pending row
-#   ("defer", consumer, offset, delay)        release it: visible again after ``delay`` seconds
+#   ("defer", consumer, offset, delay, next_attempt)
+#                                             release it: visible again after ``delay`` seconds,
+#                                             its next handler call numbered at least
+#                                             ``next_attempt`` (0: unchanged)
+#   ("attempt", consumer, offset, next_attempt)
+#                                             a handler call started: the next one is numbered
+#                                             at least ``next_attempt`` (the pending row's
+#                                             ``attempts`` column holds that number)
 #   ("dead", consumer, offset, error)         move it to the dead letters
 #   ("register", consumer, kind, pattern)     kind "durable" | "group"; create at the current
 #                                             end of the log if absent, else update the pattern
@@ -146,6 +155,18 @@ class LogStore(abc.ABC):
     @abc.abstractmethod
     async def head(self) -> int:
         """The highest offset in the log (0 when empty)."""
+
+    @abc.abstractmethod
+    async def on_topic(self, topic: str, limit: int) -> list[tuple[int, bytes]]:
+        """``(offset, data)`` of the oldest ``limit`` events on exactly ``topic``."""
+
+    @abc.abstractmethod
+    async def delete_event(self, offset: int) -> None:
+        """Remove one event from the log (a dead letter once replayed)."""
+
+    @abc.abstractmethod
+    async def position(self, consumer: str) -> int | None:
+        """The offset a group or durable consumer has claimed up to (None: no such consumer)."""
 
     @abc.abstractmethod
     async def read(

@@ -8,10 +8,13 @@ consumer whose filter matches it has acknowledged it), bounded by ``stream_max_a
 
 One durable consumer per axonbus durable name (sanitised to a consumer name), filtered on the
 subscription's pattern, explicit ack, ``ack_wait`` from the URL, starting at its creation
-(deliver new), ``max_deliver`` = the retry budget + 5 (a backstop: axonbus dead-letters at
-budget + 1). Each bus pulls at most ``prefetch`` deliveries ahead (never more than its mailbox
-has room for) with pull requests answered on the connection's inbox, so deliveries reach the
-mailbox as they arrive and the subscription's workers handle them with its ``concurrency``.
+(deliver new), ``max_deliver`` 1000 or 10 times the retry budget (a backstop only: axonbus
+counts handler calls itself, in the stream ``AXONBUS_{name}_ATTEMPTS``, one message per
+delivery that a handler started after a redelivery; fetches no handler started are not
+charged). Each bus pulls at most 4 events per concurrent handler ahead (at least 16, and at
+most ``prefetch`` and its mailbox) with pull requests answered on the connection's inbox, so
+deliveries reach the mailbox as they arrive and the subscription's workers handle them with
+its ``concurrency``.
 
 A delivery's :class:`Inbound` acks (``+ACK``) once the subscription settled it, naks with a
 delay (``-NAK {"delay": ns}``) for a retry, and is marked in progress (``+WPI``) every
@@ -27,6 +30,7 @@ settled, naked whole when the bus lets go of it, and counts as its events in the
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import json
 import logging
@@ -40,9 +44,10 @@ from nats.aio.subscription import Subscription as NatsSubscription
 
 from .._retry import Retry
 from .._topics import match
+from ._frames import frames
 from ._nats_conn import Conn, Lost
 from ._nats_pack import PACK, Pack, PackPart
-from .base import Inbound, backoff_delays
+from .base import Inbound, backoff_delays, prefetch_limit
 
 if TYPE_CHECKING:
     from .._events import Envelope
@@ -58,6 +63,10 @@ API = "$JS.API"
 API_TIMEOUT = 5.0
 PULL_EXPIRES = 5.0  # a pull request lives this long on the server...
 PULL_GRACE = 2.0  # ...and is given up locally this much later (the server lost it)
+MAX_DELIVER = 1000
+DEAD_LETTERS = "axonbus_dead_letters"  # the consumer that keeps dead letters in the stream
+SETTLED = 0  # the record of an envelope of a pack that was settled (handled or dead-lettered)
+ATTEMPTS_KEPT = 86_400.0  # seconds a record of handler calls is kept without its ack
 NS = 1_000_000_000
 
 
@@ -111,7 +120,9 @@ class Durable:
         )
         self.name = name
         self.consumer = consumer_name(name)
-        self.max_deliver = retry.attempts + 5
+        # a backstop only: fetches that no handler started raise the server's count, and
+        # axonbus counts handler calls itself (see Inbound)
+        self.max_deliver = max(MAX_DELIVER, 10 * retry.attempts)
         self.window = window
         self.threshold = max(1, window // 2)
         # ack subject -> the tracker of a delivery (a Pack for a pack) this bus holds
@@ -122,6 +133,7 @@ class Durable:
         self.task: asyncio.Task[Any] | None = None
         self.active = True
         self.wants_room = False
+        self.arriving = 0  # deliveries received and not yet in the mailbox
         # per connection: reset when the connection changes
         self.conn: Conn | None = None
         self.sub: NatsSubscription | None = None
@@ -143,13 +155,14 @@ class JetStream:
         self.t = transport
         self.durables: dict[Mailbox, Durable] = {}
         self._ids = 0
+        self._attempts_on: Conn | None = None  # the connection the attempts stream is known on
 
     # -- bind / unbind (synchronous: the transport's _sync makes them real) --------------------
 
     def add(self, mailbox: Mailbox, subscription: Subscription) -> Durable:
         assert subscription.durable is not None
         self._ids += 1
-        window = min(mailbox.maxsize, self.t.prefetch)
+        window = min(prefetch_limit(mailbox, subscription), self.t.prefetch)
         durable = Durable(
             self._ids, mailbox, subscription.durable, subscription.retry or Retry(), window
         )
@@ -218,13 +231,18 @@ class JetStream:
         conn.durable_subs.update(s for s in live if s is not None)
 
     async def api(self, conn: Conn, subject: str, body: dict[str, Any] | None = None) -> Any:
+        payload = json.dumps(body).encode() if body is not None else b""
+        return await self.ask(conn, f"{API}.{subject}", payload)
+
+    async def ask(self, conn: Conn, subject: str, payload: bytes) -> Any:
+        """Publish ``payload`` with a reply subject and return JetStream's decoded answer
+        (an API response, or the PubAck of a stored message); :class:`ApiError` for an error."""
         token = conn.token("r")
         fut: asyncio.Future[Msg] = asyncio.get_running_loop().create_future()
         conn.waiters[token] = fut
-        payload = json.dumps(body).encode() if body is not None else b""
         try:
             try:
-                await conn.nc.publish(f"{API}.{subject}", payload, f"{conn.inbox}.{token}")
+                await conn.nc.publish(subject, payload, f"{conn.inbox}.{token}")
             except (nats.errors.Error, OSError) as exc:
                 raise Lost(f"JetStream API request failed: {exc!r}") from exc
             msg = await asyncio.wait_for(fut, API_TIMEOUT)  # fails with Lost if conn goes
@@ -274,8 +292,63 @@ class JetStream:
             info = await self._create_stream(conn, subjects)
         if subjects not in info.get("config", {}).get("subjects", []):
             raise ApiError(400, 0, f"stream {t.stream} exists but does not capture {subjects}")
+        await self._keep_dead_letters(conn)
         conn.stream_ok = True
         t.stream_found()
+
+    # -- dead letters: kept in the stream by a consumer that nobody pulls from ----------------
+
+    @property
+    def dead_letters_subject(self) -> str:
+        return f"{self.t.prefix}.ev.{self.t.DEAD_LETTER_TOPIC}"
+
+    async def _keep_dead_letters(self, conn: Conn) -> None:
+        """A durable consumer on ``$bus.dead_letter``: with interest retention, the stream keeps
+        every dead letter until it is deleted (replayed)."""
+        config = {
+            "durable_name": DEAD_LETTERS,
+            "description": "axonbus: keeps dead letters until they are replayed",
+            "deliver_policy": "new",
+            "ack_policy": "explicit",
+            "filter_subject": self.dead_letters_subject,
+        }
+        body = {"stream_name": self.t.stream, "config": config}
+        await self.api(conn, f"CONSUMER.DURABLE.CREATE.{self.t.stream}.{DEAD_LETTERS}", body)
+
+    async def stored_dead_letters(self, limit: int) -> list[tuple[str, bytes]]:
+        t = self.t
+        out: list[tuple[str, bytes]] = []
+        seq = 1
+        while len(out) < limit:
+            try:
+                resp = await self.api(
+                    t.current(),
+                    f"STREAM.MSG.GET.{t.stream}",
+                    {"seq": seq, "next_by_subj": self.dead_letters_subject},
+                )
+            except ApiError as exc:
+                if exc.code == 404:  # no (more) dead letters, or no stream at all
+                    return out
+                raise
+            message = resp["message"]
+            seq = int(message["seq"])
+            data = base64.b64decode(message.get("data") or b"")
+            headers = base64.b64decode(message.get("hdrs") or b"")
+            if PACK.encode() in headers:  # several dead letters stored as one message
+                parts, _ = frames(data, 0)
+                out.extend((str(seq), part) for part in parts)
+            else:
+                out.append((str(seq), data))
+            seq += 1
+        return out
+
+    async def drop_dead_letter(self, key: str) -> None:
+        t = self.t
+        try:
+            await self.api(t.current(), f"STREAM.MSG.DELETE.{t.stream}", {"seq": int(key)})
+        except ApiError as exc:
+            if exc.code != 404:  # already gone
+                raise
 
     async def _create_stream(self, conn: Conn, subjects: str) -> Any:
         limits = self.t.limits
@@ -299,6 +372,83 @@ class JetStream:
             return await self.api(conn, f"STREAM.INFO.{self.t.stream}")
         logger.info("%s: created JetStream stream %s", self.t, self.t.stream)
         return info
+
+    # -- handler calls recorded (see Inbound): a stream of one message per subject ----------
+
+    @property
+    def attempts_stream(self) -> str:
+        return f"{self.t.stream}_ATTEMPTS"
+
+    def attempts_subject(self, durable: Durable, seq: int, part: int | None) -> str:
+        tail = f"{seq}" if part is None else f"{seq}.{part}"
+        return f"{self.t.prefix}.attempts.{durable.consumer}.{tail}"
+
+    async def _ensure_attempts(self, conn: Conn) -> None:
+        if self._attempts_on is conn:
+            return
+        config = {
+            "name": self.attempts_stream,
+            "subjects": [f"{self.t.prefix}.attempts.>"],
+            "retention": "limits",
+            "max_msgs_per_subject": 1,
+            "max_age": int(ATTEMPTS_KEPT * NS),
+            "storage": self.t.limits.storage,
+            "num_replicas": self.t.limits.replicas,
+            "discard": "old",
+        }
+        try:
+            await self.api(conn, f"STREAM.CREATE.{self.attempts_stream}", config)
+        except ApiError as exc:
+            if exc.err_code != 10058:  # already there (created by any bus of this name)
+                raise
+        self._attempts_on = conn
+
+    async def record_attempt(self, subject: str, next_attempt: int) -> None:
+        conn = self.t.current()
+        await self._ensure_attempts(conn)
+        await self.ask(conn, subject, str(next_attempt).encode())
+
+    async def note_settled(self, subject: str) -> None:
+        try:
+            await self.record_attempt(subject, SETTLED)
+        except (ApiError, Lost, TimeoutError) as exc:  # handled again at worst
+            logger.debug("%s: could not note %s settled: %r", self.t, subject, exc)
+
+    async def recorded_attempt(self, subject: str) -> int:
+        """The number of the next handler call recorded under ``subject`` (1: none; 0: it
+        was settled already, in an earlier delivery of its pack)."""
+        conn = self.t.current()
+        try:
+            resp = await self.api(
+                conn, f"STREAM.MSG.GET.{self.attempts_stream}", {"last_by_subj": subject}
+            )
+        except ApiError as exc:
+            if exc.code == 404:  # no record (or no stream yet): no handler call recorded
+                return 1
+            raise
+        return int(base64.b64decode(resp["message"]["data"]) or b"1")
+
+    async def forget_attempts(self, subject: str) -> None:
+        try:
+            await self.api(
+                self.t.current(), f"STREAM.PURGE.{self.attempts_stream}", {"filter": subject}
+            )
+        except (ApiError, Lost, TimeoutError) as exc:  # kept ATTEMPTS_KEPT at most anyway
+            logger.debug("%s: could not forget %s: %r", self.t, subject, exc)
+
+    def tracker_hooks(
+        self, durable: Durable, msg: Msg, part: int | None
+    ) -> tuple[Callable[[int], Coroutine[Any, Any, None]], Callable[[], Coroutine[Any, Any, int]]]:
+        """``record`` and ``lookup`` for a delivery (or one envelope of a pack)."""
+        subject = self.attempts_subject(durable, self._seq(msg), part)
+
+        async def record(started: int) -> None:
+            await self.record_attempt(subject, started + 1)
+
+        async def lookup() -> int:
+            return await self.recorded_attempt(subject)
+
+        return record, lookup
 
     async def ensure(self, conn: Conn, durable: Durable) -> None:
         """Find or create the stream and the durable consumer (idempotent)."""
@@ -344,9 +494,38 @@ class JetStream:
                 if durable.credits <= 0:
                     durable.open = None
                     durable.kick.set()
-            await self._deliver(durable, msg)
+            durable.arriving += 1
+            try:
+                await self._deliver(durable, msg)
+            finally:
+                durable.arriving -= 1
 
         return on_delivery
+
+    async def catch_up(self, durables: list[Durable]) -> None:
+        """Wait until ``durables`` received every event stored before now (see
+        :meth:`~axonbus.transports.base.BrokerTransport.hand_over`)."""
+        t = self.t
+        try:
+            info = await self.api(t.current(), f"STREAM.INFO.{t.stream}")
+        except ApiError:
+            return  # no stream: nothing was stored for a durable
+        last = int(info.get("state", {}).get("last_seq", 0))
+        for durable in durables:
+            while durable.active and t.receiving:
+                try:
+                    state = await self.api(
+                        t.current(), f"CONSUMER.INFO.{t.stream}.{durable.consumer}"
+                    )
+                except ApiError:
+                    break  # the consumer does not exist (yet): nothing was kept for it
+                seen = int(state.get("delivered", {}).get("stream_seq", 0))
+                undelivered = int(state.get("num_pending", 0))
+                queued = durable.sub.pending_msgs if durable.sub is not None else 0
+                if (seen >= last or not undelivered) and not queued and not durable.arriving:
+                    break
+                durable.kick.set()  # pull now, if the window has room
+                await asyncio.sleep(0.02)
 
     async def _deliver(self, durable: Durable, msg: Msg) -> None:
         t = self.t
@@ -366,16 +545,35 @@ class JetStream:
             t.send_control(("raw", reply, b"+ACK", None))  # a wildcard caught a system topic
             return
 
-        def nak(delay: float) -> None:
+        record, lookup = self.tracker_hooks(durable, msg, None)
+
+        def nak(delay: float, next_attempt: int) -> None:
             durable.held -= 1
-            settle(nak_payload(delay))
+            if not next_attempt:
+                settle(nak_payload(delay))
+                return
+            durable.outstanding.pop(reply, None)
+
+            async def record_then_nak() -> None:
+                # the retry is numbered from the record, so it is written first
+                try:
+                    await record(next_attempt - 1)
+                except (ApiError, Lost, TimeoutError) as exc:
+                    logger.warning("%s: could not record a retry: %r", t, exc)
+                settle(nak_payload(delay))
+
+            t.spawn(record_then_nak(), "retry")
 
         def ack() -> None:
             durable.held -= 1
             settle(b"+ACK")
+            if tracker.recorded or tracker.redelivered:
+                t.spawn(self.forget_attempts(record_subject), "forget")
 
+        record_subject = self.attempts_subject(durable, self._seq(msg), None)
         settle = self._settler(durable, reply)
-        tracker = Inbound(self._attempt(msg), ack, nak)
+        redelivered = self._attempt(msg) > 1
+        tracker = Inbound(1, ack, nak, redelivered=redelivered, record=record, lookup=lookup)
         durable.outstanding[reply] = tracker
         durable.held += 1
         durable.per_delivery = 1
@@ -403,7 +601,14 @@ class JetStream:
         if not envelopes:
             t.send_control(("raw", reply, b"+ACK", None))
             return
-        settle = self._settler(durable, reply)
+        settle_pack = self._settler(durable, reply)
+        redelivered = self._attempt(msg) > 1
+
+        def settle(payload: bytes) -> None:
+            settle_pack(payload)
+            if redelivered and payload == b"+ACK":  # its envelopes' records, if any
+                whole = self.attempts_subject(durable, self._seq(msg), None)
+                t.spawn(self.forget_attempts(f"{whole}.>"), "forget")
 
         def release(payload: bytes) -> None:
             durable.held -= pack.left  # what is still unsettled when it is given back
@@ -417,9 +622,21 @@ class JetStream:
         durable.outstanding[reply] = pack
         durable.held += len(envelopes)
         durable.per_delivery = len(envelopes)
-        attempt = self._attempt(msg)
-        for env in envelopes:
-            env.tracker = PackPart(attempt, pack)
+        for index, env in enumerate(envelopes):
+            record, lookup = self.tracker_hooks(durable, msg, index)
+            part_ack = None
+            if redelivered:
+                # a pack comes back whole: what was settled in it is noted, so a later
+                # redelivery skips it (the first delivery notes nothing: no write per event)
+                subject = self.attempts_subject(durable, self._seq(msg), index)
+
+                def part_ack(subject: str = subject) -> None:
+                    t.spawn(self.note_settled(subject), "settled")
+                    pack.part_done()
+
+            env.tracker = PackPart(
+                pack, ack=part_ack, redelivered=redelivered, record=record, lookup=lookup
+            )
         put = False
         try:
             for env in envelopes:
@@ -430,6 +647,13 @@ class JetStream:
         finally:
             if not put:  # the mailbox closed, or this was cancelled while it was full
                 pack.release(nak_payload(0))  # all of it again, now (what was handled too)
+
+    @staticmethod
+    def _seq(msg: Msg) -> int:
+        try:
+            return int(msg.metadata.sequence.stream)
+        except Exception:
+            return 0
 
     @staticmethod
     def _attempt(msg: Msg) -> int:

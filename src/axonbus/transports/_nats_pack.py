@@ -14,7 +14,7 @@ would redeliver the whole pack.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ._frames import frames, join_frames
@@ -90,10 +90,20 @@ class Pack:
 
 class PackPart(Inbound):
     """The tracker of one envelope of a :class:`Pack`: it cannot be deferred on its own, so
-    the subscription retries it in-process; ``attempt`` is the pack's delivery count."""
+    the subscription retries it in-process; its handler calls are recorded per envelope."""
 
     __slots__ = ("pack",)
 
-    def __init__(self, attempt: int, pack: Pack) -> None:
-        super().__init__(attempt, pack.part_done)
+    def __init__(
+        self,
+        pack: Pack,
+        *,
+        ack: Callable[[], None] | None = None,
+        redelivered: bool = False,
+        record: Callable[[int], Awaitable[None]] | None = None,
+        lookup: Callable[[], Awaitable[int]] | None = None,
+    ) -> None:
+        super().__init__(
+            1, ack or pack.part_done, redelivered=redelivered, record=record, lookup=lookup
+        )
         self.pack = pack

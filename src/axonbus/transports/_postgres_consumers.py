@@ -63,7 +63,7 @@ class PostgresConsumers:
                 first: list[Any] | None = None
                 if durable:
                     rows = await conn.fetch(sql.lock_and_reclaim, consumer, owner, now, limit)
-                    out = [Claimed(r[1], r[2], r[3]) for r in rows if r[1] is not None]
+                    out = [Claimed(r[1], r[2], r[3], True) for r in rows if r[1] is not None]
                 else:
                     rows = await conn.fetch(sql.lock_and_read, consumer, limit)
                     first = [r[1:] for r in rows if r[1] is not None]

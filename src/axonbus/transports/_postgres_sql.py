@@ -159,7 +159,12 @@ class Statements:
         # by primary key (= ANY): a join with the offsets may scan every pending row
         self.ack = f"DELETE FROM {t}pending WHERE consumer = $1 AND seq = ANY($2::bigint[])"
         self.defer = (
-            f"UPDATE {t}pending SET owner = NULL, visible_at = $3 WHERE consumer = $1 AND seq = $2"
+            f"UPDATE {t}pending SET owner = NULL, visible_at = $3, "
+            f"attempts = greatest(attempts, $4) WHERE consumer = $1 AND seq = $2"
+        )
+        self.attempt = (
+            f"UPDATE {t}pending SET attempts = greatest(attempts, $3) "
+            f"WHERE consumer = $1 AND seq = $2"
         )
         self.dead = (
             f"WITH d AS (DELETE FROM {t}pending WHERE consumer = $1 AND seq = $2 "
@@ -194,6 +199,9 @@ class Statements:
         )
         self.notify = "SELECT pg_notify($1, '')"
         self.head = f"SELECT coalesce(max(seq), 0) FROM {t}events"
+        self.position = f"SELECT position FROM {t}consumers WHERE name = $1"
+        self.on_topic = f"SELECT seq, data FROM {t}events WHERE topic = $1 ORDER BY seq LIMIT $2"
+        self.delete_event = f"DELETE FROM {t}events WHERE seq = $1"
         self.offset_of = f"SELECT seq FROM {t}events WHERE event_id = $1 ORDER BY seq LIMIT 1"
         # cheap and read-only: an idle consumer must not write (lock a row) on every poll
         self.claim_probe = (
@@ -213,7 +221,7 @@ class Statements:
             f"ORDER BY f.visible_at LIMIT $4 FOR UPDATE OF f SKIP LOCKED), "
             f"hd AS (SELECT h.seq FROM {held} AND EXISTS (SELECT 1 FROM c) "
             f"ORDER BY h.seq LIMIT $4 FOR UPDATE OF h SKIP LOCKED), "
-            f"taken AS (UPDATE {t}pending p SET attempts = p.attempts + 1, owner = $2, "
+            f"taken AS (UPDATE {t}pending p SET owner = $2, "
             f"visible_at = $3 WHERE p.consumer = $1 AND p.seq = ANY(ARRAY("
             f"SELECT seq FROM fd UNION SELECT seq FROM hd ORDER BY 1 LIMIT $4)) "
             f"RETURNING p.seq, p.attempts) "

@@ -105,12 +105,13 @@ class SqliteConsumers:
                         f"DELETE FROM {p}pending WHERE consumer = ? AND seq = ?", (consumer, seq)
                     )
                     continue
+                # handed out again, not charged: the count moves only when a handler starts
                 conn.execute(
-                    f"UPDATE {p}pending SET attempts = ?, owner = ?, visible_at = ? "
+                    f"UPDATE {p}pending SET owner = ?, visible_at = ? "
                     "WHERE consumer = ? AND seq = ?",
-                    (attempts + 1, owner, now, consumer, seq),
+                    (owner, now, consumer, seq),
                 )
-                claimed.append(Claimed(seq, attempts + 1, data[0]))
+                claimed.append(Claimed(seq, attempts, data[0], True))
         (position,) = conn.execute(
             f"SELECT position FROM {p}consumers WHERE name = ?", (consumer,)
         ).fetchone()

@@ -30,7 +30,7 @@ import asyncio
 import logging
 import random
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from itertools import islice
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import parse_qsl, unquote_plus, urlsplit
@@ -91,30 +91,91 @@ class Inbound:
 
     The subscription reports the delivery's final outcome here, exactly as it does to a
     :class:`PublishResult`: handled, filtered out, or failed and dead-lettered all acknowledge
-    it; a drop does not, so the broker delivers it again. ``attempt`` is the broker's delivery
-    count (1 the first time). ``defer(delay)`` asks the broker to redeliver later instead of
-    retrying in-process; it returns False when the broker cannot do that. Optional hooks:
+    it; a drop does not, so the broker delivers it again.
+
+    ``attempt`` counts handler calls, not fetches: the number of the next handler call, from
+    what the transport recorded of earlier ones (1 the first time). A fetched event that no
+    handler started (it waited in the mailbox of a consumer that died) is not charged. The
+    first handler call of a first delivery is not written anywhere (that would cost a write
+    per event); every later call, and every call on a ``redelivered`` event, is recorded by
+    ``record(n)`` before it starts, so a handler that takes its process down is charged.
+
+    Optional hooks: ``defer(delay, next_attempt)`` asks the broker to redeliver later instead
+    of retrying in-process (``defer`` returns False when the transport cannot);
     ``dead(error)`` replaces the acknowledgement of a failed delivery (a store that keeps dead
-    letters), ``dropped()`` is called when a full mailbox dropped it.
+    letters); ``dropped()`` is called when a full mailbox dropped it; ``lookup()`` reads the
+    recorded ``attempt`` of a redelivery when the transport could not read it on fetch.
     """
 
-    __slots__ = ("_ack", "_dead", "_defer", "_dropped", "attempt", "done", "expected")
+    __slots__ = (
+        "_ack",
+        "_dead",
+        "_defer",
+        "_dropped",
+        "_lookup",
+        "_record",
+        "_recorded_call",
+        "attempt",
+        "begun",
+        "done",
+        "expected",
+        "redelivered",
+    )
 
     def __init__(
         self,
         attempt: int,
         ack: Callable[[], None],
-        defer: Callable[[float], None] | None = None,
+        defer: Callable[[float, int], None] | None = None,
         dead: Callable[[BaseException | None], None] | None = None,
         dropped: Callable[[], None] | None = None,
+        *,
+        redelivered: bool = False,
+        record: Callable[[int], Awaitable[None]] | None = None,
+        lookup: Callable[[], Awaitable[int]] | None = None,
     ) -> None:
         self.attempt = attempt
         self.expected = 0  # kept for the PublishResult interface; nobody waits on it
         self.done = False
+        self.redelivered = redelivered
+        self.begun = 0  # the number of the last handler call started here (0: none)
+        self._recorded_call = 0  # ... and of the last one recorded
         self._ack = ack
         self._defer = defer
         self._dead = dead
         self._dropped = dropped
+        self._record = record
+        self._lookup = lookup
+
+    async def resume(self) -> int:
+        """The number of the next handler call (reads the record of a redelivery if needed)."""
+        if self.redelivered and self._lookup is not None:
+            self.attempt = max(self.attempt, await self._lookup())
+            self._lookup = None
+        return self.attempt
+
+    @property
+    def recorded(self) -> bool:
+        """A handler call of this event was recorded (the transport keeps a record to drop)."""
+        return self._recorded_call > 0
+
+    async def begin(self, attempt: int) -> None:
+        """Handler call number ``attempt`` is about to start: record it where it must be."""
+        self.begun = attempt
+        if self._record is not None and (attempt > 1 or self.redelivered):
+            await self._record(attempt)
+            self._recorded_call = attempt
+
+    @property
+    def interrupted(self) -> bool:
+        """A handler call started and was neither settled nor recorded (close cancelled it)."""
+        return not self.done and self.begun > self._recorded_call
+
+    async def record_interrupted(self) -> None:
+        """Charge the handler call that was cancelled (the bus closed under it)."""
+        if self._record is not None and self.interrupted:
+            await self._record(self.begun)
+            self._recorded_call = self.begun
 
     def add(self, outcome: Outcome) -> None:
         if self.done:
@@ -130,12 +191,26 @@ class Inbound:
         else:
             self._ack()
 
-    def defer(self, delay: float) -> bool:
+    def defer(self, delay: float, next_attempt: int = 0) -> bool:
+        """Give the delivery back for ``next_attempt`` (0: no handler call was charged)."""
         if self._defer is None or self.done:
             return False
         self.done = True
-        self._defer(delay)
+        self._defer(delay, next_attempt)
         return True
+
+
+#: a durable fetches ahead at most this many events per concurrent handler (at least
+#: PREFETCH_MIN, at most its mailbox's maxsize): what a consumer that dies held unstarted is
+#: small, and nothing waits in a healthy consumer long enough to be taken over
+PREFETCH_PER_WORKER = 4
+PREFETCH_MIN = 16
+
+
+def prefetch_limit(mailbox: Mailbox, subscription: Subscription) -> int:
+    """How many events a durable's consumer holds at most (fetched and not yet settled)."""
+    wanted = max(PREFETCH_MIN, PREFETCH_PER_WORKER * subscription.concurrency)
+    return max(1, min(mailbox.maxsize, wanted))
 
 
 def url_options(url: str) -> tuple[str, dict[str, str]]:
@@ -389,6 +464,71 @@ class BrokerTransport(Transport):
         await self._disconnect()
         self._set_connected(False)
         self._fail_waiters(ConnectionLost(f"{self.address}: the bus closed"))
+
+    #: the topic whose events a transport keeps as dead letters until they are dropped
+    DEAD_LETTER_TOPIC: ClassVar[str] = "$bus.dead_letter"
+
+    @abc.abstractmethod
+    async def stored_dead_letters(self, limit: int) -> list[tuple[str, bytes]]:
+        """Dead letters the broker keeps, oldest first: ``(key, encoded envelope)``. Several
+        may share a key (stored as one message); :meth:`drop_dead_letter` drops them all."""
+
+    @abc.abstractmethod
+    async def drop_dead_letter(self, key: str) -> None:
+        """Forget the dead letter(s) stored under ``key`` (once replayed)."""
+
+    async def record_interrupted(self, mailboxes: list[Mailbox]) -> None:
+        """At close: charge the handler calls the bus cancelled (their deliveries went back to
+        ``mailboxes``), so a handler that never finishes is dead-lettered in the end."""
+        calls = [
+            env.tracker.record_interrupted()
+            for mb in mailboxes
+            for env in mb.queue
+            if isinstance(env.tracker, Inbound) and env.tracker.interrupted
+        ]
+        if not calls:
+            return
+        try:
+            async with asyncio.timeout(self.unavailable_timeout or None):
+                results = await asyncio.gather(*calls, return_exceptions=True)
+        except TimeoutError:
+            results = [TimeoutError("not recorded in time")]
+        failed = [r for r in results if isinstance(r, Exception)]
+        if failed:
+            logger.warning(
+                "%s: %d cancelled handler calls not recorded at close: %r",
+                self,
+                len(failed),
+                failed[0],
+            )
+
+    async def catch_up(self) -> None:
+        """Fetch into their mailboxes, for the durables this bus holds, the events published
+        (and flushed) before now. :meth:`hand_over` bounds it; transports without durable
+        subscriptions have nothing to fetch."""
+
+    async def hand_over(self, timeout: float | None) -> float | None:
+        """At close, before receiving stops: :meth:`catch_up` within ``timeout`` seconds.
+
+        An event this bus published before closing, to a durable it holds, was accepted: its
+        handler runs here, not at the next start. Returns what is left of ``timeout``.
+        """
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        try:
+            async with asyncio.timeout(timeout):
+                await self.catch_up()
+        except TimeoutError:
+            logger.warning(
+                "%s: durable events published before close not all fetched within %ss",
+                self,
+                timeout,
+            )
+        except (ConnectionLost, *self.connection_errors) as exc:  # type: ignore[misc]
+            logger.warning("%s: could not fetch durable events at close: %r", self, exc)
+        if timeout is None:
+            return None
+        return max(0.0, timeout - (loop.time() - began))
 
     def spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
         """A background task owned by the transport: cancelled at close, failures logged."""

@@ -253,7 +253,24 @@ class NatsTransport(Writer, RequestReply, BrokerTransport):
                     2.0,
                 )
 
+    async def stored_dead_letters(self, limit: int) -> list[tuple[str, bytes]]:
+        await self.flush()  # dead letters this bus published are stored
+        return await self.js.stored_dead_letters(limit)
+
+    async def drop_dead_letter(self, key: str) -> None:
+        await self.js.drop_dead_letter(key)
+
+    async def catch_up(self) -> None:
+        durables = [d for d in self.js.durables.values() if d.active]
+        if not durables or not self.connected:
+            return
+        await self.flush()
+        await self.js.catch_up(durables)
+
     async def close(self) -> None:
+        # handler calls cancelled by the close are charged before their deliveries go back
+        if self.connected:
+            await self.record_interrupted([*self._parked, *self.js.durables])
         # deliveries still queued in a closed durable mailbox go back to the server at once
         for mb in list(self._parked):
             self.js.release(mb)

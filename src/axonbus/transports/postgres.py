@@ -326,7 +326,9 @@ class PostgresStore(PostgresConsumers, LogStore):
             else:
                 await conn.executemany(sql.ack, list(by_consumer.items()))
         elif kind == "defer":
-            await conn.executemany(sql.defer, [(op[1], op[2], now + op[3]) for op in run])
+            await conn.executemany(sql.defer, [(op[1], op[2], now + op[3], op[4]) for op in run])
+        elif kind == "attempt":
+            await conn.executemany(sql.attempt, [op[1:4] for op in run])
         elif kind == "dead":
             await conn.executemany(sql.dead, [(op[1], op[2], now, str(op[3])) for op in run])
         elif kind == "register":
@@ -348,6 +350,17 @@ class PostgresStore(PostgresConsumers, LogStore):
 
     async def head(self) -> int:
         return int(await self._pool_or_raise().fetchval(self._sql.head))
+
+    async def on_topic(self, topic: str, limit: int) -> list[tuple[int, bytes]]:
+        rows = await self._pool_or_raise().fetch(self._sql.on_topic, topic, limit)
+        return [(int(r[0]), bytes(r[1])) for r in rows]
+
+    async def delete_event(self, offset: int) -> None:
+        await self._pool_or_raise().execute(self._sql.delete_event, offset)
+
+    async def position(self, consumer: str) -> int | None:
+        found = await self._pool_or_raise().fetchval(self._sql.position, consumer)
+        return None if found is None else int(found)
 
     async def read(
         self,

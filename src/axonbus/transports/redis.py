@@ -11,9 +11,11 @@ How each kind of subscription travels:
   ``{bus}:durable:{name}``) read with ``XREADGROUP``. The publish script appends each event to
   every stream whose pattern matches, on the server, so a subscription registered anywhere is
   never missed. Groups read with ``NOACK`` (at most once); durables acknowledge with ``XACK``
-  after the handler succeeded or the event was dead-lettered. Entries a crashed consumer left
-  pending are taken over with ``XAUTOCLAIM`` after ``claim_idle`` seconds; the delivery count
-  comes from ``XPENDING``, and past the retry budget the event is dead-lettered.
+  after the handler succeeded or the event was dead-lettered. A live consumer keeps the entries
+  it holds fresh (``XCLAIM ... JUSTID`` every ``claim_idle / 3``); entries a crashed consumer
+  left pending are taken over with ``XAUTOCLAIM`` after ``claim_idle`` seconds. Handler calls
+  are counted in the hash ``{stream}:attempts`` (see :class:`~.base.Inbound`), not by Redis's
+  delivery count, and past the retry budget the event is dead-lettered.
 - ``request`` / ``respond``: requests go through a list per responder pattern (load-balanced
   across processes, ``BRPOP``); replies come back on the requester's own channel
   ``{bus}:reply:{id}``.
@@ -40,7 +42,6 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlencode, urlsplit
@@ -56,6 +57,7 @@ from .base import (
     Inbound,
     float_option,
     int_option,
+    prefetch_limit,
     redact_url,
     register_transport,
 )
@@ -98,6 +100,13 @@ def _glob(pattern: str) -> str:
     return ".".join(out)
 
 
+def _entry_id(raw: bytes | str) -> tuple[int, int]:
+    """A stream entry id (``ms-seq``) as a comparable pair."""
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)
+
+
 @dataclass(eq=False)
 class _Queue:
     """A group or durable mailbox fed from its stream."""
@@ -109,6 +118,19 @@ class _Queue:
     # entry ids handed to the mailbox and not yet acknowledged: a claim must not hand them
     # over a second time while they wait in our own queue
     inflight: set[bytes] = field(default_factory=set)
+    handing: int = 0  # fetched and not yet in the mailbox
+    limit: int = FETCH  # a durable's prefetch: most entries held (in ``inflight``)
+    room: asyncio.Event = field(default_factory=asyncio.Event)  # inflight fell to half of it
+
+    @property
+    def attempts_key(self) -> str:
+        """The hash of handler calls recorded per entry (see :class:`Inbound`)."""
+        return f"{self.stream}:attempts"
+
+    def let_go(self, entry_id: bytes) -> None:
+        self.inflight.discard(entry_id)
+        if len(self.inflight) <= self.limit // 2:
+            self.room.set()
 
 
 @register_transport
@@ -165,7 +187,28 @@ class RedisTransport(RedisRequestReply, BrokerTransport):
             self._register_op(("register", queue.stream, queue.mailbox.pattern))
         for responders in self._responders.values():
             responders.queue = f"{self.prefix}:rpc:{responders.mailbox.pattern}"
+        # dead letters are appended to a stream of their own (by the publish script, like any
+        # durable's) and kept there until replayed
+        self._register_op(("register", self._dead_letters_key, self.DEAD_LETTER_TOPIC))
         await super().start(bus)
+
+    @property
+    def _dead_letters_key(self) -> str:
+        return f"{self.prefix}:dead_letters"
+
+    async def stored_dead_letters(self, limit: int) -> list[tuple[str, bytes]]:
+        await self.flush()  # the registration, and dead letters this bus published
+        client = self._client
+        if client is None:
+            raise ConnectionLost(f"{self.address}: not connected")
+        entries: Any = await client.xrange(self._dead_letters_key, count=limit)
+        return [(i.decode(), f[b"d"]) for i, f in entries if f and b"d" in f]
+
+    async def drop_dead_letter(self, key: str) -> None:
+        client = self._client
+        if client is None:
+            raise ConnectionLost(f"{self.address}: not connected")
+        await client.xdel(self._dead_letters_key, key)
 
     async def _connect(self) -> None:
         client = aioredis.Redis.from_url(
@@ -231,6 +274,8 @@ class RedisTransport(RedisRequestReply, BrokerTransport):
         for pattern in self._responders:
             self.send_control(("unrespond", f"{self.instance}\n{pattern}"))
         self._responders.clear()
+        if self.connected:
+            await self.record_interrupted([q.mailbox for q in self._queues.values() if q.durable])
         await super().close()
         self._confirm_subscriptions()
         for fut in self._replies.values():
@@ -305,11 +350,23 @@ class RedisTransport(RedisRequestReply, BrokerTransport):
                 pipe.xgroup_create(op[1], GROUP, id="0", mkstream=True)
                 pipe.hset(f"{self.prefix}:bindings", op[1], op[2])
                 commands.append([op])
+            elif kind == "forget":
+                pipe.hdel(op[1], op[2])
             elif kind == "respond":
                 pipe.hset(f"{self.prefix}:responders", op[1], op[2])
             else:  # "unrespond"
                 pipe.hdel(f"{self.prefix}:responders", op[1])
         results = await pipe.execute(raise_on_error=False)
+        acked = [ops for ops in commands if ops[0][0] == "ack"]
+        if acked:
+            # only now may a claim take these back: until its XACK is written, an entry this
+            # bus handled is still pending in Redis, and must not be handled again here
+            queues = {q.stream: q for q in self._queues.values()}
+            for ops in acked:
+                queue = queues.get(ops[0][1])
+                if queue is not None:
+                    for op in ops:
+                        queue.let_go(op[2])
         retry = []
         for ops, result in zip(commands, results, strict=True):
             if isinstance(result, rexc.ResponseError) and "BUSYGROUP" in str(result):
@@ -447,6 +504,7 @@ class RedisTransport(RedisRequestReply, BrokerTransport):
         stream = self._stream_key(mailbox)
         queue = _Queue(mailbox, stream, durable=key[0] == "durable")
         if queue.durable:
+            queue.limit = prefetch_limit(mailbox, subscription)
             self._durable_patterns.add(mailbox.pattern)
         self._queues[id(mailbox)] = queue
         if self.bus is None:
@@ -493,18 +551,34 @@ class RedisTransport(RedisRequestReply, BrokerTransport):
         assert bus is not None
         mb = queue.mailbox
         claim_at = 0.0
+        refresh_every = max(self.claim_idle / 3, 0.05)
+        refresh_at = time.monotonic() + refresh_every
         try:
             await self._register(queue)
             while self.receiving and not queue.stopped and generation == self._generation:
                 client = self._client
                 assert client is not None
-                room = max(1, min(FETCH, mb.maxsize - len(mb.queue)))
                 entries: list[tuple[bytes, dict[bytes, bytes]]] = []
                 counts: dict[bytes, int] = {}
+                if queue.durable and time.monotonic() >= refresh_at:
+                    refresh_at = time.monotonic() + refresh_every
+                    await self._refresh(client, queue)
+                if queue.durable:
+                    # fetch what the workers can start soon, not what the mailbox could hold
+                    if len(queue.inflight) > queue.limit // 2:
+                        queue.room.clear()
+                        try:
+                            async with asyncio.timeout(BLOCK_MS / 1000):
+                                await queue.room.wait()
+                        except TimeoutError:
+                            pass
+                        continue
+                    room = max(1, min(FETCH, queue.limit - len(queue.inflight)))
+                else:
+                    room = max(1, min(FETCH, mb.maxsize - len(mb.queue)))
                 if queue.durable and time.monotonic() >= claim_at:
                     claim_at = time.monotonic() + max(self.claim_idle / 2, 0.05)
                     entries, counts = await self._claim(client, queue, room)
-                    entries = [e for e in entries if e[0] not in queue.inflight]
                 if not entries:
                     reply: Any = await client.xreadgroup(
                         GROUP, self.instance, {queue.stream: ">"}, count=room,
@@ -512,8 +586,12 @@ class RedisTransport(RedisRequestReply, BrokerTransport):
                     )  # fmt: skip
                     if reply:
                         entries = reply[0][1]
+                queue.handing = len(entries)
                 for entry_id, fields in entries:
-                    if not await self._hand_over(queue, entry_id, fields, counts.get(entry_id, 1)):
+                    attempt = counts.get(entry_id, 0)  # 0: a first delivery
+                    put = await self._hand_over(queue, entry_id, fields, attempt)
+                    queue.handing -= 1
+                    if not put:
                         return  # the mailbox closed: what is left stays pending
         except rexc.ResponseError as exc:
             # NOGROUP: the group is gone; UNBLOCKED: the stream was deleted under our read
@@ -525,24 +603,58 @@ class RedisTransport(RedisRequestReply, BrokerTransport):
             self.spawn_reader(self._consume(queue, generation), f"consume:{queue.stream}")
         except self.connection_errors as exc:
             self.lost(exc)
+        finally:
+            queue.handing = 0
+
+    async def catch_up(self) -> None:
+        durables = [q for q in self._queues.values() if q.durable and not q.stopped]
+        if not durables or not self.connected:
+            return
+        await self.flush()
+        for queue in durables:
+            client = self._client
+            if client is None:
+                return
+            try:
+                last = _entry_id((await client.xinfo_stream(queue.stream))["last-generated-id"])
+            except rexc.ResponseError:
+                continue  # no such stream: nothing was published to it
+            while self.connected and not queue.stopped and self._client is not None:
+                groups = await self._client.xinfo_groups(queue.stream)
+                names = (GROUP, GROUP.encode())
+                delivered = next(
+                    (g["last-delivered-id"] for g in groups if g["name"] in names), None
+                )
+                if delivered is None or (_entry_id(delivered) >= last and not queue.handing):
+                    break
+                await asyncio.sleep(0.02)  # the reader is in its blocking read: it wakes soon
 
     async def _claim(
         self, client: Any, queue: _Queue, count: int
     ) -> tuple[list[tuple[bytes, dict[bytes, bytes]]], dict[bytes, int]]:
-        """Take over entries other consumers left pending for ``claim_idle``; their counts."""
+        """Take over entries that stayed pending for ``claim_idle``: those of consumers that
+        died (a live one keeps what it holds fresh, see :meth:`_refresh`). Returns them and
+        the number of the next handler call of each, from the calls recorded."""
         idle_ms = int(self.claim_idle * 1000)
         _next, claimed, *_ = await client.xautoclaim(
             queue.stream, GROUP, self.instance, idle_ms, start_id="0-0", count=count
         )
-        claimed = [(i, f) for i, f in claimed if f is not None]
+        # never what this bus holds: queued, being handled, or handled with its XACK on the way
+        claimed = [(i, f) for i, f in claimed if f is not None and i not in queue.inflight]
         if not claimed:
             return [], {}
-        pending = await client.xpending_range(
-            queue.stream, GROUP, min=claimed[0][0], max=claimed[-1][0], count=len(claimed) * 2,
-            consumername=self.instance,
-        )  # fmt: skip
-        counts = {p["message_id"]: int(p["times_delivered"]) for p in pending}
+        recorded = await client.hmget(queue.attempts_key, [i for i, _ in claimed])
+        counts = {i: int(n) if n else 1 for (i, _), n in zip(claimed, recorded, strict=True)}
         return claimed, counts
+
+    async def _refresh(self, client: Any, queue: _Queue) -> None:
+        """Reset the idle time of the entries this bus holds (without raising their delivery
+        count), so no other consumer takes them over while this one is alive."""
+        held = list(queue.inflight)
+        for i in range(0, len(held), FETCH):
+            await client.xclaim(
+                queue.stream, GROUP, self.instance, 0, held[i : i + FETCH], justid=True
+            )
 
     async def _hand_over(
         self, queue: _Queue, entry_id: bytes, fields: dict[bytes, bytes], attempt: int
@@ -558,13 +670,29 @@ class RedisTransport(RedisRequestReply, BrokerTransport):
             return True
         if queue.durable:
             queue.inflight.add(entry_id)
-            inbound = Inbound(attempt, self._acker(queue, entry_id))
-            env.tracker = inbound
+            env.tracker = self._inbound(queue, entry_id, attempt)
         return await bus._put(queue.mailbox, env)
 
-    def _acker(self, queue: _Queue, entry_id: bytes) -> Callable[[], None]:
-        def ack() -> None:
-            queue.inflight.discard(entry_id)
-            self.send_control(("ack", queue.stream, entry_id))
+    def _inbound(self, queue: _Queue, entry_id: bytes, attempt: int) -> Inbound:
+        """``attempt`` 0: a first delivery; else a redelivery and its next handler call."""
+        redelivered = attempt > 0
 
-        return ack
+        def ack() -> None:
+            self.send_control(("ack", queue.stream, entry_id))
+            if inbound.recorded or redelivered:
+                self.send_control(("forget", queue.attempts_key, entry_id))
+
+        def dropped() -> None:
+            queue.let_go(entry_id)  # not handled: taken over once idle, here or elsewhere
+
+        async def record(started: int) -> None:
+            # on Redis before the handler runs: if it takes the process down, it is charged
+            client = self._client
+            if client is None:
+                raise ConnectionLost(f"{self.address}: not connected")
+            await client.hset(queue.attempts_key, entry_id, started + 1)
+
+        inbound = Inbound(
+            max(attempt, 1), ack, dropped=dropped, redelivered=redelivered, record=record
+        )
+        return inbound

@@ -264,11 +264,18 @@ class SqliteStore(SqliteConsumers, LogStore):
                     last += 1
                     results[i - 1] = last
                 elif kind == "defer":
-                    _, consumer, seq, delay = op
+                    _, consumer, seq, delay, next_attempt = op
                     conn.execute(
-                        f"UPDATE {p}pending SET owner = NULL, visible_at = ? "
+                        f"UPDATE {p}pending SET owner = NULL, visible_at = ?, "
+                        "attempts = MAX(attempts, ?) WHERE consumer = ? AND seq = ?",
+                        (now + delay, next_attempt, consumer, seq),
+                    )
+                elif kind == "attempt":
+                    _, consumer, seq, next_attempt = op
+                    conn.execute(
+                        f"UPDATE {p}pending SET attempts = MAX(attempts, ?) "
                         "WHERE consumer = ? AND seq = ?",
-                        (now + delay, consumer, seq),
+                        (next_attempt, consumer, seq),
                     )
                 elif kind == "dead":
                     _, consumer, seq, error = op
@@ -325,6 +332,35 @@ class SqliteStore(SqliteConsumers, LogStore):
             f"SELECT COALESCE(MAX(seq), 0) FROM {self.prefix}events"
         ).fetchone()
         return int(seq)
+
+    async def on_topic(self, topic: str, limit: int) -> list[tuple[int, bytes]]:
+        return await self._in_reader(self._on_topic, topic, limit)
+
+    def _on_topic(self, topic: str, limit: int) -> list[tuple[int, bytes]]:
+        assert self._r is not None
+        rows = self._r.execute(
+            f"SELECT seq, data FROM {self.prefix}events WHERE topic = ? ORDER BY seq LIMIT ?",
+            (topic, limit),
+        )
+        return [(int(seq), bytes(data)) for seq, data in rows]
+
+    async def delete_event(self, offset: int) -> None:
+        await self._in_writer(self._delete_event, offset)
+
+    def _delete_event(self, offset: int) -> None:
+        assert self._w is not None
+        with immediate(self._w):
+            self._w.execute(f"DELETE FROM {self.prefix}events WHERE seq = ?", (offset,))
+
+    async def position(self, consumer: str) -> int | None:
+        return await self._in_reader(self._position, consumer)
+
+    def _position(self, consumer: str) -> int | None:
+        assert self._r is not None
+        row = self._r.execute(
+            f"SELECT position FROM {self.prefix}consumers WHERE name = ?", (consumer,)
+        ).fetchone()
+        return None if row is None else int(row[0])
 
     async def read(
         self,
