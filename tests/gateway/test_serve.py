@@ -116,8 +116,10 @@ def test_bad_tokens_file_is_a_clear_error(
 ) -> None:
     path = tmp_path / "tokens.json"
     path.write_text('{"tokens": []}')
-    assert main(["serve", "--tokens", str(path), "--port", "1"]) == 1
-    assert capsys.readouterr().err.startswith("axonbus serve: ")
+    assert main(["serve", "--tokens", str(path), "--port", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("axonbus serve: ")
+    assert err.count("\n") == 1
 
 
 def test_parser_defaults() -> None:
