@@ -6,6 +6,8 @@ import asyncio
 import json
 import os
 import signal
+import socket
+import subprocess
 import sys
 from pathlib import Path
 
@@ -14,8 +16,9 @@ import pytest
 from tests.gateway.helpers import SECRET_UI, TOKENS_CONFIG, SSEReader, auth
 from tests.support.brokers import free_port
 
+from axonbus import Bus, ConnectionFailed
 from axonbus.cli import build_parser, main
-from axonbus.gateway import InsecureBind, is_loopback, serve
+from axonbus.gateway import BindError, InsecureBind, is_loopback, serve
 
 
 async def _start(*args: str) -> tuple[asyncio.subprocess.Process, str]:
@@ -146,3 +149,115 @@ def test_is_loopback(host: str, loopback: bool) -> None:
 async def test_serve_raises_insecure_bind() -> None:
     with pytest.raises(InsecureBind):
         await serve(host="0.0.0.0", port=1)
+
+
+# -- refused setups: one line, exit status 2 ---------------------------------------------------
+
+
+def _refused(*args: str, before: str = "") -> tuple[int, str]:
+    """``axonbus serve ARGS`` in a subprocess; ``before``: Python run first (to hide a package)."""
+    code = f"{before}\nimport sys\nfrom axonbus.cli import main\nsys.exit(main(sys.argv[1:]))"
+    done = subprocess.run(
+        [sys.executable, "-c", code, "serve", "--no-demo", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "PYTHONIOENCODING": "utf-8"},
+    )
+    return done.returncode, done.stdout + done.stderr
+
+
+def _one_line(output: str) -> str:
+    assert output.count("\n") == 1, output
+    assert output.startswith("axonbus serve: "), output
+    assert "Traceback" not in output
+    return output
+
+
+def test_a_port_in_use_is_one_line_and_status_2() -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        code, output = _refused("--port", str(port))
+    assert code == 2, output
+    assert f"cannot listen on 127.0.0.1:{port}" in _one_line(output)
+
+
+@pytest.mark.parametrize(
+    ("args", "before", "said"),
+    [
+        (["--url", "bogus://x"], "", "no transport for bogus://"),
+        # a missing driver (MissingDependency)
+        (["--url", "redis://:hunter2-pw@127.0.0.1:1/0"],
+         "import sys; sys.modules['redis'] = None; sys.modules['redis.asyncio'] = None",
+         "pip install 'axonbus[redis]'"),
+        # a missing gateway extra
+        ([], "import sys; sys.modules['uvicorn'] = None", "pip install 'axonbus[gateway]'"),
+        (["--allow-origin", "https://ui.example/app"], "", "--allow-origin"),
+        (["--allow-host", "gw.example:8765"], "", "--allow-host"),
+        (["--max-connections", "0"], "", "--max-connections"),
+    ],
+    ids=["url", "driver", "gateway-extra", "origin", "host", "max-connections"],
+)  # fmt: skip
+def test_a_refused_setup_is_one_line_and_status_2(args: list[str], before: str, said: str) -> None:
+    code, output = _refused("--port", str(free_port()), *args, before=before)
+    assert code == 2, output
+    assert said in _one_line(output)
+    assert "hunter2-pw" not in output
+
+
+def _refusing_broker(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def refuse(bus: Bus) -> None:
+        # quoted raw on purpose: the CLI must hide the password whatever a driver says
+        raise ConnectionFailed(f"{bus.url} refused the connection: WRONGPASS")
+
+    monkeypatch.setattr(Bus, "start", refuse)
+
+
+def test_a_broker_refusing_the_bus_is_one_line_and_status_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("redis")
+    _refusing_broker(monkeypatch)
+    url = "redis://user:hunter2-pw@127.0.0.1:1/0"
+    assert main(["serve", "--url", url, "--port", str(free_port()), "--no-demo"]) == 2
+    err = capsys.readouterr().err
+    assert "refused the connection: WRONGPASS" in _one_line(err)
+    assert "hunter2-pw" not in err
+
+
+def test_a_broker_refusing_the_config_files_bus_hides_its_password(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("redis")
+    _refusing_broker(monkeypatch)
+    monkeypatch.setenv("TEST_REDIS_PASSWORD", "hunter2-pw")
+    path = tmp_path / "axonbus.toml"
+    path.write_text('[bus]\nurl = "redis://user:${TEST_REDIS_PASSWORD}@127.0.0.1:1/0"\n')
+    assert main(["serve", "--config", str(path), "--port", str(free_port())]) == 2
+    err = capsys.readouterr().err
+    assert "refused the connection: WRONGPASS" in _one_line(err)
+    assert "hunter2-pw" not in err
+    assert "user:***@" in err
+
+
+def test_a_config_file_with_several_problems_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "axonbus.toml"
+    path.write_text('[bus]\nhistory = -1\n[gateway]\nallowed_origins = ["ui.example"]\n')
+    assert main(["serve", "--config", str(path)]) == 2
+    err = _one_line(capsys.readouterr().err)
+    assert "2 problems: bus.history: " in err
+    assert "; gateway.allowed_origins[0]: " in err
+
+
+async def test_serve_raises_bind_error_before_the_bus_starts() -> None:
+    bus = Bus("memory://")
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        with pytest.raises(BindError, match="address already in use"):
+            await serve(bus, port=holder.getsockname()[1], demo=False)
+    assert bus.state == "new"
