@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -261,3 +262,92 @@ async def test_serve_raises_bind_error_before_the_bus_starts() -> None:
         with pytest.raises(BindError, match="address already in use"):
             await serve(bus, port=holder.getsockname()[1], demo=False)
     assert bus.state == "new"
+
+
+# -- hardening settings from the command line and the [gateway] table -------------------------
+
+UI = "https://ui.example"
+EVIL = "https://evil.example"
+
+
+def _hardening(tmp_path: Path, via: str, **settings: Any) -> list[str]:
+    """``serve`` options giving ``settings`` as flags (``via="flags"``) or [gateway] keys."""
+    if via == "flags":
+        flags = {"allowed_origins": "--allow-origin", "allowed_hosts": "--allow-host"}
+        args: list[str] = []
+        for key, value in settings.items():
+            if key == "max_connections":
+                args += ["--max-connections", str(value)]
+            else:
+                for item in value:
+                    args += [flags[key], item]
+        return ["--no-demo", *args]
+    path = tmp_path / "axonbus.toml"
+    path.write_text(
+        "[gateway]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in settings.items())
+    )
+    return ["--config", str(path)]
+
+
+@pytest.mark.parametrize("via", ["flags", "config"])
+async def test_a_page_on_an_allowed_origin_can_use_the_gateway(tmp_path: Path, via: str) -> None:
+    websockets = pytest.importorskip("websockets")
+    args = _hardening(
+        tmp_path, via, allowed_origins=[UI], allowed_hosts=["127.0.0.1", "gw.example"]
+    )
+    proc, base = await _start(*args)
+    try:
+        async with httpx.AsyncClient(base_url=base) as client:
+            ok = await client.post("/v1/publish/a.b", json=1, headers={"Origin": UI})
+            assert ok.status_code == 200, ok.text
+            evil = await client.post("/v1/publish/a.b", json=1, headers={"Origin": EVIL})
+            assert evil.status_code == 403
+            assert evil.json()["error"]["code"] == "bad_origin"
+            named = await client.get("/healthz", headers={"Host": "gw.example:8765"})
+            assert named.status_code == 200
+            other = await client.get("/healthz", headers={"Host": "other.example"})
+            assert other.status_code == 400
+        url = base.replace("http://", "ws://") + "/v1/ws"
+        async with websockets.connect(url, origin=UI) as ws:
+            assert '"ready"' in await ws.recv()
+        with pytest.raises(websockets.exceptions.InvalidStatus) as refused:
+            async with websockets.connect(url, origin=EVIL):
+                pass
+        assert refused.value.response.status_code == 403
+    finally:
+        code, err = await _stop(proc, signal.SIGTERM)
+    assert code == 0, err
+
+
+async def _exchange(port: int) -> tuple[asyncio.StreamWriter, bytes]:
+    """A connection that sent a keep-alive request, and the response's status line."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /healthz HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n")
+    await writer.drain()
+    return writer, await reader.readline()
+
+
+@pytest.mark.parametrize("via", ["flags", "config"])
+async def test_max_connections_is_a_setting(tmp_path: Path, via: str) -> None:
+    proc, base = await _start(*_hardening(tmp_path, via, max_connections=1))
+    port = int(base.rsplit(":", 1)[1])
+    writers = []
+    try:
+        async with asyncio.timeout(20):
+            # the readiness check's connection may not be gone yet: until one is served
+            while True:
+                writer, status = await _exchange(port)
+                writers.append(writer)
+                if b" 200 " in status:
+                    break
+                assert b" 503 " in status, status
+        # the one connection allowed stays open: the next is over the limit
+        writer, status = await _exchange(port)
+        writers.append(writer)
+        assert b" 503 " in status, status
+    finally:
+        for writer in writers:
+            writer.close()
+        code, err = await _stop(proc, signal.SIGTERM)
+    assert code == 0, err
+    assert "at the limit of 1 connections" in err
