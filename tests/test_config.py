@@ -6,6 +6,7 @@ import asyncio
 import importlib.util
 import json
 import os
+import re
 import signal
 import sys
 import textwrap
@@ -439,6 +440,20 @@ def test_an_origin_is_scheme_host_and_port(origin: str) -> None:
         check_origin(origin)
     for good in ("https://ui.example", "http://localhost:3000", "https://ui.example/", "*"):
         assert check_origin(good) == good
+
+
+def test_the_security_pages_gateway_table_loads(tmp_path: Path) -> None:
+    page = (Path(__file__).resolve().parents[1] / "docs" / "security.md").read_text("utf-8")
+    (tokens,) = re.findall(r"```json\n(.*?)```", page, re.S)
+    (table,) = re.findall(r"```toml\n(.*?)```", page, re.S)
+    _write(tmp_path / "tokens.json", tokens)
+    config = load_config(_write(tmp_path / "axonbus.toml", table))
+    assert config.gateway.allowed_origins == ["https://app.example.com"]
+    assert config.gateway.allowed_hosts == ["gateway.example.com"]
+    assert config.gateway.max_connections == 500
+    made = config.make_tokens()
+    assert made is not None
+    assert [t.name for t in made.tokens] == ["ui", "ops"]
 
 
 def test_tokens_file_relative_to_the_config(tmp_path: Path) -> None:
