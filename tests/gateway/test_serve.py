@@ -254,6 +254,29 @@ def test_a_config_file_with_several_problems_is_one_line(
     assert "; gateway.allowed_origins[0]: " in err
 
 
+def test_an_unreadable_tokens_file_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "nope.json"
+    assert main(["serve", "--tokens", str(missing), "--port", str(free_port())]) == 2
+    err = _one_line(capsys.readouterr().err)
+    assert f"--tokens {missing}: cannot read it" in err
+
+
+def test_a_metrics_port_in_use_names_the_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("prometheus_client")
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        path = tmp_path / "axonbus.toml"
+        path.write_text(f"[observability]\nmetrics_port = {holder.getsockname()[1]}\n")
+        assert main(["serve", "--config", str(path), "--port", str(free_port())]) == 2
+    err = _one_line(capsys.readouterr().err)
+    assert "observability.metrics_port: cannot listen on 127.0.0.1:" in err
+
+
 async def test_serve_raises_bind_error_before_the_bus_starts() -> None:
     bus = Bus("memory://")
     with socket.socket() as holder:

@@ -12,7 +12,9 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
-from ._auth import new_secret
+from .._config_errors import ConfigProblem
+from .._exceptions import ConfigError
+from ._auth import TokenSet, load_tokens, new_secret
 from ._server import serve
 
 if TYPE_CHECKING:
@@ -47,6 +49,8 @@ def run_serve(args: argparse.Namespace) -> int:
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
             raise ValueError(f"--port must be in 0..65535, not {port}")
     _check_options(args)
+    if args.tokens is not None:
+        args.tokens = _tokens_file(args.tokens)
     if getattr(args, "config", None):
         from .._config import load_config
 
@@ -75,6 +79,14 @@ def run_serve(args: argparse.Namespace) -> int:
             allowed_origins=args.allowed_origins or (),
         )
     )
+
+
+def _tokens_file(path: str) -> TokenSet:
+    """``--tokens FILE``, read before anything starts; an unreadable file is a ValueError."""
+    try:
+        return load_tokens(path)
+    except OSError as exc:
+        raise ValueError(f"--tokens {path}: cannot read it: {exc.strerror or exc}") from None
 
 
 def _check_options(args: argparse.Namespace) -> None:
@@ -130,9 +142,16 @@ async def _serve_config(
             from .._config import observability_name
 
             start_exporter = observability_name("start_exporter", "observability.metrics_port")
-            exporter = start_exporter(
-                bus, config.observability.metrics_port, config.observability.metrics_host
-            )
+            obs = config.observability
+            try:
+                exporter = start_exporter(bus, obs.metrics_port, obs.metrics_host)
+            except OSError as exc:
+                reason = (exc.strerror or str(exc)).lower()
+                problem = f"cannot listen on {obs.metrics_host}:{obs.metrics_port}: {reason}"
+                where = config.where
+                raise ConfigError(
+                    [ConfigProblem("observability.metrics_port", problem, "a free TCP port")], where
+                ) from None
             stack.callback(exporter.close)
             print(f"axonbus metrics on {exporter.url}", file=sys.stderr, flush=True)
         manager = ChannelManager(bus)
