@@ -137,6 +137,20 @@ def test_parser_defaults() -> None:
     )
 
 
+def test_hardening_options_repeat_and_count_as_given() -> None:
+    args = build_parser().parse_args(["serve"])
+    assert (args.allowed_origins, args.allowed_hosts, args.max_connections) == (None, None, None)
+    args = build_parser().parse_args(
+        ["serve", "--allow-origin", "https://a.example", "--allow-origin", "https://b.example",
+         "--allow-host", "gw.example", "--max-connections", "5"]
+    )  # fmt: skip
+    assert args.allowed_origins == ["https://a.example", "https://b.example"]
+    assert args.allowed_hosts == ["gw.example"]
+    assert args.max_connections == 5
+    # given options win over the [gateway] keys of a configuration file
+    assert {"allowed_origins", "allowed_hosts", "max_connections"} <= args.given
+
+
 @pytest.mark.parametrize(
     ("host", "loopback"),
     [("127.0.0.1", True), ("127.1.2.3", True), ("::1", True), ("[::1]", True),
