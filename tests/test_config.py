@@ -6,6 +6,7 @@ import asyncio
 import importlib.util
 import json
 import os
+import re
 import signal
 import sys
 import textwrap
@@ -289,7 +290,7 @@ INVALID = [
     ('[[gateway.tokens]]\ntoken = "long-enough-secret"\n', "gateway.tokens[0].name",
      "a unique token name"),
     ('[[gateway.tokens]]\nname = "ui"\ntoken = "short"\n', "gateway.tokens[0]",
-     "name, token (8+ characters)"),
+     "token: a random secret of at least 128 bits"),
     ('[[gateway.tokens]]\nname = "ui"\ntoken = "long-enough-secret"\npublish = ["a..b"]\n',
      "gateway.tokens[0]", "tables with name, token"),
     ('[[gateway.tokens]]\nname = "ui"\ntoken = "long-enough-secret"\npublish = "a.>"\n',
@@ -299,6 +300,20 @@ INVALID = [
     ('[[gateway.tokens]]\nname = "a"\ntoken = "long-enough-1-7Hq2Lp9Zx4WmQ"\n'
      '[[gateway.tokens]]\nname = "a"\ntoken = "long-enough-2-7Hq2Lp9Zx4WmQ"\n',
      "gateway.tokens[1].name", "a unique token name"),
+    ('[[gateway.tokens]]\nname = "ui"\ntoken = "long-enough-1-7Hq2Lp9Zx4WmQ"\nmetrics = 1\n',
+     "gateway.tokens[0].metrics", "true (the token may read /metrics) or false"),
+    ('[gateway]\nallowed_origins = ["https://ui.example/app"]\n',
+     "gateway.allowed_origins[0]", "scheme://host[:port]"),
+    ('[gateway]\nallowed_origins = ["ui.example"]\n', "gateway.allowed_origins[0]",
+     "scheme://host[:port]"),
+    ('[gateway]\nallowed_origins = "https://ui.example"\n', "gateway.allowed_origins",
+     "a list of browser origins"),
+    ('[gateway]\nallowed_hosts = ["gw.example:8765"]\n', "gateway.allowed_hosts[0]",
+     "(no port)"),
+    ('[gateway]\nallowed_hosts = ["http://gw.example"]\n', "gateway.allowed_hosts[0]",
+     "a host name like"),
+    ("[gateway]\nmax_connections = 0\n", "gateway.max_connections",
+     "a positive number of connections"),
     ('[observability]\ntracing = "maybe"\n', "observability.tracing", "true or false"),
     ('[observability]\nlog_level = "loud"\n', "observability.log_level", "'critical', 'error'"),
     ("[observability]\nmetrics_port = -1\n", "observability.metrics_port", "a TCP port"),
@@ -339,6 +354,106 @@ def test_unreadable_and_malformed_files(tmp_path: Path) -> None:
     error = _error(tmp_path, "[bus\nurl = 1\n")
     assert "not valid TOML" in str(error)
     assert "line 1" in str(error)
+
+
+# -- gateway tokens and hardening ---------------------------------------------------------------
+
+FULL_TOKEN = """\
+name = "ops"
+token = "ops-secret-123-7Hq2Lp9Zx4WmQ"
+publish = ["agent.>"]
+subscribe = ["agent.>"]
+deny = ["agent.x.>"]
+rate = 5.0
+burst = 10
+metrics = true
+"""
+
+
+def _token_view(token: Any) -> tuple[Any, ...]:
+    return (token.name, token.publish, token.subscribe, token.deny, token.rate, token.burst,
+            token.metrics)  # fmt: skip
+
+
+def test_inline_tokens_take_every_key_a_tokens_file_takes(tmp_path: Path) -> None:
+    from axonbus._config_schema import TokenConfig
+    from axonbus.gateway import load_tokens
+
+    # the example sets every field of an inline table
+    assert {line.split(" =")[0] for line in FULL_TOKEN.splitlines()} == set(
+        TokenConfig.model_fields
+    )
+    from_file = load_tokens(_write(tmp_path / "tokens.toml", "[[tokens]]\n" + FULL_TOKEN))
+    config = load_config(_write(tmp_path / "axonbus.toml", "[[gateway.tokens]]\n" + FULL_TOKEN))
+    inline = config.make_tokens()
+    assert inline is not None
+    assert [_token_view(t) for t in inline.tokens] == [_token_view(t) for t in from_file.tokens]
+    assert inline.tokens[0].metrics is True
+    # a key neither knows is refused by both
+    extra = "[[tokens]]\n" + FULL_TOKEN + 'color = "red"\n'
+    with pytest.raises(ValueError, match="unknown key"):
+        load_tokens(_write(tmp_path / "tokens.toml", extra))
+    error = _error(tmp_path, "[[gateway.tokens]]\n" + FULL_TOKEN + 'color = "red"\n')
+    assert error.key == "gateway.tokens[0].color"
+
+
+def test_the_token_hint_states_the_strength_rule(tmp_path: Path) -> None:
+    from axonbus._config import TOKENS_FORM
+    from axonbus.gateway._auth import MIN_SECRET_BITS
+
+    assert f"at least {MIN_SECRET_BITS} bits" in TOKENS_FORM
+    assert "axonbus token new" in TOKENS_FORM
+    # a 16-character secret of one kind of character is long but weak
+    error = _error(tmp_path, '[[gateway.tokens]]\nname = "ui"\ntoken = "abcdefghijklmnop"\n')
+    assert error.key == "gateway.tokens[0]"
+    assert f"{MIN_SECRET_BITS} bits" in str(error)
+
+
+def test_gateway_hardening_keys(tmp_path: Path) -> None:
+    text = """\
+    [gateway]
+    allowed_origins = ["https://ui.example", "http://localhost:3000", "*"]
+    allowed_hosts = ["gw.example", "*.example.org", "10.0.0.5", "::1", "*"]
+    max_connections = 200
+    """
+    gw = load_config(_write(tmp_path / "axonbus.toml", text)).gateway
+    assert gw.allowed_origins == ["https://ui.example", "http://localhost:3000", "*"]
+    assert gw.allowed_hosts == ["gw.example", "*.example.org", "10.0.0.5", "::1", "*"]
+    assert gw.max_connections == 200
+    default = Config().gateway
+    assert (default.allowed_origins, default.allowed_hosts, default.max_connections) == (
+        [],
+        None,
+        None,
+    )
+
+
+@pytest.mark.parametrize(
+    "origin",
+    ["https://ui.example/app", "https://ui.example?x=1", "ui.example", "https://", "", "https:ui",
+     "https://user:pw@ui.example", "https://ui.example:99999"],
+)  # fmt: skip
+def test_an_origin_is_scheme_host_and_port(origin: str) -> None:
+    from axonbus._config_schema import check_origin
+
+    with pytest.raises(ValueError, match=r"scheme://host|no path|no user name|port must be"):
+        check_origin(origin)
+    for good in ("https://ui.example", "http://localhost:3000", "https://ui.example/", "*"):
+        assert check_origin(good) == good
+
+
+def test_the_security_pages_gateway_table_loads(tmp_path: Path) -> None:
+    page = (Path(__file__).resolve().parents[1] / "docs" / "security.md").read_text("utf-8")
+    (tokens,) = re.findall(r"```json\n(.*?)```", page, re.S)
+    (table,) = re.findall(r"```toml\n(.*?)```", page, re.S)
+    _write(tmp_path / "tokens.json", tokens)
+    config = load_config(_write(tmp_path / "axonbus.toml", table))
+    assert config.gateway.allowed_origins == ["https://app.example.com"]
+    assert config.gateway.allowed_hosts == ["gateway.example.com"]
+    assert config.gateway.max_connections == 500
+    made = config.make_tokens()
+    assert made is not None
+    assert [t.name for t in made.tokens] == ["ui", "ops"]
 
 
 def test_tokens_file_relative_to_the_config(tmp_path: Path) -> None:

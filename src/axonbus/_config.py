@@ -27,6 +27,9 @@
     host = "0.0.0.0"
     port = 8765
     tokens = "tokens.toml"              # a tokens file, or inline [[gateway.tokens]] tables
+    allowed_origins = ["https://app.example.com"]   # browser pages that may use the gateway
+    allowed_hosts = ["gateway.example.com"]         # Host names answered (DNS rebinding)
+    max_connections = 500
 
     [observability]
     tracing = true                      # OpenTelemetry middleware on the bus
@@ -74,6 +77,7 @@ from ._config_schema import (
     SlackConfig,
     Table,
     TelegramConfig,
+    TokenConfig,
     WebhookConfig,
     WebSocketConfig,
     field,
@@ -402,7 +406,10 @@ class Config(Table):
 
 _URL_FORM = "a URL of an available transport (its driver installed) with valid options"
 _FACTORY = "'package.module:name', a callable (bus, **options) returning a Channel"
-TOKENS_FORM = "tables with name, token (8+ characters), publish, subscribe, deny, rate, burst"
+TOKENS_FORM = (
+    f"tables with {', '.join(TokenConfig.model_fields)}; token: a random secret of at least "
+    "128 bits (`axonbus token new` makes one)"
+)
 
 
 def without_secrets(text: str, url: str) -> str:

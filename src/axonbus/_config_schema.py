@@ -5,10 +5,12 @@ Each field's ``description`` is the form expected there: error messages quote it
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
 
 from ._config_errors import ConfigProblem
 from .transports.base import redact_url
@@ -30,6 +32,8 @@ __all__ = [
     "TokenConfig",
     "WebSocketConfig",
     "WebhookConfig",
+    "check_host",
+    "check_origin",
     "field",
     "retention_problems",
 ]
@@ -158,17 +162,75 @@ ChannelConfig = Annotated[
 
 # -- gateway and observability -----------------------------------------------------------------
 
+ORIGIN = "a browser origin, scheme://host[:port] like 'https://app.example.com', or '*'"
+HOST = "a host name like 'gateway.example.com' or '10.0.0.5' (no port), '*.example.com', or '*'"
+_SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*$")
+
+
+def check_origin(value: str) -> str:
+    """``value`` if it is an origin as browsers send it (``scheme://host[:port]``) or ``"*"``;
+    else :class:`ValueError` saying what is wrong.
+
+    >>> check_origin("https://app.example.com:8443")
+    'https://app.example.com:8443'
+    """
+    if value == "*":
+        return value
+    parts = urlsplit(value)
+    if not _SCHEME.match(parts.scheme) or "://" not in value or not parts.hostname:
+        raise ValueError("not scheme://host[:port]")
+    if parts.path not in ("", "/") or parts.query or parts.fragment or "?" in value:
+        raise ValueError("an origin has no path, query or fragment")
+    if "@" in parts.netloc:
+        raise ValueError("an origin has no user name or password")
+    try:
+        parts.port  # noqa: B018 - parsing it checks it
+    except ValueError:
+        raise ValueError("the port must be a number in 0..65535") from None
+    return value
+
+
+def check_host(value: str) -> str:
+    """``value`` if it is a ``Host`` name the gateway can be told to answer (``"*"``,
+    ``"*.example.com"``, a name or an IP address, no port); else :class:`ValueError`.
+
+    >>> check_host("*.example.com")
+    '*.example.com'
+    """
+    if value == "*":
+        return value
+    name = value.removeprefix("*.")
+    if not name or any(c.isspace() or c in "/@?#*" for c in name):
+        raise ValueError("not a host name")
+    if ":" in name:
+        try:
+            ipaddress.IPv6Address(name.strip("[]"))
+        except ValueError:
+            raise ValueError("a host name without a port (the gateway ignores the port)") from None
+    return value
+
+
+Origin = Annotated[str, AfterValidator(check_origin)]
+HostName = Annotated[str, AfterValidator(check_host)]
+
 
 class TokenConfig(Table):
-    """One ``[[gateway.tokens]]`` table (the same keys as a tokens file's entries)."""
+    """One ``[[gateway.tokens]]`` table, and one entry of a tokens file: its fields are the
+    keys a tokens file accepts (:func:`axonbus.gateway.load_tokens` checks against them)."""
 
     name: str = field(..., "a unique token name", min_length=1)
-    token: SecretStr = field(..., f"the bearer secret, at least 8 characters; {SECRET}")
+    token: SecretStr = field(
+        ...,
+        "the bearer secret, a random string of at least 128 bits (22+ mixed letters and "
+        f"digits; `axonbus token new` makes one); {SECRET}",
+    )
     publish: list[str] = field([], "a list of topic patterns like ['agent.*.user_input']")
     subscribe: list[str] = field([], "a list of topic patterns like ['agent.>']")
     deny: list[str] = field([], "a list of topic patterns like ['$bus.>']")
     rate: float | None = field(None, "requests per second, a number > 0", gt=0)
     burst: int | None = field(None, "a positive int", gt=0)
+    # strict, as a tokens file is: 1 or "yes" is not a grant
+    metrics: bool = field(False, "true (the token may read /metrics) or false", strict=True)
 
 
 class GatewayConfig(Table):
@@ -181,6 +243,15 @@ class GatewayConfig(Table):
     max_body: int | None = field(None, "a positive number of bytes", gt=0)
     demo: bool = field(False, "true or false")
     insecure: bool = field(False, "true or false")
+    allowed_origins: list[Origin] = field(
+        [], f"a list of browser origins allowed besides the gateway's own; each {ORIGIN}"
+    )
+    allowed_hosts: list[HostName] | None = field(
+        None, f"a list of the Host names answered; each {HOST}"
+    )
+    max_connections: int | None = field(
+        None, "a positive number of connections served at once", gt=0
+    )
 
 
 class ObservabilityConfig(Table):

@@ -10,7 +10,8 @@ A handler lets an :class:`AxonbusError` (or a ``ValueError`` about its arguments
     axonbus tail PATTERN [--url URL] [--json]
     axonbus replay PATTERN [--since WHEN] [--until WHEN] [--follow] [--limit N] [--url URL]
     axonbus serve [--config FILE] [--url URL] [--host HOST] [--port PORT] [--tokens FILE]
-                  [--insecure] [--no-demo]
+                  [--insecure] [--no-demo] [--allow-origin ORIGIN] [--allow-host HOST]
+                  [--max-connections N]
     axonbus dead-letters [--url URL] [--name NAME] [--topic PATTERN] [--limit N] [--replay]
 """
 
@@ -25,7 +26,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import __version__
-from ._exceptions import AxonbusError
+from ._exceptions import AxonbusError, MissingDependency
 
 __all__ = ["build_parser", "main"]
 
@@ -124,6 +125,20 @@ class _Given(argparse.Action):
         namespace.given = {*getattr(namespace, "given", ()), self.dest}
 
 
+class _GivenEach(argparse.Action):
+    """Append the value (a repeatable option) and remember it was given."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        setattr(namespace, self.dest, [*(getattr(namespace, self.dest, None) or ()), values])
+        namespace.given = {*getattr(namespace, "given", ()), self.dest}
+
+
 def _add_serve(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser(
         "serve",
@@ -170,6 +185,29 @@ def _add_serve(subparsers: Subparsers) -> None:
     parser.add_argument(
         "--access-log", action="store_true", help="log every request (tokens redacted)"
     )
+    parser.add_argument(
+        "--allow-origin",
+        dest="allowed_origins",
+        action=_GivenEach,
+        metavar="ORIGIN",
+        help="a browser origin (scheme://host[:port], or '*') whose pages may use the gateway "
+        "besides its own; repeatable",
+    )
+    parser.add_argument(
+        "--allow-host",
+        dest="allowed_hosts",
+        action=_GivenEach,
+        metavar="HOST",
+        help="a Host name answered ('*.example.com', '*': any); repeatable (default: loopback "
+        "names without --tokens, any with)",
+    )
+    parser.add_argument(
+        "--max-connections",
+        action=_Given,
+        type=int,
+        metavar="N",
+        help="connections served at once, 503 beyond (default: 1000 or the file limit)",
+    )
     parser.set_defaults(handler=_run_serve)
 
 
@@ -187,11 +225,9 @@ def _run_serve(args: argparse.Namespace, command: str = "run_serve") -> int:
         missing = (exc.name or "").split(".")[0]
         if missing not in ("starlette", "uvicorn", "httpx", "prometheus_client"):
             raise
-        print(
-            f"axonbus serve needs the {missing!r} package: pip install 'axonbus[gateway]'",
-            file=sys.stderr,
-        )
-        return 1
+        raise MissingDependency(
+            f"needs the {missing!r} package: pip install 'axonbus[gateway]'"
+        ) from exc
     run: Callable[[argparse.Namespace], int] = getattr(_cli, command)
     return run(args)
 
@@ -260,7 +296,10 @@ def _one_line(exc: BaseException, args: argparse.Namespace) -> str:
         for i, line in enumerate(lines)
     )
     text = text or type(exc).__name__
-    for url in (getattr(args, "url", None), os.environ.get("AXONBUS_URL")):
+    urls = [getattr(args, "url", None), os.environ.get("AXONBUS_URL")]
+    # a handler that found another URL (a configuration file's) adds it here
+    urls += getattr(args, "secret_urls", ())
+    for url in urls:
         if url:
             text = without_secrets(text, url)
     return text

@@ -125,10 +125,11 @@ from ._channels import (
     sign,
     verify,
 )
-from ._server import GatewayServer, InsecureBind, is_loopback, serve
+from ._server import BindError, GatewayServer, InsecureBind, is_loopback, serve
 
 __all__ = [
     "AccessToken",
+    "BindError",
     "GatewayServer",
     "InsecureBind",
     "RateLimiter",

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._config_schema import TokenConfig
 from .._topics import match, split_pattern
 
 __all__ = [
@@ -210,9 +211,7 @@ def _token_from(entry: Any, index: int) -> AccessToken:
     metrics = entry.get("metrics", False)
     if not isinstance(metrics, bool):
         raise ValueError(f"token {name!r}: 'metrics' must be true or false")
-    unknown = set(entry) - {
-        "name", "token", "publish", "subscribe", "deny", "rate", "burst", "metrics"
-    }  # fmt: skip
+    unknown = set(entry) - set(TokenConfig.model_fields)
     if unknown:
         raise ValueError(f"token {name!r}: unknown key(s) {sorted(unknown)}")
     rate = entry.get("rate")

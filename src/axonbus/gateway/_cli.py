@@ -12,9 +12,10 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
-from .._exceptions import AxonbusError, ConfigError
-from ._auth import new_secret
-from ._server import InsecureBind, serve
+from .._config_errors import ConfigProblem
+from .._exceptions import ConfigError
+from ._auth import TokenSet, load_tokens, new_secret
+from ._server import serve
 
 if TYPE_CHECKING:
     from .._config import Config
@@ -35,48 +36,75 @@ def run_token(args: argparse.Namespace) -> int:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    """Run the gateway until Ctrl-C (exit 130) or SIGTERM (exit 0); 2 for a refused setup
-    (an invalid ``--config`` file included)."""
+    """Run the gateway until Ctrl-C (exit 130) or SIGTERM (exit 0).
+
+    A refused setup (a bad option or ``--config`` file, a bus URL without a transport or
+    driver, a broker refusing the bus, a port in use) raises an :class:`AxonbusError` or
+    ``ValueError``: ``axonbus``'s ``main`` prints it in one line and exits with status 2.
+    """
     config: Config | None = None
     given: set[str] = set(getattr(args, "given", ()))
     if "port" in given or not getattr(args, "config", None):
         port = args.port
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
-            print(f"axonbus serve: --port must be in 0..65535, not {port}", file=sys.stderr)
-            return 2
+            raise ValueError(f"--port must be in 0..65535, not {port}")
+    _check_options(args)
+    if args.tokens is not None:
+        args.tokens = _tokens_file(args.tokens)
     if getattr(args, "config", None):
         from .._config import load_config
 
-        try:
-            config = load_config(args.config)
-        except ConfigError as exc:
-            print(f"axonbus serve: {exc}", file=sys.stderr)
-            return 2
+        config = load_config(args.config)
+        if "url" not in given:
+            # the file's bus URL (variables expanded) is the one whose password errors hide
+            args.secret_urls = [config.bus.url, config.bus_url()]
     log_level: str = args.log_level
     if config is not None and "log_level" not in given:
         log_level = config.observability.log_level
-    try:
-        _setup_logging(log_level, args.access_log, config)
-        if config is not None:
-            return asyncio.run(_serve_config(config, args, given, log_level))
-        return asyncio.run(
-            serve(
-                args.url or os.environ.get("AXONBUS_URL", "memory://"),
-                host=args.host,
-                port=args.port,
-                tokens=args.tokens,
-                insecure=args.insecure,
-                demo=args.demo,
-                max_body=args.max_body,
-                log_level=log_level,
-            )
+    _setup_logging(log_level, args.access_log, config)
+    if config is not None:
+        return asyncio.run(_serve_config(config, args, given, log_level))
+    return asyncio.run(
+        serve(
+            args.url or os.environ.get("AXONBUS_URL", "memory://"),
+            host=args.host,
+            port=args.port,
+            tokens=args.tokens,
+            insecure=args.insecure,
+            demo=args.demo,
+            max_body=args.max_body,
+            log_level=log_level,
+            max_connections=args.max_connections,
+            allowed_hosts=args.allowed_hosts,
+            allowed_origins=args.allowed_origins or (),
         )
-    except (InsecureBind, ConfigError) as exc:
-        print(f"axonbus serve: {exc}", file=sys.stderr)
-        return 2
-    except (AxonbusError, ValueError, OSError) as exc:
-        print(f"axonbus serve: {exc}", file=sys.stderr)
-        return 1
+    )
+
+
+def _tokens_file(path: str) -> TokenSet:
+    """``--tokens FILE``, read before anything starts; an unreadable file is a ValueError."""
+    try:
+        return load_tokens(path)
+    except OSError as exc:
+        raise ValueError(f"--tokens {path}: cannot read it: {exc.strerror or exc}") from None
+
+
+def _check_options(args: argparse.Namespace) -> None:
+    """The hardening options in the forms the ``[gateway]`` keys take (one ValueError)."""
+    from .._config_schema import check_host, check_origin
+
+    for option, check, values in (
+        ("--allow-origin", check_origin, args.allowed_origins),
+        ("--allow-host", check_host, args.allowed_hosts),
+    ):
+        for value in values or ():
+            try:
+                check(value)
+            except ValueError as exc:
+                raise ValueError(f"{option} {value!r}: {exc}") from None
+    n = args.max_connections
+    if n is not None and n < 1:
+        raise ValueError(f"--max-connections must be a positive number, not {n}")
 
 
 def _setup_logging(name: str, access_log: bool, config: Config | None) -> None:
@@ -114,9 +142,16 @@ async def _serve_config(
             from .._config import observability_name
 
             start_exporter = observability_name("start_exporter", "observability.metrics_port")
-            exporter = start_exporter(
-                bus, config.observability.metrics_port, config.observability.metrics_host
-            )
+            obs = config.observability
+            try:
+                exporter = start_exporter(bus, obs.metrics_port, obs.metrics_host)
+            except OSError as exc:
+                reason = (exc.strerror or str(exc)).lower()
+                problem = f"cannot listen on {obs.metrics_host}:{obs.metrics_port}: {reason}"
+                where = config.where
+                raise ConfigError(
+                    [ConfigProblem("observability.metrics_port", problem, "a free TCP port")], where
+                ) from None
             stack.callback(exporter.close)
             print(f"axonbus metrics on {exporter.url}", file=sys.stderr, flush=True)
         manager = ChannelManager(bus)
@@ -133,4 +168,11 @@ async def _serve_config(
             channels=manager,
             max_body=args.max_body if "max_body" in given else gw.max_body,
             log_level=log_level,
+            max_connections=(
+                args.max_connections if "max_connections" in given else gw.max_connections
+            ),
+            allowed_hosts=args.allowed_hosts if "allowed_hosts" in given else gw.allowed_hosts,
+            allowed_origins=(
+                args.allowed_origins if "allowed_origins" in given else gw.allowed_origins
+            ),
         )

@@ -11,7 +11,7 @@ import resource
 import signal
 import socket
 import sys
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +19,7 @@ import uvicorn
 import uvicorn.config
 
 from .._bus import Bus
+from .._exceptions import AxonbusError
 from ._app import create_app
 from ._auth import TokenSet, load_tokens
 from ._logs import Throttle, install_log_filters
@@ -30,11 +31,13 @@ if TYPE_CHECKING:
     from ._core import Gateway
 
 __all__ = [
+    "BindError",
     "GatewayServer",
     "InsecureBind",
     "default_max_connections",
     "guarded_protocol",
     "is_loopback",
+    "listen",
     "serve",
 ]
 
@@ -136,8 +139,46 @@ def guarded_protocol(
     return GuardedProtocol
 
 
-class InsecureBind(ValueError):
+class InsecureBind(AxonbusError, ValueError):
     """:func:`serve` was asked to listen beyond loopback with no tokens file (open access)."""
+
+
+class BindError(AxonbusError, OSError):
+    """:func:`serve` cannot listen on its host and port: the port is in use, needs privileges,
+    or the host is not an address of this machine.
+
+    >>> asyncio.run(serve(port=8765))  # while another server holds 8765
+    BindError: cannot listen on 127.0.0.1:8765: address already in use
+    """
+
+
+def listen(host: str, port: int) -> list[socket.socket]:
+    """Bound sockets for ``host`` (every address it resolves to, like uvicorn's own binding)
+    and ``port``; :class:`BindError` in one line when that fails. Binding before anything
+    starts reports a port in use before the bus connects, and without uvicorn's log lines."""
+    where = f"{_display(host)}:{port}"
+    try:
+        infos = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except socket.gaierror as exc:
+        raise BindError(f"cannot listen on {where}: {exc.strerror}") from None
+    sockets: list[socket.socket] = []
+    try:
+        for family, kind, proto, _, address in dict.fromkeys(infos):
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                # each address family gets its own socket, as asyncio's create_server does
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+    except OSError as exc:
+        for sock in sockets:
+            sock.close()
+        reason = (exc.strerror or str(exc)).lower()
+        raise BindError(f"cannot listen on {where}: {reason}") from None
+    return sockets
 
 
 def is_loopback(host: str) -> bool:
@@ -277,6 +318,8 @@ async def serve(
     log_level: str = "info",
     max_connections: int | None = None,
     header_timeout: float = 10.0,
+    allowed_hosts: Iterable[str] | None = None,
+    allowed_origins: Iterable[str] = (),
 ) -> int:
     """Run the gateway until SIGINT / SIGTERM; returns the exit code (130 after SIGINT, else 0).
 
@@ -287,10 +330,19 @@ async def serve(
     (:class:`axonbus.agent.DemoAgent`) and a :class:`~axonbus.agent.StateManager`, so the
     dashboard can chat. Without ``tokens`` the gateway is open to anyone who can reach it, so
     a ``host`` beyond loopback raises :class:`InsecureBind` unless ``insecure=True``.
-    ``max_connections`` and ``header_timeout``: see :func:`server_config`.
+    ``max_connections`` and ``header_timeout``: see :func:`server_config`. ``allowed_hosts``
+    and ``allowed_origins``: see :func:`create_app` (by default, with ``insecure=True`` beyond
+    loopback, any ``Host``). A port that cannot be bound raises :class:`BindError` before
+    the bus starts.
     """
     if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
         raise ValueError(f"port must be a number in 0..65535, not {port!r}")
+    if max_connections is not None and (
+        isinstance(max_connections, bool)
+        or not isinstance(max_connections, int)
+        or max_connections < 1
+    ):
+        raise ValueError(f"max_connections must be a positive int, not {max_connections!r}")
     if isinstance(tokens, str | Path):
         tokens = load_tokens(tokens)
     if tokens is None and not insecure and not is_loopback(host):
@@ -316,6 +368,9 @@ async def serve(
         installed.append(sig)
     try:
         async with contextlib.AsyncExitStack() as stack:
+            sockets = listen(host, port)
+            for sock in sockets:
+                stack.callback(sock.close)
             the_bus = Bus(bus) if isinstance(bus, str) else bus
             if isinstance(bus, str):
                 await the_bus.start()
@@ -331,14 +386,16 @@ async def serve(
                 agent = DemoAgent(the_bus).start()
                 stack.push_async_callback(agent.stop)
             # open access beyond loopback (--insecure) is reached by names we cannot know
-            open_beyond_loopback = tokens is None and not is_loopback(host)
+            if allowed_hosts is None and tokens is None and not is_loopback(host):
+                allowed_hosts = ("*",)
             app = create_app(
                 the_bus,
                 tokens=tokens,
                 state_manager=state_manager,
                 channels=channels,
                 max_body=max_body,
-                allowed_hosts=("*",) if open_beyond_loopback else None,
+                allowed_hosts=allowed_hosts,
+                allowed_origins=allowed_origins,
             )
             access = "token auth" if tokens is not None else "OPEN ACCESS (no tokens file)"
 
@@ -361,7 +418,7 @@ async def serve(
             server = GatewayServer(config, handle_signals=not installed, on_started=announce)
             if received:  # a signal arrived while starting
                 return _exit_code(received)
-            await server.serve()
+            await server.serve(sockets=sockets)
     finally:
         for sig in installed:
             loop.remove_signal_handler(sig)
