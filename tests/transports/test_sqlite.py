@@ -639,3 +639,30 @@ def test_the_store_is_usable_from_os_paths_with_spaces(tmp_path: Path) -> None:
     folder.mkdir()
     bus = Bus(f"sqlite:///{folder}/e%20v.db")
     assert transport_of(bus).path == os.path.join(str(folder), "e v.db")
+
+
+async def test_a_subscribe_while_the_idle_tail_reads_the_head_misses_nothing(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The idle tail skips to the log's head; a plain subscription made while it asks for the
+    head must still get an event another bus publishes after that subscribe."""
+    url = url_of(db)
+    seen: list[int] = []
+    async with Bus(url, name=NAME) as consumer, Bus(url, name=NAME) as publisher:
+        store = store_of(consumer)
+        real_head = store.head
+        asking, gate = asyncio.Event(), asyncio.Event()
+
+        async def slow_head() -> int:
+            asking.set()
+            await gate.wait()  # the subscribe and the publish happen in here
+            return await real_head()
+
+        monkeypatch.setattr(store, "head", slow_head)
+        await asyncio.wait_for(asking.wait(), 10)
+        consumer.subscribe("race.x", seen.append)
+        await publisher.publish("race.x", 1)
+        await publisher.flush()
+        monkeypatch.setattr(store, "head", real_head)
+        gate.set()
+        await until(lambda: seen == [1])

@@ -311,7 +311,12 @@ class LogTransport(LogRequestReply, LogReader, BrokerTransport):
             while self.receiving and gen == self._generation:
                 change = self._change
                 if not self._watched:
-                    self._tail_at = await store.head()  # nobody listens: skip what is there
+                    head = await store.head()
+                    if self._watched:
+                        # subscribed while head() ran: the head may already hold events
+                        # published after that subscribe, so read on from the last skip
+                        continue
+                    self._tail_at = head  # nobody listens: skip what is there
                     await self._wait(change, IDLE_WAIT)
                     continue
                 rows = await store.read(self._tail_at, FETCH)
