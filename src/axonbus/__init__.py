@@ -10,7 +10,7 @@
 """
 
 from ._bus import Bus
-from ._config import Config, load_config
+from ._compose import Config, load_config
 from ._dead_letters import DeadLetters, StoredDeadLetter
 from ._events import Context, Envelope, Event
 from ._exceptions import (

@@ -108,9 +108,11 @@ class Bus(Publisher):
 
         >>> async with Bus.from_config("axonbus.toml") as bus: ...
         """
-        from ._config import load_config
+        # the one call-time reach into the composition layer: building a bus from a file needs
+        # the plugins (middleware) the file names (see docs/layout.md, "Layers")
+        from ._compose import bus_from_config
 
-        return load_config(path).make_bus(bus_class=cls, **kwargs)
+        return bus_from_config(path, bus_class=cls, **kwargs)
 
     def __repr__(self) -> str:
         return f"<Bus {self.name!r} {redact_url(self.url)} {self._state.value}>"
