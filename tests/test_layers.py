@@ -271,20 +271,50 @@ def private_reaches(path: Path, defined: dict[str, set[str]]) -> list[str]:
     return found
 
 
-#: Bus privates the transports read until they see only the Sink protocol; like
-#: PENDING_TRANSPORT_CONTRACT, each entry is deleted when the contract lands.
-PENDING_TRANSPORT_PRIVATES = "transports"
+#: (module, attribute): the Bus's (and Envelope's) private members the transports still read;
+#: like PENDING_TRANSPORT_CONTRACT, they go when transports see only the Sink protocol.
+PENDING_TRANSPORT_PRIVATES = {
+    ("axonbus.transports._log", "_codec"),
+    ("axonbus.transports._log", "_headers"),
+    ("axonbus.transports._log", "_put"),
+    ("axonbus.transports._log", "_receive"),
+    ("axonbus.transports._log_reading", "_codec"),
+    ("axonbus.transports._log_rpc", "_codec"),
+    ("axonbus.transports._log_rpc", "_deadlines"),
+    ("axonbus.transports._log_rpc", "_put"),
+    ("axonbus.transports._nats_jetstream", "_put"),
+    ("axonbus.transports._nats_rpc", "_codec"),
+    ("axonbus.transports._nats_rpc", "_put"),
+    ("axonbus.transports._redis_rpc", "_codec"),
+    ("axonbus.transports._redis_rpc", "_deadlines"),
+    ("axonbus.transports._redis_rpc", "_put"),
+    ("axonbus.transports.nats", "_codec"),
+    ("axonbus.transports.nats", "_put"),
+    ("axonbus.transports.nats", "_receive"),
+    ("axonbus.transports.redis", "_codec"),
+    ("axonbus.transports.redis", "_put"),
+    ("axonbus.transports.redis", "_receive"),
+}
+
+
+def _private_reaches() -> list[tuple[str, str, str]]:
+    defined = private_definitions()
+    found = []
+    for path in sorted(SRC.rglob("*.py")):
+        for reach in private_reaches(path, defined):
+            module = reach.partition(" line ")[0]
+            found.append((module, reach.rpartition(".")[2], reach))
+    return found
 
 
 def test_no_module_reads_another_subpackages_private_attributes() -> None:
-    defined = private_definitions()
-    bad = [
-        reach
-        for path in sorted(SRC.rglob("*.py"))
-        if _subpackage(module_name(path)) != PENDING_TRANSPORT_PRIVATES
-        for reach in private_reaches(path, defined)
-    ]
+    bad = [r for m, a, r in _private_reaches() if (m, a) not in PENDING_TRANSPORT_PRIVATES]
     assert not bad, "private attributes of another subpackage:\n" + "\n".join(bad)
+
+
+def test_the_allowed_private_reads_still_exist() -> None:
+    gone = PENDING_TRANSPORT_PRIVATES - {(m, a) for m, a, _ in _private_reaches()}
+    assert not gone, f"no longer read, delete from PENDING_TRANSPORT_PRIVATES: {gone}"
 
 
 def test_plugins_never_touch_a_bus_private_attribute() -> None:
