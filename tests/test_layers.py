@@ -90,7 +90,7 @@ class Import:
     imported: str
     line: int
     type_only: bool
-    names: tuple[str, ...]
+    in_function: bool
 
 
 def module_name(path: Path) -> str:
@@ -114,17 +114,21 @@ def layer_of(module: str) -> int:
     raise AssertionError(f"{module} has no layer: add it to tests/test_layers.py")
 
 
-def _type_checking_lines(tree: ast.AST) -> set[int]:
+def _lines_under(tree: ast.AST, inside: type[ast.AST] | tuple[type[ast.AST], ...]) -> set[int]:
+    """Lines within the bodies of ``inside`` nodes (an ``if TYPE_CHECKING:``, a function)."""
     lines: set[int] = set()
     for node in ast.walk(tree):
+        if not isinstance(node, inside):
+            continue
         if isinstance(node, ast.If):
             test = node.test
             name = test.attr if isinstance(test, ast.Attribute) else getattr(test, "id", "")
-            if name == "TYPE_CHECKING":
-                for child in node.body:
-                    for sub in ast.walk(child):
-                        if hasattr(sub, "lineno"):
-                            lines.add(sub.lineno)
+            if name != "TYPE_CHECKING":
+                continue
+        for child in getattr(node, "body", []):
+            for sub in ast.walk(child):
+                if hasattr(sub, "lineno"):
+                    lines.add(sub.lineno)
     return lines
 
 
@@ -148,25 +152,22 @@ def _known(name: str, modules: set[str]) -> str | None:
 def imports_of(path: Path, modules: set[str]) -> list[Import]:
     importer = module_name(path)
     tree = ast.parse(path.read_text(encoding="utf-8"))
-    type_only = _type_checking_lines(tree)
+    type_only = _lines_under(tree, ast.If)
+    in_function = _lines_under(tree, (ast.FunctionDef, ast.AsyncFunctionDef))
     found = []
     for node in ast.walk(tree):
-        targets: list[tuple[str, tuple[str, ...]]] = []
+        targets: list[str] = []
         if isinstance(node, ast.Import):
-            targets = [(a.name, ()) for a in node.names]
+            targets = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom):
             base = _resolve(importer, path.name == "__init__.py", node)
-            for alias in node.names:
-                # `from . import channels` imports the module axonbus.channels
-                sub = f"{base}.{alias.name}"
-                if sub in modules:
-                    targets.append((sub, ()))
-                else:
-                    targets.append((base, (alias.name,)))
-        for name, names in targets:
+            # `from . import channels` imports the module axonbus.channels
+            targets = [f"{base}.{a.name}" for a in node.names]
+        for name in targets:
             target = _known(name, modules)
             if target is not None:
-                found.append(Import(importer, target, node.lineno, node.lineno in type_only, names))
+                line = node.lineno
+                found.append(Import(importer, target, line, line in type_only, line in in_function))
     return found
 
 
@@ -204,6 +205,23 @@ def test_the_allowed_upward_imports_still_exist() -> None:
     """An allow-list entry whose import is gone must be deleted, so the list only shrinks."""
     edges = {(i.importer, i.imported) for i in package_imports()}
     assert not ALLOWED - edges, f"no longer imported, delete from the list: {ALLOWED - edges}"
+
+
+def test_an_upward_import_is_reported() -> None:
+    """The check itself: a vocabulary module naming the Bus for type checkers fails it."""
+    imp = Import("axonbus._topics", "axonbus._bus", 7, type_only=True, in_function=False)
+    assert upward_imports([imp]) == [
+        "axonbus._topics (vocabulary) imports axonbus._bus (engine) under TYPE_CHECKING at line 7"
+    ]
+
+
+def test_call_time_entries_import_inside_a_function_only() -> None:
+    at_import = [
+        f"{i.importer} line {i.line}"
+        for i in package_imports()
+        if (i.importer, i.imported) in CALL_TIME_ENTRIES and not i.in_function
+    ]
+    assert not at_import, "must be imported inside the method:\n" + "\n".join(at_import)
 
 
 def test_the_package_is_imported_only_from_the_top() -> None:
