@@ -398,7 +398,7 @@ def test_inline_tokens_take_every_key_a_tokens_file_takes(tmp_path: Path) -> Non
 
 
 def test_the_token_hint_states_the_strength_rule(tmp_path: Path) -> None:
-    from axonbus._config import TOKENS_FORM
+    from axonbus._compose import TOKENS_FORM
     from axonbus.gateway._auth import MIN_SECRET_BITS
 
     assert f"at least {MIN_SECRET_BITS} bits" in TOKENS_FORM

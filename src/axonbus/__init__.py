@@ -10,7 +10,7 @@
 """
 
 from ._bus import Bus
-from ._config import Config, load_config
+from ._compose import Config, load_config
 from ._dead_letters import DeadLetters, StoredDeadLetter
 from ._events import Context, Envelope, Event
 from ._exceptions import (
@@ -52,8 +52,7 @@ from ._stream import EventStream, Waiter
 from ._subscription import Subscription, SubscriptionStats
 from ._system import DeadLetter, HandlerFailed, Outcome, PublishResult
 from ._topics import match
-
-__version__ = "0.1.0"
+from ._version import __version__
 
 __all__ = [
     "AgentError",

@@ -7,12 +7,13 @@ import logging
 import os
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Any, Literal, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from ._codec import Codec, get_codec
 from ._events import Envelope
 from ._exceptions import (
     BusClosed,
+    NoEventLog,
 )
 from ._mailbox import Mailbox
 from ._middleware import Middleware, build_handle_chain, build_publish_chain
@@ -25,6 +26,9 @@ from ._subscription import HandlerSpec, Subscription, SubscriptionStats, check_o
 from ._topics import match, split_pattern
 from .transports import Transport, open_transport
 from .transports.base import BrokerTransport, redact_url
+
+if TYPE_CHECKING:
+    from .transports._log import LogTransport
 
 __all__ = ["Bus"]
 
@@ -108,9 +112,11 @@ class Bus(Publisher):
 
         >>> async with Bus.from_config("axonbus.toml") as bus: ...
         """
-        from ._config import load_config
+        # the one call-time reach into the composition layer: building a bus from a file needs
+        # the plugins (middleware) the file names (see docs/layout.md, "Layers")
+        from ._compose import bus_from_config
 
-        return load_config(path).make_bus(bus_class=cls, **kwargs)
+        return bus_from_config(path, bus_class=cls, **kwargs)
 
     def __repr__(self) -> str:
         return f"<Bus {self.name!r} {redact_url(self.url)} {self._state.value}>"
@@ -578,3 +584,43 @@ class Bus(Publisher):
         split_pattern(pattern)
         found = [env for env in self._history if match(pattern, env.topic)]
         return found[-limit:] if limit else found
+
+    # -- what plugins (observability, integrations, the gateway) build on ----------------------
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The event loop the bus was started on (``None`` before :meth:`start`): where code
+        on another thread hands it work, e.g. with ``asyncio.run_coroutine_threadsafe``.
+
+        >>> asyncio.run_coroutine_threadsafe(bus.publish("job.done", {}), bus.loop)
+        """
+        return self._loop
+
+    @property
+    def middleware(self) -> tuple[Middleware, ...]:
+        """The middleware given to the constructor, outermost first.
+
+        >>> metrics = MetricsMiddleware()
+        >>> Bus(middleware=[metrics]).middleware == (metrics,)
+        True
+        """
+        return self._middleware
+
+    @property
+    def subscriptions_version(self) -> int:
+        """A number that changes whenever a subscription comes or goes: what was built from
+        :meth:`subscriptions` is current while this is unchanged (one int compare)."""
+        return self._routes.version
+
+    @property
+    def event_log(self) -> LogTransport | None:
+        """The transport when it keeps an event log (sqlite://, postgresql://), else ``None``:
+        what :meth:`replay` and :meth:`events` read.
+
+        >>> Bus("sqlite:///events.db").event_log is not None
+        True
+        """
+        try:
+            return log_of(self.transport)
+        except NoEventLog:
+            return None

@@ -52,12 +52,11 @@ the file and, for each, the dotted key (``channels[1].token``) and the form expe
 from __future__ import annotations
 
 import copy
-import importlib
 import os
 import re
 import tomllib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Self, TypeVar
 from urllib.parse import parse_qsl, unquote, unquote_plus, urlencode, urlsplit
 
 from pydantic import PrivateAttr, ValidationError
@@ -69,40 +68,33 @@ from ._config_schema import (
     SCHEMES,
     BusConfig,
     ChannelConfig,
-    ConsoleConfig,
-    CustomConfig,
     GatewayConfig,
     ObservabilityConfig,
     RetentionConfig,
-    SlackConfig,
     Table,
-    TelegramConfig,
-    TokenConfig,
-    WebhookConfig,
-    WebSocketConfig,
+    check_channel_type,
     field,
     retention_problems,
 )
 from ._config_vars import interpolate
 from ._config_yaml import YAML_SUFFIXES, parse_yaml
 from ._exceptions import ConfigError
-from .transports.base import redact_url
+from ._redact import redact_url
 
-if TYPE_CHECKING:
-    from ._bus import Bus
-    from ._middleware import Middleware
-    from .channels import Channel
-    from .gateway import TokenSet
+C = TypeVar("C", bound="ConfigData")
 
-__all__ = ["Config", "load_config", "observability_name", "without_secrets"]
+__all__ = ["ConfigData", "find_config", "read_config", "without_secrets"]
 
 
-class Config(Table):
-    """A validated configuration; see :mod:`axonbus._config` for the file format.
+class ConfigData(Table):
+    """The settings of a configuration file, validated; nothing is built from them here.
 
-    >>> config = load_config()                 # ./axonbus.toml, else pyproject's [tool.axonbus]
-    >>> bus = config.make_bus()                # Bus.from_config() does this
-    >>> channels = config.make_channels(bus)   # attach them to a ChannelManager
+    This is the data half of :class:`axonbus.Config` (which adds ``make_bus`` and the other
+    builders): it imports no part of the bus, so every layer may read settings.
+
+    >>> data = ConfigData.from_mapping({"bus": {"url": "memory://"}})
+    >>> data.bus.url
+    'memory://'
     """
 
     bus: BusConfig = field(BusConfig(), "a [bus] table")
@@ -127,7 +119,7 @@ class Config(Table):
     @classmethod
     def from_mapping(
         cls, data: Any, *, source: Path | None = None, where: str = "", env: Any = None
-    ) -> Config:
+    ) -> Self:
         """Validate a parsed file (TOML or YAML), expanding ``${VAR}`` from ``env`` (default
         ``os.environ``); :class:`ConfigError` naming every bad key, not only the first."""
         where = where or (str(source) if source else "configuration")
@@ -136,7 +128,7 @@ class Config(Table):
         problems: list[ConfigProblem] = []
         data = _move_tokens_file(interpolate(data, os.environ if env is None else env, problems))
         unset = {p.key for p in problems}  # their value is wrong because a variable is unset
-        config: Config | None
+        config: Self | None
         try:
             config = cls.model_validate(data)
         except ValidationError as exc:
@@ -158,6 +150,12 @@ class Config(Table):
 
     def check(self) -> None:
         """Raise :class:`ConfigError` for values that are valid alone but not together."""
+        problems = self._problems()
+        if problems:
+            raise ConfigError(problems, self.where)
+
+    def _problems(self) -> list[ConfigProblem]:
+        """What :meth:`check` reports; a subclass that knows more appends to it."""
         problems: list[ConfigProblem] = []
         url = self.bus.url
         scheme = urlsplit(url).scheme if "://" in url else ""
@@ -177,8 +175,6 @@ class Config(Table):
             key = f"channels[{i}]"
             ct = getattr(channel, "channel_type", None)
             if ct is not None:
-                from .channels._base import check_channel_type
-
                 try:
                     check_channel_type(ct)
                 except ValueError:
@@ -209,13 +205,7 @@ class Config(Table):
             problems.append(
                 ConfigProblem("gateway.tokens", "given both inline and as a file", "one of them")
             )
-        if gw.tokens is not None:
-            try:
-                self.make_tokens()
-            except ConfigError as exc:
-                problems.extend(ConfigProblem(*p) for p in exc.problems)
-        if problems:
-            raise ConfigError(problems, self.where)
+        return problems
 
     # -- building ------------------------------------------------------------------------------
 
@@ -251,166 +241,6 @@ class Config(Table):
         query = "&".join(filter(None, [query, urlencode(added)]))
         return f"{base}?{query}{hash_}{fragment}"
 
-    def middleware(self) -> list[Middleware]:
-        """The bus middleware the ``[observability]`` switches ask for."""
-        found: list[Middleware] = []
-        obs = self.observability
-        wanted = [
-            ("OpenTelemetryMiddleware", "tracing", obs.tracing),
-            ("MetricsMiddleware", "metrics", obs.metrics),
-        ]
-        try:
-            for name, key, on in wanted:
-                if on:
-                    found.append(observability_name(name, f"observability.{key}")())
-        except ConfigError as exc:
-            raise exc.located(self.where) from exc.__cause__
-        return found
-
-    def make_bus(self, *, bus_class: type[Bus] | None = None, **overrides: Any) -> Bus:
-        """A new (not started) :class:`Bus` from ``[bus]``, ``[retention]`` and the
-        ``[observability]`` middleware; keyword arguments override the file."""
-        from ._bus import Bus
-
-        if bus_class is None:
-            bus_class = Bus
-
-        b = self.bus
-        options: dict[str, Any] = {
-            "name": b.name,
-            "codec": b.codec,
-            "history": b.history,
-            "max_message_bytes": b.max_message_bytes,
-            "on_unavailable": b.on_unavailable,
-        }
-        options.update(overrides)
-        if "middleware" not in overrides:
-            options["middleware"] = self.middleware()
-        url = self.bus_url(options.pop("url", None))
-        try:
-            return bus_class(url, **options)
-        except (ValueError, ImportError) as exc:
-            problem = ConfigProblem("bus.url", without_secrets(str(exc), url), _URL_FORM)
-            raise ConfigError([problem], self.where) from None  # the cause may quote the URL
-
-    def make_channels(self, bus: Bus) -> list[Channel]:
-        """One channel per ``[[channels]]`` table, in order, not started."""
-        made = []
-        for i, c in enumerate(self.channels):
-            try:
-                made.append(self._channel(bus, i, c))
-            except (ValueError, TypeError, ImportError) as exc:
-                if isinstance(exc, ConfigError):
-                    raise
-                expected = f"valid options for a {c.type!r} channel"
-                problem = ConfigProblem(f"channels[{i}]", f"{type(exc).__name__}: {exc}", expected)
-                raise ConfigError([problem], self.where) from exc
-        return made
-
-    def _channel(self, bus: Bus, i: int, c: Any) -> Channel:
-        from . import channels as ch
-
-        if isinstance(c, TelegramConfig):
-            return ch.TelegramChannel(
-                bus,
-                c.token.get_secret_value(),
-                base_url=c.base_url,
-                channel_type=c.channel_type,
-                poll_timeout=c.poll_timeout,
-                timeout=c.timeout,
-                offset_store=self.path(c.offset_file) if c.offset_file else None,
-            )
-        if isinstance(c, SlackConfig):
-            return ch.SlackChannel(
-                bus,
-                c.bot_token.get_secret_value(),
-                c.signing_secret.get_secret_value(),
-                base_url=c.base_url,
-                channel_type=c.channel_type,
-                timeout=c.timeout,
-            )
-        if isinstance(c, ConsoleConfig):
-            return ch.ConsoleChannel(
-                bus, user_id=c.user_id, channel_type=c.channel_type, reply_prefix=c.reply_prefix
-            )
-        if isinstance(c, WebhookConfig | WebSocketConfig):
-            from . import gateway
-
-            if isinstance(c, WebSocketConfig):
-                return gateway.WebSocketChannel(bus, c.channel_type)
-            secret = c.secret.get_secret_value() if c.secret is not None else None
-            return gateway.WebhookChannel(
-                bus, c.url, channel_type=c.channel_type, secret=secret, timeout=c.timeout
-            )
-        assert isinstance(c, CustomConfig)
-        return self._custom(bus, i, c)
-
-    def _custom(self, bus: Bus, i: int, c: CustomConfig) -> Channel:
-        from .channels import Channel
-
-        key = f"channels[{i}].factory"
-        module_name, _, attr = c.factory.partition(":")
-        try:
-            target: Any = importlib.import_module(module_name)
-            for part in attr.split("."):
-                target = getattr(target, part)
-        except (ImportError, AttributeError) as exc:
-            raise ConfigError(
-                [ConfigProblem(key, f"cannot import {c.factory!r}: {exc}", _FACTORY)], self.where
-            ) from exc
-        channel = target(bus, **c.options)
-        if not isinstance(channel, Channel):
-            problem = f"{c.factory} returned {type(channel).__name__}, not a Channel"
-            raise ConfigError([ConfigProblem(key, problem, _FACTORY)], self.where)
-        return channel
-
-    def make_tokens(self) -> TokenSet | None:
-        """The gateway's tokens (``None``: open access), from the inline tables or the file."""
-        gw = self.gateway
-        if gw.tokens_file is not None:
-            from .gateway import load_tokens
-
-            try:
-                return load_tokens(self.path(gw.tokens_file))
-            except (OSError, ValueError) as exc:
-                problem = ConfigProblem("gateway.tokens", str(exc), "a readable tokens file")
-                raise ConfigError([problem], self.where) from exc
-        if gw.tokens is None:
-            return None
-        from .gateway import AccessToken, TokenSet
-
-        built: list[AccessToken] = []
-        problems: list[ConfigProblem] = []
-        for i, t in enumerate(gw.tokens):
-            key = f"gateway.tokens[{i}]"
-            entry = t.model_dump(exclude_none=True)
-            entry["token"] = t.token.get_secret_value()
-            try:
-                built.append(TokenSet.from_config({"tokens": [entry]}).tokens[0])
-            except ValueError as exc:
-                problems.append(ConfigProblem(key, str(exc), TOKENS_FORM))
-        names = [t.name for t in built]
-        for i, name in enumerate(names):
-            if name in names[:i]:
-                problems.append(
-                    ConfigProblem(
-                        f"gateway.tokens[{i}].name", f"{name!r} repeats", "a unique token name"
-                    )
-                )
-        if problems:
-            raise ConfigError(problems, self.where)
-        if not built:
-            raise ConfigError([ConfigProblem("gateway.tokens", "empty", TOKENS_FORM)], self.where)
-        return TokenSet(built)
-
-
-_URL_FORM = "a URL of an available transport (its driver installed) with valid options"
-_FACTORY = "'package.module:name', a callable (bus, **options) returning a Channel"
-TOKENS_FORM = (
-    f"tables with {', '.join(TokenConfig.model_fields)}; token: a random secret of at least "
-    "128 bits (`axonbus token new` makes one)"
-)
-
 
 def without_secrets(text: str, url: str) -> str:
     """``text`` (a message that may quote ``url``) with ``url``'s credentials hidden, however
@@ -444,31 +274,7 @@ def _move_tokens_file(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-def observability_name(name: str, key: str) -> Any:
-    """``axonbus.observability.<name>``, or a :class:`ConfigError` on ``key`` saying why not
-    (the package or the extra it needs is missing)."""
-    try:
-        from . import observability
-    except ImportError as exc:
-        raise ConfigError(
-            [
-                ConfigProblem(
-                    key,
-                    f"axonbus.observability is not available ({exc})",
-                    "false, or an axonbus with the observability package",
-                )
-            ],
-            "",
-        ) from exc
-    try:
-        return getattr(observability, name)
-    except (ImportError, AttributeError) as exc:
-        raise ConfigError(
-            [ConfigProblem(key, str(exc), "false, or the extra it needs installed")], ""
-        ) from exc
-
-
-def _valid_part(cls: type[Config], data: dict[str, Any], exc: ValidationError) -> Config | None:
+def _valid_part(cls: type[C], data: dict[str, Any], exc: ValidationError) -> C | None:
     """``data`` without the values ``exc`` rejected, validated: so the checks that span keys
     can still report on the rest. A rejected value inside a list drops its whole table."""
     pruned = copy.deepcopy(data)
@@ -493,8 +299,9 @@ def _valid_part(cls: type[Config], data: dict[str, Any], exc: ValidationError) -
 # -- finding and reading files -----------------------------------------------------------------
 
 
-def load_config(path: str | os.PathLike[str] | None = None) -> Config:
-    """Read and validate a configuration; :class:`ConfigError` naming every wrong key.
+def read_config(cls: type[C], path: str | os.PathLike[str] | None = None) -> C:
+    """Read and validate a configuration as a ``cls``; :class:`ConfigError` naming every wrong
+    key. :func:`axonbus.load_config` is this with :class:`axonbus.Config`.
 
     ``path``: an ``axonbus.toml``-style file, the same settings as YAML (``.yaml`` / ``.yml``,
     needs PyYAML: ``pip install 'axonbus[yaml]'``), or a ``pyproject.toml`` (its
@@ -502,14 +309,14 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     ``./axonbus.yml`` (only one may exist), else ``./pyproject.toml`` if it has a
     ``[tool.axonbus]`` table, else the defaults (an in-process bus, nothing attached).
 
-    >>> config = load_config("deploy/axonbus.toml")
+    >>> config = read_config(ConfigData, "deploy/axonbus.toml")
     >>> config.bus.url, [c.type for c in config.channels]
     ('sqlite:///events.db', ['telegram', 'slack'])
     """
     if path is None:
-        found = _search(Path.cwd())
+        found = find_config(Path.cwd())
         if found is None:
-            return Config()
+            return cls()
         p = found
     else:
         p = Path(path)
@@ -538,13 +345,15 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
             table = ConfigProblem("tool.axonbus", "no such table", "a [tool.axonbus] table")
             raise ConfigError([table], where)
         data, where = section, f"{p} [tool.axonbus]"
-    return Config.from_mapping(data, source=p.resolve(), where=where)
+    return cls.from_mapping(data, source=p.resolve(), where=where)
 
 
 _NAMES = ("axonbus.toml", "axonbus.yaml", "axonbus.yml")
 
 
-def _search(directory: Path) -> Path | None:
+def find_config(directory: Path) -> Path | None:
+    """The configuration file :func:`read_config` reads in ``directory`` without a path:
+    ``axonbus.toml``/``.yaml``/``.yml``, else a ``pyproject.toml`` with ``[tool.axonbus]``."""
     candidates = [directory / name for name in _NAMES if (directory / name).is_file()]
     if len(candidates) > 1:
         names = " and ".join(c.name for c in candidates)

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal, NamedTuple, Union, get_args, get_ori
 from pydantic import BaseModel, SecretStr, ValidationError
 from pydantic.fields import FieldInfo
 
-from .transports.base import redact_url
+from ._redact import redact_url
 
 __all__ = ["ConfigProblem", "problems_from"]
 

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
 
 from ._config_errors import ConfigProblem
-from .transports.base import redact_url
+from ._redact import redact_url
 
 __all__ = [
     "CHANNEL_TYPE",
@@ -32,6 +32,7 @@ __all__ = [
     "TokenConfig",
     "WebSocketConfig",
     "WebhookConfig",
+    "check_channel_type",
     "check_host",
     "check_origin",
     "field",
@@ -165,6 +166,28 @@ ChannelConfig = Annotated[
 ORIGIN = "a browser origin, scheme://host[:port] like 'https://app.example.com', or '*'"
 HOST = "a host name like 'gateway.example.com' or '10.0.0.5' (no port), '*.example.com', or '*'"
 _SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*$")
+
+
+_CHANNEL_TYPE_FORBIDDEN = frozenset(".*>$")
+
+
+def check_channel_type(channel_type: object) -> str:
+    """Return ``channel_type`` if it can fill one topic token, else raise ``ValueError``.
+
+    >>> check_channel_type("telegram")
+    'telegram'
+    """
+    if (
+        not isinstance(channel_type, str)
+        or not channel_type
+        or _CHANNEL_TYPE_FORBIDDEN.intersection(channel_type)
+        or any(c.isspace() for c in channel_type)
+    ):
+        raise ValueError(
+            f"invalid channel_type {channel_type!r}: it must be a non-empty str without "
+            "'.', '*', '>', '$' or whitespace (it becomes one token of channel.{type}.in)"
+        )
+    return channel_type
 
 
 def check_origin(value: str) -> str:

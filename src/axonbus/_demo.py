@@ -23,7 +23,11 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from . import Bus, HandlerFailed, NoResponders, RemoteError, Subscription, __version__
+from ._bus import Bus
+from ._exceptions import NoResponders, RemoteError
+from ._subscription import Subscription
+from ._system import HandlerFailed
+from ._version import __version__
 from .channels import (
     ChannelManager,
     ChannelMessage,

@@ -25,8 +25,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from . import __version__
 from ._exceptions import AxonbusError, MissingDependency
+from ._version import __version__
 
 __all__ = ["build_parser", "main"]
 

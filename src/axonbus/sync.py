@@ -88,6 +88,12 @@ class Bus:
         return self._bus.state
 
     @property
+    def async_bus(self) -> AsyncBus:
+        """The :class:`axonbus.Bus` this wraps, running on this bus's loop thread: for code
+        that schedules its own work on that loop (``async_bus.loop``)."""
+        return self._bus
+
+    @property
     def url(self) -> str:
         return self._bus.url
 

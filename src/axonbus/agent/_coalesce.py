@@ -24,11 +24,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .. import Envelope
+from .._events import Envelope
 from ._events import AgentEvent, Token
 
 if TYPE_CHECKING:
-    from .. import Bus
+    from .._bus import Bus
 
 __all__ = ["CoalesceStats", "CoalescingStream", "TokenCoalescer", "coalesce_tokens"]
 

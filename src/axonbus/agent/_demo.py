@@ -10,14 +10,15 @@ import re
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .. import BusClosed
+from .._exceptions import BusClosed
 from ._events import UserInput
 from ._loop import AgentLoop
 from ._models import Message, Tool
 from ._scripted import ScriptedModel, Turn
 
 if TYPE_CHECKING:
-    from .. import Bus, Subscription
+    from .._bus import Bus
+    from .._subscription import Subscription
 
 __all__ = ["DemoAgent", "calculate", "find_expression"]
 

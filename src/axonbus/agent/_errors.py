@@ -14,7 +14,7 @@ from :class:`axonbus.AxonbusError` so one ``except`` catches everything::
 
 from __future__ import annotations
 
-from .. import AxonbusError
+from .._exceptions import AxonbusError
 
 __all__ = [
     "MaxStepsExceeded",

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from .. import Event
+from .._events import Event
 
 __all__ = [
     "AGENT_EVENTS",

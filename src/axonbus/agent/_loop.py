@@ -29,7 +29,8 @@ from ._lifecycle import lifecycle
 from ._models import ChatModel, Message, TextDelta, ThinkingDelta, Tool, ToolRequest, as_tools
 
 if TYPE_CHECKING:
-    from .. import Bus, Subscription
+    from .._bus import Bus
+    from .._subscription import Subscription
 
 __all__ = ["AgentLoop", "RunResult", "cancel", "interrupt", "resume"]
 

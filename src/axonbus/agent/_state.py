@@ -32,7 +32,8 @@ from ._events import (
 )
 
 if TYPE_CHECKING:
-    from .. import Bus, Subscription
+    from .._bus import Bus
+    from .._subscription import Subscription
 
 __all__ = ["RunState", "RunStatus", "StateManager", "StateUpdates", "ToolCallState", "reduce"]
 

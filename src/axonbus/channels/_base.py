@@ -8,32 +8,17 @@ import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from .._config_schema import check_channel_type
 from ._errors import ChannelNotStarted
 from ._messages import ChannelMessage, ChannelReply
 
 if TYPE_CHECKING:
-    from .. import Bus, Subscription
+    from .._bus import Bus
+    from .._subscription import Subscription
 
 __all__ = ["Channel", "check_channel_type"]
 
 logger = logging.getLogger("axonbus.channels")
-
-_FORBIDDEN = frozenset(".*>$")
-
-
-def check_channel_type(channel_type: object) -> str:
-    """Return ``channel_type`` if it can fill one topic token, else raise ``ValueError``."""
-    if (
-        not isinstance(channel_type, str)
-        or not channel_type
-        or _FORBIDDEN.intersection(channel_type)
-        or any(c.isspace() for c in channel_type)
-    ):
-        raise ValueError(
-            f"invalid channel_type {channel_type!r}: it must be a non-empty str without "
-            "'.', '*', '>', '$' or whitespace (it becomes one token of channel.{type}.in)"
-        )
-    return channel_type
 
 
 class Channel(abc.ABC):

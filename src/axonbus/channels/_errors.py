@@ -6,7 +6,7 @@ both still derive from :class:`axonbus.AxonbusError` so one ``except`` catches e
 
 from __future__ import annotations
 
-from .. import AxonbusError, LifecycleError
+from .._exceptions import AxonbusError, LifecycleError
 
 __all__ = ["ChannelAlreadyAttached", "ChannelApiError", "ChannelNotStarted"]
 

@@ -7,10 +7,11 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from .. import Event, LifecycleError
+from .._events import Event
+from .._exceptions import LifecycleError
 
 if TYPE_CHECKING:
-    from .. import Bus
+    from .._bus import Bus
 
 __all__ = ["Heartbeat", "HeartbeatTick"]
 

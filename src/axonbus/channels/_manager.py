@@ -7,13 +7,13 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from .. import LifecycleError
+from .._exceptions import LifecycleError
 from ._base import Channel, check_channel_type
 from ._errors import ChannelAlreadyAttached
 from ._restart import RestartPolicy
 
 if TYPE_CHECKING:
-    from .. import Bus
+    from .._bus import Bus
 
 __all__ = ["ChannelManager", "ChannelState", "ChannelStatus"]
 

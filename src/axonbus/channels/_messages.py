@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import Field
 
-from .. import Event
+from .._events import Event
 
 __all__ = ["ChannelMessage", "ChannelReply"]
 

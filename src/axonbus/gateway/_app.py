@@ -135,12 +135,11 @@ async def _committed_offset(gw: Gateway, event_id: str) -> int | None:
         await gw.bus.flush()
     except Exception as exc:
         raise gw.bus_error(exc) from exc
-    if not gw.has_log:
+    log = gw.bus.event_log
+    if log is None:
         return None
-    from .._replay import log_of
-
     with contextlib.suppress(LookupError):
-        after, _ = await log_of(gw.bus.transport).resolve_since(event_id)
+        after, _ = await log.resolve_since(event_id)
         return after
     return None
 

@@ -18,7 +18,7 @@ from ._auth import TokenSet, load_tokens, new_secret
 from ._server import serve
 
 if TYPE_CHECKING:
-    from .._config import Config
+    from .._compose import Config
 
 __all__ = ["run_serve", "run_token"]
 
@@ -52,7 +52,7 @@ def run_serve(args: argparse.Namespace) -> int:
     if args.tokens is not None:
         args.tokens = _tokens_file(args.tokens)
     if getattr(args, "config", None):
-        from .._config import load_config
+        from .._compose import load_config
 
         config = load_config(args.config)
         if "url" not in given:
@@ -111,7 +111,7 @@ def _setup_logging(name: str, access_log: bool, config: Config | None) -> None:
     level = getattr(logging, name.upper(), logging.INFO)
     handler = logging.StreamHandler(sys.stderr)
     if config is not None and config.observability.json_logs:
-        from .._config import observability_name
+        from .._compose import observability_name
 
         handler.setFormatter(observability_name("JsonFormatter", "observability.json_logs")())
     else:
@@ -139,7 +139,7 @@ async def _serve_config(
         await bus.start()
         stack.push_async_callback(bus.close)
         if config.observability.metrics_port is not None:
-            from .._config import observability_name
+            from .._compose import observability_name
 
             start_exporter = observability_name("start_exporter", "observability.metrics_port")
             obs = config.observability

@@ -29,8 +29,6 @@ from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
-from .._exceptions import NoEventLog
-from .._replay import log_of
 from ._payload import dumps, envelope_record
 
 if TYPE_CHECKING:
@@ -119,11 +117,7 @@ class Feed(Protocol):
 
 def has_log(bus: Bus) -> bool:
     """True when the bus's transport keeps an event log (``bus.replay`` works)."""
-    try:
-        log_of(bus.transport)
-    except NoEventLog:
-        return False
-    return True
+    return bus.event_log is not None
 
 
 class Hub:
@@ -391,10 +385,10 @@ class Hubs:
         """A feed of ``pattern``: from the log after ``last_event_id`` (an offset, or an event
         id) when the bus has a log, else from now on; live only without a log. An offset past
         the newest event is clamped to it (and the feed's ``notice`` says so)."""
-        if not has_log(self.bus):
+        log = self.bus.event_log
+        if log is None:
             hub = await self._hub(pattern, None)
             return HubFeed(hub, hub.last)
-        log: LogTransport = log_of(self.bus.transport)
         head = await _head(log)
         cursor, notice = head, None
         if last_event_id:

@@ -42,6 +42,7 @@ from prometheus_client.registry import Collector
 from .._events import Context, Envelope
 from .._middleware import HandleNext, Middleware
 from .._topics import match
+from ..transports.base import BrokerTransport
 
 if TYPE_CHECKING:
     import threading
@@ -134,12 +135,13 @@ class MetricsMiddleware(Middleware):
     def _refresh(self) -> None:
         """Follow the bus's subscriptions (checked by version: one int compare per call)."""
         assert self.bus is not None
-        routes = self.bus._routes
-        if routes.version == self._version:
+        bus = self.bus
+        version = bus.subscriptions_version
+        if version == self._version:
             return
-        self._version = routes.version
+        self._version = version
         by_name: dict[str, list[str]] = {}
-        for sub in list(routes.subs):
+        for sub in bus.subscriptions():
             names = by_name.setdefault(sub.name, [])
             if sub.pattern not in names:
                 names.append(sub.pattern)
@@ -203,7 +205,7 @@ class BusCollector(Collector):
         self.bus = bus
         self.const_labels = dict(const_labels or {})
         self.metrics = next(
-            (mw for mw in bus._middleware if isinstance(mw, MetricsMiddleware)), None
+            (mw for mw in bus.middleware if isinstance(mw, MetricsMiddleware)), None
         )
 
     def __repr__(self) -> str:
@@ -234,8 +236,8 @@ class BusCollector(Collector):
         )
         count.add_metric(const_values, float(len(self.bus.subscriptions())))
         yield count
-        remote = self.bus._remote
-        if remote is not None:
+        remote = self.bus.transport
+        if isinstance(remote, BrokerTransport):
             connected = GaugeMetricFamily(
                 "axonbus_transport_connected", "1 while the broker is reachable", labels=const_keys
             )

@@ -106,7 +106,7 @@ class OpenTelemetryMiddleware(Middleware):
 
     @staticmethod
     def _make_tracer(provider: TracerProvider) -> Tracer:
-        from .. import __version__
+        from .._version import __version__
 
         return provider.get_tracer(_SCOPE, __version__)
 
@@ -156,7 +156,7 @@ class OpenTelemetryMiddleware(Middleware):
         topic = envelope.topic
         parent: otel_context.Context | None = None  # the current context
         if not otel_trace.get_current_span().get_span_context().is_valid:
-            headers = envelope._headers
+            headers = envelope.headers_or_none
             if headers and "traceparent" in headers:
                 # relayed with its trace context (the gateway passes traceparent through)
                 parent = self._textmap().extract(headers)
@@ -189,7 +189,7 @@ class OpenTelemetryMiddleware(Middleware):
             return await call_next(event, ctx)
         tracer = self._tracer
         assert tracer is not None
-        headers = env._headers
+        headers = env.headers_or_none
         # never the worker task's own context: it is whatever was current when it started
         parent = self._textmap().extract(headers) if headers else _EMPTY
         attributes: dict[str, Any] = {

@@ -33,7 +33,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from itertools import islice
 from typing import TYPE_CHECKING, Any, ClassVar
-from urllib.parse import parse_qsl, unquote_plus, urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from .._events import Envelope
 from .._exceptions import (
@@ -43,6 +43,7 @@ from .._exceptions import (
     MissingDependency,
     QueueFull,
 )
+from .._redact import redact_url as redact_url  # transports import it from here
 from .._system import Outcome
 
 if TYPE_CHECKING:
@@ -218,59 +219,6 @@ def url_options(url: str) -> tuple[str, dict[str, str]]:
     parts = urlsplit(url)
     options = dict(parse_qsl(parts.query, keep_blank_values=True))
     return parts._replace(query="").geturl(), options
-
-
-#: URL query options whose value is a credential (compared case-insensitively, decoded)
-SECRET_OPTIONS = frozenset(
-    {"password", "passwd", "pass", "pwd", "token", "access_token", "auth_token", "secret",
-     "api_key", "apikey", "sslpassword", "nkey", "jwt"}
-)  # fmt: skip
-
-
-def redact_url(url: str) -> str:
-    """``url`` with its password (or token) replaced by ``***``: for logs, reprs and errors.
-
-    Hides the userinfo's secret (``user:***@``, a lone token as ``***@``) and the value of
-    credential options in the query (``?password=***``), however they are percent-encoded.
-
-    >>> redact_url("redis://app:s3cret@db:6379/0?token=abc&db=1")
-    'redis://app:***@db:6379/0?token=***&db=1'
-    """
-    # by hand, not urlsplit/urlunsplit: those reject some malformed URLs (the ones error
-    # messages show) and rewrite others (sqlite:///x.db becomes sqlite:/x.db)
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        scheme, rest = "", url
-    at = -1
-    if rest[:1] not in ("", "/"):
-        # an authority: its userinfo ends at the last '@' (a password may hold a raw '/',
-        # '?', '#' or '@'; hiding too much beats showing a secret)
-        at = rest.rfind("@")
-    end = _end_of(rest, "/?#", max(at, 0))
-    authority, tail = rest[:end], rest[end:]
-    if at != -1:
-        credentials, _, host = authority.rpartition("@")
-        user, colon, _secret = credentials.partition(":")
-        authority = f"{user}:***@{host}" if colon else f"***@{host}"
-    path, qmark, query = tail.partition("?")
-    if qmark:
-        query, hash_, fragment = query.partition("#")
-        query = "&".join(_redact_option(pair) for pair in query.split("&"))
-        tail = f"{path}?{query}{hash_}{fragment}"
-    return f"{scheme}{sep}{authority}{tail}"
-
-
-def _end_of(text: str, marks: str, start: int) -> int:
-    """Index of the first of ``marks`` in ``text`` from ``start`` (``len(text)`` if none)."""
-    found = [i for i in (text.find(m, start) for m in marks) if i != -1]
-    return min(found, default=len(text))
-
-
-def _redact_option(pair: str) -> str:
-    key, eq, value = pair.partition("=")
-    if eq and value and unquote_plus(key).strip().lower() in SECRET_OPTIONS:
-        return f"{key}=***"
-    return pair
 
 
 def float_option(options: dict[str, str], key: str, default: float) -> float:

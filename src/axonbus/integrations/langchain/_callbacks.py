@@ -17,7 +17,7 @@ from ._outbox import Outbox
 from ._translate import Translator
 
 if TYPE_CHECKING:
-    from ... import Bus
+    from ..._bus import Bus
 
 __all__ = ["AxonbusCallbackHandler", "AxonbusSyncCallbackHandler"]
 
@@ -33,7 +33,7 @@ class _Publishing:
     ) -> None:
         _ = Interrupt(session_id=session_id).topic  # InvalidTopic for a bad session id
         if isinstance(bus, SyncBus):
-            bus = bus._bus  # its async Bus, running on the sync Bus's loop thread
+            bus = bus.async_bus  # its async Bus, running on the sync Bus's loop thread
         self.bus = bus
         self.session_id = session_id
         self._translator = Translator(session_id, run_id=run_id, agent=agent)

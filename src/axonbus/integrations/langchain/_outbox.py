@@ -24,11 +24,11 @@ from collections import deque
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from ... import BusClosed, QueueFull
+from ..._exceptions import BusClosed, QueueFull
 from ...agent import AgentEvent
 
 if TYPE_CHECKING:
-    from ... import Bus
+    from ..._bus import Bus
 
 __all__ = ["Outbox"]
 
@@ -48,8 +48,7 @@ class Outbox:
         self._busy = False  # the pump is awaiting the head's publish
 
     def _loop(self) -> asyncio.AbstractEventLoop | None:
-        # the Bus has no public accessor for its loop (axonbus.sync reads it the same way)
-        return self.bus._loop
+        return self.bus.loop
 
     def on_loop(self) -> bool:
         """Called on the bus's loop thread (possibly from sync code the loop is running)."""

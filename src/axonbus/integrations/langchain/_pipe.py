@@ -16,7 +16,8 @@ from ...agent import AgentEvent, Cancel, Done, Interrupt
 from ._translate import RunInfo, Translator
 
 if TYPE_CHECKING:
-    from ... import Bus, Subscription
+    from ..._bus import Bus
+    from ..._subscription import Subscription
 
 __all__ = ["PipeResult", "pipe_events"]
 
