@@ -7,7 +7,7 @@ import logging
 import os
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Any, Literal, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from ._codec import Codec, get_codec
 from ._events import Envelope
@@ -25,6 +25,9 @@ from ._subscription import HandlerSpec, Subscription, SubscriptionStats, check_o
 from ._topics import match, split_pattern
 from .transports import Transport, open_transport
 from .transports.base import BrokerTransport, redact_url
+
+if TYPE_CHECKING:
+    from .transports.sink import Inbox
 
 __all__ = ["Bus"]
 
@@ -494,8 +497,22 @@ class Bus(Publisher):
 
     # -- what broker transports hand in --------------------------------------------------------
 
-    async def _receive(self, pattern: str, env: Envelope) -> None:
-        """An event another bus published, for the local mailboxes on exactly ``pattern``."""
+    @property
+    def wire_codec(self) -> Codec:
+        """The codec that encodes envelopes for the wire (``codec`` is its name)."""
+        return self._codec
+
+    @property
+    def deadlines(self) -> Deadlines:
+        """The one timer that fails pending requests at their deadline (for transports)."""
+        return self._deadlines
+
+    async def receive(self, pattern: str, env: Envelope) -> None:
+        """An event another bus published, for the local mailboxes on exactly ``pattern``.
+
+        Part of the :class:`~axonbus.transports.Sink` a transport gets at start: a transport
+        calls it once per watched pattern that ``env``'s topic matches.
+        """
         route = self._routes.broadcast.get(pattern)
         if route:
             blocked = self._enqueue(env, (), route=route, inbound=True)
@@ -503,10 +520,14 @@ class Bus(Publisher):
                 for mb in blocked:
                     await self._put_blocking(mb, env)
 
-    async def _put(self, mb: Mailbox, env: Envelope) -> bool:
-        """A broker delivery for a group, durable or responder mailbox; False if it is closed."""
-        await self._put_blocking(mb, env)
-        return not mb.closed
+    async def put(self, inbox: Inbox, env: Envelope) -> bool:
+        """A broker delivery for a group, durable or responder mailbox; False if it is closed.
+
+        Part of the :class:`~axonbus.transports.Sink`: ``inbox`` is one the Bus passed to the
+        transport's ``bind``. Waits while the mailbox is full.
+        """
+        await self._put_blocking(inbox, env)  # type: ignore[arg-type]  # a Mailbox: ours
+        return not inbox.closed
 
     # -- introspection -------------------------------------------------------------------------
 
