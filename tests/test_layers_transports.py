@@ -10,12 +10,22 @@ from __future__ import annotations
 
 import ast
 import inspect
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import axonbus
-from axonbus import _bus, _mailbox, _publishing, _subscription
+from axonbus import Bus, Envelope, NoEventLog, _bus, _mailbox, _publishing, _subscription, match
+from axonbus.transports import (
+    BrokerTransport,
+    EventLog,
+    Inbox,
+    RequestReply,
+    SubscriptionInfo,
+    register_transport,
+)
 
 TRANSPORTS = Path(axonbus.__file__).parent / "transports"
 
@@ -137,3 +147,55 @@ def test_the_scan_catches(source: str) -> None:
 )
 def test_the_scan_allows(source: str) -> None:
     assert not violations(source, "example.py", _private_members())
+
+
+class _KeepsEverything(BrokerTransport):
+    """A transport outside the package that keeps a log: only ``replay`` matters here."""
+
+    scheme = "keeps"
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.stored = [Envelope("a.b", 1), Envelope("a.c", 2)]
+
+    def replay(
+        self, pattern: str, since: Any, until: Any, follow: bool, limit: int | None
+    ) -> AsyncIterator[Envelope]:
+        async def read() -> AsyncIterator[Envelope]:
+            for env in self.stored:
+                if match(pattern, env.topic):
+                    yield env
+
+        return read()
+
+    # what a broker transport must have; never called by this test
+    async def connect(self) -> None: ...
+    async def write_batch(self, batch: list[Any]) -> None: ...
+    async def disconnect(self) -> None: ...
+    def watch(self, pattern: str) -> None: ...
+    def unwatch(self, pattern: str) -> None: ...
+    def bind(self, mailbox: Inbox, subscription: SubscriptionInfo) -> None: ...
+    def unbind(self, mailbox: Inbox) -> None: ...
+    async def request(self, env: Envelope, data: bytes, timeout: float | None) -> Any: ...
+    async def stored_dead_letters(self, limit: int) -> list[tuple[str, bytes]]:
+        return []
+
+    async def drop_dead_letter(self, key: str) -> None: ...
+
+
+def test_capabilities_tell_what_a_transport_offers(tmp_path: Path) -> None:
+    on_sqlite = Bus(f"sqlite:///{tmp_path / 'log.db'}").transport
+    assert isinstance(on_sqlite, EventLog)
+    assert isinstance(on_sqlite, RequestReply)
+    assert not isinstance(Bus().transport, EventLog)
+    assert not isinstance(Bus().transport, RequestReply)
+
+
+async def test_replay_reads_any_transport_with_an_event_log() -> None:
+    register_transport(_KeepsEverything)
+    async with Bus("keeps://here") as bus:
+        assert isinstance(bus.transport, EventLog)
+        assert [env.event async for env in bus.replay("a.>")] == [1, 2]
+    async with Bus() as bus:
+        with pytest.raises(NoEventLog):
+            bus.replay("a.>")

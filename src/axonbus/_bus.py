@@ -25,6 +25,7 @@ from ._subscription import HandlerSpec, Subscription, SubscriptionStats, check_o
 from ._topics import match, split_pattern
 from .transports import Transport, open_transport
 from .transports.base import BrokerTransport, redact_url
+from .transports.capabilities import EventLog
 
 if TYPE_CHECKING:
     from .transports.sink import Inbox
@@ -575,7 +576,10 @@ class Bus(Publisher):
             raise ValueError("replay: follow=True reads on forever; it takes no until=")
         if limit is not None and (not isinstance(limit, int) or limit < 1):
             raise ValueError(f"limit must be a positive int or None, got {limit!r}")
-        return log_of(self.transport).replay(pattern, since, until, follow, limit)
+        transport = self.transport
+        if isinstance(transport, EventLog):  # any transport that keeps a log, not only ours
+            return transport.replay(pattern, since, until, follow, limit)
+        return log_of(transport).replay(pattern, since, until, follow, limit)  # NoEventLog
 
     async def events(
         self,
