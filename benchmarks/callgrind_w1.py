@@ -1,6 +1,7 @@
 """Instructions per event of W1 (publish + handle) under callgrind, against a raw queue.
 
-    python -m benchmarks.callgrind_w1
+    python -m benchmarks.callgrind_w1              # W1
+    python -m benchmarks.callgrind_w1 --fanout 10  # W10: ten subscribers, per delivery
 
 W1 here is ``await bus.publish(topic, i)`` to one ``async def`` handler on ``memory://``, then
 ``await bus.drain()``. Each figure is ``(Ir(21,000 events) - Ir(1,000 events)) / 20,000``: two
@@ -10,7 +11,9 @@ which makes them the figure to compare before and after a change of the hot path
 rates on a shared box vary by 20%). The raw anchor is an ``await queue.put()`` /
 ``await queue.get()`` pair to one consumer task, measured the same way.
 
-Needs ``valgrind`` on the PATH. ``PYTHONPATH`` decides which axonbus is measured.
+Every run uses ``PYTHONHASHSEED=0`` (or the one set): the figure moves with the hash seed, so
+two versions compare only under the same one. Needs ``valgrind`` on the PATH. ``PYTHONPATH``
+decides which axonbus is measured.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ LARGE = 21_000
 TOPIC = "bench.w1"
 
 
-async def run_axonbus(n: int) -> None:
+async def run_axonbus(n: int, fanout: int) -> None:
     from axonbus import Bus
 
     handled = 0
@@ -39,39 +42,44 @@ async def run_axonbus(n: int) -> None:
         handled += 1
 
     async with Bus() as bus:
-        bus.subscribe(TOPIC, handler, maxsize=1000, overflow="block")
+        for _ in range(fanout):
+            bus.subscribe(TOPIC, handler, maxsize=1000, overflow="block")
         publish = bus.publish
         for i in range(n):
             await publish(TOPIC, i)
         await bus.drain()
-    assert handled == n, (handled, n)
+    assert handled == n * fanout, (handled, n)
 
 
-async def run_raw(n: int) -> None:
-    queue: asyncio.Queue[int] = asyncio.Queue(maxsize=1000)
+async def run_raw(n: int, fanout: int) -> None:
+    queues: list[asyncio.Queue[int]] = [asyncio.Queue(maxsize=1000) for _ in range(fanout)]
     handled = 0
 
     async def handler(event: int) -> None:
         nonlocal handled
         handled += 1
 
-    async def consume() -> None:
+    async def consume(queue: asyncio.Queue[int]) -> None:
         while True:
             await handler(await queue.get())
             queue.task_done()
 
-    worker = asyncio.get_running_loop().create_task(consume())
+    loop = asyncio.get_running_loop()
+    workers = [loop.create_task(consume(queue)) for queue in queues]
     for i in range(n):
-        await queue.put(i)
-    await queue.join()
-    worker.cancel()
-    assert handled == n, (handled, n)
+        for queue in queues:
+            await queue.put(i)
+    for queue in queues:
+        await queue.join()
+    for worker in workers:
+        worker.cancel()
+    assert handled == n * fanout, (handled, n)
 
 
 WORKLOADS = {"axonbus": run_axonbus, "raw": run_raw}
 
 
-def instructions(workload: str, n: int) -> int:
+def instructions(workload: str, n: int, fanout: int) -> int:
     """Total ``Ir`` of one run of ``workload`` with ``n`` events under callgrind."""
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "callgrind.out")
@@ -85,8 +93,12 @@ def instructions(workload: str, n: int) -> int:
             "--child",
             workload,
             str(n),
+            str(fanout),
         ]
-        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        # one hash seed for every run: set and dict layouts (and so the work of the routing
+        # index) vary with it, by up to 7% per delivery with ten subscribers
+        env = {**os.environ, "PYTHONHASHSEED": os.environ.get("PYTHONHASHSEED", "0")}
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
         if done.returncode != 0:
             raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stderr[-2000:]}")
         found = re.search(r"Collected\s*:\s*(\d+)", done.stderr)
@@ -95,27 +107,31 @@ def instructions(workload: str, n: int) -> int:
         return int(found.group(1))
 
 
-def per_event(workload: str) -> float:
-    return (instructions(workload, LARGE) - instructions(workload, SMALL)) / (LARGE - SMALL)
+def per_event(workload: str, fanout: int) -> float:
+    """Instructions per delivery (per event when ``fanout`` is 1)."""
+    large, small = instructions(workload, LARGE, fanout), instructions(workload, SMALL, fanout)
+    return (large - small) / ((LARGE - SMALL) * fanout)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--child", nargs=2, metavar=("WORKLOAD", "N"), help=argparse.SUPPRESS)
+    parser.add_argument("--fanout", type=int, default=1, help="subscribers (W10: 10)")
+    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        workload, n = args.child
-        asyncio.run(WORKLOADS[workload](int(n)))
+        workload, n, fanout = args.child
+        asyncio.run(WORKLOADS[workload](int(n), int(fanout)))
         return
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed")
     import axonbus
 
     print(f"axonbus from {os.path.dirname(axonbus.__file__)}")
-    bus = per_event("axonbus")
-    raw = per_event("raw")
-    print(f"W1 publish + handle: {bus:,.0f} instructions per event")
-    print(f"raw queue put/get:   {raw:,.0f} instructions per event ({bus / raw:.2f}x)")
+    name, unit = ("W1", "event") if args.fanout == 1 else (f"W{args.fanout}", "delivery")
+    bus = per_event("axonbus", args.fanout)
+    raw = per_event("raw", args.fanout)
+    print(f"{name} publish + handle: {bus:,.0f} instructions per {unit}")
+    print(f"raw queue put/get:   {raw:,.0f} instructions per {unit} ({bus / raw:.2f}x)")
 
 
 if __name__ == "__main__":
