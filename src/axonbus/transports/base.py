@@ -60,7 +60,19 @@ logger = logging.getLogger("axonbus")
 
 
 class Transport(abc.ABC):
-    """Base class of transports. Lifecycle: ``start(bus)`` once, then ``close()`` once."""
+    """Base class of transports. Lifecycle: ``start(sink)`` once, then ``close()`` once.
+
+    ``start`` gets the :class:`~axonbus.transports.Sink` (the Bus). A transport that connects
+    buses subclasses :class:`BrokerTransport` instead, which brings the outbox and outages.
+
+    >>> @register_transport
+    ... class Loopback(Transport):
+    ...     scheme = "loopback"
+    ...     local_only = True  # nothing leaves the process: the Bus dispatches locally
+    ...     async def start(self, sink: Sink) -> None: ...
+    ...     async def close(self) -> None: ...
+    >>> Bus("loopback://")
+    """
 
     #: URL scheme this transport serves, e.g. ``"redis"``.
     scheme: ClassVar[str]
@@ -652,7 +664,13 @@ _REGISTRY: dict[str, type[Transport]] = {}
 
 
 def register_transport(cls: type[Transport]) -> type[Transport]:
-    """Class decorator: make ``cls`` available under its URL ``scheme``."""
+    """Class decorator: make ``cls`` available under its URL ``scheme``.
+
+    >>> @register_transport
+    ... class HubTransport(BrokerTransport):
+    ...     scheme = "hub"
+    >>> Bus("hub://demo").transport  # a HubTransport
+    """
     _REGISTRY[cls.scheme] = cls
     return cls
 

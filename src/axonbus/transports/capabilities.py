@@ -23,6 +23,11 @@ __all__ = ["EventLog", "RequestReply"]
 class EventLog(Protocol):
     """Keeps every event and reads it back: what ``Bus.replay`` and ``Bus.events`` need.
 
+    A transport with a ``replay`` method of this shape makes ``bus.replay(...)`` work:
+
+    >>> async for env in bus.replay("orders.>"):  # calls transport.replay("orders.>", ...)
+    ...     print(env.topic, env.event)
+
     ``since`` / ``until`` take the forms ``Bus.replay`` documents (an offset, an event id, a
     time); ``follow=True`` keeps yielding new events as they are stored.
     """
@@ -35,6 +40,8 @@ class EventLog(Protocol):
 @runtime_checkable
 class RequestReply(Protocol):
     """Sends a request to one responder anywhere and returns its decoded reply.
+
+    >>> reply = await transport.request(env, sink.wire_codec.encode(env), timeout=5.0)
 
     ``data`` is ``env`` encoded with the sink's codec; ``timeout`` (None: wait forever) is
     enforced by registering the reply with ``Sink.deadlines``.

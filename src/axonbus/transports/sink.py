@@ -34,9 +34,14 @@ __all__ = ["Inbox", "RequestDeadlines", "Sink", "SubscriptionInfo"]
 class Inbox(Protocol):
     """The shared mailbox of a group, durable or responder, as a transport sees it.
 
-    ``key`` identifies the shared subscription across buses (``None`` for none);
-    ``queue`` holds the envelopes waiting for a handler (read it to fetch no more than there
-    is room for, or to give back what was never started at close).
+    ``key`` identifies the shared subscription across buses: ``("durable", name)``,
+    ``("group", pattern, group)`` or ``("respond", pattern)``. ``queue`` holds the envelopes
+    waiting for a handler (read it to fetch no more than there is room for, or to give back
+    what was never started at close).
+
+    >>> def bind(self, inbox: Inbox, subscription: SubscriptionInfo) -> None:
+    ...     kind = inbox.key[0]  # "durable", "group" or "respond"
+    ...     room = inbox.maxsize - len(inbox.queue)  # fetch no more than fits
     """
 
     @property
@@ -55,7 +60,10 @@ class Inbox(Protocol):
 
 
 class SubscriptionInfo(Protocol):
-    """The options of the subscription behind an :class:`Inbox` (read-only)."""
+    """The options of the subscription behind an :class:`Inbox` (read-only).
+
+    >>> prefetch = max(16, 4 * subscription.concurrency)  # events a durable fetches ahead
+    """
 
     @property
     def pattern(self) -> str: ...
@@ -71,7 +79,14 @@ class SubscriptionInfo(Protocol):
 
 class RequestDeadlines(Protocol):
     """The Bus's one timer for every pending request: it fails ``reply`` with
-    :class:`~axonbus.RequestTimeout` at ``deadline`` (loop time)."""
+    :class:`~axonbus.RequestTimeout` at ``deadline`` (loop time).
+
+    >>> sink.deadlines.watch(reply, loop.time() + timeout, env.topic, timeout)
+    >>> try:
+    ...     return await reply
+    ... finally:
+    ...     sink.deadlines.forget(reply)
+    """
 
     def watch(
         self, reply: asyncio.Future[Any], deadline: float, topic: str, timeout: float
@@ -80,7 +95,12 @@ class RequestDeadlines(Protocol):
 
 
 class Sink(Protocol):
-    """Everything the Bus offers a transport. :class:`axonbus.Bus` implements it."""
+    """Everything the Bus offers a transport. :class:`axonbus.Bus` implements it.
+
+    >>> async def on_message(self, pattern: str, data: bytes) -> None:
+    ...     env = self.sink.wire_codec.decode(data)
+    ...     await self.sink.receive(pattern, env)  # local subscribers on ``pattern`` get it
+    """
 
     @property
     def name(self) -> str:

@@ -40,6 +40,9 @@ class Inbound:
     ``dead(error)`` replaces the acknowledgement of a failed delivery (a store that keeps dead
     letters); ``dropped()`` is called when a full mailbox dropped it; ``lookup()`` reads the
     recorded ``attempt`` of a redelivery when the transport could not read it on fetch.
+
+    >>> env.tracker = Inbound(attempt, ack=lambda: broker.ack(msg_id), redelivered=again)
+    >>> await sink.put(inbox, env)  # the subscription acknowledges it after the handler
     """
 
     __slots__ = (
