@@ -43,35 +43,10 @@ SUBPACKAGES = {
 #: modules inside a subpackage that belong to another layer than their subpackage
 EXCEPTIONS = {"axonbus.gateway._cli": COMPOSITION}  # `axonbus serve`: the CLI builds the app
 
-#: Imports the public transport contract removes: today a transport gets the whole Bus and
-#: names its engine types, and the envelope's tracker type lives in transports/base.py. Each
-#: edge here goes away when transports see only the Sink protocol; delete it then.
-PENDING_TRANSPORT_CONTRACT = {
-    ("axonbus.transports._log", "axonbus._bus"),
-    ("axonbus.transports._log", "axonbus._mailbox"),
-    ("axonbus.transports._log", "axonbus._subscription"),
-    ("axonbus.transports._log_reading", "axonbus._bus"),
-    ("axonbus.transports._log_rpc", "axonbus._bus"),
-    ("axonbus.transports._log_rpc", "axonbus._mailbox"),
-    ("axonbus.transports._nats_conn", "axonbus._mailbox"),
-    ("axonbus.transports._nats_jetstream", "axonbus._mailbox"),
-    ("axonbus.transports._nats_jetstream", "axonbus._subscription"),
-    ("axonbus.transports._nats_rpc", "axonbus._bus"),
-    ("axonbus.transports._nats_rpc", "axonbus._mailbox"),
-    ("axonbus.transports._redis_rpc", "axonbus._bus"),
-    ("axonbus.transports._redis_rpc", "axonbus._mailbox"),
-    ("axonbus.transports.base", "axonbus._bus"),
-    ("axonbus.transports.base", "axonbus._mailbox"),
-    ("axonbus.transports.base", "axonbus._subscription"),
-    ("axonbus.transports.memory", "axonbus._bus"),
-    ("axonbus.transports.nats", "axonbus._bus"),
-    ("axonbus.transports.nats", "axonbus._mailbox"),
-    ("axonbus.transports.nats", "axonbus._subscription"),
-    ("axonbus.transports.redis", "axonbus._bus"),
-    ("axonbus.transports.redis", "axonbus._mailbox"),
-    ("axonbus.transports.redis", "axonbus._subscription"),
-    ("axonbus._events", "axonbus.transports.base"),  # Envelope.tracker: Inbound
-}
+#: The envelope carries its delivery tracker, whose type is part of the transport contract
+#: (``axonbus.transports.tracker``); the envelope names it for type checkers only. It goes when
+#: the tracker's protocol moves down beside the envelope.
+PENDING_TRACKER_TYPE = {("axonbus._events", "axonbus.transports.tracker")}
 
 #: ``Context`` (the handler's view of its bus) is defined beside ``Event`` and names ``Bus``
 #: for type checkers only; it moves into the engine with the engine's own subpackage.
@@ -81,7 +56,7 @@ PENDING_CONTEXT_MOVE = {("axonbus._events", "axonbus._bus")}
 #: the method): a bus built from a file needs the middleware the file names.
 CALL_TIME_ENTRIES = {("axonbus._bus", "axonbus._compose")}
 
-ALLOWED = PENDING_TRANSPORT_CONTRACT | PENDING_CONTEXT_MOVE | CALL_TIME_ENTRIES
+ALLOWED = PENDING_TRACKER_TYPE | PENDING_CONTEXT_MOVE | CALL_TIME_ENTRIES
 
 
 @dataclass(frozen=True)
@@ -289,50 +264,10 @@ def private_reaches(path: Path, defined: dict[str, set[str]]) -> list[str]:
     return found
 
 
-#: (module, attribute): the Bus's (and Envelope's) private members the transports still read;
-#: like PENDING_TRANSPORT_CONTRACT, they go when transports see only the Sink protocol.
-PENDING_TRANSPORT_PRIVATES = {
-    ("axonbus.transports._log", "_codec"),
-    ("axonbus.transports._log", "_headers"),
-    ("axonbus.transports._log", "_put"),
-    ("axonbus.transports._log", "_receive"),
-    ("axonbus.transports._log_reading", "_codec"),
-    ("axonbus.transports._log_rpc", "_codec"),
-    ("axonbus.transports._log_rpc", "_deadlines"),
-    ("axonbus.transports._log_rpc", "_put"),
-    ("axonbus.transports._nats_jetstream", "_put"),
-    ("axonbus.transports._nats_rpc", "_codec"),
-    ("axonbus.transports._nats_rpc", "_put"),
-    ("axonbus.transports._redis_rpc", "_codec"),
-    ("axonbus.transports._redis_rpc", "_deadlines"),
-    ("axonbus.transports._redis_rpc", "_put"),
-    ("axonbus.transports.nats", "_codec"),
-    ("axonbus.transports.nats", "_put"),
-    ("axonbus.transports.nats", "_receive"),
-    ("axonbus.transports.redis", "_codec"),
-    ("axonbus.transports.redis", "_put"),
-    ("axonbus.transports.redis", "_receive"),
-}
-
-
-def _private_reaches() -> list[tuple[str, str, str]]:
-    defined = private_definitions()
-    found = []
-    for path in sorted(SRC.rglob("*.py")):
-        for reach in private_reaches(path, defined):
-            module = reach.partition(" line ")[0]
-            found.append((module, reach.rpartition(".")[2], reach))
-    return found
-
-
 def test_no_module_reads_another_subpackages_private_attributes() -> None:
-    bad = [r for m, a, r in _private_reaches() if (m, a) not in PENDING_TRANSPORT_PRIVATES]
+    defined = private_definitions()
+    bad = [r for path in sorted(SRC.rglob("*.py")) for r in private_reaches(path, defined)]
     assert not bad, "private attributes of another subpackage:\n" + "\n".join(bad)
-
-
-def test_the_allowed_private_reads_still_exist() -> None:
-    gone = PENDING_TRANSPORT_PRIVATES - {(m, a) for m, a, _ in _private_reaches()}
-    assert not gone, f"no longer read, delete from PENDING_TRANSPORT_PRIVATES: {gone}"
 
 
 def test_plugins_never_touch_a_bus_private_attribute() -> None:

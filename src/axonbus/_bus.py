@@ -26,6 +26,10 @@ from ._subscription import HandlerSpec, Subscription, SubscriptionStats, check_o
 from ._topics import match, split_pattern
 from .transports import Transport, open_transport
 from .transports.base import BrokerTransport, redact_url
+from .transports.capabilities import EventLog
+
+if TYPE_CHECKING:
+    from .transports.sink import Inbox
 
 if TYPE_CHECKING:
     from .transports._log import LogTransport
@@ -500,8 +504,22 @@ class Bus(Publisher):
 
     # -- what broker transports hand in --------------------------------------------------------
 
-    async def _receive(self, pattern: str, env: Envelope) -> None:
-        """An event another bus published, for the local mailboxes on exactly ``pattern``."""
+    @property
+    def wire_codec(self) -> Codec:
+        """The codec that encodes envelopes for the wire (``codec`` is its name)."""
+        return self._codec
+
+    @property
+    def deadlines(self) -> Deadlines:
+        """The one timer that fails pending requests at their deadline (for transports)."""
+        return self._deadlines
+
+    async def receive(self, pattern: str, env: Envelope) -> None:
+        """An event another bus published, for the local mailboxes on exactly ``pattern``.
+
+        Part of the :class:`~axonbus.transports.Sink` a transport gets at start: a transport
+        calls it once per watched pattern that ``env``'s topic matches.
+        """
         route = self._routes.broadcast.get(pattern)
         if route:
             blocked = self._enqueue(env, (), route=route, inbound=True)
@@ -509,10 +527,14 @@ class Bus(Publisher):
                 for mb in blocked:
                     await self._put_blocking(mb, env)
 
-    async def _put(self, mb: Mailbox, env: Envelope) -> bool:
-        """A broker delivery for a group, durable or responder mailbox; False if it is closed."""
-        await self._put_blocking(mb, env)
-        return not mb.closed
+    async def put(self, inbox: Inbox, env: Envelope) -> bool:
+        """A broker delivery for a group, durable or responder mailbox; False if it is closed.
+
+        Part of the :class:`~axonbus.transports.Sink`: ``inbox`` is one the Bus passed to the
+        transport's ``bind``. Waits while the mailbox is full.
+        """
+        await self._put_blocking(inbox, env)  # type: ignore[arg-type]  # a Mailbox: ours
+        return not inbox.closed
 
     # -- introspection -------------------------------------------------------------------------
 
@@ -560,7 +582,10 @@ class Bus(Publisher):
             raise ValueError("replay: follow=True reads on forever; it takes no until=")
         if limit is not None and (not isinstance(limit, int) or limit < 1):
             raise ValueError(f"limit must be a positive int or None, got {limit!r}")
-        return log_of(self.transport).replay(pattern, since, until, follow, limit)
+        transport = self.transport
+        if isinstance(transport, EventLog):  # any transport that keeps a log, not only ours
+            return transport.replay(pattern, since, until, follow, limit)
+        return log_of(transport).replay(pattern, since, until, follow, limit)  # NoEventLog
 
     async def events(
         self,

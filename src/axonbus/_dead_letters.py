@@ -56,7 +56,7 @@ class DeadLetters:
 
     async def list(self, limit: int = 100) -> list[StoredDeadLetter]:
         """The oldest ``limit`` dead letters kept, oldest first (nothing is removed)."""
-        decode = self.bus._codec.decode
+        decode = self.bus.wire_codec.decode
         out: list[StoredDeadLetter] = []
         for key, data in await self._transport.stored_dead_letters(limit):
             try:

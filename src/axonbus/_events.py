@@ -29,7 +29,7 @@ from ._topics import split_pattern
 if TYPE_CHECKING:
     from ._bus import Bus
     from ._system import PublishResult
-    from .transports.base import Inbound
+    from .transports.tracker import Inbound
 
 __all__ = ["Context", "Envelope", "Event", "event_class", "log_fields", "new_event_id"]
 

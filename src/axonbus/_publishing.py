@@ -33,7 +33,7 @@ from ._routing import RoutingTable
 from ._subscription import Subscription
 from ._system import DeadLetter, HandlerFailed, Outcome, PublishResult
 from ._topics import TopicIndex
-from .transports.base import DUPLICATE, IDEMPOTENCY_KEY
+from .transports.headers import DUPLICATE, IDEMPOTENCY_KEY
 
 if TYPE_CHECKING:
     from .transports.base import BrokerTransport

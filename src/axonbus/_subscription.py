@@ -22,7 +22,7 @@ from ._events import Context, Envelope, current_envelope, current_subscription, 
 from ._exceptions import AxonbusError, BusClosed, InvalidHandler, RedeliveryExhausted, RemoteError
 from ._retry import Retry
 from ._system import Outcome
-from .transports.base import Inbound
+from .transports.tracker import Inbound
 
 if TYPE_CHECKING:
     from ._bus import Bus

@@ -89,7 +89,7 @@ async def run(args: argparse.Namespace, out: TextIO) -> None:
 
     # log each delivery as the broker hands it over, before it waits in the local queue:
     # what a worker holds when the broker dies may be delivered again elsewhere
-    put = bus._put
+    put = bus.put
     packed: set[str] = set()  # ids of a pack's events, logged when the pack arrived
 
     def log_recv(env: Envelope) -> None:
@@ -103,7 +103,7 @@ async def run(args: argparse.Namespace, out: TextIO) -> None:
             log_recv(env)
         return await put(mailbox, env)
 
-    bus._put = logged_put  # type: ignore[method-assign]
+    bus.put = logged_put  # type: ignore[method-assign]
     # nats:// hands over a pack of events at once; they then enter the mailbox one by one
     unpack = getattr(bus.transport, "unpack", None)
     if unpack is not None:

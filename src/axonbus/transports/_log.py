@@ -43,18 +43,16 @@ from ._log_reading import Cursor, LogReader
 from ._log_rpc import LogRequestReply
 from ._log_store import Compaction, LogStore, table_prefix
 from .base import (
-    IDEMPOTENCY_KEY,
     BrokerTransport,
-    Inbound,
     float_option,
     int_option,
     prefetch_limit,
 )
+from .headers import IDEMPOTENCY_KEY
+from .tracker import Inbound
 
 if TYPE_CHECKING:
-    from .._bus import Bus
-    from .._mailbox import Mailbox
-    from .._subscription import Subscription
+    from .sink import Inbox, Sink, SubscriptionInfo
 
 __all__ = ["Cursor", "LogTransport"]
 
@@ -68,7 +66,7 @@ IDLE_WAIT = 1.0  # seconds a loop sleeps without a change before looking again
 class _Consumer:
     """A group or durable mailbox fed from its consumer row."""
 
-    mailbox: Mailbox
+    mailbox: Inbox
     name: str  # the consumer row
     durable: bool
     stopped: bool = False
@@ -103,7 +101,7 @@ class LogTransport(LogRequestReply, LogReader, BrokerTransport):
         self.store: LogStore | None = None
         self._watched: dict[str, int] = {}  # pattern -> local mailboxes on it
         self._consumers: dict[int, _Consumer] = {}  # id(mailbox) -> consumer
-        self._responders: dict[str, Mailbox] = {}  # pattern -> local responder mailbox
+        self._responders: dict[str, Inbox] = {}  # pattern -> local responder mailbox
         self._replies: dict[str, asyncio.Future[Any]] = {}  # request id -> reply
         self._once: dict[int, asyncio.Future[Any]] = {}  # id(op) -> result of an idempotent pub
         self._change = asyncio.Event()
@@ -116,14 +114,14 @@ class LogTransport(LogRequestReply, LogReader, BrokerTransport):
     def make_store(self, prefix: str) -> LogStore:
         """The store for tables named with ``prefix``."""
 
-    def _ready(self) -> tuple[Bus, LogStore]:
+    def _ready(self) -> tuple[Sink, LogStore]:
         assert self.bus is not None, "the transport has not started"
         assert self.store is not None, "the transport has not started"
         return self.bus, self.store
 
     # -- connection ----------------------------------------------------------------------------
 
-    async def start(self, bus: Bus) -> None:
+    async def start(self, bus: Sink) -> None:
         store = self.store = self.make_store(table_prefix(bus.name))
         store.origin = self.instance
         store.idempotency_window = self.idempotency_window
@@ -132,7 +130,7 @@ class LogTransport(LogRequestReply, LogReader, BrokerTransport):
             self._register(consumer)
         await super().start(bus)
 
-    async def _connect(self) -> None:
+    async def connect(self) -> None:
         store = self.store
         assert store is not None
         await store.open()
@@ -150,7 +148,7 @@ class LogTransport(LogRequestReply, LogReader, BrokerTransport):
                 self.spawn_reader(self._consume(consumer, gen), f"consume:{consumer.name}")
             self.spawn_reader(self._serve(gen), "respond")
 
-    async def _disconnect(self) -> None:
+    async def disconnect(self) -> None:
         self._generation += 1  # every loop of the old connection returns at its next turn
         current = asyncio.current_task()
         # loops of this connection; the writer and a reconnect in progress stay
@@ -252,7 +250,7 @@ class LogTransport(LogRequestReply, LogReader, BrokerTransport):
     max_batch = 1024
 
     def publish_op(self, env: Envelope, data: bytes) -> Any:
-        headers = env._headers
+        headers = env.headers_or_none
         key = headers.get(IDEMPOTENCY_KEY) if headers else None
         return ("pub", env.topic, data, env.id, env.timestamp, key)
 
@@ -266,7 +264,7 @@ class LogTransport(LogRequestReply, LogReader, BrokerTransport):
             self._once.pop(id(op), None)
         return result if isinstance(result, str) else None
 
-    async def _write(self, batch: list[Any]) -> None:
+    async def write_batch(self, batch: list[Any]) -> None:
         store = self.store
         if store is None:
             raise ConnectionError("not connected")
@@ -306,7 +304,7 @@ class LogTransport(LogRequestReply, LogReader, BrokerTransport):
 
     async def _tail(self, gen: int) -> None:
         bus, store = self._ready()
-        decode = bus._codec.decode
+        decode = bus.wire_codec.decode
         try:
             while self.receiving and gen == self._generation:
                 change = self._change
@@ -340,13 +338,13 @@ class LogTransport(LogRequestReply, LogReader, BrokerTransport):
                         continue
                     env.offset = row.offset
                     for pattern in targets:
-                        await bus._receive(pattern, env)
+                        await bus.receive(pattern, env)
         except self.connection_errors as exc:
             self.lost(exc)
 
     # -- groups and durables -------------------------------------------------------------------
 
-    def bind(self, mailbox: Mailbox, subscription: Subscription) -> None:
+    def bind(self, mailbox: Inbox, subscription: SubscriptionInfo) -> None:
         key = mailbox.key
         assert key is not None
         if key[0] == "respond":
@@ -370,7 +368,7 @@ class LogTransport(LogRequestReply, LogReader, BrokerTransport):
         self.send_control(("register", consumer.name, kind, consumer.mailbox.pattern))
         self._registered_upto = self._queued
 
-    def unbind(self, mailbox: Mailbox) -> None:
+    def unbind(self, mailbox: Inbox) -> None:
         key = mailbox.key
         if key is not None and key[0] == "respond":
             if self._responders.pop(mailbox.pattern, None) is not None:
@@ -415,7 +413,7 @@ class LogTransport(LogRequestReply, LogReader, BrokerTransport):
                 for i, (offset, attempt, data, redelivered) in enumerate(claimed):
                     consumer.handing = len(claimed) - i
                     try:
-                        env = bus._codec.decode(data)
+                        env = bus.wire_codec.decode(data)
                     except DecodeError as exc:
                         logger.error(
                             "%s: undecodable event at offset %d for %s: %s",
@@ -431,7 +429,7 @@ class LogTransport(LogRequestReply, LogReader, BrokerTransport):
                     if consumer.durable:
                         env.tracker = self._inbound(consumer, offset, attempt, redelivered)
                         consumer.held += 1
-                    put = await bus._put(mb, env)
+                    put = await bus.put(mb, env)
                     consumer.handing = len(claimed) - i - 1
                     if not put or consumer.stopped:
                         if consumer.durable:  # not handled here: visible to others at once

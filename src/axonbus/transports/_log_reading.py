@@ -16,8 +16,8 @@ from .._topics import match
 from ._log_store import Row
 
 if TYPE_CHECKING:
-    from .._bus import Bus
     from ._log_store import LogStore
+    from .sink import Sink
 
 __all__ = ["Cursor", "LogReader"]
 
@@ -41,7 +41,7 @@ class LogReader:
         store: LogStore | None
         _change: asyncio.Event
 
-        def _ready(self) -> tuple[Bus, LogStore]: ...
+        def _ready(self) -> tuple[Sink, LogStore]: ...
         async def _wait(self, change: asyncio.Event, timeout: float) -> None: ...
 
     async def resolve_since(self, since: Any) -> tuple[int, float | None]:
@@ -130,7 +130,7 @@ class LogReader:
                 if not match(pattern, row.topic):
                     continue
                 try:
-                    env = bus._codec.decode(row.data)
+                    env = bus.wire_codec.decode(row.data)
                 except DecodeError as exc:
                     logger.error("%s: undecodable event at offset %d: %s", self, row.offset, exc)
                     continue

@@ -23,9 +23,8 @@ from .._topics import match
 from ._replies import encode_reply, settle_reply
 
 if TYPE_CHECKING:
-    from .._bus import Bus
-    from .._mailbox import Mailbox
     from ._log_store import LogStore
+    from .sink import Inbox, Sink
 
 __all__ = ["LogRequestReply"]
 
@@ -39,7 +38,7 @@ class LogRequestReply:
     """The request/reply half of :class:`~axonbus.transports._log.LogTransport` (a mixin)."""
 
     if TYPE_CHECKING:  # provided by the transport
-        bus: Bus | None
+        bus: Sink | None
         address: str
         instance: str
         claim_idle: float
@@ -50,10 +49,10 @@ class LogRequestReply:
         _queued: int
         _written: int
         _registered_upto: int
-        _responders: dict[str, Mailbox]
+        _responders: dict[str, Inbox]
         _replies: dict[str, asyncio.Future[Any]]
 
-        def _ready(self) -> tuple[Bus, LogStore]: ...
+        def _ready(self) -> tuple[Sink, LogStore]: ...
         def _changed(self) -> None: ...
         async def _wait(self, change: asyncio.Event, timeout: float) -> None: ...
         async def flush(self) -> None: ...
@@ -61,7 +60,7 @@ class LogRequestReply:
         def send_control(self, op: Any) -> None: ...
         def lost(self, exc: BaseException) -> None: ...
 
-    def _bind_responder(self, mailbox: Mailbox) -> None:
+    def _bind_responder(self, mailbox: Inbox) -> None:
         self._responders[mailbox.pattern] = mailbox
         expires = time.time() + self.claim_idle
         self.send_control(("respond", self.instance, mailbox.pattern, expires))
@@ -90,7 +89,7 @@ class LogRequestReply:
                     if request.deadline is not None and request.deadline < time.time():
                         continue  # the requester has given up already
                     try:
-                        env = bus._codec.decode(request.data)
+                        env = bus.wire_codec.decode(request.data)
                     except DecodeError as exc:
                         logger.error("%s: undecodable request: %s", self, exc)
                         continue
@@ -100,7 +99,7 @@ class LogRequestReply:
                     reply.add_done_callback(
                         functools.partial(self._send_reply, requester, request_id, env)
                     )
-                    if not await bus._put(mailbox, env) and not reply.done():
+                    if not await bus.put(mailbox, env) and not reply.done():
                         reply.set_exception(
                             ConnectionLost("the responder closed before handling the request")
                         )
@@ -119,7 +118,7 @@ class LogRequestReply:
         if request is None or fut is None:
             frame = b"err\nNoResponders\nthe responder went away"
         else:
-            frame = encode_reply(bus._codec, request, fut)
+            frame = encode_reply(bus.wire_codec, request, fut)
         self.send_control(("reply", requester, request_id, frame))
 
     async def _collect_replies(self, gen: int) -> None:
@@ -134,7 +133,7 @@ class LogRequestReply:
                 for request_id, frame in replies:
                     fut = self._replies.pop(request_id, None)
                     if fut is not None:
-                        settle_reply(bus._codec, fut, frame)
+                        settle_reply(bus.wire_codec, fut, frame)
                 if not replies:
                     await self._wait(change, IDLE_WAIT)
         except self.connection_errors as exc:
@@ -164,7 +163,7 @@ class LogRequestReply:
         self._replies[env.id] = reply
         self._changed()  # the reply collector starts looking
         if expires is not None:
-            bus._deadlines.watch(reply, expires, env.topic, timeout or 0.0)
+            bus.deadlines.watch(reply, expires, env.topic, timeout or 0.0)
         try:
             try:
                 async with asyncio.timeout_at(expires):
@@ -180,6 +179,6 @@ class LogRequestReply:
         finally:
             self._replies.pop(env.id, None)
             if timeout is not None:
-                bus._deadlines.forget(reply)
+                bus.deadlines.forget(reply)
             if reply.done() and not reply.cancelled():
                 reply.exception()  # a deadline that fired while sending: nobody awaits it

@@ -13,7 +13,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription as NatsSubscription
 
 if TYPE_CHECKING:
-    from .._mailbox import Mailbox
+    from .sink import Inbox
 
 __all__ = ["Batch", "Conn", "Lost", "guard"]
 
@@ -60,7 +60,7 @@ class Conn:
         self.waiters: dict[str, asyncio.Future[Msg]] = {}
         self.batches: dict[str, Batch] = {}
         self.plain: dict[str, NatsSubscription] = {}
-        self.bound: dict[Mailbox, NatsSubscription] = {}
+        self.bound: dict[Inbox, NatsSubscription] = {}
         self.durable_subs: set[NatsSubscription] = set()
         self.stream_ok = False  # the stream was found or created on this connection
         self._tokens = 0

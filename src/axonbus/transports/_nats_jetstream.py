@@ -47,13 +47,13 @@ from .._topics import match
 from ._frames import frames
 from ._nats_conn import Conn, Lost
 from ._nats_pack import PACK, Pack, PackPart
-from .base import Inbound, backoff_delays, prefetch_limit
+from .base import backoff_delays, prefetch_limit
+from .tracker import Inbound
 
 if TYPE_CHECKING:
     from .._events import Envelope
-    from .._mailbox import Mailbox
-    from .._subscription import Subscription
     from .nats import NatsTransport
+    from .sink import Inbox, SubscriptionInfo
 
 __all__ = ["ApiError", "Durable", "JetStream", "StreamLimits", "consumer_name", "nak_payload"]
 
@@ -110,7 +110,7 @@ def consumer_name(durable: str) -> str:
 class Durable:
     """One bound durable subscription: its consumer, what this bus holds, its pull state."""
 
-    def __init__(self, ident: int, mailbox: Mailbox, name: str, retry: Retry, window: int):
+    def __init__(self, ident: int, mailbox: Inbox, name: str, retry: Retry, window: int):
         self.id = ident
         self.mailbox = mailbox
         self.pattern = mailbox.pattern
@@ -153,13 +153,13 @@ class JetStream:
 
     def __init__(self, transport: NatsTransport) -> None:
         self.t = transport
-        self.durables: dict[Mailbox, Durable] = {}
+        self.durables: dict[Inbox, Durable] = {}
         self._ids = 0
         self._attempts_on: Conn | None = None  # the connection the attempts stream is known on
 
     # -- bind / unbind (synchronous: the transport's _sync makes them real) --------------------
 
-    def add(self, mailbox: Mailbox, subscription: Subscription) -> Durable:
+    def add(self, mailbox: Inbox, subscription: SubscriptionInfo) -> Durable:
         assert subscription.durable is not None
         self._ids += 1
         window = min(prefetch_limit(mailbox, subscription), self.t.prefetch)
@@ -169,7 +169,7 @@ class JetStream:
         self.durables[mailbox] = durable
         return durable
 
-    def remove(self, mailbox: Mailbox) -> None:
+    def remove(self, mailbox: Inbox) -> None:
         durable = self.durables.pop(mailbox, None)
         if durable is None:
             return
@@ -179,7 +179,7 @@ class JetStream:
             durable.task.cancel()
         self.release(mailbox)
 
-    def release(self, mailbox: Mailbox) -> None:
+    def release(self, mailbox: Inbox) -> None:
         """Nak every delivery still queued in ``mailbox``: the server redelivers it now."""
         for env in mailbox.queue:
             tracker = env.tracker
@@ -580,7 +580,7 @@ class JetStream:
         env.tracker = tracker
         put = False
         try:
-            put = await t.bus._put(durable.mailbox, env)
+            put = await t.bus.put(durable.mailbox, env)
         finally:
             # the mailbox closed, or this was cancelled (its connection closed) while it was
             # full: the delivery never reached it, so it goes back to the server now
@@ -641,7 +641,7 @@ class JetStream:
         try:
             for env in envelopes:
                 put = False
-                put = await t.bus._put(durable.mailbox, env)
+                put = await t.bus.put(durable.mailbox, env)
                 if not put:
                     break
         finally:

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ._frames import frames, join_frames
-from .base import Inbound
+from .tracker import Inbound
 
 __all__ = ["PACK", "PACK_MAX", "Pack", "PackPart", "frames", "pack", "run_end"]
 

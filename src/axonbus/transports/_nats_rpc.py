@@ -31,8 +31,7 @@ from .._topics import match
 from ._nats_conn import Conn, Lost
 
 if TYPE_CHECKING:
-    from .._bus import Bus
-    from .._mailbox import Mailbox
+    from .sink import Inbox, Sink
 
 __all__ = ["ERROR_HEADER", "RequestReply"]
 
@@ -43,7 +42,7 @@ class RequestReply:
     """The request/reply half of :class:`~axonbus.transports.nats.NatsTransport` (a mixin)."""
 
     if TYPE_CHECKING:  # provided by the transport
-        bus: Bus | None
+        bus: Sink | None
         address: str
         unavailable_timeout: float
         _rpc: str
@@ -100,7 +99,7 @@ class RequestReply:
             raise RemoteError(error, str(reply.event), topic=topic)
         return reply.event
 
-    def _on_request(self, mb: Mailbox) -> Callable[[Msg], Coroutine[Any, Any, None]]:
+    def _on_request(self, mb: Inbox) -> Callable[[Msg], Coroutine[Any, Any, None]]:
         """The callback of a responder's queue subscription: feed the mailbox, then reply."""
         pattern = mb.pattern
 
@@ -119,7 +118,7 @@ class RequestReply:
             fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
             env.reply = fut
             fut.add_done_callback(lambda f: self._send_reply(reply_to, env.topic, f))
-            if not await self.bus._put(mb, env) and not fut.done():
+            if not await self.bus.put(mb, env) and not fut.done():
                 fut.set_exception(NoResponders(env.topic))
 
         return on_request
@@ -138,7 +137,7 @@ class RequestReply:
         assert self.bus is not None
         try:
             data = encode_checked(
-                self.bus._codec, Envelope(topic, fut.result()), self._reply_limit()
+                self.bus.wire_codec, Envelope(topic, fut.result()), self._reply_limit()
             )
         except (TypeError, ValueError, AxonbusError) as err:
             # EncodeError is the TypeError requesters always saw for an unencodable reply
@@ -151,7 +150,7 @@ class RequestReply:
         assert self.bus is not None
         # an error message may hold what the wire cannot (a lone surrogate): escape it
         text = message[:2000].encode(errors="backslashreplace").decode()
-        data = self.bus._codec.encode(Envelope(topic, text))
+        data = self.bus.wire_codec.encode(Envelope(topic, text))
         self.send_control(("reply", reply_to, data, {ERROR_HEADER: type_name}))
 
     def _reply_limit(self) -> int:

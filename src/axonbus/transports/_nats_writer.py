@@ -33,7 +33,7 @@ logger = logging.getLogger("axonbus")
 MSG_ID = "Nats-Msg-Id"
 # bytes a Nats-Msg-Id header adds to a message: "NATS/1.0\r\n" "Nats-Msg-Id: " id "\r\n\r\n"
 _HEADER_OVERHEAD = 27
-HOLD_REPLIES = 256  # request replies sent before a round trip confirms them (see _write)
+HOLD_REPLIES = 256  # request replies sent before a round trip confirms them (see write_batch)
 
 
 class Writer:
@@ -67,7 +67,7 @@ class Writer:
             raise MessageTooLarge(size, self._max_payload)  # the server would drop the connection
         return ("pub", env.topic, data, event_id)
 
-    async def _write(self, batch: list[Any]) -> None:
+    async def write_batch(self, batch: list[Any]) -> None:
         """Send ``batch`` in order, then wait until the server read it (and, while the stream
         exists, until it stored every event). Consecutive publishes on one topic go as one
         pack (see :mod:`._nats_pack`)."""

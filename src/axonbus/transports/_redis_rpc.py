@@ -29,8 +29,7 @@ from . import _redis_lua
 from ._replies import encode_reply, settle_reply
 
 if TYPE_CHECKING:
-    from .._bus import Bus
-    from .._mailbox import Mailbox
+    from .sink import Inbox, Sink
 
 __all__ = ["RESPONDER_TTL", "RedisRequestReply"]
 
@@ -42,7 +41,7 @@ BLOCK_S = 0.5  # how long BRPOP waits before looking around (closing, room, hear
 
 @dataclass(eq=False)
 class _Responders:
-    mailbox: Mailbox
+    mailbox: Inbox
     queue: str  # the list requests for this pattern are pushed on
 
 
@@ -50,7 +49,7 @@ class RedisRequestReply:
     """The request/reply half of :class:`~axonbus.transports.redis.RedisTransport` (a mixin)."""
 
     if TYPE_CHECKING:  # provided by the transport
-        bus: Bus | None
+        bus: Sink | None
         address: str
         prefix: str
         instance: str
@@ -74,7 +73,7 @@ class RedisRequestReply:
         async def _wait_room(self) -> None: ...
         async def _flush_outbox(self) -> None: ...
 
-    def _bind_responder(self, mailbox: Mailbox) -> None:
+    def _bind_responder(self, mailbox: Inbox) -> None:
         first = not self._responders
         self._responders[mailbox.pattern] = _Responders(
             mailbox, f"{self.prefix}:rpc:{mailbox.pattern}"
@@ -117,12 +116,12 @@ class RedisRequestReply:
         except self.connection_errors as exc:
             self.lost(exc)
 
-    async def _handle_request(self, mailbox: Mailbox, frame: bytes) -> None:
+    async def _handle_request(self, mailbox: Inbox, frame: bytes) -> None:
         bus = self.bus
         assert bus is not None
         try:
             channel, request_id, deadline, data = frame.split(b"\n", 3)
-            env = bus._codec.decode(data)
+            env = bus.wire_codec.decode(data)
         except (ValueError, DecodeError) as exc:
             logger.error("%s: undecodable request: %r", self, exc)
             return
@@ -131,7 +130,7 @@ class RedisRequestReply:
         reply: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         env.reply = reply
         reply.add_done_callback(lambda f: self._send_reply(channel, request_id, env, f))
-        if not await bus._put(mailbox, env) and not reply.done():
+        if not await bus.put(mailbox, env) and not reply.done():
             reply.set_exception(ConnectionLost("the responder closed before handling the request"))
 
     def _send_reply(
@@ -139,7 +138,7 @@ class RedisRequestReply:
     ) -> None:
         bus = self.bus
         assert bus is not None
-        frame = encode_reply(bus._codec, request, fut)
+        frame = encode_reply(bus.wire_codec, request, fut)
         self.send_control(("reply", channel, request_id + b"\n" + frame))
 
     def _on_reply(self, data: bytes) -> None:
@@ -151,7 +150,7 @@ class RedisRequestReply:
         if fut is not None:  # else it timed out already
             bus = self.bus
             assert bus is not None
-            settle_reply(bus._codec, fut, frame)
+            settle_reply(bus.wire_codec, fut, frame)
 
     async def request(self, env: Envelope, data: bytes, timeout: float | None) -> Any:
         bus = self.bus
@@ -183,7 +182,7 @@ class RedisRequestReply:
         reply: asyncio.Future[Any] = loop.create_future()
         self._replies[request_id] = reply
         if expires is not None:
-            bus._deadlines.watch(reply, expires, env.topic, timeout or 0.0)
+            bus.deadlines.watch(reply, expires, env.topic, timeout or 0.0)
         try:
             try:
                 async with asyncio.timeout_at(expires):
@@ -212,6 +211,6 @@ class RedisRequestReply:
         finally:
             self._replies.pop(request_id, None)
             if timeout is not None:
-                bus._deadlines.forget(reply)
+                bus.deadlines.forget(reply)
             if reply.done() and not reply.cancelled():
                 reply.exception()  # a deadline that fired while sending: nobody awaits it

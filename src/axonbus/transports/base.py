@@ -14,11 +14,11 @@ Broker transports subclass :class:`BrokerTransport`. The contract with the Bus:
 - **Plain subscriptions and streams.** The Bus dispatches its own publishes locally and calls
   ``watch(pattern)`` / ``unwatch(pattern)`` when the first / last local mailbox on a pattern
   comes and goes. The transport hands events published by *other* buses to
-  ``bus._receive(pattern, env)``, once per watched pattern that matches. So local subscribers
+  ``sink.receive(pattern, env)``, once per watched pattern that matches. So local subscribers
   receive each event once, wherever it was published.
 - **Groups, durables and responders.** ``bind(mailbox, subscription)`` / ``unbind(mailbox)``
   when the shared mailbox of a ``group=``, ``durable=`` or ``respond`` appears or goes. The
-  broker feeds it through ``bus._put(mailbox, env)``; a broker delivery that must be
+  broker feeds it through ``sink.put(inbox, env)``; a broker delivery that must be
   acknowledged carries an :class:`Inbound` as its ``tracker``. Locally published events reach
   these mailboxes only through the broker, so one member in the whole system gets each one.
 """
@@ -30,7 +30,6 @@ import asyncio
 import logging
 import random
 from collections import deque
-from collections.abc import Awaitable, Callable
 from itertools import islice
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import parse_qsl, urlsplit
@@ -44,12 +43,10 @@ from .._exceptions import (
     QueueFull,
 )
 from .._redact import redact_url as redact_url  # transports import it from here
-from .._system import Outcome
+from .tracker import Inbound
 
 if TYPE_CHECKING:
-    from .._bus import Bus
-    from .._mailbox import Mailbox
-    from .._subscription import Subscription
+    from .sink import Inbox, Sink, SubscriptionInfo
 
 __all__ = [
     "BrokerTransport",
@@ -59,16 +56,24 @@ __all__ = [
     "register_transport",
 ]
 
-#: the header that makes a publish idempotent on transports that dedupe (``dedupes``)
-IDEMPOTENCY_KEY = "idempotency_key"
-#: set on the envelope ``publish`` returns when the event was a duplicate (and went nowhere)
-DUPLICATE = "axonbus_duplicate"
 
 logger = logging.getLogger("axonbus")
 
 
 class Transport(abc.ABC):
-    """Base class of transports. Lifecycle: ``start(bus)`` once, then ``close()`` once."""
+    """Base class of transports. Lifecycle: ``start(sink)`` once, then ``close()`` once.
+
+    ``start`` gets the :class:`~axonbus.transports.Sink` (the Bus). A transport that connects
+    buses subclasses :class:`BrokerTransport` instead, which brings the outbox and outages.
+
+    >>> @register_transport
+    ... class Loopback(Transport):
+    ...     scheme = "loopback"
+    ...     local_only = True  # nothing leaves the process: the Bus dispatches locally
+    ...     async def start(self, sink: Sink) -> None: ...
+    ...     async def close(self) -> None: ...
+    >>> Bus("loopback://")
+    """
 
     #: URL scheme this transport serves, e.g. ``"redis"``.
     scheme: ClassVar[str]
@@ -79,126 +84,12 @@ class Transport(abc.ABC):
         self.url = url
 
     @abc.abstractmethod
-    async def start(self, bus: Bus) -> None:
+    async def start(self, bus: Sink) -> None:
         """Connect; called by ``Bus.start``."""
 
     @abc.abstractmethod
     async def close(self) -> None:
         """Disconnect; called by ``Bus.close`` after local handlers finished."""
-
-
-class Inbound:
-    """The ``tracker`` of a broker delivery that must be acknowledged.
-
-    The subscription reports the delivery's final outcome here, exactly as it does to a
-    :class:`PublishResult`: handled, filtered out, or failed and dead-lettered all acknowledge
-    it; a drop does not, so the broker delivers it again.
-
-    ``attempt`` counts handler calls, not fetches: the number of the next handler call, from
-    what the transport recorded of earlier ones (1 the first time). A fetched event that no
-    handler started (it waited in the mailbox of a consumer that died) is not charged. The
-    first handler call of a first delivery is not written anywhere (that would cost a write
-    per event); every later call, and every call on a ``redelivered`` event, is recorded by
-    ``record(n)`` before it starts, so a handler that takes its process down is charged.
-
-    Optional hooks: ``defer(delay, next_attempt)`` asks the broker to redeliver later instead
-    of retrying in-process (``defer`` returns False when the transport cannot);
-    ``dead(error)`` replaces the acknowledgement of a failed delivery (a store that keeps dead
-    letters); ``dropped()`` is called when a full mailbox dropped it; ``lookup()`` reads the
-    recorded ``attempt`` of a redelivery when the transport could not read it on fetch.
-    """
-
-    __slots__ = (
-        "_ack",
-        "_dead",
-        "_defer",
-        "_dropped",
-        "_lookup",
-        "_record",
-        "_recorded_call",
-        "attempt",
-        "begun",
-        "done",
-        "expected",
-        "redelivered",
-    )
-
-    def __init__(
-        self,
-        attempt: int,
-        ack: Callable[[], None],
-        defer: Callable[[float, int], None] | None = None,
-        dead: Callable[[BaseException | None], None] | None = None,
-        dropped: Callable[[], None] | None = None,
-        *,
-        redelivered: bool = False,
-        record: Callable[[int], Awaitable[None]] | None = None,
-        lookup: Callable[[], Awaitable[int]] | None = None,
-    ) -> None:
-        self.attempt = attempt
-        self.expected = 0  # kept for the PublishResult interface; nobody waits on it
-        self.done = False
-        self.redelivered = redelivered
-        self.begun = 0  # the number of the last handler call started here (0: none)
-        self._recorded_call = 0  # ... and of the last one recorded
-        self._ack = ack
-        self._defer = defer
-        self._dead = dead
-        self._dropped = dropped
-        self._record = record
-        self._lookup = lookup
-
-    async def resume(self) -> int:
-        """The number of the next handler call (reads the record of a redelivery if needed)."""
-        if self.redelivered and self._lookup is not None:
-            self.attempt = max(self.attempt, await self._lookup())
-            self._lookup = None
-        return self.attempt
-
-    @property
-    def recorded(self) -> bool:
-        """A handler call of this event was recorded (the transport keeps a record to drop)."""
-        return self._recorded_call > 0
-
-    async def begin(self, attempt: int) -> None:
-        """Handler call number ``attempt`` is about to start: record it where it must be."""
-        self.begun = attempt
-        if self._record is not None and (attempt > 1 or self.redelivered):
-            await self._record(attempt)
-            self._recorded_call = attempt
-
-    @property
-    def interrupted(self) -> bool:
-        """A handler call started and was neither settled nor recorded (close cancelled it)."""
-        return not self.done and self.begun > self._recorded_call
-
-    async def record_interrupted(self) -> None:
-        """Charge the handler call that was cancelled (the bus closed under it)."""
-        if self._record is not None and self.interrupted:
-            await self._record(self.begun)
-            self._recorded_call = self.begun
-
-    def add(self, outcome: Outcome) -> None:
-        if self.done:
-            return
-        if outcome.status == "dropped":
-            if self._dropped is not None:
-                self.done = True
-                self._dropped()
-            return
-        self.done = True
-        if self._dead is not None and outcome.status in ("error", "timeout", "cancelled"):
-            self._dead(outcome.error)
-        else:
-            self._ack()
-
-    def defer(self, delay: float, next_attempt: int = 0) -> bool:
-        """Give the delivery back for ``next_attempt`` (0: no handler call was charged)."""
-        if self._defer is None or self.done:
-            return False
-        self.done = True
-        self._defer(delay, next_attempt)
-        return True
 
 
 #: a durable fetches ahead at most this many events per concurrent handler (at least
@@ -208,7 +99,7 @@ PREFETCH_PER_WORKER = 4
 PREFETCH_MIN = 16
 
 
-def prefetch_limit(mailbox: Mailbox, subscription: Subscription) -> int:
+def prefetch_limit(mailbox: Inbox, subscription: SubscriptionInfo) -> int:
     """How many events a durable's consumer holds at most (fetched and not yet settled)."""
     wanted = max(PREFETCH_MIN, PREFETCH_PER_WORKER * subscription.concurrency)
     return max(1, min(mailbox.maxsize, wanted))
@@ -252,7 +143,7 @@ def backoff_delays(first: float = 0.05, cap: float = 2.0) -> Any:
 class BrokerTransport(Transport):
     """Shared machinery of broker transports: the outbox, its writer, and outage handling.
 
-    A subclass implements :meth:`_connect` and :meth:`_write`, plus the subscription hooks.
+    A subclass implements :meth:`connect` and :meth:`write_batch`, plus the subscription hooks.
     Common URL options: ``unavailable_timeout`` (seconds a publish waits for a lost broker,
     default 5) and ``outbox`` (operations queued before publishers wait, default 10,000).
     """
@@ -269,7 +160,7 @@ class BrokerTransport(Transport):
         self.outbox_size = int_option(self.options, "outbox", 10_000)
         if self.outbox_size < 1:
             raise ValueError("URL option outbox must be >= 1")
-        self.bus: Bus | None = None
+        self.bus: Sink | None = None
         self.connected = False
         self.lost_publishes = 0  # with on_unavailable="log": publishes given up on
         self._outbox: deque[Any] = deque()
@@ -292,15 +183,15 @@ class BrokerTransport(Transport):
     # -- what a subclass implements ------------------------------------------------------------
 
     @abc.abstractmethod
-    async def _connect(self) -> None:
+    async def connect(self) -> None:
         """(Re)connect and restore every subscription; raise a connection error on failure."""
 
     @abc.abstractmethod
-    async def _write(self, batch: list[Any]) -> None:
+    async def write_batch(self, batch: list[Any]) -> None:
         """Send a batch of outbox operations; raise a connection error if it did not go."""
 
     @abc.abstractmethod
-    async def _disconnect(self) -> None:
+    async def disconnect(self) -> None:
         """Release every connection and stop the readers (at close or after a failure).
 
         Never raises. Runs in its own task, so it may cancel and await every reader.
@@ -315,11 +206,11 @@ class BrokerTransport(Transport):
         """Stop receiving ``pattern`` (its last local mailbox went)."""
 
     @abc.abstractmethod
-    def bind(self, mailbox: Mailbox, subscription: Subscription) -> None:
+    def bind(self, mailbox: Inbox, subscription: SubscriptionInfo) -> None:
         """Start feeding a group, durable or responder mailbox from the broker."""
 
     @abc.abstractmethod
-    def unbind(self, mailbox: Mailbox) -> None:
+    def unbind(self, mailbox: Inbox) -> None:
         """Stop feeding ``mailbox`` (a durable's position stays on the broker)."""
 
     @abc.abstractmethod
@@ -344,16 +235,16 @@ class BrokerTransport(Transport):
     #: whether ``Bus(on_unavailable="log")`` starts without the broker and connects later
     connects_in_background: ClassVar[bool] = True
 
-    async def start(self, bus: Bus) -> None:
+    async def start(self, bus: Sink) -> None:
         """Connect. A broker that refuses the bus raises :class:`ConnectionFailed`; one that
         cannot be reached raises :class:`ConnectionLost`, or, with ``on_unavailable="log"``,
         is connected to in the background (publishes meanwhile follow the outage rules)."""
         self.bus = bus
         self._up = asyncio.Event()
         try:
-            await asyncio.wait_for(self._connect(), self.unavailable_timeout or None)
+            await asyncio.wait_for(self.connect(), self.unavailable_timeout or None)
         except Exception as exc:
-            await self._disconnect()
+            await self.disconnect()
             if isinstance(exc, AxonbusError):
                 raise
             refused = self.refusal(exc)
@@ -409,7 +300,7 @@ class BrokerTransport(Transport):
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self._disconnect()
+        await self.disconnect()
         self._set_connected(False)
         self._fail_waiters(ConnectionLost(f"{self.address}: the bus closed"))
 
@@ -425,7 +316,7 @@ class BrokerTransport(Transport):
     async def drop_dead_letter(self, key: str) -> None:
         """Forget the dead letter(s) stored under ``key`` (once replayed)."""
 
-    async def record_interrupted(self, mailboxes: list[Mailbox]) -> None:
+    async def record_interrupted(self, mailboxes: list[Inbox]) -> None:
         """At close: charge the handler calls the bus cancelled (their deliveries went back to
         ``mailboxes``), so a handler that never finishes is dead-lettered in the end."""
         calls = [
@@ -619,7 +510,7 @@ class BrokerTransport(Transport):
             # publishers keep filling the outbox while a big batch is written)
             batch = list(outbox) if not self.max_batch else list(islice(outbox, self.max_batch))
             try:
-                await self._write(batch)
+                await self.write_batch(batch)
             except self.connection_errors as exc:
                 await self._outage(exc)  # the batch stays queued; sent again once reconnected
                 continue
@@ -696,14 +587,14 @@ class BrokerTransport(Transport):
     async def _reconnect(self, *, first: bool = False) -> None:
         """Connect again with backoff (``first``: the initial connect, started in the
         background). A refusal is logged and retried too: the broker may be fixed meanwhile."""
-        await self._disconnect()
+        await self.disconnect()
         refused: str | None = None
         for delay in backoff_delays():
             await asyncio.sleep(delay)
             try:
-                await asyncio.wait_for(self._connect(), max(self.unavailable_timeout, 1.0))
+                await asyncio.wait_for(self.connect(), max(self.unavailable_timeout, 1.0))
             except Exception as again:
-                await self._disconnect()
+                await self.disconnect()
                 reason = None if isinstance(again, AxonbusError) else self.refusal(again)
                 if reason is not None and reason != refused:
                     logger.error("%s; retrying", reason)  # once per distinct refusal
@@ -721,7 +612,13 @@ _REGISTRY: dict[str, type[Transport]] = {}
 
 
 def register_transport(cls: type[Transport]) -> type[Transport]:
-    """Class decorator: make ``cls`` available under its URL ``scheme``."""
+    """Class decorator: make ``cls`` available under its URL ``scheme``.
+
+    >>> @register_transport
+    ... class HubTransport(BrokerTransport):
+    ...     scheme = "hub"
+    >>> Bus("hub://demo").transport  # a HubTransport
+    """
     _REGISTRY[cls.scheme] = cls
     return cls
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from .base import Transport, register_transport
 
 if TYPE_CHECKING:
-    from .._bus import Bus
+    from .sink import Sink
 
 __all__ = ["MemoryTransport"]
 
@@ -23,7 +23,7 @@ class MemoryTransport(Transport):
     scheme = "memory"
     local_only = True
 
-    async def start(self, bus: Bus) -> None:
+    async def start(self, bus: Sink) -> None:
         # nothing to connect: local dispatch is all there is
         return None
 

@@ -101,9 +101,7 @@ from .base import (
 )
 
 if TYPE_CHECKING:
-    from .._bus import Bus
-    from .._mailbox import Mailbox
-    from .._subscription import Subscription
+    from .sink import Inbox, Sink, SubscriptionInfo
 
 __all__ = ["NatsTransport"]
 
@@ -123,7 +121,7 @@ _FAST_PUBLISH: dict[str, Any] = (
 class Binding:
     """A group, durable or responder mailbox this bus feeds from NATS."""
 
-    def __init__(self, kind: str, mailbox: Mailbox, subscription: Subscription) -> None:
+    def __init__(self, kind: str, mailbox: Inbox, subscription: SubscriptionInfo) -> None:
         self.kind = kind  # "group" | "durable" | "respond"
         self.mailbox = mailbox
         self.pattern = mailbox.pattern
@@ -201,8 +199,8 @@ class NatsTransport(Writer, RequestReply, BrokerTransport):
         self._conn: Conn | None = None
         self._watched: dict[str, int] = {}  # plain pattern -> local mailboxes on it
         self._echoes: dict[str, bool] = {}  # topic -> a watched pattern matches it
-        self._bound: dict[Mailbox, Binding] = {}
-        self._parked: set[Mailbox] = set()  # durable mailboxes that may hold deliveries
+        self._bound: dict[Inbox, Binding] = {}
+        self._parked: set[Inbox] = set()  # durable mailboxes that may hold deliveries
         self._sync_lock = asyncio.Lock()
         self._syncs_queued = 0
         self._syncs_done = 0
@@ -227,7 +225,7 @@ class NatsTransport(Writer, RequestReply, BrokerTransport):
 
     # -- lifecycle -----------------------------------------------------------------------------
 
-    async def start(self, bus: Bus) -> None:
+    async def start(self, bus: Sink) -> None:
         self.prefix = check_bus_name(bus.name)
         self.stream = f"AXONBUS_{self.prefix}"
         self._ev = f"{self.prefix}.ev."
@@ -299,7 +297,7 @@ class NatsTransport(Writer, RequestReply, BrokerTransport):
 
     # -- connecting ----------------------------------------------------------------------------
 
-    async def _connect(self) -> None:
+    async def connect(self) -> None:
         nc = NatsClient()
         self._conns += 1
         conn = Conn(nc, f"{self._reply_root}{self._conns}")
@@ -384,7 +382,7 @@ class NatsTransport(Writer, RequestReply, BrokerTransport):
             if conn is not None and self.connected and self._stream_known:
                 await self._read_durable_patterns(conn)
 
-    async def _disconnect(self) -> None:
+    async def disconnect(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.closing = True
@@ -485,7 +483,7 @@ class NatsTransport(Writer, RequestReply, BrokerTransport):
         self._echoes.clear()
         self._resync()
 
-    def bind(self, mailbox: Mailbox, subscription: Subscription) -> None:
+    def bind(self, mailbox: Inbox, subscription: SubscriptionInfo) -> None:
         assert mailbox.key is not None
         binding = Binding(mailbox.key[0], mailbox, subscription)
         self._bound[mailbox] = binding
@@ -494,7 +492,7 @@ class NatsTransport(Writer, RequestReply, BrokerTransport):
             self._parked.add(mailbox)
         self._resync()
 
-    def unbind(self, mailbox: Mailbox) -> None:
+    def unbind(self, mailbox: Inbox) -> None:
         binding = self._bound.pop(mailbox, None)
         if binding is None:
             return
@@ -542,7 +540,7 @@ class NatsTransport(Writer, RequestReply, BrokerTransport):
     def decode(self, data: bytes, subject: str) -> Envelope | None:
         assert self.bus is not None
         try:
-            return self.bus._codec.decode(data)
+            return self.bus.wire_codec.decode(data)
         except DecodeError as exc:
             logger.error("%s: dropping an undecodable message on %s: %s", self, subject, exc)
             return None
@@ -573,7 +571,7 @@ class NatsTransport(Writer, RequestReply, BrokerTransport):
         """The envelopes of a pack (see :mod:`._nats_pack`); one that does not decode is
         logged and skipped."""
         assert self.bus is not None
-        decode = self.bus._codec.decode
+        decode = self.bus.wire_codec.decode
         found, whole = frames(msg.data)
         if not whole:
             logger.error("%s: dropping the rest of a malformed pack on %s", self, msg.subject)
@@ -590,8 +588,8 @@ class NatsTransport(Writer, RequestReply, BrokerTransport):
         accepts = self.accepts(pattern)
         bus = self.bus
         assert bus is not None
-        decode = bus._codec.decode
-        receive = bus._receive
+        decode = bus.wire_codec.decode
+        receive = bus.receive
 
         async def on_plain(msg: Msg) -> None:
             if msg.reply.startswith(root):
@@ -613,7 +611,7 @@ class NatsTransport(Writer, RequestReply, BrokerTransport):
 
         return on_plain
 
-    def _on_group(self, mb: Mailbox) -> Callable[[Msg], Coroutine[Any, Any, None]]:
+    def _on_group(self, mb: Inbox) -> Callable[[Msg], Coroutine[Any, Any, None]]:
         accepts = self.accepts(mb.pattern)
         bus = self.bus
         assert bus is not None
@@ -627,7 +625,7 @@ class NatsTransport(Writer, RequestReply, BrokerTransport):
                 envelopes = [env] if env is not None else []
             for env in envelopes:
                 # at-most-once: a closed mailbox drops it
-                if accepts(msg.subject, env) and not await bus._put(mb, env):
+                if accepts(msg.subject, env) and not await bus.put(mb, env):
                     return
 
         return on_group

@@ -73,9 +73,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     ) from exc
 
 if TYPE_CHECKING:
-    from .._bus import Bus
-    from .._mailbox import Mailbox
-    from .._subscription import Subscription
+    from .sink import Inbox, Sink, SubscriptionInfo
 
 __all__ = ["RedisTransport"]
 
@@ -111,7 +109,7 @@ def _entry_id(raw: bytes | str) -> tuple[int, int]:
 class _Queue:
     """A group or durable mailbox fed from its stream."""
 
-    mailbox: Mailbox
+    mailbox: Inbox
     stream: str
     durable: bool
     stopped: bool = False  # unbound: the consumer returns after its current read
@@ -178,7 +176,7 @@ class RedisTransport(RedisRequestReply, BrokerTransport):
 
     # -- connection ----------------------------------------------------------------------------
 
-    async def start(self, bus: Bus) -> None:
+    async def start(self, bus: Sink) -> None:
         self.prefix = bus.name
         self._reply_channel = f"{self.prefix}:reply:{self.instance}"
         # keys of subscriptions made before start are named now that the bus name is known
@@ -210,7 +208,7 @@ class RedisTransport(RedisRequestReply, BrokerTransport):
             raise ConnectionLost(f"{self.address}: not connected")
         await client.xdel(self._dead_letters_key, key)
 
-    async def _connect(self) -> None:
+    async def connect(self) -> None:
         client = aioredis.Redis.from_url(
             self._redis_url,
             socket_timeout=max(5.0, self.unavailable_timeout),
@@ -245,7 +243,7 @@ class RedisTransport(RedisRequestReply, BrokerTransport):
             return f"{self.address} refused the connection: {self._describe(exc)}"
         return super().refusal(exc)
 
-    async def _disconnect(self) -> None:
+    async def disconnect(self) -> None:
         self._generation += 1  # every loop of the old connection returns at its next turn
         listener, self._listener = self._listener, None
         await self.stop_tasks({*self._readers, *([listener] if listener else [])})
@@ -305,7 +303,7 @@ class RedisTransport(RedisRequestReply, BrokerTransport):
         }
         self._patterns_read = time.monotonic()
 
-    async def _write(self, batch: list[Any]) -> None:
+    async def write_batch(self, batch: list[Any]) -> None:
         client = self._client
         if client is None:
             raise rexc.ConnectionError("not connected")
@@ -387,7 +385,7 @@ class RedisTransport(RedisRequestReply, BrokerTransport):
                     )  # fmt: skip
         if retry:
             self._shas["PUBLISH"] = await client.script_load(_redis_lua.PUBLISH)
-            await self._write(retry)
+            await self.write_batch(retry)
 
     # -- plain subscriptions: pub/sub --------------------------------------------------------
 
@@ -463,7 +461,7 @@ class RedisTransport(RedisRequestReply, BrokerTransport):
                             topic = env.topic
                             targets = [p for p in patterns if match(p, topic)]
                         for pattern in targets:
-                            await bus._receive(pattern, env)
+                            await bus.receive(pattern, env)
                     continue
                 if kind == b"message":
                     self._on_reply(msg[2])
@@ -481,7 +479,7 @@ class RedisTransport(RedisRequestReply, BrokerTransport):
         length (4 bytes, big-endian). One that does not decode is logged and skipped."""
         bus = self.bus
         assert bus is not None
-        decode = bus._codec.decode
+        decode = bus.wire_codec.decode
         envelopes = []
         parts, whole = frames(data, len(self._origin))
         for part in parts:
@@ -495,7 +493,7 @@ class RedisTransport(RedisRequestReply, BrokerTransport):
 
     # -- groups and durables: streams ----------------------------------------------------------
 
-    def bind(self, mailbox: Mailbox, subscription: Subscription) -> None:
+    def bind(self, mailbox: Inbox, subscription: SubscriptionInfo) -> None:
         key = mailbox.key
         assert key is not None
         if key[0] == "respond":
@@ -514,14 +512,14 @@ class RedisTransport(RedisRequestReply, BrokerTransport):
         if self.connected and self.receiving:
             self.spawn_reader(self._consume(queue, self._generation), f"consume:{stream}")
 
-    def _stream_key(self, mailbox: Mailbox) -> str:
+    def _stream_key(self, mailbox: Inbox) -> str:
         key = mailbox.key
         assert key is not None
         if key[0] == "durable":
             return f"{self.prefix}:durable:{key[1]}"
         return f"{self.prefix}:group:{key[2]}:{mailbox.pattern}"
 
-    def unbind(self, mailbox: Mailbox) -> None:
+    def unbind(self, mailbox: Inbox) -> None:
         key = mailbox.key
         if key is not None and key[0] == "respond":
             self._responders.pop(mailbox.pattern, None)
@@ -662,7 +660,7 @@ class RedisTransport(RedisRequestReply, BrokerTransport):
         bus = self.bus
         assert bus is not None
         try:
-            env = bus._codec.decode(fields[b"d"])
+            env = bus.wire_codec.decode(fields[b"d"])
         except (DecodeError, KeyError) as exc:
             logger.error("%s: undecodable entry %s in %s: %r", self, entry_id, queue.stream, exc)
             if queue.durable:
@@ -671,7 +669,7 @@ class RedisTransport(RedisRequestReply, BrokerTransport):
         if queue.durable:
             queue.inflight.add(entry_id)
             env.tracker = self._inbound(queue, entry_id, attempt)
-        return await bus._put(queue.mailbox, env)
+        return await bus.put(queue.mailbox, env)
 
     def _inbound(self, queue: _Queue, entry_id: bytes, attempt: int) -> Inbound:
         """``attempt`` 0: a first delivery; else a redelivery and its next handler call."""
