@@ -1,62 +1,157 @@
-"""The example transport of the documentation passes the conformance kit.
+"""The example transport of the documentation passes the conformance kit, across processes.
 
-``examples/hub_transport.py`` is written on the public contract only (``axonbus.transports``):
-this is the proof that a transport can be written outside the package.
+``examples/hub_transport.py`` (and its broker, ``examples/hub_broker.py``) are written on the
+public contract only (``axonbus.transports``): this is the proof that a transport can be
+written outside the package.
 """
 
 from __future__ import annotations
 
 import ast
+import asyncio
 import importlib.util
+import os
 import sys
-import uuid
+import tempfile
+from collections.abc import AsyncIterator
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-from axonbus import Bus
+from axonbus import Bus, RequestTimeout
 from axonbus.testing import CHECKS, CheckSkipped, check_transport
 
-EXAMPLE = Path(__file__).parent.parent.parent / "examples" / "hub_transport.py"
+EXAMPLES = Path(__file__).parent.parent.parent / "examples"
+TRANSPORT = EXAMPLES / "hub_transport.py"
+BROKER = EXAMPLES / "hub_broker.py"
 
 
-def _load() -> ModuleType:
-    module = sys.modules.get("hub_transport")
+def _load(path: Path) -> ModuleType:
+    module = sys.modules.get(path.stem)
     if module is None:
-        spec = importlib.util.spec_from_file_location("hub_transport", EXAMPLE)
+        spec = importlib.util.spec_from_file_location(path.stem, path)
         assert spec is not None
         assert spec.loader is not None
         module = importlib.util.module_from_spec(spec)
-        sys.modules["hub_transport"] = module
+        sys.modules[path.stem] = module
         spec.loader.exec_module(module)
     return module
 
 
+@pytest.fixture
+async def hub() -> AsyncIterator[str]:
+    """The URL of a hub running in this process, one per test (a short socket path)."""
+    _load(TRANSPORT)
+    path = str(Path(tempfile.mkdtemp(prefix="hub")) / "hub.sock")
+    server = await _load(BROKER).serve(path)
+    try:
+        yield f"hub://{path}"
+    finally:
+        server.close()
+        await server.wait_closed()
+        os.unlink(path)
+        os.rmdir(os.path.dirname(path))
+
+
 @pytest.mark.parametrize("name", sorted(CHECKS))
-async def test_example_transport_conformance(name: str) -> None:
-    _load()
-    hub = f"hub://{uuid.uuid4().hex[:8]}"  # one broker per check, shared by its buses
+async def test_example_transport_conformance(name: str, hub: str) -> None:
     try:
         await CHECKS[name](lambda: Bus(hub))
     except CheckSkipped as skip:
         pytest.fail(f"the example connects buses, yet {name} was skipped: {skip}")
 
 
-async def test_check_transport_passes_every_check() -> None:
-    _load()
-    hub = f"hub://{uuid.uuid4().hex[:8]}"
+@pytest.mark.timeout(60)
+async def test_check_transport_passes_every_check(hub: str) -> None:
     report = await check_transport(lambda: Bus(hub))
     assert report == dict.fromkeys(CHECKS, "passed"), report
 
 
+async def test_example_request_times_out(hub: str) -> None:
+    # the requester's reply is failed by the sink's timer while the responder is still busy
+    release = asyncio.Event()
+
+    async def busy(req: int) -> int:
+        await release.wait()
+        return req
+
+    async with Bus(hub) as first, Bus(hub) as second:
+        second.respond("slow.echo", busy)
+        await second.flush()
+        with pytest.raises(RequestTimeout):
+            await first.request("slow.echo", 1, timeout=0.2)
+        release.set()
+        assert await first.request("slow.echo", 2, timeout=10) == 2
+
+
 async def test_example_runs() -> None:
-    lines = await _load().main()
+    lines = await _load(TRANSPORT).main()
     assert lines == ["second got hello from first", "2 + 3 = 5"], lines
 
 
-def test_example_uses_only_public_names() -> None:
-    tree = ast.parse(EXAMPLE.read_text())
+# what another process runs: it loads the example transport, publishes three events and asks
+# this process a question
+PUBLISHER = """
+import asyncio, runpy, sys
+from axonbus import Bus, RequestTimeout
+runpy.run_path(sys.argv[1])
+
+async def main():
+    async with Bus("hub://" + sys.argv[2]) as bus:
+        for i in range(3):
+            await bus.publish("greetings.hello", f"hello {i}")
+        print(await bus.request("math.add", {"a": 2, "b": 3}, timeout=10))
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(60)
+async def test_example_connects_processes() -> None:
+    # the hub in a process of its own, a publisher in another, the subscriber here
+    _load(TRANSPORT)
+    path = str(Path(tempfile.mkdtemp(prefix="hub")) / "hub.sock")
+    broker = await asyncio.create_subprocess_exec(
+        sys.executable, str(BROKER), path, stdout=asyncio.subprocess.PIPE
+    )
+    try:
+        assert broker.stdout is not None
+        assert (await asyncio.wait_for(broker.stdout.readline(), 20)).startswith(b"hub listening")
+        got: list[str] = []
+        three = asyncio.Event()
+
+        def hello(event: str) -> None:
+            got.append(event)
+            if len(got) == 3:
+                three.set()
+
+        async with Bus(f"hub://{path}") as bus:
+            bus.subscribe("greetings.>", hello)
+            bus.respond("math.add", lambda req: req["a"] + req["b"])
+            await bus.flush()  # the hub knows of both before the publisher starts
+            publisher = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-c",
+                PUBLISHER,
+                str(TRANSPORT),
+                path,
+                stdout=asyncio.subprocess.PIPE,
+            )
+            out, _ = await asyncio.wait_for(publisher.communicate(), 40)
+            assert publisher.returncode == 0
+            assert out.decode().strip() == "5", out
+            await asyncio.wait_for(three.wait(), 20)
+        assert got == ["hello 0", "hello 1", "hello 2"], got
+    finally:
+        broker.terminate()
+        await broker.wait()
+
+
+@pytest.mark.parametrize("example", [TRANSPORT, BROKER], ids=lambda p: p.name)
+def test_example_uses_only_public_names(example: Path) -> None:
+    tree = ast.parse(example.read_text())
     private = [
         f"line {node.lineno}: {node.attr}"
         for node in ast.walk(tree)
@@ -75,4 +170,4 @@ def test_example_uses_only_public_names() -> None:
     assert not private, private
     assert not imports, imports
     # short enough to read in one sitting: about 200 lines besides the blank ones
-    assert len([line for line in EXAMPLE.read_text().splitlines() if line.strip()]) <= 200
+    assert len([line for line in example.read_text().splitlines() if line.strip()]) <= 200
