@@ -1,6 +1,6 @@
 """``hub:///path/to/hub.sock``: a transport written on the public contract only.
 
-Buses in any number of processes meet at a hub (``examples/hub_broker.py``), a tiny broker on a
+Buses in any number of processes meet at a hub (``examples/hub/broker.py``), a tiny broker on a
 unix socket: plain subscribers get what other buses publish, a group shares its events among
 its members on every bus, a durable keeps its events while nobody consumes them, a request
 reaches one responder anywhere, dead letters are kept until replayed. What it cannot promise:
@@ -203,7 +203,7 @@ class HubTransport(BrokerTransport):
 async def main() -> list[str]:
     lines: list[str] = []
     path = str(Path(tempfile.mkdtemp()) / "hub.sock")
-    hub = Path(__file__).with_name("hub_broker.py")
+    hub = Path(__file__).parent / "hub" / "broker.py"
     broker = await asyncio.create_subprocess_exec(
         sys.executable, str(hub), path, stdout=asyncio.subprocess.PIPE
     )

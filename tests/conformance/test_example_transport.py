@@ -1,6 +1,6 @@
 """The example transport of the documentation passes the conformance kit, across processes.
 
-``examples/hub_transport.py`` (and its broker, ``examples/hub_broker.py``) are written on the
+``examples/hub_transport.py`` (and its broker, ``examples/hub/broker.py``) are written on the
 public contract only (``axonbus.transports``): this is the proof that a transport can be
 written outside the package.
 """
@@ -24,17 +24,18 @@ from axonbus.testing import CHECKS, CheckSkipped, check_transport
 
 EXAMPLES = Path(__file__).parent.parent.parent / "examples"
 TRANSPORT = EXAMPLES / "hub_transport.py"
-BROKER = EXAMPLES / "hub_broker.py"
+BROKER = EXAMPLES / "hub" / "broker.py"
 
 
 def _load(path: Path) -> ModuleType:
-    module = sys.modules.get(path.stem)
+    name = f"example_{path.parent.name}_{path.stem}"
+    module = sys.modules.get(name)
     if module is None:
-        spec = importlib.util.spec_from_file_location(path.stem, path)
+        spec = importlib.util.spec_from_file_location(name, path)
         assert spec is not None
         assert spec.loader is not None
         module = importlib.util.module_from_spec(spec)
-        sys.modules[path.stem] = module
+        sys.modules[name] = module
         spec.loader.exec_module(module)
     return module
 
@@ -147,6 +148,65 @@ async def test_example_connects_processes() -> None:
     finally:
         broker.terminate()
         await broker.wait()
+
+
+# another process holds a durable's events in a handler that never returns, until it is killed
+HOLDER = """
+import asyncio, runpy, sys
+from axonbus import Bus
+runpy.run_path(sys.argv[1])
+
+async def hold(event):
+    print("holding", event, flush=True)
+    await asyncio.Event().wait()
+
+async def main():
+    async with Bus("hub://" + sys.argv[2]) as bus:
+        bus.subscribe("orders.>", hold, durable="billing")
+        await bus.flush()
+        print("ready", flush=True)
+        await asyncio.Event().wait()
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(60)
+async def test_example_hub_takes_back_what_a_killed_process_held(hub: str) -> None:
+    holder = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        HOLDER,
+        str(TRANSPORT),
+        hub.removeprefix("hub://"),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert holder.stdout is not None
+        assert await asyncio.wait_for(holder.stdout.readline(), 20) == b"ready\n"
+        async with Bus(hub) as bus:
+            for i in range(3):
+                await bus.publish("orders.created", i)
+            await bus.flush()
+            assert await asyncio.wait_for(holder.stdout.readline(), 20) == b"holding 0\n"
+            holder.kill()  # the handler never finished: nothing was acknowledged
+            await holder.wait()
+            got: list[int] = []
+            three = asyncio.Event()
+
+            def billing(event: int) -> None:
+                got.append(event)
+                if len(got) == 3:
+                    three.set()
+
+            bus.subscribe("orders.>", billing, durable="billing")
+            await asyncio.wait_for(three.wait(), 20)
+        assert got == [0, 1, 2], got
+    finally:
+        if holder.returncode is None:
+            holder.kill()
+            await holder.wait()
 
 
 @pytest.mark.parametrize("example", [TRANSPORT, BROKER], ids=lambda p: p.name)

@@ -5,7 +5,7 @@ plain subscriptions), ``bind``/``unbind`` (its groups, durables and responders),
 ``request``/``answer``, ``letters``/``drop`` (dead letters) and ``sync``/``drained`` (wait until
 the hub did everything before); the hub sends ``event``, ``item`` (a delivery to acknowledge),
 ``ask`` (a request for a responder) and ``reply``. Everything is kept in memory: nothing survives
-the hub's process. Run it: ``python examples/hub_broker.py /tmp/hub.sock``.
+the hub's process. Run it: ``python examples/hub/broker.py /tmp/hub.sock``.
 """
 
 from __future__ import annotations
