@@ -47,7 +47,7 @@ class HubTransport(BrokerTransport):
         self.bound: dict[str, Inbox] = {}  # the shared mailboxes this bus holds, by key
         self.fed: dict[str, asyncio.Queue[list[Any]]] = {}  # what the hub sent them
         self.replies: dict[int, asyncio.Future[Any]] = {}
-        self.rids, self.tasks = itertools.count(), set[asyncio.Task[Any]]()
+        self.rids, self.tasks = itertools.count(), dict[str, asyncio.Task[Any]]()  # by key
         self.writer: asyncio.StreamWriter | None = None
 
     async def start(self, bus: Sink) -> None:
@@ -58,7 +58,7 @@ class HubTransport(BrokerTransport):
 
     async def connect(self) -> None:
         reader, self.writer = await asyncio.open_unix_connection(self.path, limit=LIMIT)
-        self.tasks.add(self.spawn(self.read(reader), "read"))
+        self.tasks["read"] = self.spawn(self.read(reader), "read")
         for pattern in self.patterns:  # (again, after an outage)
             self.put("watch", pattern)
         for key, inbox in self.bound.items():
@@ -74,9 +74,9 @@ class HubTransport(BrokerTransport):
         if self.writer is not None:
             self.writer.close()
         self.writer = None
-        for task in self.tasks:
+        for task in self.tasks.values():
             task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await asyncio.gather(*self.tasks.values(), return_exceptions=True)
         for reply in self.replies.values():
             if not reply.done():
                 reply.set_exception(ConnectionLost(f"{self.address}: disconnected"))
@@ -111,7 +111,7 @@ class HubTransport(BrokerTransport):
             elif op == "item" and args[0] in self.fed:
                 self.fed[args[0]].put_nowait(args[1:])
             elif op == "ask":
-                self.tasks.add(self.spawn(self.answer(*args), "answer"))
+                self.spawn(self.answer(*args), "answer")
             elif op == "reply" and args[0] in self.replies and not self.replies[args[0]].done():
                 self.replies[args[0]].set_result(args[1])
         self.lost(ConnectionResetError("the hub closed the connection"))
@@ -139,12 +139,14 @@ class HubTransport(BrokerTransport):
         key = json.dumps(mailbox.key)
         del self.bound[key]
         self.fed.pop(key, None)
+        if key in self.tasks:
+            self.tasks.pop(key).cancel()
         self.send_control(("unbind", key))  # the hub takes back what was not acknowledged
 
     def feed(self, key: str) -> None:
         if json.loads(key)[0] != "respond":  # requests come as ``ask``, not queued
             self.fed[key] = asyncio.Queue()
-            self.tasks.add(self.spawn_reader(self.consume(key, self.fed[key]), "consume"))
+            self.tasks[key] = self.spawn_reader(self.consume(key, self.fed[key]), "consume")
 
     async def consume(self, key: str, fed: asyncio.Queue[list[Any]]) -> None:
         while self.receiving:
