@@ -184,13 +184,15 @@ class HubTransport(BrokerTransport):
         env.reply = answered = asyncio.get_running_loop().create_future()
         outcome: dict[str, Any] = {"none": True}
         if inbox is not None and await self.sink.put(inbox, env):
-            try:
-                wire = self.sink.wire_codec.encode(Envelope(env.topic, await answered))
-                outcome = {"ok": b64encode(wire).decode()}
-            except RemoteError as exc:
+            await asyncio.wait([answered])  # a handler cancelled at close answers too
+            exc = asyncio.CancelledError() if answered.cancelled() else answered.exception()
+            if isinstance(exc, RemoteError):
                 outcome = {"error": [exc.remote_type, exc.remote_message]}
-            except Exception as exc:
+            elif exc is not None:
                 outcome = {"error": [type(exc).__name__, str(exc)]}
+            else:
+                wire = self.sink.wire_codec.encode(Envelope(env.topic, answered.result()))
+                outcome = {"ok": b64encode(wire).decode()}
         self.put("answer", requester, rid, outcome)
 
     # -- dead letters -------------------------------------------------------------------------
@@ -204,25 +206,24 @@ class HubTransport(BrokerTransport):
 
 async def main() -> list[str]:
     lines: list[str] = []
-    path = str(Path(tempfile.mkdtemp()) / "hub.sock")
     hub = Path(__file__).parent / "hub" / "broker.py"
-    broker = await asyncio.create_subprocess_exec(
-        sys.executable, str(hub), path, stdout=asyncio.subprocess.PIPE
-    )
-    try:
-        assert broker.stdout is not None
-        await broker.stdout.readline()  # "hub listening on ..."
-        async with Bus(f"hub://{path}") as first, Bus(f"hub://{path}") as second:
-            second.subscribe("greetings.>", lambda event: lines.append(f"second got {event}"))
-            second.respond("math.add", lambda req: req["a"] + req["b"])
-            await second.flush()  # the hub knows of the subscription and the responder
-            await first.publish("greetings.hello", "hello from first")
-            lines.append(f"2 + 3 = {await first.request('math.add', {'a': 2, 'b': 3}, timeout=5)}")
-            await first.flush()
-            await second.drain()
-    finally:
-        broker.terminate()
-        await broker.wait()
+    with tempfile.TemporaryDirectory() as folder:
+        path, out = f"{folder}/hub.sock", asyncio.subprocess.PIPE
+        broker = await asyncio.create_subprocess_exec(sys.executable, hub, path, stdout=out)
+        try:
+            assert broker.stdout is not None
+            await broker.stdout.readline()  # "hub listening on ...": the hub is up
+            async with Bus(f"hub://{path}") as first, Bus(f"hub://{path}") as second:
+                second.subscribe("greetings.>", lambda event: lines.append(f"second got {event}"))
+                second.respond("math.add", lambda req: req["a"] + req["b"])
+                await second.flush()  # the hub knows of the subscription and the responder
+                await first.publish("greetings.hello", "hello from first")
+                total = await first.request("math.add", {"a": 2, "b": 3}, timeout=5)
+                lines.append(f"2 + 3 = {total}")  # the hub sent second the greeting before
+                await second.drain()
+        finally:
+            broker.terminate()
+            await broker.wait()
     return lines
 
 

@@ -10,10 +10,9 @@ from __future__ import annotations
 import ast
 import asyncio
 import importlib.util
-import os
 import sys
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -41,18 +40,22 @@ def _load(path: Path) -> ModuleType:
 
 
 @pytest.fixture
-async def hub() -> AsyncIterator[str]:
-    """The URL of a hub running in this process, one per test (a short socket path)."""
+def socket_path() -> Iterator[str]:
+    """A path for the hub's socket, short enough for a unix socket."""
+    with tempfile.TemporaryDirectory(prefix="hub") as folder:
+        yield f"{folder}/hub.sock"
+
+
+@pytest.fixture
+async def hub(socket_path: str) -> AsyncIterator[str]:
+    """The URL of a hub running in this process, one per test."""
     _load(TRANSPORT)
-    path = str(Path(tempfile.mkdtemp(prefix="hub")) / "hub.sock")
-    server = await _load(BROKER).serve(path)
+    server = await _load(BROKER).serve(socket_path)
     try:
-        yield f"hub://{path}"
+        yield f"hub://{socket_path}"
     finally:
         server.close()
         await server.wait_closed()
-        os.unlink(path)
-        os.rmdir(os.path.dirname(path))
 
 
 @pytest.mark.parametrize("name", sorted(CHECKS))
@@ -110,10 +113,10 @@ asyncio.run(main())
 
 @pytest.mark.slow
 @pytest.mark.timeout(60)
-async def test_example_connects_processes() -> None:
+async def test_example_connects_processes(socket_path: str) -> None:
     # the hub in a process of its own, a publisher in another, the subscriber here
     _load(TRANSPORT)
-    path = str(Path(tempfile.mkdtemp(prefix="hub")) / "hub.sock")
+    path = socket_path
     broker = await asyncio.create_subprocess_exec(
         sys.executable, str(BROKER), path, stdout=asyncio.subprocess.PIPE
     )
