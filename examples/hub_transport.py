@@ -77,6 +77,7 @@ class HubTransport(BrokerTransport):
         for task in self.tasks.values():
             task.cancel()
         await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+        self.tasks.clear()
         for reply in self.replies.values():
             if not reply.done():
                 reply.set_exception(ConnectionLost(f"{self.address}: disconnected"))
@@ -103,18 +104,21 @@ class HubTransport(BrokerTransport):
             self.replies.pop(rid, None)
 
     async def read(self, reader: asyncio.StreamReader) -> None:
-        async for line in reader:
-            op, *args = json.loads(line)
-            if op == "event":
-                for pattern in [p for p in self.patterns if match(p, args[0])]:
-                    await self.sink.receive(pattern, self.decode(b64decode(args[1])))
-            elif op == "item" and args[0] in self.fed:
-                self.fed[args[0]].put_nowait(args[1:])
-            elif op == "ask":
-                self.spawn(self.answer(*args), "answer")
-            elif op == "reply" and args[0] in self.replies and not self.replies[args[0]].done():
-                self.replies[args[0]].set_result(args[1])
-        self.lost(ConnectionResetError("the hub closed the connection"))
+        try:
+            async for line in reader:
+                op, *args = json.loads(line)
+                if op == "event":
+                    for pattern in [p for p in self.patterns if match(p, args[0])]:
+                        await self.sink.receive(pattern, self.decode(b64decode(args[1])))
+                elif op == "item" and args[0] in self.fed:
+                    self.fed[args[0]].put_nowait(args[1:])
+                elif op == "ask":
+                    self.spawn(self.answer(*args), "answer")
+                elif op == "reply" and args[0] in self.replies and not self.replies[args[0]].done():
+                    self.replies[args[0]].set_result(args[1])
+            raise ConnectionResetError("the hub closed the connection")
+        except (OSError, ValueError) as exc:  # the hub went away, or sent what is not JSON
+            self.lost(exc)  # one task of the base class disconnects and connects again
 
     # -- plain subscriptions and streams: events other buses publish -------------------------
 

@@ -19,7 +19,7 @@ from types import ModuleType
 import pytest
 
 from axonbus import Bus, RequestTimeout
-from axonbus.testing import CHECKS, CheckSkipped, check_transport
+from axonbus.testing import CHECKS, CheckSkipped, check_transport, settle
 
 EXAMPLES = Path(__file__).parent.parent.parent / "examples"
 TRANSPORT = EXAMPLES / "hub_transport.py"
@@ -151,6 +151,43 @@ async def test_example_connects_processes(socket_path: str) -> None:
     finally:
         broker.terminate()
         await broker.wait()
+
+
+async def _start_hub(path: str) -> asyncio.subprocess.Process:
+    broker = await asyncio.create_subprocess_exec(
+        sys.executable, str(BROKER), path, stdout=asyncio.subprocess.PIPE
+    )
+    assert broker.stdout is not None
+    assert (await asyncio.wait_for(broker.stdout.readline(), 20)).startswith(b"hub listening")
+    return broker
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(60)
+async def test_example_reconnects_to_a_restarted_hub(socket_path: str) -> None:
+    # connect() restores the subscriptions: after the hub restarts, events flow again
+    _load(TRANSPORT)
+    hub = await _start_hub(socket_path)
+    try:
+        got: list[int] = []
+        async with Bus(f"hub://{socket_path}") as here, Bus(f"hub://{socket_path}") as there:
+            here.subscribe("pings.>", got.append)
+            await here.flush()
+            await there.publish("pings.one", 1)
+            await settle(here, lambda: got == [1])
+            hub.kill()  # every bus loses its connection, and the hub all it knew
+            await hub.wait()
+            hub = await _start_hub(socket_path)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 20
+            while len(got) < 2 and loop.time() < deadline:  # until ``here`` subscribed again
+                await there.publish("pings.two", 2)
+                await asyncio.sleep(0.05)
+            assert got[:2] == [1, 2], got
+    finally:
+        if hub.returncode is None:
+            hub.kill()
+            await hub.wait()
 
 
 # another process holds a durable's events in a handler that never returns, until it is killed
