@@ -1,21 +1,26 @@
-"""``hub://NAME``: a transport written on the public contract only (``axonbus.transports``).
+"""``hub:///path/to/hub.sock``: a transport written on the public contract only.
 
-The buses opened on ``hub://NAME`` in one process meet at an in-memory broker, the hub: plain
-subscribers see what the other buses publish, a group shares its events among its members on
-every bus, a durable keeps its events while nobody consumes them, a request reaches one
-responder anywhere, dead letters are kept until replayed. What it cannot promise: nothing
-leaves the process or survives it. Run it: ``python examples/hub_transport.py``.
+Buses in any number of processes meet at a hub (``examples/hub/broker.py``), a tiny broker on a
+unix socket: plain subscribers get what other buses publish, a group shares its events among
+its members on every bus, a durable keeps its events while nobody consumes them, a request
+reaches one responder anywhere, dead letters are kept until replayed. What it cannot promise:
+the hub keeps everything in memory, so nothing survives the hub's process.
+Run it: ``python examples/hub_transport.py`` starts a hub in a process of its own and two buses.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
-import random
-from collections import deque
+import json
+import sys
+import tempfile
+from base64 import b64decode, b64encode
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-from axonbus import Bus, Envelope, NoResponders, RemoteError, match
+from axonbus import Bus, ConnectionLost, Envelope, NoResponders, RemoteError, match
 from axonbus.transports import (
     BrokerTransport,
     Inbound,
@@ -25,218 +30,204 @@ from axonbus.transports import (
     register_transport,
 )
 
-Key = tuple[str, ...]  # a shared mailbox's key: ("durable", name), ("group", ...), ("respond", ...)
-Item = tuple[bytes, int, bool]  # an encoded event, its attempt, whether it is a redelivery
-
-
-class Queue:
-    """The events of one group or durable, waiting for a member to take them."""
-
-    def __init__(self, pattern: str, keeps: bool) -> None:
-        self.pattern, self.keeps = pattern, keeps  # keeps: a durable holds events with no member
-        self.items: deque[Item] = deque()
-        self.ready, self.empty = asyncio.Event(), asyncio.Event()  # items came / all taken
-        self.empty.set()
-
-    def push(self, item: Item, *, front: bool = False) -> None:
-        (self.items.appendleft if front else self.items.append)(item)
-        self.ready.set()
-        self.empty.clear()
-
-    async def take(self) -> Item:
-        while not self.items:
-            self.ready.clear()
-            await self.ready.wait()
-        item = self.items.popleft()
-        if not self.items:
-            self.empty.set()
-        return item
-
-
-class Hub:
-    """The broker: the buses attached to it, the shared queues and the dead letters."""
-
-    def __init__(self) -> None:
-        self.transports: set[HubTransport] = set()
-        self.queues: dict[Key, Queue] = {}
-        self.dead_letters: dict[str, bytes] = {}
-        self.ids = itertools.count()
-
-    def consumed(self, key: Key) -> bool:
-        return any(key in t.bound for t in self.transports)
-
-    async def publish(self, sender: HubTransport, topic: str, data: bytes) -> None:
-        if topic == sender.DEAD_LETTER_TOPIC:
-            self.dead_letters[str(next(self.ids))] = data
-        for key, queue in self.queues.items():
-            if match(queue.pattern, topic) and (queue.keeps or self.consumed(key)):
-                queue.push((data, 1, False))
-        for other in list(self.transports - {sender}):  # the sender dispatched locally
-            await other.deliver(topic, data)
-
-
-HUBS: dict[str, Hub] = {}
+LIMIT = 1 << 24  # longest line the hub sends: an event of up to 12 MB, base64-encoded
 
 
 @register_transport
 class HubTransport(BrokerTransport):
-    """``hub://NAME``: buses of one process, connected through an in-memory broker."""
+    """``hub:///path/to/hub.sock``: buses of any process, connected through a hub."""
 
     scheme = "hub"
+    connection_errors = (ConnectionError, OSError, ConnectionLost)
 
     def __init__(self, url: str) -> None:
         super().__init__(url)
-        self.hub = HUBS.setdefault(self.address.removeprefix("hub://"), Hub())
+        self.path = urlsplit(url).path
         self.patterns: set[str] = set()  # patterns with local plain mailboxes or streams
-        self.bound: dict[Key, Inbox] = {}  # the shared mailboxes this bus holds
-        self.held: dict[Key, list[Item]] = {}  # handed to the bus and not settled yet
-        self.readers: dict[Key, asyncio.Task[Any]] = {}
+        self.bound: dict[str, Inbox] = {}  # the shared mailboxes this bus holds, by key
+        self.fed: dict[str, asyncio.Queue[list[Any]]] = {}  # what the hub sent them
+        self.replies: dict[int, asyncio.Future[Any]] = {}
+        self.rids, self.tasks = itertools.count(), dict[str, asyncio.Task[Any]]()  # by key
+        self.writer: asyncio.StreamWriter | None = None
 
     async def start(self, bus: Sink) -> None:
-        self.sink = bus
-        self.receive = bus.receive  # bound once: called for every inbound event
-        self.decode = bus.wire_codec.decode
+        self.sink, self.decode = bus, bus.wire_codec.decode  # bound once: used for every event
         await super().start(bus)
 
     # -- what BrokerTransport calls: connect, write a batch of the outbox, disconnect ---------
 
     async def connect(self) -> None:
-        self.hub.transports.add(self)
-        for key in self.bound:
-            self.start_reading(key)
-
-    async def disconnect(self) -> None:
-        self.hub.transports.discard(self)
-        for key in self.bound:
-            self.give_back(key)
+        reader, self.writer = await asyncio.open_unix_connection(self.path, limit=LIMIT)
+        self.tasks["read"] = self.spawn(self.read(reader), "read")
+        for pattern in self.patterns:  # (again, after an outage)
+            self.put("watch", pattern)
+        for key, inbox in self.bound.items():
+            self.put("bind", key, inbox.key[0], inbox.pattern)  # type: ignore[index]
+            self.feed(key)
 
     async def write_batch(self, batch: list[Any]) -> None:
-        for _, topic, data in batch:  # ("pub", topic, data): BrokerTransport.publish_op
-            await self.hub.publish(self, topic, data)
+        for op in batch:
+            self.put(*op)
+        await self.call("sync")  # the hub has done everything in this batch
+
+    async def disconnect(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.writer = None
+        for task in self.tasks.values():
+            task.cancel()
+        await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+        self.tasks.clear()
+        for reply in self.replies.values():
+            if not reply.done():
+                reply.set_exception(ConnectionLost(f"{self.address}: disconnected"))
+
+    def publish_op(self, env: Envelope, data: bytes) -> Any:
+        return ("pub", env.topic, b64encode(data).decode())
+
+    def put(self, *message: Any) -> None:
+        if self.writer is None:
+            raise ConnectionLost(f"{self.address}: not connected")
+        self.writer.write(json.dumps(message).encode() + b"\n")
+
+    async def call(self, op: str, *args: Any, timeout: float | None = None, topic: str = "") -> Any:
+        """Send ``op`` and wait for the hub's reply to it (a request waits ``timeout`` at most)."""
+        loop, rid = asyncio.get_running_loop(), next(self.rids)
+        reply = self.replies[rid] = loop.create_future()
+        if timeout is not None:  # the sink's one timer fails the reply with RequestTimeout
+            self.sink.deadlines.watch(reply, loop.time() + timeout, topic, timeout)
+        try:
+            self.put(op, rid, *args)
+            return await reply
+        finally:
+            self.sink.deadlines.forget(reply)
+            self.replies.pop(rid, None)
+
+    async def read(self, reader: asyncio.StreamReader) -> None:
+        try:
+            async for line in reader:
+                op, *args = json.loads(line)
+                if op == "event":
+                    for pattern in [p for p in self.patterns if match(p, args[0])]:
+                        await self.sink.receive(pattern, self.decode(b64decode(args[1])))
+                elif op == "item" and args[0] in self.fed:
+                    self.fed[args[0]].put_nowait(args[1:])
+                elif op == "ask":
+                    self.spawn(self.answer(*args), "answer")
+                elif op == "reply" and args[0] in self.replies and not self.replies[args[0]].done():
+                    self.replies[args[0]].set_result(args[1])
+            raise ConnectionResetError("the hub closed the connection")
+        except (OSError, ValueError) as exc:  # the hub went away, or sent what is not JSON
+            self.lost(exc)  # one task of the base class disconnects and connects again
 
     # -- plain subscriptions and streams: events other buses publish -------------------------
 
     def watch(self, pattern: str) -> None:  # the first local mailbox on ``pattern`` came
         self.patterns.add(pattern)
+        self.send_control(("watch", pattern))
 
     def unwatch(self, pattern: str) -> None:  # ... and the last one went
         self.patterns.discard(pattern)
-
-    async def deliver(self, topic: str, data: bytes) -> None:
-        for pattern in [p for p in self.patterns if match(p, topic)]:
-            await self.receive(pattern, self.decode(data))
+        self.send_control(("unwatch", pattern))
 
     # -- groups, durables and responders ------------------------------------------------------
 
     def bind(self, mailbox: Inbox, subscription: SubscriptionInfo) -> None:
-        assert mailbox.key is not None  # the Bus binds shared mailboxes only
-        self.bound[mailbox.key] = mailbox
-        if mailbox.key[0] != "respond":  # requests go straight to a responder, unqueued
-            keeps = mailbox.key[0] == "durable"
-            self.hub.queues.setdefault(mailbox.key, Queue(mailbox.pattern, keeps))
-            if self.connected:
-                self.start_reading(mailbox.key)
-
-    def start_reading(self, key: Key) -> None:
-        if key[0] != "respond":
-            self.readers[key] = self.spawn_reader(self.consume(key), "consume")
+        key = json.dumps(mailbox.key)  # ("durable", name), ("group", ...) or ("respond", ...)
+        self.bound[key] = mailbox
+        self.send_control(("bind", key, mailbox.key[0], mailbox.pattern))  # type: ignore[index]
+        if self.connected:
+            self.feed(key)
 
     def unbind(self, mailbox: Inbox) -> None:
-        assert mailbox.key is not None
-        reader = self.readers.pop(mailbox.key, None)
-        if reader is not None:
-            reader.cancel()
-        self.give_back(mailbox.key)
-        del self.bound[mailbox.key]
-        queue = self.hub.queues.get(mailbox.key)
-        if queue is not None and not queue.keeps and not self.hub.consumed(mailbox.key):
-            del self.hub.queues[mailbox.key]
+        key = json.dumps(mailbox.key)
+        del self.bound[key]
+        self.fed.pop(key, None)
+        if key in self.tasks:
+            self.tasks.pop(key).cancel()
+        self.send_control(("unbind", key))  # the hub takes back what was not acknowledged
 
-    def give_back(self, key: Key) -> None:
-        """What this bus took and did not settle goes back to the front of the queue."""
-        for data, attempt, _ in reversed(self.held.pop(key, [])):
-            self.hub.queues[key].push((data, attempt, True), front=True)
+    def feed(self, key: str) -> None:
+        if json.loads(key)[0] != "respond":  # requests come as ``ask``, not queued
+            self.fed[key] = asyncio.Queue()
+            self.tasks[key] = self.spawn_reader(self.consume(key, self.fed[key]), "consume")
 
-    async def consume(self, key: Key) -> None:
-        queue = self.hub.queues[key]
+    async def consume(self, key: str, fed: asyncio.Queue[list[Any]]) -> None:
         while self.receiving:
-            item = await queue.take()
-            env = self.decode(item[0])
-            env.tracker = self.tracker(key, item)
-            self.held.setdefault(key, []).append(item)
+            item_id, data, attempt, redelivered = await fed.get()
+            env = self.decode(b64decode(data))
+            # handled, filtered out, or failed and dead-lettered: the Bus acknowledges it; what
+            # a full mailbox dropped stays unacknowledged, and the hub takes it back at close
+            ack = lambda item_id=item_id: self.send_control(("ack", item_id))  # noqa: E731
+            env.tracker = Inbound(attempt, ack, redelivered=redelivered)
             await self.sink.put(self.bound[key], env)
-
-    def tracker(self, key: Key, item: Item) -> Inbound:
-        def ack() -> None:  # handled, filtered out, or failed and dead-lettered by the Bus
-            if item in self.held.get(key, []):
-                self.held[key].remove(item)
-
-        # no ``dropped``: what a full mailbox dropped stays held, and is given back at close
-        return Inbound(item[1], ack, redelivered=item[2])
+            fed.task_done()
 
     async def catch_up(self) -> None:
         await self.flush()  # the hub has every publish of this bus; wait until handed over
-        for key in [k for k in self.bound if k[0] == "durable"]:
-            await self.hub.queues[key].empty.wait()
+        keys = [k for k in self.fed if json.loads(k)[0] == "durable"]
+        await self.call("drained", keys)
+        for key in keys:
+            await self.fed[key].join()
 
     # -- request/reply ------------------------------------------------------------------------
 
     async def request(self, env: Envelope, data: bytes, timeout: float | None) -> Any:
-        bound = [(t, key, inbox) for t in self.hub.transports for key, inbox in t.bound.items()]
-        found = [
-            (t, key) for t, key, mb in bound if key[0] == "respond" and match(mb.pattern, env.topic)
-        ]
-        if not found:
+        await self.flush()  # the hub knows this bus's responders, and its publishes went first
+        encoded = b64encode(data).decode()
+        outcome = await self.call("request", env.topic, encoded, timeout=timeout, topic=env.topic)
+        if "error" in outcome:
+            raise RemoteError(*outcome["error"])
+        if "none" in outcome:
             raise NoResponders(env.topic)
-        responder, key = random.choice(found)
-        loop = asyncio.get_running_loop()
-        reply: asyncio.Future[Any] = loop.create_future()
-        if timeout is not None:  # the sink's one timer fails the reply with RequestTimeout
-            self.sink.deadlines.watch(reply, loop.time() + timeout, env.topic, timeout)
-        try:
-            await responder.answer(key, data, reply)
-            return await reply
-        finally:
-            self.sink.deadlines.forget(reply)
+        return self.decode(b64decode(outcome["ok"])).event
 
-    async def answer(self, key: Key, data: bytes, reply: asyncio.Future[Any]) -> None:
-        """Hand a request to a local responder; its answer settles the requester's ``reply``."""
-        env, codec = self.decode(data), self.sink.wire_codec
+    async def answer(self, requester: int, rid: int, key: str, data: str) -> None:
+        """Hand a request to a local responder, and its answer back to the hub."""
+        env, inbox = self.decode(b64decode(data)), self.bound.get(key)
         env.reply = answered = asyncio.get_running_loop().create_future()
-
-        def settle(done: asyncio.Future[Any]) -> None:
-            if reply.done():
-                return  # the requester gave up
-            exc = asyncio.CancelledError() if done.cancelled() else done.exception()
+        outcome: dict[str, Any] = {"none": True}
+        if inbox is not None and await self.sink.put(inbox, env):
+            await asyncio.wait([answered])  # a handler cancelled at close answers too
+            exc = asyncio.CancelledError() if answered.cancelled() else answered.exception()
             if isinstance(exc, RemoteError):
-                reply.set_exception(RemoteError(exc.remote_type, exc.remote_message))
+                outcome = {"error": [exc.remote_type, exc.remote_message]}
             elif exc is not None:
-                reply.set_exception(RemoteError(type(exc).__name__, str(exc)))
-            else:  # through the codec, as a reply from another process would come
-                wire = codec.encode(Envelope(env.topic, done.result()))
-                reply.set_result(codec.decode(wire).event)
-
-        answered.add_done_callback(settle)
-        if not await self.sink.put(self.bound[key], env) and not reply.done():
-            reply.set_exception(NoResponders(env.topic))
+                outcome = {"error": [type(exc).__name__, str(exc)]}
+            else:
+                wire = self.sink.wire_codec.encode(Envelope(env.topic, answered.result()))
+                outcome = {"ok": b64encode(wire).decode()}
+        self.put("answer", requester, rid, outcome)
 
     # -- dead letters -------------------------------------------------------------------------
 
     async def stored_dead_letters(self, limit: int) -> list[tuple[str, bytes]]:
-        return list(self.hub.dead_letters.items())[:limit]
+        return [(key, b64decode(data)) for key, data in await self.call("letters", limit)]
 
     async def drop_dead_letter(self, key: str) -> None:
-        self.hub.dead_letters.pop(key, None)
+        await self.call("drop", key)
 
 
 async def main() -> list[str]:
     lines: list[str] = []
-    async with Bus("hub://demo") as first, Bus("hub://demo") as second:
-        second.subscribe("greetings.>", lambda event: lines.append(f"second got {event}"))
-        second.respond("math.add", lambda req: req["a"] + req["b"])
-        await first.publish("greetings.hello", "hello from first")
-        lines.append(f"2 + 3 = {await first.request('math.add', {'a': 2, 'b': 3}, timeout=5)}")
-        await second.drain()
+    hub = Path(__file__).parent / "hub" / "broker.py"
+    with tempfile.TemporaryDirectory() as folder:
+        path, out = f"{folder}/hub.sock", asyncio.subprocess.PIPE
+        broker = await asyncio.create_subprocess_exec(sys.executable, hub, path, stdout=out)
+        try:
+            assert broker.stdout is not None
+            await broker.stdout.readline()  # "hub listening on ...": the hub is up
+            async with Bus(f"hub://{path}") as first, Bus(f"hub://{path}") as second:
+                second.subscribe("greetings.>", lambda event: lines.append(f"second got {event}"))
+                second.respond("math.add", lambda req: req["a"] + req["b"])
+                await second.flush()  # the hub knows of the subscription and the responder
+                await first.publish("greetings.hello", "hello from first")
+                total = await first.request("math.add", {"a": 2, "b": 3}, timeout=5)
+                lines.append(f"2 + 3 = {total}")  # the hub sent second the greeting before
+                await second.drain()
+        finally:
+            broker.terminate()
+            await broker.wait()
     return lines
 
 
