@@ -356,7 +356,10 @@ async def test_dashboard_signs_in_from_a_token_link_and_drops_it_from_the_addres
     app = create_app(bus, tokens=tokens)
     async with running_server(app) as base, Browser(chromium) as browser:
         await browser.navigate(f"{base}/")  # (navigate waits for the exact address)
-        await browser.evaluate(f"window.location.assign('/?token={SECRET_ADMIN}#events')")
+        # navigate after this evaluation has answered, not under it
+        await browser.evaluate(
+            f"setTimeout(() => window.location.assign('/?token={SECRET_ADMIN}#events'), 0)"
+        )
         await browser.wait_for(
             "localStorage.getItem('axonbus-token') !== null"
             " && document.body.dataset.ready === 'true'",

@@ -74,6 +74,19 @@ class BrowserError(RuntimeError):
     """Chromium did not start, a CDP command failed, or page JavaScript threw."""
 
 
+class BetweenDocuments(BrowserError):
+    """A command that reached the page while it was replacing its document (a navigation the
+    page started itself, such as ``location.assign``): the next poll sees the new document."""
+
+
+#: what Chromium answers to a ``Runtime.evaluate`` that crossed a navigation
+_BETWEEN_DOCUMENTS = (
+    "Inspected target navigated or closed",
+    "Execution context was destroyed",
+    "Cannot find context with specified id",
+)
+
+
 def chromium_path() -> str:
     """Where Chromium is expected: ``AXONBUS_TEST_CHROMIUM``, else ``/usr/bin/chromium``."""
     return os.environ.get("AXONBUS_TEST_CHROMIUM", DEFAULT_CHROMIUM)
@@ -258,7 +271,9 @@ class Browser:
         finally:
             self._pending.pop(message["id"], None)
         if "error" in reply:
-            raise BrowserError(f"{method} failed: {reply['error']}")
+            text = str(reply["error"].get("message", ""))
+            kind = BetweenDocuments if text.startswith(_BETWEEN_DOCUMENTS) else BrowserError
+            raise kind(f"{method} failed: {reply['error']}")
         result: dict[str, Any] = reply.get("result", {})
         return result
 
@@ -314,7 +329,10 @@ class Browser:
         deadline = time.monotonic() + timeout
         value: Any = None
         while True:
-            value = await self.evaluate(predicate)
+            try:
+                value = await self.evaluate(predicate)
+            except BetweenDocuments:
+                value = None  # the page navigated under this poll: ask the new document
             if value:
                 return value
             if time.monotonic() >= deadline:

@@ -617,7 +617,7 @@ def register_transport(cls: type[Transport]) -> type[Transport]:
     >>> @register_transport
     ... class HubTransport(BrokerTransport):
     ...     scheme = "hub"
-    >>> Bus("hub://demo").transport  # a HubTransport
+    >>> Bus("hub:///tmp/hub.sock").transport  # a HubTransport
     """
     _REGISTRY[cls.scheme] = cls
     return cls
