@@ -13,7 +13,7 @@ from typing import Any, TextIO
 
 from pydantic import BaseModel
 
-from ._bus import Bus
+from ._engine.bus import Bus
 from ._events import Envelope
 from ._exceptions import AxonbusError
 

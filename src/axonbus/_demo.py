@@ -23,9 +23,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from ._bus import Bus
+from ._engine.bus import Bus
+from ._engine.subscription import Subscription
 from ._exceptions import NoResponders, RemoteError
-from ._subscription import Subscription
 from ._system import HandlerFailed
 from ._version import __version__
 from .channels import (

@@ -27,7 +27,7 @@ from ._exceptions import InvalidTopic
 from ._topics import split_pattern
 
 if TYPE_CHECKING:
-    from ._bus import Bus
+    from ._engine.bus import Bus
     from ._system import PublishResult
     from .transports.tracker import Inbound
 

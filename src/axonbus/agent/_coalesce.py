@@ -28,7 +28,7 @@ from .._events import Envelope
 from ._events import AgentEvent, Token
 
 if TYPE_CHECKING:
-    from .._bus import Bus
+    from .._engine.bus import Bus
 
 __all__ = ["CoalesceStats", "CoalescingStream", "TokenCoalescer", "coalesce_tokens"]
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 from ._events import AgentCompleted, AgentFailed, AgentStarted, new_run_id
 
 if TYPE_CHECKING:
-    from .._bus import Bus
+    from .._engine.bus import Bus
 
 __all__ = ["Lifecycle", "lifecycle", "published_run"]
 

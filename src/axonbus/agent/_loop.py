@@ -29,8 +29,8 @@ from ._lifecycle import lifecycle
 from ._models import ChatModel, Message, TextDelta, ThinkingDelta, Tool, ToolRequest, as_tools
 
 if TYPE_CHECKING:
-    from .._bus import Bus
-    from .._subscription import Subscription
+    from .._engine.bus import Bus
+    from .._engine.subscription import Subscription
 
 __all__ = ["AgentLoop", "RunResult", "cancel", "interrupt", "resume"]
 

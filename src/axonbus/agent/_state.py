@@ -32,8 +32,8 @@ from ._events import (
 )
 
 if TYPE_CHECKING:
-    from .._bus import Bus
-    from .._subscription import Subscription
+    from .._engine.bus import Bus
+    from .._engine.subscription import Subscription
 
 __all__ = ["RunState", "RunStatus", "StateManager", "StateUpdates", "ToolCallState", "reduce"]
 

@@ -34,7 +34,7 @@ from ._sse import open_event_source
 from ._ws import WebSocketSession
 
 if TYPE_CHECKING:
-    from .._bus import Bus
+    from .._engine.bus import Bus
     from ..channels import ChannelManager
 
 __all__ = ["create_app"]

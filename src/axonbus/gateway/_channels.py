@@ -42,7 +42,7 @@ from ..transports.base import redact_url
 from ._payload import dumps
 
 if TYPE_CHECKING:
-    from .._bus import Bus
+    from .._engine.bus import Bus
     from ..channels import ChannelManager
 
 __all__ = [

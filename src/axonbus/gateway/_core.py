@@ -30,7 +30,7 @@ from ._metrics import GatewayMetrics
 from ._payload import MAX_DEPTH, EventTypes, InvalidEvent, depth_exceeds
 
 if TYPE_CHECKING:
-    from .._bus import Bus
+    from .._engine.bus import Bus
     from ..channels import ChannelManager
 
 __all__ = ["ApiError", "Gateway", "default_event_types"]

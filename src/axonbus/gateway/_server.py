@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import uvicorn
 import uvicorn.config
 
-from .._bus import Bus
+from .._engine.bus import Bus
 from .._exceptions import AxonbusError
 from ._app import create_app
 from ._auth import TokenSet, load_tokens

@@ -97,7 +97,7 @@ from ._runtime import Placement
 from ._serialization import context_from_data, context_to_data, error_from_data, error_to_data
 
 if TYPE_CHECKING:
-    from .._subscription import Subscription as BusSubscription
+    from .._engine.subscription import Subscription as BusSubscription
     from ._runtime import AgentRuntime
 
 __all__ = ["DistributedPlacement"]

@@ -35,7 +35,7 @@ from ._membership import Member, Membership
 from ._subscriptions import subscription_from_data, subscription_to_data
 
 if TYPE_CHECKING:
-    from .._bus import Bus
+    from .._engine.bus import Bus
     from ._runtime import AgentRuntime
 
 __all__ = ["EXPIRY_BEATS", "PAGE", "PENDING", "Members"]

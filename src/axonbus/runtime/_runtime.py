@@ -43,7 +43,8 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, TypeVar
 
-from .._bus import Bus
+from .._engine.bus import Bus
+from .._engine.middleware import Middleware
 from .._exceptions import (
     AgentNotFound,
     RemoteError,
@@ -51,7 +52,6 @@ from .._exceptions import (
     RuntimeNotStarted,
     Undeliverable,
 )
-from .._middleware import Middleware
 from ._agent import Agent
 from ._context import CancellationToken, MessageContext
 from ._hosting import Host, Hosts, current_worker, deadlock_error

@@ -12,13 +12,13 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from .._bus import Bus
-from .._context_helpers import settle
-from .._dead_letters import DeadLetters, StoredDeadLetter
+from .._engine.bus import Bus
+from .._engine.dead_letters import DeadLetters, StoredDeadLetter
+from .._engine.settle import settle
+from .._engine.stream import Waiter
 from .._events import Context, Event
 from .._exceptions import BusClosed, MessageTooLarge, NoResponders, RemoteError
 from .._retry import Retry
-from .._stream import Waiter
 from .._system import DeadLetter
 
 __all__ = ["CHECKS", "CheckSkipped", "check_transport"]

@@ -11,9 +11,9 @@ from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 if TYPE_CHECKING:
-    from ._bus import Bus
-    from ._events import Envelope
-    from ._mailbox import Mailbox
+    from .._events import Envelope
+    from .bus import Bus
+    from .mailbox import Mailbox
 
 __all__ = ["EventStream", "Waiter"]
 
@@ -131,7 +131,7 @@ class Waiter(Generic[T]):
         finally:
             self._stream.close()
         if env is None:
-            from ._exceptions import BusClosed
+            from .._exceptions import BusClosed
 
             raise BusClosed("the bus closed before a matching event arrived")
         result: T = env.event

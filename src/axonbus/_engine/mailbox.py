@@ -7,12 +7,12 @@ import logging
 from collections import deque
 from typing import TYPE_CHECKING, Literal, get_args
 
-from ._events import log_fields
-from ._exceptions import QueueFull
+from .._events import log_fields
+from .._exceptions import QueueFull
 
 if TYPE_CHECKING:
-    from ._events import Envelope
-    from ._subscription import Subscription
+    from .._events import Envelope
+    from .subscription import Subscription
 
 __all__ = ["OVERFLOW_POLICIES", "Mailbox", "Overflow"]
 

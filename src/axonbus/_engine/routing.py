@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal
 
-from ._events import Event
-from ._exceptions import InvalidTopic
-from ._mailbox import Mailbox
-from ._topics import TopicIndex, split_pattern
+from .._events import Event
+from .._exceptions import InvalidTopic
+from .._topics import TopicIndex, split_pattern
+from .mailbox import Mailbox
 
 if TYPE_CHECKING:
-    from ._subscription import Subscription
+    from .subscription import Subscription
 
 __all__ = ["Detached", "RoutingTable", "resolve_target"]
 

@@ -18,16 +18,16 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ._events import Context, Envelope, current_envelope, current_subscription, log_fields
-from ._exceptions import AxonbusError, BusClosed, InvalidHandler, RedeliveryExhausted, RemoteError
-from ._retry import Retry
-from ._system import Outcome
-from .transports.tracker import Inbound
+from .._events import Context, Envelope, current_envelope, current_subscription, log_fields
+from .._exceptions import AxonbusError, BusClosed, InvalidHandler, RedeliveryExhausted, RemoteError
+from .._retry import Retry
+from .._system import Outcome
+from ..transports.tracker import Inbound
 
 if TYPE_CHECKING:
-    from ._bus import Bus
-    from ._mailbox import Mailbox
-    from ._middleware import HandleChain
+    from .bus import Bus
+    from .mailbox import Mailbox
+    from .middleware import HandleChain
 
 __all__ = ["HandlerSpec", "Subscription", "SubscriptionStats"]
 

@@ -9,30 +9,30 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
-from ._codec import Codec, get_codec
-from ._events import Envelope
-from ._exceptions import (
+from .._codec import Codec, get_codec
+from .._events import Envelope
+from .._exceptions import (
     BusClosed,
     NoEventLog,
 )
-from ._mailbox import Mailbox
-from ._middleware import Middleware, build_handle_chain, build_publish_chain
-from ._publishing import Deadlines, Publisher, State
-from ._replay import log_of
-from ._retry import Retry
-from ._routing import RoutingTable, resolve_target
-from ._stream import NO_DEFAULT, EventStream, Waiter
-from ._subscription import HandlerSpec, Subscription, SubscriptionStats, check_options
-from ._topics import match, split_pattern
-from .transports import Transport, open_transport
-from .transports.base import BrokerTransport, redact_url
-from .transports.capabilities import EventLog
+from .._retry import Retry
+from .._topics import match, split_pattern
+from ..transports import Transport, open_transport
+from ..transports.base import BrokerTransport, redact_url
+from ..transports.capabilities import EventLog
+from .mailbox import Mailbox
+from .middleware import Middleware, build_handle_chain, build_publish_chain
+from .publishing import Deadlines, Publisher, State
+from .replay import log_of
+from .routing import RoutingTable, resolve_target
+from .stream import NO_DEFAULT, EventStream, Waiter
+from .subscription import HandlerSpec, Subscription, SubscriptionStats, check_options
 
 if TYPE_CHECKING:
-    from .transports.sink import Inbox
+    from ..transports.sink import Inbox
 
 if TYPE_CHECKING:
-    from .transports._log import LogTransport
+    from ..transports._log import LogTransport
 
 __all__ = ["Bus"]
 
@@ -118,7 +118,7 @@ class Bus(Publisher):
         """
         # the one call-time reach into the composition layer: building a bus from a file needs
         # the plugins (middleware) the file names (see docs/layout.md, "Layers")
-        from ._compose import bus_from_config
+        from .._compose import bus_from_config
 
         return bus_from_config(path, bus_class=cls, **kwargs)
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ._events import Envelope
-from ._exceptions import NoEventLog
+from .._events import Envelope
+from .._exceptions import NoEventLog
 
 if TYPE_CHECKING:
-    from .transports._log import LogTransport
-    from .transports.base import Transport
+    from ..transports._log import LogTransport
+    from ..transports.base import Transport
 
 __all__ = ["fold", "log_of"]
 
@@ -19,7 +19,7 @@ S = TypeVar("S")
 
 def log_of(transport: Transport) -> LogTransport:
     """The transport, if it keeps an event log; :class:`NoEventLog` otherwise."""
-    from .transports._log import LogTransport
+    from ..transports._log import LogTransport
 
     if not isinstance(transport, LogTransport):
         raise NoEventLog(

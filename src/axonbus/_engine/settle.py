@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ._bus import Bus
+    from .bus import Bus
 
 __all__ = ["settle"]
 

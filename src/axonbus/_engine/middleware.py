@@ -6,10 +6,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ._events import Context, Envelope
+from .._events import Context, Envelope
 
 if TYPE_CHECKING:
-    from ._bus import Bus
+    from .bus import Bus
 
 __all__ = ["HandleChain", "Middleware", "build_handle_chain", "build_publish_chain"]
 

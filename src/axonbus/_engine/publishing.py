@@ -16,9 +16,9 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any, Literal, overload
 
-from ._codec import Codec, encode_checked
-from ._events import Envelope, Event, current_envelope
-from ._exceptions import (
+from .._codec import Codec, encode_checked
+from .._events import Envelope, Event, current_envelope
+from .._exceptions import (
     BusClosed,
     BusNotStarted,
     InvalidTopic,
@@ -27,16 +27,16 @@ from ._exceptions import (
     QueueFull,
     RequestTimeout,
 )
-from ._mailbox import Mailbox
-from ._middleware import PublishHook
-from ._routing import RoutingTable
-from ._subscription import Subscription
-from ._system import DeadLetter, HandlerFailed, Outcome, PublishResult
-from ._topics import TopicIndex
-from .transports.headers import DUPLICATE, IDEMPOTENCY_KEY
+from .._system import DeadLetter, HandlerFailed, Outcome, PublishResult
+from .._topics import TopicIndex
+from ..transports.headers import DUPLICATE, IDEMPOTENCY_KEY
+from .mailbox import Mailbox
+from .middleware import PublishHook
+from .routing import RoutingTable
+from .subscription import Subscription
 
 if TYPE_CHECKING:
-    from .transports.base import BrokerTransport
+    from ..transports.base import BrokerTransport
 
 __all__ = ["MISSING", "Publisher", "State"]
 
@@ -167,7 +167,8 @@ class Publisher:
             env = hooked
         remote = self._remote
         if remote is not None:  # first, so a refused event reached nobody
-            if env._headers is not None and IDEMPOTENCY_KEY in env._headers and remote.dedupes:
+            headers = env.headers_or_none
+            if headers is not None and IDEMPOTENCY_KEY in headers and remote.dedupes:
                 original = await remote.publish_once(self._outbound(env))
                 if original is not None:  # a duplicate: stored before, so it reaches nobody
                     env.id = original
@@ -211,7 +212,8 @@ class Publisher:
                 return env
             env = hooked
         if self._remote is not None:
-            if env._headers and IDEMPOTENCY_KEY in env._headers and self._remote.dedupes:
+            headers = env.headers_or_none
+            if headers and IDEMPOTENCY_KEY in headers and self._remote.dedupes:
                 raise ValueError(
                     f"{IDEMPOTENCY_KEY} needs the store's answer before local delivery: "
                     "use 'await bus.publish(...)', not publish_nowait"

@@ -17,12 +17,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ._exceptions import DecodeError, NoEventLog
-from ._system import DeadLetter
-from .transports.base import BrokerTransport
+from .._exceptions import DecodeError, NoEventLog
+from .._system import DeadLetter
+from ..transports.base import BrokerTransport
 
 if TYPE_CHECKING:
-    from ._bus import Bus
+    from .bus import Bus
 
 __all__ = ["DeadLetters", "StoredDeadLetter"]
 
