@@ -13,7 +13,7 @@ from tests.support.brokers import free_port
 
 from axonbus import Bus, ConnectionLost, Context, DeadLetter, InvalidTopic, Retry
 from axonbus.testing import settle
-from axonbus.transports.redis import _glob
+from axonbus.transports.redis._transport import _glob
 
 
 async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:

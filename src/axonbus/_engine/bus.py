@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from ..transports.sink import Inbox
 
 if TYPE_CHECKING:
-    from ..transports._log import LogTransport
+    from ..transports.log._transport import LogTransport
 
 __all__ = ["Bus"]
 

@@ -9,8 +9,8 @@ from .._events import Envelope
 from .._exceptions import NoEventLog
 
 if TYPE_CHECKING:
-    from ..transports._log import LogTransport
     from ..transports.base import Transport
+    from ..transports.log._transport import LogTransport
 
 __all__ = ["fold", "log_of"]
 
@@ -19,7 +19,7 @@ S = TypeVar("S")
 
 def log_of(transport: Transport) -> LogTransport:
     """The transport, if it keeps an event log; :class:`NoEventLog` otherwise."""
-    from ..transports._log import LogTransport
+    from ..transports.log._transport import LogTransport
 
     if not isinstance(transport, LogTransport):
         raise NoEventLog(

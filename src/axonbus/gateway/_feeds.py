@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from .._engine.bus import Bus
     from .._engine.stream import EventStream
     from .._events import Envelope
-    from ..transports._log import LogTransport
+    from ..transports.log._transport import LogTransport
 
 __all__ = ["Feed", "Hub", "HubFeed", "Hubs", "Item", "Records", "has_log"]
 

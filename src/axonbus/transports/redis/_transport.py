@@ -46,13 +46,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlencode, urlsplit
 
-from .._events import Envelope
-from .._exceptions import ConnectionLost, DecodeError
-from .._topics import match
-from . import _redis_lua
-from ._frames import frames
-from ._redis_rpc import RedisRequestReply, _Responders
-from .base import (
+from ..._events import Envelope
+from ..._exceptions import ConnectionLost, DecodeError
+from ..._topics import match
+from .._frames import frames
+from ..base import (
     BrokerTransport,
     Inbound,
     float_option,
@@ -61,6 +59,8 @@ from .base import (
     redact_url,
     register_transport,
 )
+from . import _lua
+from ._rpc import RedisRequestReply, _Responders
 
 try:
     import redis.asyncio as aioredis
@@ -73,7 +73,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     ) from exc
 
 if TYPE_CHECKING:
-    from .sink import Inbox, Sink, SubscriptionInfo
+    from ..sink import Inbox, Sink, SubscriptionInfo
 
 __all__ = ["RedisTransport"]
 
@@ -218,7 +218,7 @@ class RedisTransport(RedisRequestReply, BrokerTransport):
         self._client = client
         await client.ping()
         for name in ("PUBLISH", "REQUEST"):
-            self._shas[name] = await client.script_load(getattr(_redis_lua, name))
+            self._shas[name] = await client.script_load(getattr(_lua, name))
         await self._read_durable_patterns(client)
         pubsub = client.pubsub()
         self._pubsub = pubsub
@@ -384,7 +384,7 @@ class RedisTransport(RedisRequestReply, BrokerTransport):
                         extra={"topic": op[1]},
                     )  # fmt: skip
         if retry:
-            self._shas["PUBLISH"] = await client.script_load(_redis_lua.PUBLISH)
+            self._shas["PUBLISH"] = await client.script_load(_lua.PUBLISH)
             await self.write_batch(retry)
 
     # -- plain subscriptions: pub/sub --------------------------------------------------------

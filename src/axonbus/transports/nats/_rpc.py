@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 import nats.errors
 from nats.aio.msg import Msg
 
-from .._codec import encode_checked
-from .._events import Envelope
-from .._exceptions import (
+from ..._codec import encode_checked
+from ..._events import Envelope
+from ..._exceptions import (
     AxonbusError,
     ConnectionLost,
     EncodeError,
@@ -27,11 +27,11 @@ from .._exceptions import (
     RemoteError,
     RequestTimeout,
 )
-from .._topics import match
-from ._nats_conn import Conn, Lost
+from ..._topics import match
+from ._conn import Conn, Lost
 
 if TYPE_CHECKING:
-    from .sink import Inbox, Sink
+    from ..sink import Inbox, Sink
 
 __all__ = ["ERROR_HEADER", "RequestReply"]
 

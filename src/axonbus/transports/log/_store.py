@@ -1,5 +1,5 @@
 """What a log transport needs from its database: the contract of ``sqlite://`` and
-``postgresql://`` stores (see :mod:`._log` for the transport built on it).
+``postgresql://`` stores (see ``_transport`` beside it for the transport built on it).
 
 The log is one append-only table of events, numbered by an ``offset`` that grows in commit
 order (a reader that has seen offset N never later finds a new event below N). Beside it:

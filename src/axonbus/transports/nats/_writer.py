@@ -1,7 +1,7 @@
 """The ``nats://`` writer: how a batch of outbox operations reaches the server, and how the
 transport learns that it did (a round trip, or JetStream's PubAcks while the stream exists).
 
-Consecutive publishes on one topic go as one pack (see :mod:`._nats_pack`). With a stream, each
+Consecutive publishes on one topic go as one pack (see ``_pack``). With a stream, each
 message carries ``Nats-Msg-Id`` and a reply subject that collects the PubAcks, so a batch resent
 after a reconnect is de-duplicated and counts as sent only once stored.
 """
@@ -17,14 +17,14 @@ from typing import TYPE_CHECKING, Any
 import nats.errors
 from nats.aio.msg import Msg
 
-from .._events import Envelope
-from .._exceptions import MessageTooLarge
-from .._topics import match
-from ._nats_conn import Batch, Conn, Lost, guard
-from ._nats_pack import HEADER_ROOM, PACK, PACK_BYTES, pack, run_end
+from ..._events import Envelope
+from ..._exceptions import MessageTooLarge
+from ..._topics import match
+from ._conn import Batch, Conn, Lost, guard
+from ._pack import HEADER_ROOM, PACK, PACK_BYTES, pack, run_end
 
 if TYPE_CHECKING:
-    from ._nats_jetstream import JetStream
+    from ._jetstream import JetStream
 
 __all__ = ["MSG_ID", "Writer"]
 
@@ -70,7 +70,7 @@ class Writer:
     async def write_batch(self, batch: list[Any]) -> None:
         """Send ``batch`` in order, then wait until the server read it (and, while the stream
         exists, until it stored every event). Consecutive publishes on one topic go as one
-        pack (see :mod:`._nats_pack`)."""
+        pack (see ``_pack``)."""
         conn = self.current()
         nc = conn.nc
         ev = self._ev

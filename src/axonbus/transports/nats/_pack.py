@@ -17,8 +17,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ._frames import frames, join_frames
-from .tracker import Inbound
+from .._frames import frames, join_frames
+from ..tracker import Inbound
 
 __all__ = ["PACK", "PACK_MAX", "Pack", "PackPart", "frames", "pack", "run_end"]
 

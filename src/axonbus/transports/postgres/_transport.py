@@ -2,10 +2,10 @@
 
 >>> async with Bus("postgresql://user@db.internal/app", name="shop") as bus: ...
 
-A log transport (see :mod:`._log`): every event is a row of one append-only table, and every
-subscription reads that log. Tables are named ``ab_{bus}_…`` (:func:`table_prefix`), so several
-buses share a database; they are created on first use (``CREATE TABLE IF NOT EXISTS`` under an
-advisory lock, so processes starting together do not race).
+A log transport (see the ``log`` subpackage): every event is a row of one append-only table,
+and every subscription reads that log. Tables are named ``ab_{bus}_…`` (:func:`table_prefix`),
+so several buses share a database; they are created on first use (``CREATE TABLE IF NOT
+EXISTS`` under an advisory lock, so processes starting together do not race).
 
 How each kind of subscription travels:
 
@@ -34,8 +34,9 @@ registrations, requests, replies, a release) sends one ``NOTIFY`` per transactio
 acknowledgements and responder refreshes do not, so they wake nobody.
 
 URL options (query string): ``pool`` (connections besides the listener, default 4) and the
-log transport's own (see :mod:`._log`); any other option goes to asyncpg with the rest of the
-URL (``sslmode``, ...). Connections show as ``axonbus ab_{bus}_`` in ``pg_stat_activity``.
+log transport's own (see the ``log`` subpackage); any other option goes to asyncpg with the
+rest of the URL (``sslmode``, ...). Connections show as ``axonbus ab_{bus}_`` in
+``pg_stat_activity``.
 
 What it cannot promise:
 
@@ -63,13 +64,13 @@ import time
 from typing import Any, ClassVar
 from urllib.parse import urlencode, urlsplit
 
-from .._events import Envelope
-from .._exceptions import EncodeError
-from ._log import LogTransport
-from ._log_store import LogStore, Request, Row, read_filter
-from ._postgres_consumers import PostgresConsumers
-from ._postgres_sql import Statements, lock_key, schema, table_names
-from .base import int_option, redact_url, register_transport
+from ..._events import Envelope
+from ..._exceptions import EncodeError
+from ..base import int_option, redact_url, register_transport
+from ..log._store import LogStore, Request, Row, read_filter
+from ..log._transport import LogTransport
+from ._consumers import PostgresConsumers
+from ._sql import Statements, lock_key, schema, table_names
 
 try:
     import asyncpg  # type: ignore[import-untyped]

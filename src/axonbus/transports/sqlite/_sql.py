@@ -2,7 +2,7 @@
 bus), the multi-row statements built once per prefix for a fixed number of rows (so one statement,
 one step of SQLite and one release of the GIL, handles a chunk of events or offsets) and the
 ``BEGIN IMMEDIATE`` transaction every write runs in. Nothing here owns a connection (see
-:mod:`.sqlite`).
+``_transport``).
 """
 
 from __future__ import annotations

@@ -17,14 +17,14 @@ import random
 import time
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from .._events import Envelope
-from .._exceptions import ConnectionLost, DecodeError, NoResponders, RemoteError, RequestTimeout
-from .._topics import match
-from ._replies import encode_reply, settle_reply
+from ..._events import Envelope
+from ..._exceptions import ConnectionLost, DecodeError, NoResponders, RemoteError, RequestTimeout
+from ..._topics import match
+from .._replies import encode_reply, settle_reply
 
 if TYPE_CHECKING:
-    from ._log_store import LogStore
-    from .sink import Inbox, Sink
+    from ..sink import Inbox, Sink
+    from ._store import LogStore
 
 __all__ = ["LogRequestReply"]
 
@@ -35,7 +35,7 @@ IDLE_WAIT = 1.0  # seconds a loop sleeps without a change before looking again
 
 
 class LogRequestReply:
-    """The request/reply half of :class:`~axonbus.transports._log.LogTransport` (a mixin)."""
+    """The request/reply half of the log transport (``_transport.LogTransport``, a mixin)."""
 
     if TYPE_CHECKING:  # provided by the transport
         bus: Sink | None

@@ -15,7 +15,7 @@ wildcard in the first token also matches system topics (``$bus.…``) and in axo
   to exactly one responder in the whole system. No responder -> :class:`NoResponders`; no reply
   in time -> :class:`RequestTimeout`; a raising responder -> :class:`RemoteError`.
 - **durable=**: a JetStream pull consumer (explicit ack) on the stream ``AXONBUS_{name}``,
-  created on demand when the first durable subscription binds. See :mod:`._nats_jetstream`.
+  created on demand when the first durable subscription binds. See ``_jetstream``.
 
 Publishing: events are core publishes, and the stream captures those on ``{name}.ev.>``. While
 the stream exists (this bus created or found it, or heard the server's stream-created
@@ -25,7 +25,7 @@ only once JetStream stored it. A batch in flight when the connection drops is se
 the reconnect, and JetStream drops the copies (within ``dupe_window``). Without a stream (no
 durable anywhere) events go without the header, and a batch is confirmed by a round trip on
 the connection (a message to the bus's own inbox, queued behind the batch): the server has it.
-Consecutive publishes on one topic in a batch go as one message, a pack (:mod:`._nats_pack`):
+Consecutive publishes on one topic in a batch go as one message, a pack (``_pack``):
 plain and group subscribers unpack it, the stream stores it as one message (``Nats-Msg-Id``
 ``{first id}+{count}``; a resent batch is packed as before), and a durable acknowledges it once
 every event in it is settled. A batch of nothing but request replies waits for no round trip:
@@ -81,27 +81,27 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "the nats:// transport needs the nats-py package: pip install 'axonbus[nats]'"
     ) from exc
 
-from .._events import Envelope
-from .._exceptions import (
+from ..._events import Envelope
+from ..._exceptions import (
     ConnectionLost,
     DecodeError,
 )
-from .._topics import match
-from ._nats_conn import Conn, Lost
-from ._nats_jetstream import ApiError, JetStream, StreamLimits
-from ._nats_pack import PACK, frames
-from ._nats_rpc import RequestReply
-from ._nats_writer import Writer
-from .base import (
+from ..._topics import match
+from ..base import (
     BrokerTransport,
     float_option,
     int_option,
     redact_url,
     register_transport,
 )
+from ._conn import Conn, Lost
+from ._jetstream import ApiError, JetStream, StreamLimits
+from ._pack import PACK, frames
+from ._rpc import RequestReply
+from ._writer import Writer
 
 if TYPE_CHECKING:
-    from .sink import Inbox, Sink, SubscriptionInfo
+    from ..sink import Inbox, Sink, SubscriptionInfo
 
 __all__ = ["NatsTransport"]
 
@@ -568,7 +568,7 @@ class NatsTransport(Writer, RequestReply, BrokerTransport):
         return accepts
 
     def unpack(self, msg: Msg) -> list[Envelope]:
-        """The envelopes of a pack (see :mod:`._nats_pack`); one that does not decode is
+        """The envelopes of a pack (see ``_pack``); one that does not decode is
         logged and skipped."""
         assert self.bus is not None
         decode = self.bus.wire_codec.decode

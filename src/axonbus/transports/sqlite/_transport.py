@@ -9,10 +9,11 @@ durability costs one commit per batch, not one per event. Reads (the tail, repla
 in a second thread and never wait for the writer. Processes on the same host share the file:
 ``group=`` and ``durable=`` subscriptions compete across them, and each process notices others'
 commits by polling SQLite's ``data_version`` (a few microseconds; every 1 ms after a change,
-backing off to ``poll``, 20 ms by default). See :mod:`._log` for how each subscription kind
-travels.
+backing off to ``poll``, 20 ms by default). See the ``log`` subpackage for how each
+subscription kind travels.
 
-URL options, besides those of :mod:`._log`: ``synchronous`` (``normal``, the default, ``full``,
+URL options, besides those of the ``log`` subpackage: ``synchronous`` (``normal``, the
+default, ``full``,
 ``extra`` or ``off``), ``busy_timeout`` (seconds a write waits for another process's
 transaction, default 5) and ``poll`` (the longest pause between two looks for other processes'
 commits, seconds, default 0.02).
@@ -45,10 +46,11 @@ from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 from urllib.parse import unquote
 
-from ._log import LogTransport
-from ._log_store import LogStore, Request, Row, read_filter
-from ._sqlite_consumers import SqliteConsumers
-from ._sqlite_sql import (
+from ..base import float_option, register_transport
+from ..log._store import LogStore, Request, Row, read_filter
+from ..log._transport import LogTransport
+from ._consumers import SqliteConsumers
+from ._sql import (
     INSERT_CHUNK,
     SCHEMA,  # also read from here (benchmarks/storage.py)
     delete_pending,
@@ -56,7 +58,6 @@ from ._sqlite_sql import (
     insert_chunk,
     pending_chunks,
 )
-from .base import float_option, register_transport
 
 __all__ = ["SqliteStore", "SqliteTransport"]
 

@@ -1,6 +1,6 @@
 """The transport shared by ``sqlite://`` and ``postgresql://``: every event goes to a log.
 
-The log is a table of events numbered by offset (see :mod:`._log_store` for the tables). How each
+The log is a table of events numbered by offset (see ``_store`` for the tables). How each
 kind of subscription travels:
 
 - plain subscriptions and streams: each bus tails the log and hands events published by other
@@ -36,23 +36,23 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .._events import Envelope
-from .._exceptions import ConnectionLost, DecodeError
-from .._topics import match
-from ._log_reading import Cursor, LogReader
-from ._log_rpc import LogRequestReply
-from ._log_store import Compaction, LogStore, table_prefix
-from .base import (
+from ..._events import Envelope
+from ..._exceptions import ConnectionLost, DecodeError
+from ..._topics import match
+from ..base import (
     BrokerTransport,
     float_option,
     int_option,
     prefetch_limit,
 )
-from .headers import IDEMPOTENCY_KEY
-from .tracker import Inbound
+from ..headers import IDEMPOTENCY_KEY
+from ..tracker import Inbound
+from ._reading import Cursor, LogReader
+from ._rpc import LogRequestReply
+from ._store import Compaction, LogStore, table_prefix
 
 if TYPE_CHECKING:
-    from .sink import Inbox, Sink, SubscriptionInfo
+    from ..sink import Inbox, Sink, SubscriptionInfo
 
 __all__ = ["Cursor", "LogTransport"]
 

@@ -22,7 +22,7 @@ delay (``-NAK {"delay": ns}``) for a retry, and is marked in progress (``+WPI``)
 redelivered elsewhere behind its back; a bus that dies stops doing that and the server
 redelivers after ``ack_wait``. A bus that closes, or unsubscribes, naks what it still holds.
 
-A pack (:mod:`._nats_pack`) is one JetStream delivery of several events: each event gets a
+A pack (``_pack``) is one JetStream delivery of several events: each event gets a
 :class:`PackPart` tracker (retried in-process, no nak of its own); the pack is acked once all are
 settled, naked whole when the bus lets go of it, and counts as its events in the window.
 """
@@ -42,18 +42,18 @@ import nats.errors
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription as NatsSubscription
 
-from .._retry import Retry
-from .._topics import match
-from ._frames import frames
-from ._nats_conn import Conn, Lost
-from ._nats_pack import PACK, Pack, PackPart
-from .base import backoff_delays, prefetch_limit
-from .tracker import Inbound
+from ..._retry import Retry
+from ..._topics import match
+from .._frames import frames
+from ..base import backoff_delays, prefetch_limit
+from ..tracker import Inbound
+from ._conn import Conn, Lost
+from ._pack import PACK, Pack, PackPart
 
 if TYPE_CHECKING:
-    from .._events import Envelope
-    from .nats import NatsTransport
-    from .sink import Inbox, SubscriptionInfo
+    from ..._events import Envelope
+    from ..sink import Inbox, SubscriptionInfo
+    from ._transport import NatsTransport
 
 __all__ = ["ApiError", "Durable", "JetStream", "StreamLimits", "consumer_name", "nak_payload"]
 

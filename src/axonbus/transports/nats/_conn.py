@@ -13,7 +13,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription as NatsSubscription
 
 if TYPE_CHECKING:
-    from .sink import Inbox
+    from ..sink import Inbox
 
 __all__ = ["Batch", "Conn", "Lost", "guard"]
 

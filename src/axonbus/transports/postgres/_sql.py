@@ -1,6 +1,6 @@
 """The SQL of the ``postgresql://`` store: the schema, every statement it prepares (table
 names filled in once per bus), the table-name prefix that fits PostgreSQL's identifier limit and
-the advisory lock keys. Text only: nothing here talks to the server (see :mod:`.postgres`).
+the advisory lock keys. Text only: nothing here talks to the server (see ``_transport``).
 """
 
 from __future__ import annotations

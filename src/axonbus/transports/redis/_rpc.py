@@ -23,13 +23,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from redis import exceptions as rexc
 
-from .._events import Envelope
-from .._exceptions import ConnectionLost, DecodeError, NoResponders, RemoteError, RequestTimeout
-from . import _redis_lua
-from ._replies import encode_reply, settle_reply
+from ..._events import Envelope
+from ..._exceptions import ConnectionLost, DecodeError, NoResponders, RemoteError, RequestTimeout
+from .._replies import encode_reply, settle_reply
+from . import _lua
 
 if TYPE_CHECKING:
-    from .sink import Inbox, Sink
+    from ..sink import Inbox, Sink
 
 __all__ = ["RESPONDER_TTL", "RedisRequestReply"]
 
@@ -191,7 +191,7 @@ class RedisRequestReply:
                             self._shas["REQUEST"], 0, self.prefix, env.topic, frame
                         )
                     except rexc.NoScriptError:
-                        self._shas["REQUEST"] = await client.script_load(_redis_lua.REQUEST)
+                        self._shas["REQUEST"] = await client.script_load(_lua.REQUEST)
                         pattern = await client.evalsha(
                             self._shas["REQUEST"], 0, self.prefix, env.topic, frame
                         )

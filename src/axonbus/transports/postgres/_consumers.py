@@ -10,11 +10,11 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .._topics import match
-from ._log_store import Claimed, Compaction
+from ..._topics import match
+from ..log._store import Claimed, Compaction
 
 if TYPE_CHECKING:
-    from ._postgres_sql import Statements
+    from ._sql import Statements
 
 __all__ = ["PostgresConsumers"]
 

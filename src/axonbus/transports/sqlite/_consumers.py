@@ -12,9 +12,9 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .._topics import match
-from ._log_store import Claimed, Compaction
-from ._sqlite_sql import immediate, insert_pending, pending_chunks
+from ..._topics import match
+from ..log._store import Claimed, Compaction
+from ._sql import immediate, insert_pending, pending_chunks
 
 __all__ = ["SqliteConsumers"]
 

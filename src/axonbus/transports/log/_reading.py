@@ -10,14 +10,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from .._events import Envelope
-from .._exceptions import DecodeError
-from .._topics import match
-from ._log_store import Row
+from ..._events import Envelope
+from ..._exceptions import DecodeError
+from ..._topics import match
+from ._store import Row
 
 if TYPE_CHECKING:
-    from ._log_store import LogStore
-    from .sink import Sink
+    from ..sink import Sink
+    from ._store import LogStore
 
 __all__ = ["Cursor", "LogReader"]
 
@@ -35,7 +35,7 @@ class Cursor:
 
 
 class LogReader:
-    """The reading half of :class:`~axonbus.transports._log.LogTransport` (a mixin)."""
+    """The reading half of :class:`~axonbus.transports.log._transport.LogTransport` (a mixin)."""
 
     if TYPE_CHECKING:  # provided by the transport
         store: LogStore | None
