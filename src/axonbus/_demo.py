@@ -25,7 +25,7 @@ from rich.text import Text
 
 from ._engine.bus import Bus
 from ._engine.subscription import Subscription
-from ._exceptions import NoResponders, RemoteError
+from ._exceptions import AxonbusError, NoResponders, RemoteError
 from ._system import HandlerFailed
 from ._version import __version__
 from .channels import (
@@ -92,7 +92,7 @@ def _captured_logs(verbose: bool) -> Iterator[_LogTally]:
         log.setLevel(level)
 
 
-class AuthenticationError(Exception):
+class AuthenticationError(AxonbusError):
     """What the flaky demo channel raises while its token is 'expired'."""
 
 

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mappin
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from .._exceptions import AxonbusError
 from ._errors import MaxStepsExceeded
 from ._events import (
     AgentEvent,
@@ -66,7 +67,7 @@ class RunResult:
     steps: int = 0
 
 
-class _Cancelled(Exception):
+class _Cancelled(AxonbusError):
     """Internal: a Cancel event reached the run."""
 
 

@@ -17,7 +17,7 @@ from .._engine.dead_letters import DeadLetters, StoredDeadLetter
 from .._engine.settle import settle
 from .._engine.stream import Waiter
 from .._events import Context, Event
-from .._exceptions import BusClosed, MessageTooLarge, NoResponders, RemoteError
+from .._exceptions import AxonbusError, BusClosed, MessageTooLarge, NoResponders, RemoteError
 from .._retry import Retry
 from .._system import DeadLetter
 
@@ -29,7 +29,7 @@ Check = Callable[[MakeBus], Awaitable[None]]
 CHECKS: dict[str, Check] = {}
 
 
-class CheckSkipped(Exception):
+class CheckSkipped(AxonbusError):
     """A check does not apply to this transport (the reason is the message)."""
 
 

@@ -12,6 +12,8 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription as NatsSubscription
 
+from ..._exceptions import TransportError
+
 if TYPE_CHECKING:
     from ..sink import Inbox
 
@@ -22,7 +24,7 @@ logger = logging.getLogger("axonbus")
 T = TypeVar("T")
 
 
-class Lost(ConnectionError):
+class Lost(TransportError, ConnectionError):
     """The NATS connection is gone (the driver's error, if any, is the cause)."""
 
 

@@ -42,6 +42,7 @@ import nats.errors
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription as NatsSubscription
 
+from ..._exceptions import TransportError
 from ..._retry import Retry
 from ..._topics import match
 from .._frames import frames
@@ -55,7 +56,7 @@ if TYPE_CHECKING:
     from ..sink import Inbox, SubscriptionInfo
     from ._transport import NatsTransport
 
-__all__ = ["ApiError", "Durable", "JetStream", "StreamLimits", "consumer_name", "nak_payload"]
+__all__ = ["Durable", "JetStream", "JetStreamError", "StreamLimits", "consumer_name", "nak_payload"]
 
 logger = logging.getLogger("axonbus")
 
@@ -80,7 +81,7 @@ def nak_payload(delay: float) -> bytes:
     return b'-NAK {"delay": %d}' % max(int(delay * NS), 1_000_000)
 
 
-class ApiError(Exception):
+class JetStreamError(TransportError):
     """The JetStream API answered with an error (or JetStream is not there)."""
 
     def __init__(self, code: int, err_code: int, description: str) -> None:
@@ -214,7 +215,7 @@ class JetStream:
         if ensure and not durable.ensured:
             try:
                 await self.ensure(conn, durable)
-            except (ApiError, TimeoutError) as exc:
+            except (JetStreamError, TimeoutError) as exc:
                 logger.warning(
                     "%s: durable %r not ready yet (retrying): %s", self.t, durable.name, exc,
                     extra={"subscription": durable.name},
@@ -236,7 +237,8 @@ class JetStream:
 
     async def ask(self, conn: Conn, subject: str, payload: bytes) -> Any:
         """Publish ``payload`` with a reply subject and return JetStream's decoded answer
-        (an API response, or the PubAck of a stored message); :class:`ApiError` for an error."""
+        (an API response, or the PubAck of a stored message); :class:`JetStreamError` for an
+        error."""
         token = conn.token("r")
         fut: asyncio.Future[Msg] = asyncio.get_running_loop().create_future()
         conn.waiters[token] = fut
@@ -249,17 +251,21 @@ class JetStream:
         finally:
             conn.waiters.pop(token, None)
         if msg.headers and msg.headers.get("Status") == "503":
-            raise ApiError(503, 0, "JetStream is not enabled on this server (nats-server -js)")
+            raise JetStreamError(
+                503, 0, "JetStream is not enabled on this server (nats-server -js)"
+            )
         resp = json.loads(msg.data)
         err = resp.get("error")
         if err:
-            raise ApiError(err.get("code", 0), err.get("err_code", 0), err.get("description", ""))
+            raise JetStreamError(
+                err.get("code", 0), err.get("err_code", 0), err.get("description", "")
+            )
         return resp
 
     async def stream_exists(self, conn: Conn) -> bool:
         try:
             await self.api(conn, f"STREAM.INFO.{self.t.stream}")
-        except (ApiError, TimeoutError):
+        except (JetStreamError, TimeoutError):
             return False
         return True
 
@@ -286,12 +292,14 @@ class JetStream:
         subjects = f"{t.prefix}.ev.>"
         try:
             info = await self.api(conn, f"STREAM.INFO.{t.stream}")
-        except ApiError as exc:
+        except JetStreamError as exc:
             if exc.code != 404:
                 raise
             info = await self._create_stream(conn, subjects)
         if subjects not in info.get("config", {}).get("subjects", []):
-            raise ApiError(400, 0, f"stream {t.stream} exists but does not capture {subjects}")
+            raise JetStreamError(
+                400, 0, f"stream {t.stream} exists but does not capture {subjects}"
+            )
         await self._keep_dead_letters(conn)
         conn.stream_ok = True
         t.stream_found()
@@ -326,7 +334,7 @@ class JetStream:
                     f"STREAM.MSG.GET.{t.stream}",
                     {"seq": seq, "next_by_subj": self.dead_letters_subject},
                 )
-            except ApiError as exc:
+            except JetStreamError as exc:
                 if exc.code == 404:  # no (more) dead letters, or no stream at all
                     return out
                 raise
@@ -346,7 +354,7 @@ class JetStream:
         t = self.t
         try:
             await self.api(t.current(), f"STREAM.MSG.DELETE.{t.stream}", {"seq": int(key)})
-        except ApiError as exc:
+        except JetStreamError as exc:
             if exc.code != 404:  # already gone
                 raise
 
@@ -366,7 +374,7 @@ class JetStream:
         }
         try:
             info = await self.api(conn, f"STREAM.CREATE.{self.t.stream}", config)
-        except ApiError as exc:
+        except JetStreamError as exc:
             if exc.err_code != 10058:  # "stream name already in use": another bus won the race
                 raise
             return await self.api(conn, f"STREAM.INFO.{self.t.stream}")
@@ -398,7 +406,7 @@ class JetStream:
         }
         try:
             await self.api(conn, f"STREAM.CREATE.{self.attempts_stream}", config)
-        except ApiError as exc:
+        except JetStreamError as exc:
             if exc.err_code != 10058:  # already there (created by any bus of this name)
                 raise
         self._attempts_on = conn
@@ -411,7 +419,7 @@ class JetStream:
     async def note_settled(self, subject: str) -> None:
         try:
             await self.record_attempt(subject, SETTLED)
-        except (ApiError, Lost, TimeoutError) as exc:  # handled again at worst
+        except (JetStreamError, Lost, TimeoutError) as exc:  # handled again at worst
             logger.debug("%s: could not note %s settled: %r", self.t, subject, exc)
 
     async def recorded_attempt(self, subject: str) -> int:
@@ -422,7 +430,7 @@ class JetStream:
             resp = await self.api(
                 conn, f"STREAM.MSG.GET.{self.attempts_stream}", {"last_by_subj": subject}
             )
-        except ApiError as exc:
+        except JetStreamError as exc:
             if exc.code == 404:  # no record (or no stream yet): no handler call recorded
                 return 1
             raise
@@ -433,7 +441,7 @@ class JetStream:
             await self.api(
                 self.t.current(), f"STREAM.PURGE.{self.attempts_stream}", {"filter": subject}
             )
-        except (ApiError, Lost, TimeoutError) as exc:  # kept ATTEMPTS_KEPT at most anyway
+        except (JetStreamError, Lost, TimeoutError) as exc:  # kept ATTEMPTS_KEPT at most anyway
             logger.debug("%s: could not forget %s: %r", self.t, subject, exc)
 
     def tracker_hooks(
@@ -508,7 +516,7 @@ class JetStream:
         t = self.t
         try:
             info = await self.api(t.current(), f"STREAM.INFO.{t.stream}")
-        except ApiError:
+        except JetStreamError:
             return  # no stream: nothing was stored for a durable
         last = int(info.get("state", {}).get("last_seq", 0))
         for durable in durables:
@@ -517,7 +525,7 @@ class JetStream:
                     state = await self.api(
                         t.current(), f"CONSUMER.INFO.{t.stream}.{durable.consumer}"
                     )
-                except ApiError:
+                except JetStreamError:
                     break  # the consumer does not exist (yet): nothing was kept for it
                 seen = int(state.get("delivered", {}).get("stream_seq", 0))
                 undelivered = int(state.get("num_pending", 0))
@@ -558,7 +566,7 @@ class JetStream:
                 # the retry is numbered from the record, so it is written first
                 try:
                     await record(next_attempt - 1)
-                except (ApiError, Lost, TimeoutError) as exc:
+                except (JetStreamError, Lost, TimeoutError) as exc:
                     logger.warning("%s: could not record a retry: %r", t, exc)
                 settle(nak_payload(delay))
 
@@ -702,7 +710,7 @@ class JetStream:
             if not durable.ensured:
                 try:
                     await self.ensure(conn, durable)
-                except (ApiError, TimeoutError) as exc:
+                except (JetStreamError, TimeoutError) as exc:
                     delays = delays or backoff_delays(0.2, 5.0)
                     logger.debug("%s: durable %r: %s", t, durable.name, exc)
                     await self._sleep(durable, next(delays))

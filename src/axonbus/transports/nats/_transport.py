@@ -95,7 +95,7 @@ from ..base import (
     register_transport,
 )
 from ._conn import Conn, Lost
-from ._jetstream import ApiError, JetStream, StreamLimits
+from ._jetstream import JetStream, JetStreamError, StreamLimits
 from ._pack import PACK, frames
 from ._rpc import RequestReply
 from ._writer import Writer
@@ -371,7 +371,7 @@ class NatsTransport(Writer, RequestReply, BrokerTransport):
     async def _read_durable_patterns(self, conn: Conn) -> None:
         try:
             self._durable_patterns = await self.js.durable_patterns(conn)
-        except (ApiError, TimeoutError, Lost) as exc:
+        except (JetStreamError, TimeoutError, Lost) as exc:
             logger.debug("%s: could not list the durable consumers: %r", self, exc)
 
     async def _durables_every(self, interval: float) -> None:
