@@ -50,7 +50,7 @@ from ._exceptions import (
     Undeliverable,
 )
 from ._retry import Retry
-from ._system import DeadLetter, HandlerFailed, Outcome, PublishResult
+from ._system_events import DeadLetter, HandlerFailed, Outcome, PublishResult
 from ._topics import match
 from ._version import __version__
 

@@ -28,7 +28,7 @@ from ._topics import split_pattern
 
 if TYPE_CHECKING:
     from ._engine.bus import Bus
-    from ._system import PublishResult
+    from ._system_events import PublishResult
     from .transports.tracker import Inbound
 
 __all__ = ["Context", "Envelope", "Event", "event_class", "log_fields", "new_event_id"]

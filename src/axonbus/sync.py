@@ -31,7 +31,7 @@ from ._engine.stream import EventStream as AsyncEventStream
 from ._engine.subscription import HandlerSpec, Subscription, SubscriptionStats
 from ._events import Envelope
 from ._exceptions import BusClosed
-from ._system import PublishResult
+from ._system_events import PublishResult
 
 __all__ = ["Bus", "EventStream"]
 

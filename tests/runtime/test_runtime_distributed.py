@@ -27,7 +27,7 @@ from axonbus.runtime import (
     rpc,
 )
 from axonbus.runtime._distributed import DistributedPlacement
-from axonbus.runtime._membership import Member, Membership
+from axonbus.runtime._membership_table import Member, Membership
 from axonbus.runtime._subscriptions import SubscriptionIndex
 
 HEARTBEAT = 0.2

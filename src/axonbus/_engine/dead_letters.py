@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .._exceptions import DecodeError, NoEventLog
-from .._system import DeadLetter
+from .._system_events import DeadLetter
 from ..transports.base import BrokerTransport
 
 if TYPE_CHECKING:

@@ -27,7 +27,7 @@ from .._exceptions import (
     QueueFull,
     RequestTimeout,
 )
-from .._system import DeadLetter, HandlerFailed, Outcome, PublishResult
+from .._system_events import DeadLetter, HandlerFailed, Outcome, PublishResult
 from .._topics import TopicIndex
 from ..transports.headers import DUPLICATE, IDEMPOTENCY_KEY
 from .mailbox import Mailbox

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from .._events import Context, Envelope, current_envelope, current_subscription, log_fields
 from .._exceptions import AxonbusError, BusClosed, InvalidHandler, RedeliveryExhausted, RemoteError
 from .._retry import Retry
-from .._system import Outcome
+from .._system_events import Outcome
 from ..transports.tracker import Inbound
 
 if TYPE_CHECKING:

@@ -1,4 +1,4 @@
-"""Token coalescing under backpressure (seed 001's adaptive batching).
+"""Token coalescing under backpressure (adaptive batching).
 
 A reader that falls behind a token stream (a browser on a slow link, a busy dashboard) would
 make a ``"block"`` mailbox stall the agent, or a ``"drop_*"`` one lose text. Here its events go

@@ -1,4 +1,4 @@
-"""Lifecycle events around any agent run (seed 004's event-publishing middleware)."""
+"""Lifecycle events around any agent run (a middleware that publishes them)."""
 
 from __future__ import annotations
 

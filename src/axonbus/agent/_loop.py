@@ -1,4 +1,4 @@
-"""The interruptible agent loop (seed 001): model call, tool calls, repeat; with interrupt,
+"""The interruptible agent loop: model call, tool calls, repeat; with interrupt,
 resume and cancel checked at every step boundary."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Run state: an immutable :class:`RunState`, the pure reducer, and :class:`StateManager`.
 
-The reducer is the single source of truth of seed 001's StateManager: every state is computed
+The reducer is the single source of truth of the :class:`StateManager`: every state is computed
 from the previous one and an event, nothing else, so any subscriber (a dashboard, a test, another
 process replaying the log) that sees the same events computes the same states.
 """

@@ -1,8 +1,8 @@
 """``AgentRuntime``: routes sends and publishes to agents (registration is in ``_registry``,
 the mailboxes in ``_hosting``, start/stop in ``_lifecycle``).
 
-The seam for running one runtime across processes (issue #5 part 2)
---------------------------------------------------------------------
+The seam for running one runtime across processes
+-------------------------------------------------
 
 Two decisions sit behind :class:`Placement`, and nothing else in the runtime knows whether an
 agent is local:

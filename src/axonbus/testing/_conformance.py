@@ -19,7 +19,7 @@ from .._engine.stream import Waiter
 from .._events import Context, Event
 from .._exceptions import AxonbusError, BusClosed, MessageTooLarge, NoResponders, RemoteError
 from .._retry import Retry
-from .._system import DeadLetter
+from .._system_events import DeadLetter
 
 __all__ = ["CHECKS", "CheckSkipped", "check_transport"]
 

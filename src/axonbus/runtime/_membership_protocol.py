@@ -17,7 +17,7 @@ the pins, kept in step on ``$rt.{name}.members`` (plain pub/sub).
 
 Pins: each member pins its instantiated agents whose rendezvous-hash winner is another member
 (recomputed for the agent types whose hash order changed, and for each new agent), so the
-others route those ids to it instead. See ``_membership`` for the table and the hashing.
+others route those ids to it instead. See ``_membership_table`` for the table and the hashing.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._exceptions import AxonbusError, NoResponders, Undeliverable
 from ._ids import AgentId
-from ._membership import Member, Membership
+from ._membership_table import Member, Membership
 from ._subscriptions import subscription_from_data, subscription_to_data
 
 if TYPE_CHECKING:
