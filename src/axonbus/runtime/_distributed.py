@@ -9,8 +9,8 @@
 Every process is a *member*, with a random worker id per runtime instance;
 ``_membership_protocol`` keeps the membership in step (heartbeats every ``heartbeat`` seconds
 on ``$rt.{name}.members``, a member missing ``EXPIRY_BEATS`` of them is dead, ``bye`` on a
-clean stop; ``start`` returns once the members have answered its hello). Topics (``name`` is the runtime's name, so several
-runtimes can share a bus): ``$rt.{name}.members``; ``$rt.{name}.w.{worker}`` (request/reply,
+clean stop; ``start`` returns once the members have answered its hello). Topics (``name`` is
+the runtime's name, so several runtimes can share a bus): ``$rt.{name}.members``; ``$rt.{name}.w.{worker}`` (request/reply,
 one responder: that worker) for sends and member state; ``$rt.{name}.p.{worker}`` (plain
 pub/sub) for publishes routed to that worker, and cancels.
 
