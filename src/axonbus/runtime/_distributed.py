@@ -6,13 +6,13 @@
 >>> await runtime.start()
 >>> await runtime.send_message(Increment(), AgentId("counter", "user-42"))
 
-Every process is a *member*, with a random worker id per runtime instance;
-``_membership_protocol`` keeps the membership in step (heartbeats every ``heartbeat`` seconds
-on ``$rt.{name}.members``, a member missing ``EXPIRY_BEATS`` of them is dead, ``bye`` on a
-clean stop; ``start`` returns once the members have answered its hello). Topics (``name`` is
-the runtime's name, so several runtimes can share a bus): ``$rt.{name}.members``; ``$rt.{name}.w.{worker}`` (request/reply,
-one responder: that worker) for sends and member state; ``$rt.{name}.p.{worker}`` (plain
-pub/sub) for publishes routed to that worker, and cancels.
+Every process is a *member*, with a random worker id per runtime instance; ``_membership_protocol``
+keeps the membership in step (heartbeats every ``heartbeat`` seconds on ``$rt.{name}.members``, a
+member missing ``EXPIRY_BEATS`` of them is dead, ``bye`` on a clean stop; ``start`` returns once the
+members have answered its hello). Topics (``name`` is the runtime's name, so several runtimes can
+share a bus): ``$rt.{name}.members``; ``$rt.{name}.w.{worker}`` (request/reply, one responder: that
+worker) for sends and member state; ``$rt.{name}.p.{worker}`` (plain pub/sub) for publishes routed
+to that worker, and cancels.
 
 **Placement** (``_membership_table``): the owner of ``AgentId(type, key)`` is a member's pin if one
 has it, else the rendezvous-hash winner among the live members that can create ``type``; every
