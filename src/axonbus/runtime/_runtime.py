@@ -24,7 +24,7 @@ agent is local:
    a worker that vanishes turns the waiting sends into :class:`Undeliverable`. ``__init__``
    selects the placement from the bus's transport: :class:`~._distributed.DistributedPlacement`
    for every bus that leaves the process (``_distributed`` describes membership, placement and
-   delivery); ``tests/runtime/test_runtime_seam.py`` joins two runtimes with a placement that
+   delivery); ``tests/runtime/test_seam.py`` joins two runtimes with a placement that
    moves JSON bytes.
 
 Everything that crosses is data (``_serialization``): messages as ``{"type", "data"}`` of

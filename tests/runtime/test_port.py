@@ -101,7 +101,7 @@ async def test_quickstart_runs_on_axonbus(capsys: pytest.CaptureFixture[str]) ->
 
 async def test_quickstart_prints_what_autogen_prints(capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("autogen_core")
-    import autogen_quickstart
+    from tests.runtime import autogen_quickstart
 
     await autogen_quickstart.main()
     autogen_out = transcript(capsys.readouterr().out)
