@@ -6,7 +6,6 @@ import asyncio
 from typing import Any
 
 import pytest
-from tests.agent.agent_helpers import eventually
 
 from axonbus import Bus, Envelope
 from axonbus.agent import (
@@ -16,6 +15,7 @@ from axonbus.agent import (
     ToolCall,
     coalesce_tokens,
 )
+from tests.agent.agent_helpers import eventually
 
 N = 2000
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from tests.agent.agent_helpers import Recorder, eventually
 
 from axonbus import Bus
 from axonbus.agent import (
@@ -23,6 +22,7 @@ from axonbus.agent import (
     resume,
 )
 from axonbus.agent._demo import calculate, find_expression
+from tests.agent.agent_helpers import Recorder, eventually
 
 FAST = {"token_delay": 0.0, "tool_delay": 0.0}
 

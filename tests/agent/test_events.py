@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from tests.agent.agent_helpers import Recorder
 
 from axonbus import Bus, InvalidTopic
 from axonbus._codec import get_codec
@@ -23,6 +22,7 @@ from axonbus.agent import (
     lifecycle,
     published_run,
 )
+from tests.agent.agent_helpers import Recorder
 
 NAMES = {
     "user_input": "UserInput", "thinking": "Thinking", "token": "Token", "tool_call": "ToolCall",

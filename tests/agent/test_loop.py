@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import pytest
-from tests.agent.agent_helpers import Eventually, Recorder
 
 from axonbus import Bus, InvalidTopic
 from axonbus.agent import (
@@ -32,6 +31,7 @@ from axonbus.agent import (
     interrupt,
     resume,
 )
+from tests.agent.agent_helpers import Eventually, Recorder
 
 SID = "s1"
 

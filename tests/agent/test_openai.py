@@ -10,8 +10,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from tests.agent.agent_helpers import Recorder
-from tests.agent.sse_server import DONE, Reply, SSEServer, chunk
 
 from axonbus import Bus
 from axonbus.agent import (
@@ -27,6 +25,8 @@ from axonbus.agent import (
     Tool,
     ToolRequest,
 )
+from tests.agent.agent_helpers import Recorder
+from tests.agent.sse_server import DONE, Reply, SSEServer, chunk
 
 pytest.importorskip("httpx")
 

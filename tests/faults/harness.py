@@ -18,12 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from tests.support.brokers import NatsServer, RedisServer
-
 from axonbus import Bus, ConnectionLost
 from axonbus._codec import get_codec
 from axonbus.transports.base import BrokerTransport
 from axonbus.transports.log._store import table_prefix
+from tests.support.brokers import NatsServer, RedisServer
 
 __all__ = [
     "REPO",

@@ -13,7 +13,6 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from tests.runtime.messages import Line, Order, Point
 
 from axonbus import Bus
 from axonbus.runtime import (
@@ -40,6 +39,7 @@ from axonbus.runtime import (
 from axonbus.runtime._serialization import MessageTypes
 from axonbus.runtime._serializers import SerializationRegistry
 from axonbus.runtime._types import AnyType
+from tests.runtime.messages import Line, Order, Point
 
 # -- serializers ----------------------------------------------------------------------------------
 

@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 import redis
-from tests.faults.runtime_agents import Count, Counter, Inc, News, Relay, Sleep
 
 from axonbus import Bus, DecodeError
 from axonbus.runtime import (
@@ -29,6 +28,7 @@ from axonbus.runtime import (
 from axonbus.runtime._distributed import DistributedPlacement
 from axonbus.runtime._membership_table import Member, Membership
 from axonbus.runtime._subscriptions import SubscriptionIndex
+from tests.faults.runtime_agents import Count, Counter, Inc, News, Relay, Sleep
 
 HEARTBEAT = 0.2
 

@@ -8,7 +8,6 @@ from typing import Any
 
 import orjson
 import pytest
-from tests.runtime.messages import Line, Order, Point
 
 from axonbus.runtime import (
     AgentId,
@@ -33,6 +32,7 @@ from axonbus.runtime._serialization import (
     error_from_data,
     error_to_data,
 )
+from tests.runtime.messages import Line, Order, Point
 
 
 def test_message_types_round_trip() -> None:

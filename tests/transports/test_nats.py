@@ -18,9 +18,6 @@ from urllib.parse import urlsplit
 
 import nats
 import pytest
-from tests.support.brokers import NatsServer
-from tests.support.fixtures import delete_nats_stream
-from tests.support.proxy import TcpProxy
 
 from axonbus import (
     Bus,
@@ -35,6 +32,9 @@ from axonbus import (
 from axonbus._events import Envelope
 from axonbus.testing import settle
 from axonbus.transports.nats import NatsTransport
+from tests.support.brokers import NatsServer
+from tests.support.fixtures import delete_nats_stream
+from tests.support.proxy import TcpProxy
 
 
 async def _js_api(url: str, subject: str) -> Any:
