@@ -12,7 +12,7 @@ timestamp, topic, event id and origin, in the timed part, the way the broker anc
 
 - ``sqlite-publish``: ``await bus.publish(TOPIC, {"n": i})`` N times on ``sqlite:///<tmp>``,
   then ``await bus.flush()`` (everything committed). Anchor: ``sqlite3`` ``executemany`` into
-  the same table (DDL copied from ``axonbus.transports.sqlite.SCHEMA``), WAL mode,
+  the same table (DDL copied from ``axonbus.transports.sqlite._sql.SCHEMA``), WAL mode,
   ``synchronous=NORMAL``, one transaction per ``BATCH`` rows, on the event loop. ``BATCH`` is
   the most axonbus commits per transaction (its log writer's ``max_batch``, or the whole
   outbox, 10,000, when that is 0): a publisher that never yields keeps the outbox full, so
@@ -200,7 +200,7 @@ async def publish_flush(url: str, name: str, key: str, n: int) -> Lap:
 
 def sqlite_events_ddl(prefix: str) -> list[str]:
     """The CREATE statements of axonbus's events table and its indexes, from its own SCHEMA."""
-    schema = require("axonbus.transports.sqlite").SCHEMA.format(p=prefix)
+    schema = require("axonbus.transports.sqlite._sql").SCHEMA.format(p=prefix)
     statements = [s.strip() for s in schema.split(";")]
     return [s for s in statements if s.split("(")[0].strip().endswith(f"{prefix}events")]
 

@@ -68,7 +68,7 @@ async def test_demo_output() -> None:
     await run_demo(Console(file=out, width=200, color_system=None))
     text = out.getvalue()
 
-    # part 1: the Lena scenario
+    # part 1: channels on a bus
     assert "[AgentLoop] from=telegram user=user_001 'what time is it?'" in text
     assert "[telegram ⇢] to user_001: 'It is 09:00 (demo clock).'" in text
     assert '[discord ⇢] to user_003: "You\'re welcome!"' in text

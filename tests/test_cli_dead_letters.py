@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from axonbus import Bus, DeadLetters, Retry
-from axonbus._context_helpers import settle
+from axonbus._engine.settle import settle
 from axonbus.cli import main
 
 

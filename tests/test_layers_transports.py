@@ -17,7 +17,11 @@ from typing import Any
 import pytest
 
 import axonbus
-from axonbus import Bus, Envelope, NoEventLog, _bus, _mailbox, _publishing, _subscription, match
+from axonbus import Bus, Envelope, NoEventLog, match
+from axonbus._engine import bus as _bus
+from axonbus._engine import mailbox as _mailbox
+from axonbus._engine import publishing as _publishing
+from axonbus._engine import subscription as _subscription
 from axonbus.transports import (
     BrokerTransport,
     EventLog,
@@ -31,14 +35,15 @@ TRANSPORTS = Path(axonbus.__file__).parent / "transports"
 
 #: the engine: modules a transport must not import
 ENGINE = {
-    "axonbus._bus",
-    "axonbus._mailbox",
-    "axonbus._middleware",
-    "axonbus._publishing",
-    "axonbus._routing",
-    "axonbus._stream",
-    "axonbus._subscription",
+    "axonbus._engine.bus",
+    "axonbus._engine.mailbox",
+    "axonbus._engine.middleware",
+    "axonbus._engine.publishing",
+    "axonbus._engine.routing",
+    "axonbus._engine.stream",
+    "axonbus._engine.subscription",
 }
+ENGINE_PACKAGE = "axonbus._engine"
 #: names of the engine classes: importing them from ``axonbus`` is importing the engine too
 ENGINE_NAMES = {"Bus", "Mailbox", "Subscription", "Publisher", "EventStream"}
 #: names a transport's code gives the Bus it was started with
@@ -65,12 +70,17 @@ def _private_members() -> set[str]:
     return {n for n in names if n.startswith("_") and not n.startswith("__")}
 
 
-def _resolve(module: str, level: int, name: str | None) -> str:
-    """The absolute module of a ``from ... import`` in ``axonbus.transports.*``."""
+def _resolve(filename: str, level: int, name: str | None) -> str:
+    """The absolute module of a ``from ... import`` in ``axonbus/transports/{filename}``."""
     if level == 0:
-        return module
-    parts = ["axonbus", "transports"][: 2 - (level - 1)]
+        return name or ""
+    package = ["axonbus", "transports", *Path(filename).parent.parts]
+    parts = package[: len(package) - (level - 1)]
     return ".".join([*parts, *([name] if name else [])])
+
+
+def _is_engine(module: str) -> bool:
+    return module in ENGINE or module.startswith(f"{ENGINE_PACKAGE}.") or module == ENGINE_PACKAGE
 
 
 def _receiver_names(node: ast.expr) -> list[str]:
@@ -89,15 +99,15 @@ def violations(source: str, filename: str, private: set[str]) -> list[str]:
     for node in ast.walk(ast.parse(source, filename)):
         where = f"{filename}:{getattr(node, 'lineno', 0)}"
         if isinstance(node, ast.ImportFrom):
-            module = _resolve(node.module or "", node.level, node.module)
-            if module in ENGINE:
+            module = _resolve(filename, node.level, node.module)
+            if _is_engine(module):
                 found.append(f"{where} imports {module}")
-            elif module == "axonbus" or (node.level == 2 and node.module is None):
+            elif module == "axonbus":
                 for alias in node.names:
-                    if alias.name in ENGINE_NAMES or f"axonbus.{alias.name}" in ENGINE:
+                    if alias.name in ENGINE_NAMES or _is_engine(f"axonbus.{alias.name}"):
                         found.append(f"{where} imports {alias.name} from axonbus")
         elif isinstance(node, ast.Import):
-            found += [f"{where} imports {a.name}" for a in node.names if a.name in ENGINE]
+            found += [f"{where} imports {a.name}" for a in node.names if _is_engine(a.name)]
         elif isinstance(node, ast.Attribute) and node.attr.startswith("_"):
             if node.attr.startswith("__"):
                 continue
@@ -123,11 +133,12 @@ def test_transports_use_only_the_public_contract() -> None:
 @pytest.mark.parametrize(
     "source",
     [
-        "from .._bus import Bus\n",
-        "from axonbus._mailbox import Mailbox\n",
+        "from .._engine.bus import Bus\n",
+        "from .._engine import bus\n",
+        "from axonbus._engine.mailbox import Mailbox\n",
         "from .. import Bus\n",
-        "import axonbus._subscription\n",
-        "if TYPE_CHECKING:\n    from .._publishing import Publisher\n",
+        "import axonbus._engine.subscription\n",
+        "if TYPE_CHECKING:\n    from .._engine.publishing import Publisher\n",
         "async def f(bus):\n    await bus._put(1, 2)\n",
         "def f(self):\n    return self.sink._codec\n",
         "def f(mailbox):\n    return mailbox._getters\n",
@@ -135,6 +146,13 @@ def test_transports_use_only_the_public_contract() -> None:
 )
 def test_the_scan_catches(source: str) -> None:
     assert violations(source, "example.py", _private_members())
+
+
+def test_the_scan_resolves_imports_from_a_broker_subpackage() -> None:
+    """``from ...`` in ``transports/redis/_rpc.py`` is the package root, not ``transports``."""
+    assert violations("from ..._engine.bus import Bus\n", "redis/_rpc.py", _private_members())
+    assert violations("from ... import Bus\n", "redis/_rpc.py", _private_members())
+    assert not violations("from ..sink import Sink\n", "redis/_rpc.py", _private_members())
 
 
 @pytest.mark.parametrize(

@@ -9,9 +9,13 @@
 ...     await bus.publish(ToolCall(session_id="s1", tool="search"))
 """
 
-from ._bus import Bus
 from ._compose import Config, load_config
-from ._dead_letters import DeadLetters, StoredDeadLetter
+from ._engine.bus import Bus
+from ._engine.dead_letters import DeadLetters, StoredDeadLetter
+from ._engine.middleware import Middleware
+from ._engine.replay import fold
+from ._engine.stream import EventStream, Waiter
+from ._engine.subscription import Subscription, SubscriptionStats
 from ._events import Context, Envelope, Event
 from ._exceptions import (
     AgentError,
@@ -45,12 +49,8 @@ from ._exceptions import (
     TransportError,
     Undeliverable,
 )
-from ._middleware import Middleware
-from ._replay import fold
 from ._retry import Retry
-from ._stream import EventStream, Waiter
-from ._subscription import Subscription, SubscriptionStats
-from ._system import DeadLetter, HandlerFailed, Outcome, PublishResult
+from ._system_events import DeadLetter, HandlerFailed, Outcome, PublishResult
 from ._topics import match
 from ._version import __version__
 

@@ -13,8 +13,8 @@ import os
 import sys
 from typing import Any, TextIO
 
-from ._bus import Bus
-from ._dead_letters import DeadLetters
+from ._engine.bus import Bus
+from ._engine.dead_letters import DeadLetters
 from ._exceptions import AxonbusError
 from ._topics import match
 

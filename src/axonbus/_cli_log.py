@@ -13,7 +13,7 @@ from typing import Any, TextIO
 
 from pydantic import BaseModel
 
-from ._bus import Bus
+from ._engine.bus import Bus
 from ._events import Envelope
 from ._exceptions import AxonbusError
 
@@ -83,7 +83,7 @@ def _existing_log(url: str, command: str) -> None:
     and a mistyped path would print nothing, silently."""
     if url.partition("://")[0] != "sqlite":
         return
-    from .transports.sqlite import sqlite_path
+    from .transports.sqlite._transport import sqlite_path
 
     path = sqlite_path(url.partition("?")[0])
     if not os.path.isfile(path):

@@ -11,7 +11,6 @@ import importlib
 import os
 from typing import TYPE_CHECKING, Any
 
-from ._bus import Bus
 from ._config import ConfigData, read_config, without_secrets
 from ._config_errors import ConfigProblem
 from ._config_schema import (
@@ -23,10 +22,11 @@ from ._config_schema import (
     WebhookConfig,
     WebSocketConfig,
 )
+from ._engine.bus import Bus
 from ._exceptions import ConfigError
 
 if TYPE_CHECKING:
-    from ._middleware import Middleware
+    from ._engine.middleware import Middleware
     from .channels import Channel
     from .gateway import TokenSet
 

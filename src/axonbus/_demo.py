@@ -1,6 +1,6 @@
 """``axonbus demo``: an offline tour of the in-process bus, in well under a second.
 
-1. the seed 000 "Lena v0.16" scenario: channels attached and detached at run time, a scripted
+1. channels on a bus: channels attached and detached at run time, a scripted
    agent answering through the channels, a logger on every topic, a buggy analytics handler
    contained by the bulkhead, a flaky channel restarted by the manager;
 2. backpressure: a slow subscriber with a small ``drop_oldest`` mailbox, and one with
@@ -23,10 +23,10 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from ._bus import Bus
-from ._exceptions import NoResponders, RemoteError
-from ._subscription import Subscription
-from ._system import HandlerFailed
+from ._engine.bus import Bus
+from ._engine.subscription import Subscription
+from ._exceptions import AxonbusError, NoResponders, RemoteError
+from ._system_events import HandlerFailed
 from ._version import __version__
 from .channels import (
     ChannelManager,
@@ -92,7 +92,7 @@ def _captured_logs(verbose: bool) -> Iterator[_LogTally]:
         log.setLevel(level)
 
 
-class AuthenticationError(Exception):
+class AuthenticationError(AxonbusError):
     """What the flaky demo channel raises while its token is 'expired'."""
 
 
@@ -139,7 +139,7 @@ async def run_demo(console: Console, *, verbose: bool = False) -> None:
     with _captured_logs(verbose) as tally:
         async with Bus() as bus:
             bus.subscribe(HandlerFailed, bulkhead_monitor, name="bulkhead_monitor")
-            await _lena(console, bus)
+            await _channels_on_a_bus(console, bus)
             await _backpressure(console, bus, tally)
             await _request_reply(console, bus)
     console.print()
@@ -156,9 +156,9 @@ async def run_demo(console: Console, *, verbose: bool = False) -> None:
 # -- part 1 ------------------------------------------------------------------------------------
 
 
-async def _lena(console: Console, bus: Bus) -> None:
+async def _channels_on_a_bus(console: Console, bus: Bus) -> None:
     console.print()
-    console.rule(Text.assemble(("1 · Lena v0.16: channels on a bus", "bold"), " (seed 000)"))
+    console.rule(Text.assemble(("1 · channels on a bus", "bold")))
 
     async def agent(msg: ChannelMessage) -> None:
         _say(

@@ -27,8 +27,8 @@ from ._exceptions import InvalidTopic
 from ._topics import split_pattern
 
 if TYPE_CHECKING:
-    from ._bus import Bus
-    from ._system import PublishResult
+    from ._engine.bus import Bus
+    from ._system_events import PublishResult
     from .transports.tracker import Inbound
 
 __all__ = ["Context", "Envelope", "Event", "event_class", "log_fields", "new_event_id"]

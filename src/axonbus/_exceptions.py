@@ -35,6 +35,11 @@
 
 The actor runtime (``axonbus.runtime``) raises ``AgentError`` and its subclasses, the runtime
 lifecycle errors, and reuses ``RequestTimeout`` and ``RemoteError`` for ``send_message``.
+
+A subpackage's own errors live beside its code, under ``AxonbusError`` too: ``ModelError`` and
+``MaxStepsExceeded`` in ``axonbus.agent``, ``ChannelNotStarted``, ``ChannelAlreadyAttached`` and
+``ChannelApiError`` in ``axonbus.channels``, ``ApiError``, ``InvalidEvent``, ``InsecureBind`` and
+``BindError`` in ``axonbus.gateway``.
 """
 
 from __future__ import annotations

@@ -24,14 +24,14 @@ import threading
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, TypeVar, overload
 
-from ._bus import Bus as AsyncBus
+from ._engine.bus import Bus as AsyncBus
+from ._engine.publishing import MISSING
+from ._engine.stream import NO_DEFAULT
+from ._engine.stream import EventStream as AsyncEventStream
+from ._engine.subscription import HandlerSpec, Subscription, SubscriptionStats
 from ._events import Envelope
 from ._exceptions import BusClosed
-from ._publishing import MISSING
-from ._stream import NO_DEFAULT
-from ._stream import EventStream as AsyncEventStream
-from ._subscription import HandlerSpec, Subscription, SubscriptionStats
-from ._system import PublishResult
+from ._system_events import PublishResult
 
 __all__ = ["Bus", "EventStream"]
 

@@ -3,9 +3,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from tests.agent.agent_helpers import Eventually, Recorder, eventually
 
 from axonbus import Bus
+from tests.agent.agent_helpers import Eventually, Recorder, eventually
 
 # `bus` comes from tests/conftest.py (memory://, history=100)
 

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import uvicorn
+
 from tests.support.asgi import serving
 
 

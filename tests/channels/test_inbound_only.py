@@ -7,10 +7,10 @@ import logging
 from typing import Any
 
 import pytest
-from tests.channels.conftest import Eventually
 
 from axonbus import Bus
 from axonbus.channels import Channel, ChannelManager, ChannelMessage, MemoryChannel
+from tests.channels.conftest import Eventually
 
 
 class MockChannel(Channel):

@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import httpx
 import pytest
-from tests.channels.fake_slack import FakeSlack, message_event, signed_request
 
 from axonbus import Bus, HandlerFailed, Retry
 from axonbus.channels import (
@@ -20,6 +19,7 @@ from axonbus.channels import (
     slack_signature,
 )
 from axonbus.gateway import create_app
+from tests.channels.fake_slack import FakeSlack, message_event, signed_request
 
 Eventually = Callable[[Callable[[], bool]], Awaitable[None]]
 

@@ -9,8 +9,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
-from tests.channels.fake_telegram import FakeTelegram
-from tests.support.brokers import free_port
 
 from axonbus import Bus, HandlerFailed, Retry
 from axonbus.channels import (
@@ -23,6 +21,8 @@ from axonbus.channels import (
     RestartPolicy,
     TelegramChannel,
 )
+from tests.channels.fake_telegram import FakeTelegram
+from tests.support.brokers import free_port
 
 Eventually = Callable[[Callable[[], bool]], Awaitable[None]]
 

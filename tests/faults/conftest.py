@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from tests.faults.harness import Broker, SharedPostgres, SqliteFile
 from tests.support.fixtures import make_nats, make_redis
 from tests.support.services import postgres_url, require

@@ -18,12 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from tests.support.brokers import NatsServer, RedisServer
-
 from axonbus import Bus, ConnectionLost
 from axonbus._codec import get_codec
-from axonbus.transports._log_store import table_prefix
 from axonbus.transports.base import BrokerTransport
+from axonbus.transports.log._store import table_prefix
+from tests.support.brokers import NatsServer, RedisServer
 
 __all__ = [
     "REPO",
@@ -418,7 +417,7 @@ class RedisProbe:
     """
 
     def __init__(self, url: str, bus_name: str, durable: str) -> None:
-        from axonbus.transports.redis import GROUP
+        from axonbus.transports.redis._transport import GROUP
 
         self.url = url
         self.group = GROUP
@@ -510,7 +509,7 @@ class NatsProbe:
     """What JetStream holds for a bus's durable: messages kept, deliveries not acknowledged."""
 
     def __init__(self, url: str, bus_name: str, durable: str) -> None:
-        from axonbus.transports._nats_jetstream import consumer_name
+        from axonbus.transports.nats._jetstream import consumer_name
 
         self.url = url
         self.stream = f"AXONBUS_{bus_name}"

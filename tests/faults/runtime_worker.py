@@ -25,11 +25,10 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from tests.faults.harness import Child
-from tests.faults.runtime_agents import Counter
-
 from axonbus import Bus
 from axonbus.runtime import AgentRuntime
+from tests.faults.harness import Child
+from tests.faults.runtime_agents import Counter
 
 
 class RuntimeWorker(Child):

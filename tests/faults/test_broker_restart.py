@@ -37,6 +37,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+
+from axonbus import Bus
 from tests.faults.harness import (
     Broker,
     NatsProbe,
@@ -44,8 +46,6 @@ from tests.faults.harness import (
     publish_paced,
     unconfirmed,
 )
-
-from axonbus import Bus
 
 N = 10_000
 RESTARTS = 3

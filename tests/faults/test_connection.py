@@ -27,10 +27,10 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import pytest
-from tests.support.proxy import TcpProxy
-from tests.support.services import host_port, nats_url, redis_url, require
 
 from axonbus import Bus, ConnectionLost, NoResponders, RequestTimeout
+from tests.support.proxy import TcpProxy
+from tests.support.services import host_port, nats_url, redis_url, require
 
 UNAVAILABLE = 0.5  # the URL's unavailable_timeout for the bus behind the proxy
 MARGIN = 1.0  # scheduling slack on a busy 2-core machine

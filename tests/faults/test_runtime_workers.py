@@ -25,8 +25,6 @@ from pathlib import Path
 
 import pytest
 import redis
-from tests.faults.runtime_agents import Count, Fail, Inc, News, Relay, Sleep
-from tests.faults.runtime_worker import RuntimeWorker, wait_ready
 
 from axonbus import Bus
 from axonbus.runtime import (
@@ -40,6 +38,8 @@ from axonbus.runtime import (
     TopicId,
     Undeliverable,
 )
+from tests.faults.runtime_agents import Count, Fail, Inc, News, Relay, Sleep
+from tests.faults.runtime_worker import RuntimeWorker, wait_ready
 
 pytestmark = pytest.mark.slow
 

@@ -16,10 +16,10 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.faults.harness import Broker, Scenario, SharedPostgres, publish_paced
-from tests.support.fixtures import drop_postgres_tables
 
 from axonbus import Bus
+from tests.faults.harness import Broker, Scenario, SharedPostgres, publish_paced
+from tests.support.fixtures import drop_postgres_tables
 
 N = 200
 WORKERS = 2

@@ -29,11 +29,11 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.faults.harness import Appender, SqliteFile
 
 from axonbus import Bus
 from axonbus._codec import get_codec
-from axonbus.transports._log_store import table_prefix
+from axonbus.transports.log._store import table_prefix
+from tests.faults.harness import Appender, SqliteFile
 
 KILLS = 20
 BUS = "appends"

@@ -37,10 +37,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from tests.faults.harness import Broker, NatsProbe, Scenario, SharedPostgres, Worker, publish_paced
-from tests.support.fixtures import drop_postgres_tables
 
 from axonbus import Bus
+from tests.faults.harness import Broker, NatsProbe, Scenario, SharedPostgres, Worker, publish_paced
+from tests.support.fixtures import drop_postgres_tables
 
 # larger runs for measuring, e.g. AXONBUS_FAULT_EVENTS=20000 AXONBUS_FAULT_KILLS=8
 # AXONBUS_FAULT_POISON=-1 (no poison event) AXONBUS_FAULT_SLEEP=0.005

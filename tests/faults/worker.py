@@ -36,7 +36,7 @@ import time
 from typing import Any, TextIO
 
 from axonbus import Bus, Context, DeadLetter, Envelope, Retry
-from axonbus._mailbox import Mailbox
+from axonbus._engine.mailbox import Mailbox
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -4,10 +4,10 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from tests.gateway.helpers import TOKENS_CONFIG
 
 from axonbus import Bus
 from axonbus.gateway import TokenSet, create_app
+from tests.gateway.helpers import TOKENS_CONFIG
 
 # the `bus` fixture (memory://, started, history=100) comes from tests/conftest.py
 

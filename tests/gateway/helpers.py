@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import uvicorn
+
 from tests.support.asgi import serving
 
 # Starlette's TestClient always sends "Host: testserver" on a WebSocket; an open gateway

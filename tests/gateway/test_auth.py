@@ -7,11 +7,11 @@ import logging
 from pathlib import Path
 
 import pytest
-from tests.gateway.helpers import SECRET_UI, TOKENS_CONFIG
 
 from axonbus import InvalidTopic, match
 from axonbus.gateway import AccessToken, RateLimiter, TokenSet, load_tokens
 from axonbus.gateway._auth import OPEN_ACCESS, covers, new_secret, overlaps, secret_bits
+from tests.gateway.helpers import SECRET_UI, TOKENS_CONFIG
 
 STRONG = new_secret()
 

@@ -8,7 +8,6 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.gateway.helpers import SECRET_ADMIN, SECRET_UI, asgi_client, auth
 
 from axonbus import Bus, HandlerFailed, Retry
 from axonbus.channels import ChannelManager, ChannelMessage, ChannelReply
@@ -20,6 +19,7 @@ from axonbus.gateway import (
     sign,
     verify,
 )
+from tests.gateway.helpers import SECRET_ADMIN, SECRET_UI, asgi_client, auth
 
 FAST = Retry(attempts=3, backoff=0.001, max_backoff=0.01, jitter=False)
 REPLY = ChannelReply(channel_type="crm", user_id="u1", content="hello", reply_to="m1")

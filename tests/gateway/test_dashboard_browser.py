@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.gateway.helpers import running_server
-from tests.support.browser import Browser, require_chromium
 
 from axonbus import Bus
 from axonbus.agent import DemoAgent, StateManager, Tool
 from axonbus.gateway import create_app
+from tests.gateway.helpers import running_server
+from tests.support.browser import Browser, require_chromium
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "browser"
 SESSION = "s1"

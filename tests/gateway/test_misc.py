@@ -9,12 +9,12 @@ import warnings
 from pathlib import Path
 
 import pytest
-from tests.gateway.helpers import SECRET_UI, TEST_HOSTS, asgi_client
 
 from axonbus import Bus
 from axonbus.agent import UserInput
-from axonbus.gateway import TokenSet, create_app
-from axonbus.gateway._payload import EventTypes, InvalidEvent, dumps, jsonable
+from axonbus.gateway import InvalidEvent, TokenSet, create_app
+from axonbus.gateway._payload import EventTypes, dumps, jsonable
+from tests.gateway.helpers import SECRET_UI, TEST_HOSTS, asgi_client
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message=".*install `httpx2`", category=UserWarning)

@@ -8,12 +8,12 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from tests.gateway.helpers import SECRET_ADMIN, SECRET_SLOW, SECRET_UI, asgi_client, auth
 
 from axonbus import Bus, Context
 from axonbus.agent import DemoAgent, Interrupt, StateManager, UserInput
 from axonbus.channels import ChannelManager, MemoryChannel
 from axonbus.gateway import TokenSet, create_app
+from tests.gateway.helpers import SECRET_ADMIN, SECRET_SLOW, SECRET_UI, asgi_client, auth
 
 MakeApp = Callable[..., Any]
 

@@ -8,6 +8,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from axonbus import Bus
+from axonbus.channels import ChannelManager, ChannelMessage
+from axonbus.gateway import TokenSet, WebhookChannel, create_app, sign, verify
 from tests.gateway.helpers import (
     SECRET_ADMIN,
     SECRET_SLOW,
@@ -18,10 +22,6 @@ from tests.gateway.helpers import (
     open_sse,
     running_server,
 )
-
-from axonbus import Bus
-from axonbus.channels import ChannelManager, ChannelMessage
-from axonbus.gateway import TokenSet, WebhookChannel, create_app, sign, verify
 
 EVIL = "https://evil.example"
 

@@ -9,13 +9,13 @@ from collections.abc import Iterator
 import httpx
 import pytest
 import uvicorn
-from tests.gateway.helpers import SECRET_UI
-from tests.support.asgi import serving
 
 from axonbus import Bus
 from axonbus.gateway import TokenSet, create_app
 from axonbus.gateway._logs import RedactTokens, Throttle, redact_query
 from axonbus.gateway._server import server_config
+from tests.gateway.helpers import SECRET_UI
+from tests.support.asgi import serving
 
 websockets = pytest.importorskip("websockets")
 

@@ -7,11 +7,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from tests.gateway.helpers import auth
 
 from axonbus import Bus
 from axonbus.channels import ChannelManager, ChannelMessage
 from axonbus.gateway import AccessToken, TokenSet, WebSocketChannel, create_app
+from tests.gateway.helpers import auth
 
 with contextlib.suppress(ImportError):
     from starlette.testclient import TestClient

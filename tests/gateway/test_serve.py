@@ -14,12 +14,12 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.gateway.helpers import SECRET_UI, TOKENS_CONFIG, SSEReader, auth
-from tests.support.brokers import free_port
 
 from axonbus import Bus, ConnectionFailed
 from axonbus.cli import build_parser, main
 from axonbus.gateway import BindError, InsecureBind, is_loopback, serve
+from tests.gateway.helpers import SECRET_UI, TOKENS_CONFIG, SSEReader, auth
+from tests.support.brokers import free_port
 
 
 async def _start(*args: str) -> tuple[asyncio.subprocess.Process, str]:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.support.asgi import serving
-
 from axonbus import Bus
 from axonbus.gateway import create_app
 from axonbus.gateway._server import server_config
+from tests.support.asgi import serving
 
 
 async def _connect(base: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:

@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from tests.gateway.helpers import SECRET_UI, SSEReader, auth, running_server
 
 from axonbus import Bus
 from axonbus.agent import Token
 from axonbus.gateway import TokenSet, create_app
+from tests.gateway.helpers import SECRET_UI, SSEReader, auth, running_server
 
 
 async def _open(

@@ -12,6 +12,10 @@ from typing import Any
 
 import pytest
 from starlette.websockets import WebSocketDisconnect
+
+from axonbus import Bus
+from axonbus.channels import ChannelManager, ChannelMessage
+from axonbus.gateway import TokenSet, WebSocketChannel, create_app
 from tests.gateway.helpers import (
     SECRET_SLOW,
     SECRET_UI,
@@ -20,10 +24,6 @@ from tests.gateway.helpers import (
     auth,
     running_server,
 )
-
-from axonbus import Bus
-from axonbus.channels import ChannelManager, ChannelMessage
-from axonbus.gateway import TokenSet, WebSocketChannel, create_app
 
 with warnings.catch_warnings():
     # Starlette >= 1.x would rather drive its TestClient with the `httpx2` package

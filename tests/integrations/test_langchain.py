@@ -26,15 +26,6 @@ from langchain_core.runnables import RunnableLambda
 from langchain_core.tools import tool
 from langgraph.graph import END, START, MessagesState, StateGraph
 from langgraph.prebuilt import ToolNode
-from tests.agent.agent_helpers import Recorder
-from tests.integrations.lc_helpers import (
-    ToolCallingFakeModel,
-    add,
-    broken,
-    calls,
-    mul,
-    react_graph,
-)
 
 from axonbus import Bus, Context
 from axonbus.agent import (
@@ -59,6 +50,15 @@ from axonbus.integrations.langchain import (
     pipe_events,
 )
 from axonbus.sync import Bus as SyncBus
+from tests.agent.agent_helpers import Recorder
+from tests.integrations.lc_helpers import (
+    ToolCallingFakeModel,
+    add,
+    broken,
+    calls,
+    mul,
+    react_graph,
+)
 
 QUESTION = {"messages": [("user", "what is 2 + 3?")]}
 

@@ -9,12 +9,12 @@ from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind
-from tests.faults.runtime_agents import Count, Counter, Inc
-from tests.observability.conftest import Spans
 
 from axonbus import Bus, Context
 from axonbus.observability import OpenTelemetryMiddleware
 from axonbus.runtime import AgentId, AgentRuntime
+from tests.faults.runtime_agents import Count, Counter, Inc
+from tests.observability.conftest import Spans
 
 
 def traced_bus(broker: tuple[str, str], spans: Spans) -> Bus:

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from opentelemetry import trace as otel_trace
 from opentelemetry.trace import NoOpTracerProvider, SpanKind, StatusCode, format_span_id
-from tests.observability.conftest import Spans
 
 from axonbus import Bus, Context
 from axonbus.observability import OpenTelemetryMiddleware, tracing
+from tests.observability.conftest import Spans
 
 
 async def test_publish_and_handle_share_one_trace(spans: Spans) -> None:

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
-from tests.gateway.helpers import asgi_client
 
 from axonbus import Bus
 from axonbus.gateway import create_app
 from axonbus.observability import BusCollector, MetricsMiddleware, start_exporter
+from tests.gateway.helpers import asgi_client
 
 
 def scrape(*collectors: Any) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

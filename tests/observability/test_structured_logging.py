@@ -12,11 +12,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from tests.gateway.helpers import asgi_client
 
 from axonbus import Bus, ConnectionLost, Retry
 from axonbus.gateway import TokenSet, create_app
 from axonbus.observability import BusLogFilter, JsonFormatter, add_bus_fields, redact
+from tests.gateway.helpers import asgi_client
 
 SECRET = "hunter2-s3cret-7Hq2Lp9Zx4Wm"
 

@@ -1,5 +1,5 @@
 """autogen-core's documented quickstart (the Modifier / Checker loop), verbatim as ruff formats
-it, except that the notebook's top-level ``await``s are inside ``main()``. test_runtime_port.py
+it, except that the notebook's top-level ``await``s are inside ``main()``. test_port.py
 runs it next to the axonbus port and compares what both print."""
 
 # ruff: noqa: E402, UP035

@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 
 import pytest
+
 from tests.runtime.autogen_suite.expected import DIFFERENCES, TESTS
 from tests.runtime.autogen_suite.rewrite import UnmappedImport, rewrite_imports
 from tests.runtime.autogen_suite.runner import Outcome, generate, run

@@ -35,8 +35,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.support.services import skip_or_fail
 from websockets.asyncio.client import ClientConnection, connect
+
+from tests.support.services import skip_or_fail
 
 __all__ = [
     "CHROMIUM_FLAGS",

@@ -12,10 +12,10 @@ import asyncpg
 import nats
 import pytest
 import redis.asyncio as aioredis
+
+from axonbus.transports.log._store import table_prefix
 from tests.support.brokers import NatsServer, RedisServer
 from tests.support.services import nats_url, postgres_url, redis_url, require, skip_or_fail
-
-from axonbus.transports._log_store import table_prefix
 
 __all__ = [
     "delete_nats_stream",

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+
 from tests.support import services
 from tests.support.brokers import BrokerError, NatsServer, RedisServer, free_port
 from tests.support.fixtures import make_redis

@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from axonbus import Bus, ConnectionLost, NoResponders, RequestTimeout
 from tests.support.fixtures import drop_postgres_tables, make_nats, make_redis
 from tests.support.proxy import TcpProxy
 from tests.support.services import host_port
-
-from axonbus import Bus, ConnectionLost, NoResponders, RequestTimeout
 
 DEADLINE = 20.0  # generous: a loaded 2-core machine, and the reconnect backoff (up to 2 s)
 

@@ -12,13 +12,13 @@ from urllib.parse import urlsplit
 import nats
 import pytest
 from nats.aio.msg import Msg
-from tests.support.proxy import TcpProxy
 
 from axonbus import Bus, Context, DeadLetter, Retry
 from axonbus._events import Envelope
 from axonbus.testing import settle
-from axonbus.transports._nats_pack import PACK, PACK_MAX, frames, pack, run_end
 from axonbus.transports.nats import NatsTransport
+from axonbus.transports.nats._pack import PACK, PACK_MAX, frames, pack, run_end
+from tests.support.proxy import TcpProxy
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ import pytest
 
 from axonbus import Bus, ConnectionLost
 from axonbus.testing import settle
-from axonbus.transports._log_store import table_prefix
 from axonbus.transports.base import open_transport
+from axonbus.transports.log._store import table_prefix
 from axonbus.transports.postgres import PostgresAliasTransport, PostgresTransport
 
 

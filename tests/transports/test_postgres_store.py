@@ -10,7 +10,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from axonbus.transports._log_store import Claimed, table_prefix
+from axonbus.transports.log._store import Claimed, table_prefix
 from axonbus.transports.postgres import CONNECTION_ERRORS, PostgresStore
 
 Factory = Callable[..., Awaitable[PostgresStore]]

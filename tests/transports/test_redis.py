@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
-from tests.support.brokers import free_port
 
 from axonbus import Bus, ConnectionLost, Context, DeadLetter, InvalidTopic, Retry
 from axonbus.testing import settle
-from axonbus.transports.redis import _glob
+from axonbus.transports.redis._transport import _glob
+from tests.support.brokers import free_port
 
 
 async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:

@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 
 from axonbus import Bus, Context
 from axonbus.testing import settle
-from axonbus.transports.redis import PUBLISH_CHUNK, PUBLISH_CHUNK_BYTES
+from axonbus.transports.redis._transport import PUBLISH_CHUNK, PUBLISH_CHUNK_BYTES
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ import pytest
 
 from axonbus import Bus, ConnectionLost, Context, DeadLetter, Retry
 from axonbus.testing import settle
-from axonbus.transports._log_store import table_prefix
+from axonbus.transports.log._store import table_prefix
 from axonbus.transports.sqlite import SqliteStore, SqliteTransport
 
 NAME = "t"

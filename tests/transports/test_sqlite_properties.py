@@ -41,8 +41,8 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from axonbus import Bus, Context, Retry
 from axonbus._codec import get_codec
 from axonbus._events import current_envelope
-from axonbus.transports._log_store import table_prefix
 from axonbus.transports.base import Inbound
+from axonbus.transports.log._store import table_prefix
 from axonbus.transports.sqlite import SqliteTransport
 
 T = TypeVar("T")

@@ -1,4 +1,4 @@
-"""Token coalescing under backpressure (seed 001's adaptive batching).
+"""Token coalescing under backpressure (adaptive batching).
 
 A reader that falls behind a token stream (a browser on a slow link, a busy dashboard) would
 make a ``"block"`` mailbox stall the agent, or a ``"drop_*"`` one lose text. Here its events go
@@ -28,7 +28,7 @@ from .._events import Envelope
 from ._events import AgentEvent, Token
 
 if TYPE_CHECKING:
-    from .._bus import Bus
+    from .._engine.bus import Bus
 
 __all__ = ["CoalesceStats", "CoalescingStream", "TokenCoalescer", "coalesce_tokens"]
 

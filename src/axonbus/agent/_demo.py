@@ -17,8 +17,8 @@ from ._models import Message, Tool
 from ._scripted import ScriptedModel, Turn
 
 if TYPE_CHECKING:
-    from .._bus import Bus
-    from .._subscription import Subscription
+    from .._engine.bus import Bus
+    from .._engine.subscription import Subscription
 
 __all__ = ["DemoAgent", "calculate", "find_expression"]
 

@@ -1,4 +1,4 @@
-"""The agent event vocabulary (seed 001) and the lifecycle events (seed 004).
+"""The agent event vocabulary and the lifecycle events around a run.
 
 Every event is an :class:`axonbus.Event` on ``agent.{session_id}.<kind>`` and carries
 ``session_id``, ``run_id`` (one per :meth:`AgentLoop.run`; empty on events a user publishes,

@@ -1,4 +1,4 @@
-"""Lifecycle events around any agent run (seed 004's event-publishing middleware)."""
+"""Lifecycle events around any agent run (a middleware that publishes them)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 from ._events import AgentCompleted, AgentFailed, AgentStarted, new_run_id
 
 if TYPE_CHECKING:
-    from .._bus import Bus
+    from .._engine.bus import Bus
 
 __all__ = ["Lifecycle", "lifecycle", "published_run"]
 

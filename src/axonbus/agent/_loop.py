@@ -1,4 +1,4 @@
-"""The interruptible agent loop (seed 001): model call, tool calls, repeat; with interrupt,
+"""The interruptible agent loop: model call, tool calls, repeat; with interrupt,
 resume and cancel checked at every step boundary."""
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mappin
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from .._exceptions import AxonbusError
 from ._errors import MaxStepsExceeded
 from ._events import (
     AgentEvent,
@@ -29,8 +30,8 @@ from ._lifecycle import lifecycle
 from ._models import ChatModel, Message, TextDelta, ThinkingDelta, Tool, ToolRequest, as_tools
 
 if TYPE_CHECKING:
-    from .._bus import Bus
-    from .._subscription import Subscription
+    from .._engine.bus import Bus
+    from .._engine.subscription import Subscription
 
 __all__ = ["AgentLoop", "RunResult", "cancel", "interrupt", "resume"]
 
@@ -66,7 +67,7 @@ class RunResult:
     steps: int = 0
 
 
-class _Cancelled(Exception):
+class _Cancelled(AxonbusError):
     """Internal: a Cancel event reached the run."""
 
 

@@ -1,6 +1,6 @@
 """Run state: an immutable :class:`RunState`, the pure reducer, and :class:`StateManager`.
 
-The reducer is the single source of truth of seed 001's StateManager: every state is computed
+The reducer is the single source of truth of the :class:`StateManager`: every state is computed
 from the previous one and an event, nothing else, so any subscriber (a dashboard, a test, another
 process replaying the log) that sees the same events computes the same states.
 """
@@ -32,8 +32,8 @@ from ._events import (
 )
 
 if TYPE_CHECKING:
-    from .._bus import Bus
-    from .._subscription import Subscription
+    from .._engine.bus import Bus
+    from .._engine.subscription import Subscription
 
 __all__ = ["RunState", "RunStatus", "StateManager", "StateUpdates", "ToolCallState", "reduce"]
 

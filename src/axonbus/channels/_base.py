@@ -13,8 +13,8 @@ from ._errors import ChannelNotStarted
 from ._messages import ChannelMessage, ChannelReply
 
 if TYPE_CHECKING:
-    from .._bus import Bus
-    from .._subscription import Subscription
+    from .._engine.bus import Bus
+    from .._engine.subscription import Subscription
 
 __all__ = ["Channel", "check_channel_type"]
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, TextIO
 from ._base import Channel, check_channel_type
 
 if TYPE_CHECKING:
-    from .._bus import Bus
+    from .._engine.bus import Bus
     from ._messages import ChannelReply
 
 __all__ = ["ConsoleChannel"]

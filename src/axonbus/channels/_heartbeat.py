@@ -11,7 +11,7 @@ from .._events import Event
 from .._exceptions import LifecycleError
 
 if TYPE_CHECKING:
-    from .._bus import Bus
+    from .._engine.bus import Bus
 
 __all__ = ["Heartbeat", "HeartbeatTick"]
 

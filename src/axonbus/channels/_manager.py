@@ -13,7 +13,7 @@ from ._errors import ChannelAlreadyAttached
 from ._restart import RestartPolicy
 
 if TYPE_CHECKING:
-    from .._bus import Bus
+    from .._engine.bus import Bus
 
 __all__ = ["ChannelManager", "ChannelState", "ChannelStatus"]
 

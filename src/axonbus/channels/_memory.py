@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from ._base import Channel, check_channel_type
 
 if TYPE_CHECKING:
-    from .._bus import Bus
+    from .._engine.bus import Bus
     from ._messages import ChannelReply
 
 __all__ = ["MemoryChannel"]

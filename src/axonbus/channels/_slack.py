@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     import httpx
     from starlette.applications import Starlette
 
-    from .._bus import Bus
+    from .._engine.bus import Bus
     from ._messages import ChannelReply
 
 __all__ = ["SlackChannel", "slack_signature"]

@@ -24,7 +24,7 @@ from ._http import (
 if TYPE_CHECKING:
     import httpx
 
-    from .._bus import Bus
+    from .._engine.bus import Bus
     from ._messages import ChannelReply
 
 __all__ = ["FileOffsetStore", "OffsetStore", "TelegramChannel"]

@@ -125,15 +125,19 @@ from ._channels import (
     sign,
     verify,
 )
-from ._server import BindError, GatewayServer, InsecureBind, is_loopback, serve
+from ._errors import ApiError, BindError, InsecureBind, InvalidEvent, TopicMismatch
+from ._server import GatewayServer, is_loopback, serve
 
 __all__ = [
     "AccessToken",
+    "ApiError",
     "BindError",
     "GatewayServer",
     "InsecureBind",
+    "InvalidEvent",
     "RateLimiter",
     "TokenSet",
+    "TopicMismatch",
     "WebSocketChannel",
     "WebhookChannel",
     "WebhookDeliveryFailed",

@@ -25,7 +25,8 @@ from .._events import Event
 from ..transports.base import redact_url
 from ._auth import AccessToken, TokenSet, load_tokens
 from ._channels import WebhookChannel, inbound_message
-from ._core import ApiError, Gateway, default_event_types, event_headers
+from ._core import Gateway, default_event_types, event_headers
+from ._errors import ApiError
 from ._guard import LOOPBACK_HOSTS, Guard
 from ._logs import install_log_filters
 from ._metrics import AccessLog
@@ -34,7 +35,7 @@ from ._sse import open_event_source
 from ._ws import WebSocketSession
 
 if TYPE_CHECKING:
-    from .._bus import Bus
+    from .._engine.bus import Bus
     from ..channels import ChannelManager
 
 __all__ = ["create_app"]

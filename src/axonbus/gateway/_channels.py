@@ -1,4 +1,4 @@
-"""The gateway as a channel of seed 000: WebSocket clients and webhooks as :class:`Channel`\\ s.
+"""The gateway as channels: WebSocket clients and webhooks as :class:`Channel`\\ s.
 
 Attach them to a :class:`~axonbus.channels.ChannelManager` like any channel, and give the
 manager to :func:`create_app`::
@@ -42,7 +42,7 @@ from ..transports.base import redact_url
 from ._payload import dumps
 
 if TYPE_CHECKING:
-    from .._bus import Bus
+    from .._engine.bus import Bus
     from ..channels import ChannelManager
 
 __all__ = [

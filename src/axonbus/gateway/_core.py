@@ -25,44 +25,22 @@ from .._exceptions import (
 from .._topics import split_pattern, split_topic
 from ..channels import ChannelNotStarted
 from ._auth import OPEN_ACCESS, AccessToken, RateLimiter, TokenSet
+from ._errors import ApiError, InvalidEvent
 from ._feeds import Feed, Hubs, has_log
 from ._metrics import GatewayMetrics
-from ._payload import MAX_DEPTH, EventTypes, InvalidEvent, depth_exceeds
+from ._payload import MAX_DEPTH, EventTypes, depth_exceeds
 
 if TYPE_CHECKING:
-    from .._bus import Bus
+    from .._engine.bus import Bus
     from ..channels import ChannelManager
 
-__all__ = ["ApiError", "Gateway", "default_event_types"]
+__all__ = ["Gateway", "default_event_types"]
 
 logger = logging.getLogger("axonbus.gateway")
 
 #: headers copied from an HTTP request onto the published event (lower-case names)
 PASSED_HEADERS = ("traceparent", "tracestate", "idempotency-key")
 HEADER_PREFIX = "x-axonbus-header-"
-
-
-class ApiError(Exception):
-    """An error answer: HTTP status, a short machine-readable code, a message, extra fields."""
-
-    def __init__(
-        self,
-        status: int,
-        code: str,
-        message: str,
-        *,
-        headers: dict[str, str] | None = None,
-        **extra: Any,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.headers = headers or {}
-        self.extra = extra
-
-    def body(self) -> dict[str, Any]:
-        return {"error": {"code": self.code, "message": self.message, **self.extra}}
 
 
 def default_event_types() -> list[type[Event]]:

@@ -32,10 +32,10 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 from ._payload import dumps, envelope_record
 
 if TYPE_CHECKING:
-    from .._bus import Bus
+    from .._engine.bus import Bus
+    from .._engine.stream import EventStream
     from .._events import Envelope
-    from .._stream import EventStream
-    from ..transports._log import LogTransport
+    from ..transports.log._transport import LogTransport
 
 __all__ = ["Feed", "Hub", "HubFeed", "Hubs", "Item", "Records", "has_log"]
 

@@ -19,7 +19,7 @@ from ._logs import redact_query
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-    from .._bus import Bus
+    from .._engine.bus import Bus
 
 __all__ = ["AccessLog", "GatewayMetrics"]
 

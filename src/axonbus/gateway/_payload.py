@@ -16,12 +16,11 @@ from pydantic import BaseModel, ValidationError
 
 from .._events import Envelope, Event, event_class
 from .._topics import match
+from ._errors import InvalidEvent, TopicMismatch
 
 __all__ = [
     "MAX_DEPTH",
     "EventTypes",
-    "InvalidEvent",
-    "TopicMismatch",
     "depth_exceeds",
     "dumps",
     "envelope_record",
@@ -55,18 +54,6 @@ def depth_exceeds(value: Any, limit: int = MAX_DEPTH) -> bool:
             (child, depth + 1) for child in children if isinstance(child, dict | list | tuple)
         )
     return False
-
-
-class InvalidEvent(ValueError):
-    """A JSON payload does not validate as the event type it was sent as (HTTP 422)."""
-
-    def __init__(self, message: str, errors: list[Any] | None = None) -> None:
-        super().__init__(message)
-        self.errors = errors or []
-
-
-class TopicMismatch(InvalidEvent):
-    """A payload field (``session_id``...) disagrees with the value the topic gives it."""
 
 
 def _default(value: Any) -> Any:

@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any
 import uvicorn
 import uvicorn.config
 
-from .._bus import Bus
-from .._exceptions import AxonbusError
+from .._engine.bus import Bus
 from ._app import create_app
 from ._auth import TokenSet, load_tokens
+from ._errors import BindError, InsecureBind
 from ._logs import Throttle, install_log_filters
 
 if TYPE_CHECKING:
@@ -31,9 +31,7 @@ if TYPE_CHECKING:
     from ._core import Gateway
 
 __all__ = [
-    "BindError",
     "GatewayServer",
-    "InsecureBind",
     "default_max_connections",
     "guarded_protocol",
     "is_loopback",
@@ -137,19 +135,6 @@ def guarded_protocol(
 
     GuardedProtocol.__name__ = GuardedProtocol.__qualname__ = f"Guarded{base.__name__}"
     return GuardedProtocol
-
-
-class InsecureBind(AxonbusError, ValueError):
-    """:func:`serve` was asked to listen beyond loopback with no tokens file (open access)."""
-
-
-class BindError(AxonbusError, OSError):
-    """:func:`serve` cannot listen on its host and port: the port is in use, needs privileges,
-    or the host is not an address of this machine.
-
-    >>> asyncio.run(serve(port=8765))  # while another server holds 8765
-    BindError: cannot listen on 127.0.0.1:8765: address already in use
-    """
 
 
 def listen(host: str, port: int) -> list[socket.socket]:

@@ -55,7 +55,7 @@ import orjson
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from ._auth import RateLimiter
-from ._core import ApiError
+from ._errors import ApiError
 from ._feeds import Feed
 from ._payload import dumps, jsonable
 

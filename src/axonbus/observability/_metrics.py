@@ -39,8 +39,8 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from .._engine.middleware import HandleNext, Middleware
 from .._events import Context, Envelope
-from .._middleware import HandleNext, Middleware
 from .._topics import match
 from ..transports.base import BrokerTransport
 
@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     import threading
     from wsgiref.simple_server import WSGIServer
 
-    from .._bus import Bus
+    from .._engine.bus import Bus
 
 __all__ = ["BusCollector", "MetricsExporter", "MetricsMiddleware", "start_exporter"]
 

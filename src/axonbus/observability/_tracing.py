@@ -41,8 +41,8 @@ from opentelemetry.trace import (
     TracerProvider,
 )
 
+from .._engine.middleware import HandleNext, Middleware
 from .._events import Context, Envelope
-from .._middleware import HandleNext, Middleware
 from .._topics import match, split_pattern
 
 __all__ = ["OpenTelemetryMiddleware", "tracing"]

@@ -6,15 +6,15 @@
 >>> await runtime.start()
 >>> await runtime.send_message(Increment(), AgentId("counter", "user-42"))
 
-Every process is a *member*, with a random worker id per runtime instance; ``_members`` keeps
-the membership in step (heartbeats every ``heartbeat`` seconds on ``$rt.{name}.members``, a
-member missing ``EXPIRY_BEATS`` of them is dead, ``bye`` on a clean stop; ``start`` returns once
-the members have answered its hello). Topics (``name`` is the runtime's name, so several
-runtimes can share a bus): ``$rt.{name}.members``; ``$rt.{name}.w.{worker}`` (request/reply,
-one responder: that worker) for sends and member state; ``$rt.{name}.p.{worker}`` (plain
-pub/sub) for publishes routed to that worker, and cancels.
+Every process is a *member*, with a random worker id per runtime instance; ``_membership_protocol``
+keeps the membership in step (heartbeats every ``heartbeat`` seconds on ``$rt.{name}.members``, a
+member missing ``EXPIRY_BEATS`` of them is dead, ``bye`` on a clean stop; ``start`` returns once the
+members have answered its hello). Topics (``name`` is the runtime's name, so several runtimes can
+share a bus): ``$rt.{name}.members``; ``$rt.{name}.w.{worker}`` (request/reply, one responder: that
+worker) for sends and member state; ``$rt.{name}.p.{worker}`` (plain pub/sub) for publishes routed
+to that worker, and cancels.
 
-**Placement** (``_membership``): the owner of ``AgentId(type, key)`` is a member's pin if one
+**Placement** (``_membership_table``): the owner of ``AgentId(type, key)`` is a member's pin if one
 has it, else the rendezvous-hash winner among the live members that can create ``type``; every
 process computes the same owner. A member *pins* each of its instantiated agents whose hash
 winner is someone else, and tells everyone (pins travel as deltas; a newcomer gets them all in
@@ -92,12 +92,12 @@ from .._exceptions import (
 )
 from ._context import CancellationToken, MessageContext
 from ._ids import AgentId
-from ._members import PENDING, Members
+from ._membership_protocol import PENDING, Members
 from ._runtime import Placement
 from ._serialization import context_from_data, context_to_data, error_from_data, error_to_data
 
 if TYPE_CHECKING:
-    from .._subscription import Subscription as BusSubscription
+    from .._engine.subscription import Subscription as BusSubscription
     from ._runtime import AgentRuntime
 
 __all__ = ["DistributedPlacement"]

@@ -20,7 +20,7 @@ import logging
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any, Self
 
-from .._bus import Bus
+from .._engine.bus import Bus
 from .._exceptions import RuntimeClosed, RuntimeNotStarted
 
 if TYPE_CHECKING:

@@ -1,8 +1,8 @@
 """``AgentRuntime``: routes sends and publishes to agents (registration is in ``_registry``,
 the mailboxes in ``_hosting``, start/stop in ``_lifecycle``).
 
-The seam for running one runtime across processes (issue #5 part 2)
---------------------------------------------------------------------
+The seam for running one runtime across processes
+-------------------------------------------------
 
 Two decisions sit behind :class:`Placement`, and nothing else in the runtime knows whether an
 agent is local:
@@ -24,7 +24,7 @@ agent is local:
    a worker that vanishes turns the waiting sends into :class:`Undeliverable`. ``__init__``
    selects the placement from the bus's transport: :class:`~._distributed.DistributedPlacement`
    for every bus that leaves the process (``_distributed`` describes membership, placement and
-   delivery); ``tests/runtime/test_runtime_seam.py`` joins two runtimes with a placement that
+   delivery); ``tests/runtime/test_seam.py`` joins two runtimes with a placement that
    moves JSON bytes.
 
 Everything that crosses is data (``_serialization``): messages as ``{"type", "data"}`` of
@@ -43,7 +43,8 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, TypeVar
 
-from .._bus import Bus
+from .._engine.bus import Bus
+from .._engine.middleware import Middleware
 from .._exceptions import (
     AgentNotFound,
     RemoteError,
@@ -51,7 +52,6 @@ from .._exceptions import (
     RuntimeNotStarted,
     Undeliverable,
 )
-from .._middleware import Middleware
 from ._agent import Agent
 from ._context import CancellationToken, MessageContext
 from ._hosting import Host, Hosts, current_worker, deadlock_error

@@ -4,7 +4,7 @@
 >>> await check_transport(lambda: Bus("memory://"))
 """
 
-from .._context_helpers import settle
+from .._engine.settle import settle
 from ._conformance import CHECKS, CheckSkipped, check_transport
 
 __all__ = ["CHECKS", "CheckSkipped", "check_transport", "settle"]

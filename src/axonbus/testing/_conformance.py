@@ -12,14 +12,14 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from .._bus import Bus
-from .._context_helpers import settle
-from .._dead_letters import DeadLetters, StoredDeadLetter
+from .._engine.bus import Bus
+from .._engine.dead_letters import DeadLetters, StoredDeadLetter
+from .._engine.settle import settle
+from .._engine.stream import Waiter
 from .._events import Context, Event
-from .._exceptions import BusClosed, MessageTooLarge, NoResponders, RemoteError
+from .._exceptions import AxonbusError, BusClosed, MessageTooLarge, NoResponders, RemoteError
 from .._retry import Retry
-from .._stream import Waiter
-from .._system import DeadLetter
+from .._system_events import DeadLetter
 
 __all__ = ["CHECKS", "CheckSkipped", "check_transport"]
 
@@ -29,7 +29,7 @@ Check = Callable[[MakeBus], Awaitable[None]]
 CHECKS: dict[str, Check] = {}
 
 
-class CheckSkipped(Exception):
+class CheckSkipped(AxonbusError):
     """A check does not apply to this transport (the reason is the message)."""
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from .._system import Outcome
+from .._system_events import Outcome
 
 __all__ = ["Inbound"]
 

@@ -17,7 +17,7 @@ from ._outbox import Outbox
 from ._translate import Translator
 
 if TYPE_CHECKING:
-    from ..._bus import Bus
+    from ..._engine.bus import Bus
 
 __all__ = ["AxonbusCallbackHandler", "AxonbusSyncCallbackHandler"]
 

@@ -28,7 +28,7 @@ from ..._exceptions import BusClosed, QueueFull
 from ...agent import AgentEvent
 
 if TYPE_CHECKING:
-    from ..._bus import Bus
+    from ..._engine.bus import Bus
 
 __all__ = ["Outbox"]
 

@@ -16,8 +16,8 @@ from ...agent import AgentEvent, Cancel, Done, Interrupt
 from ._translate import RunInfo, Translator
 
 if TYPE_CHECKING:
-    from ..._bus import Bus
-    from ..._subscription import Subscription
+    from ..._engine.bus import Bus
+    from ..._engine.subscription import Subscription
 
 __all__ = ["PipeResult", "pipe_events"]
 
