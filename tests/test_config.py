@@ -15,8 +15,6 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.channels.fake_telegram import FakeTelegram
-from tests.support.brokers import free_port
 
 from axonbus import AxonbusError, Bus, Config, ConfigError, load_config
 from axonbus.channels import (
@@ -30,6 +28,8 @@ from axonbus.channels import (
 )
 from axonbus.cli import main
 from axonbus.gateway import WebhookChannel, WebSocketChannel
+from tests.channels.fake_telegram import FakeTelegram
+from tests.support.brokers import free_port
 
 EXAMPLE = """\
 [bus]

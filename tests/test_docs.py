@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
 from tests.support.services import nats_url, postgres_url, redis_url, require
 
 ROOT = Path(__file__).parent.parent

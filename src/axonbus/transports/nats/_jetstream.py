@@ -535,11 +535,25 @@ class JetStream:
                 durable.kick.set()  # pull now, if the window has room
                 await asyncio.sleep(0.02)
 
+    async def _give_back(self, durable: Durable, reply: str) -> None:
+        """Nak a delivery this bus no longer takes, straight on its connection: while the bus
+        closes, its outbox has been flushed and its writer stops, yet the server may hand an
+        event that was just naked straight back to this bus's open pull; queued behind the
+        outbox, that nak would never leave and the event would wait ``ack_wait`` (30 s)."""
+        conn = durable.conn
+        if conn is None or conn.lost.done():
+            self.t.send_control(("raw", reply, nak_payload(0), None))
+            return
+        try:
+            await conn.nc.publish(reply, nak_payload(0))  # nats-py flushes it at close
+        except nats.errors.Error as exc:  # closed meanwhile: the server redelivers at ack_wait
+            logger.debug("%s: could not give back a delivery: %r", self.t, exc)
+
     async def _deliver(self, durable: Durable, msg: Msg) -> None:
         t = self.t
         reply = msg.reply
         if not durable.active or not t.receiving or t.bus is None:
-            t.send_control(("raw", reply, nak_payload(0), None))  # someone else takes it now
+            await self._give_back(durable, reply)  # someone else takes it now
             return
         headers = msg.headers
         if headers and PACK in headers:
