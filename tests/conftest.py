@@ -4,6 +4,8 @@ import logging
 from collections.abc import AsyncIterator
 
 import pytest
+
+from axonbus import Bus
 from tests.support.fixtures import (  # noqa: F401  (registers the fixtures)
     nats_bus_name,
     nats_service,
@@ -15,8 +17,6 @@ from tests.support.fixtures import (  # noqa: F401  (registers the fixtures)
     redis_raw,
     redis_service,
 )
-
-from axonbus import Bus
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+
 from tests.support.services import nats_url, postgres_url, redis_url, require
 
 ROOT = Path(__file__).parent.parent

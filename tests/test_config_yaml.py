@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.test_config import ENV, EXAMPLE, _write, env  # noqa: F401  (env: a fixture)
 
 from axonbus import Bus, ConfigError, load_config
+from tests.test_config import ENV, EXAMPLE, _write, env  # noqa: F401  (env: a fixture)
 
 pytest.importorskip("yaml")
 

@@ -10,10 +10,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from tests.support.brokers import NatsServer
-from tests.support.services import skip_or_fail
 
 from axonbus import AxonbusError, Bus, ConnectionFailed, ConnectionLost, MissingDependency
+from tests.support.brokers import NatsServer
+from tests.support.services import skip_or_fail
 
 SECRET = "s3cretPW"
 

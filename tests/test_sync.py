@@ -8,10 +8,10 @@ import uuid
 from typing import Any
 
 import pytest
-from tests.support.services import nats_url, redis_url, require
 
 from axonbus import BusClosed, Event, NoResponders, RemoteError, RequestTimeout
 from axonbus.sync import Bus
+from tests.support.services import nats_url, redis_url, require
 
 
 class Order(Event, topic="orders.{region}.new"):

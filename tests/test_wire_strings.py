@@ -21,9 +21,9 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tests.support.fixtures import delete_nats_stream, drop_postgres_tables
 
 from axonbus import Bus, EncodeError, Envelope, InvalidTopic, RemoteError
+from tests.support.fixtures import delete_nats_stream, drop_postgres_tables
 
 SETTINGS = settings(
     max_examples=6,
