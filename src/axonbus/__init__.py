@@ -11,12 +11,13 @@
 
 from ._compose import Config, load_config
 from ._engine.bus import Bus
+from ._engine.context import Context
 from ._engine.dead_letters import DeadLetters, StoredDeadLetter
 from ._engine.middleware import Middleware
 from ._engine.replay import fold
 from ._engine.stream import EventStream, Waiter
 from ._engine.subscription import Subscription, SubscriptionStats
-from ._events import Context, Envelope, Event
+from ._events import Envelope, Event
 from ._exceptions import (
     AgentError,
     AgentNotBound,

@@ -22,7 +22,7 @@ from ._config_schema import (
     WebhookConfig,
     WebSocketConfig,
 )
-from ._engine.bus import Bus
+from ._engine.bus import Bus, install_config_builder
 from ._exceptions import ConfigError
 
 if TYPE_CHECKING:
@@ -256,3 +256,6 @@ def bus_from_config(
 ) -> Bus:
     """What :meth:`Bus.from_config` does: ``load_config(path).make_bus(...)``."""
     return load_config(path).make_bus(bus_class=bus_class, **kwargs)
+
+
+install_config_builder(bus_from_config)

@@ -27,11 +27,9 @@ from ._exceptions import InvalidTopic
 from ._topics import split_pattern
 
 if TYPE_CHECKING:
-    from ._engine.bus import Bus
-    from ._system_events import PublishResult
-    from .transports.tracker import Inbound
+    from ._system_events import Tracker
 
-__all__ = ["Context", "Envelope", "Event", "event_class", "log_fields", "new_event_id"]
+__all__ = ["Envelope", "Event", "event_class", "log_fields", "new_event_id"]
 
 # Event ids: a random per-process prefix plus a counter in hex. Unique across processes and
 # several times cheaper than uuid4 (or a zero-padded f-string) on the publish hot path.
@@ -155,7 +153,7 @@ class Envelope:
         self.correlation_id = correlation_id
         self.causation_id = causation_id
         # in-process only, never serialized: outcomes for publish(wait=True), a request's reply
-        self.tracker: PublishResult | Inbound | None = None
+        self.tracker: Tracker | None = None
         self.reply: asyncio.Future[Any] | None = None
         #: the position in the event log, for events read back from one (``bus.replay``)
         self.offset: int | None = None
@@ -224,60 +222,3 @@ current_envelope: ContextVar[Envelope | None] = ContextVar("axonbus_current_enve
 current_subscription: ContextVar[str | None] = ContextVar(
     "axonbus_current_subscription", default=None
 )
-
-
-class Context:
-    """What a handler knows about the delivery it is handling.
-
-    >>> async def on_call(event, ctx: Context):
-    ...     await ctx.publish("audit.tool", {"id": ctx.event_id})   # causation = this event
-    """
-
-    __slots__ = ("_bus", "attempt", "envelope", "subscription")
-
-    def __init__(self, bus: Bus, envelope: Envelope, attempt: int, subscription: str) -> None:
-        self._bus = bus
-        self.envelope = envelope
-        self.attempt = attempt
-        self.subscription = subscription
-
-    @property
-    def bus(self) -> Bus:
-        return self._bus
-
-    @property
-    def topic(self) -> str:
-        return self.envelope.topic
-
-    @property
-    def event_id(self) -> str:
-        return self.envelope.id
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return self.envelope.headers
-
-    @property
-    def timestamp(self) -> float:
-        return self.envelope.timestamp
-
-    @property
-    def correlation_id(self) -> str:
-        return self.envelope.correlation_id or self.envelope.id
-
-    @property
-    def causation_id(self) -> str | None:
-        return self.envelope.causation_id
-
-    async def publish(self, topic_or_event: Any, *args: Any, **kwargs: Any) -> Any:
-        """Publish with causation set to this event and its correlation kept.
-
-        Takes the same arguments as ``Bus.publish``: ``(event)`` or ``(topic, payload)``.
-        """
-        return await self._bus.publish(topic_or_event, *args, _parent=self.envelope, **kwargs)
-
-    def __repr__(self) -> str:
-        return (
-            f"Context(topic={self.topic!r}, event_id={self.event_id!r}, attempt={self.attempt}, "
-            f"subscription={self.subscription!r})"
-        )

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from ._events import Event
 
-__all__ = ["DeadLetter", "HandlerFailed", "Outcome", "PublishResult"]
+__all__ = ["DeadLetter", "HandlerFailed", "Outcome", "PublishResult", "Tracker"]
 
 
 class HandlerFailed(Event, topic="$bus.handler_failed", name="axonbus.HandlerFailed"):
@@ -52,6 +52,20 @@ class Outcome:
     @property
     def ok(self) -> bool:
         return self.status == "ok"
+
+
+class Tracker(Protocol):
+    """Where the subscriptions an envelope reaches report what became of it.
+
+    An envelope's ``tracker`` is one of these: a :class:`PublishResult` for
+    ``publish(wait=True)``, or a transport's :class:`~axonbus.transports.Inbound` for a broker
+    delivery that must be acknowledged. The bus counts ``expected`` up once per mailbox the
+    envelope enters; every subscription then ``add``s exactly one :class:`Outcome`.
+    """
+
+    expected: int
+
+    def add(self, outcome: Outcome) -> None: ...
 
 
 @dataclass(eq=False)

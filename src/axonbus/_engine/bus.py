@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 from .._codec import Codec, get_codec
 from .._events import Envelope
 from .._exceptions import (
+    AxonbusError,
     BusClosed,
     NoEventLog,
 )
@@ -34,7 +35,20 @@ if TYPE_CHECKING:
 if TYPE_CHECKING:
     from ..transports.log._transport import LogTransport
 
-__all__ = ["Bus"]
+__all__ = ["Bus", "install_config_builder"]
+
+# Building a bus from a configuration file needs the plugins the file may name (middleware),
+# which sit above the engine. The composition layer hands its builder down when the package is
+# imported (``axonbus/__init__`` runs before any of its modules), so the engine never imports
+# upward for it.
+_config_builder: Callable[..., Bus] | None = None
+
+
+def install_config_builder(build: Callable[..., Bus]) -> None:
+    """Make ``build(path, bus_class=..., **kwargs)`` what :meth:`Bus.from_config` calls."""
+    global _config_builder
+    _config_builder = build
+
 
 logger = logging.getLogger("axonbus")
 
@@ -116,11 +130,9 @@ class Bus(Publisher):
 
         >>> async with Bus.from_config("axonbus.toml") as bus: ...
         """
-        # the one call-time reach into the composition layer: building a bus from a file needs
-        # the plugins (middleware) the file names (see docs/layout.md, "Layers")
-        from .._compose import bus_from_config
-
-        return bus_from_config(path, bus_class=cls, **kwargs)
+        if _config_builder is None:  # pragma: no cover - `import axonbus` installs it first
+            raise AxonbusError("Bus.from_config needs the axonbus package imported")
+        return _config_builder(path, bus_class=cls, **kwargs)
 
     def __repr__(self) -> str:
         return f"<Bus {self.name!r} {redact_url(self.url)} {self._state.value}>"

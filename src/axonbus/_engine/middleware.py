@@ -6,7 +6,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .._events import Context, Envelope
+from .._events import Envelope
+from .context import Context
 
 if TYPE_CHECKING:
     from .bus import Bus

@@ -18,11 +18,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .._events import Context, Envelope, current_envelope, current_subscription, log_fields
+from .._events import Envelope, current_envelope, current_subscription, log_fields
 from .._exceptions import AxonbusError, BusClosed, InvalidHandler, RedeliveryExhausted, RemoteError
 from .._retry import Retry
 from .._system_events import Outcome
 from ..transports.tracker import Inbound
+from .context import Context
 
 if TYPE_CHECKING:
     from .bus import Bus

@@ -39,8 +39,9 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from .._engine.context import Context
 from .._engine.middleware import HandleNext, Middleware
-from .._events import Context, Envelope
+from .._events import Envelope
 from .._topics import match
 from ..transports.base import BrokerTransport
 

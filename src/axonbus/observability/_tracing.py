@@ -41,8 +41,9 @@ from opentelemetry.trace import (
     TracerProvider,
 )
 
+from .._engine.context import Context
 from .._engine.middleware import HandleNext, Middleware
-from .._events import Context, Envelope
+from .._events import Envelope
 from .._topics import match, split_pattern
 
 __all__ = ["OpenTelemetryMiddleware", "tracing"]

@@ -80,7 +80,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
-from .._events import Context
+from .._engine.context import Context
 from .._exceptions import (
     CantHandle,
     ConnectionLost,

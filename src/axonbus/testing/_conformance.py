@@ -13,10 +13,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .._engine.bus import Bus
+from .._engine.context import Context
 from .._engine.dead_letters import DeadLetters, StoredDeadLetter
 from .._engine.settle import settle
 from .._engine.stream import Waiter
-from .._events import Context, Event
+from .._events import Event
 from .._exceptions import AxonbusError, BusClosed, MessageTooLarge, NoResponders, RemoteError
 from .._retry import Retry
 from .._system_events import DeadLetter
