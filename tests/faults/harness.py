@@ -325,8 +325,12 @@ async def publish_paced(
     chunk: int,
     pause: float,
     progress: Callable[[int], Any] | None = None,
+    allowed: Callable[[], int] | None = None,
 ) -> PublishStats:
     """Publish ``{"seq": i}`` for i in range(n), ``chunk`` at a time with ``pause`` between.
+
+    ``allowed()``: how many events may have been published by now; the publisher waits for it
+    to grow (a test that must act while events are still in flight holds the rest back).
 
     A publish that raises :class:`ConnectionLost` was not sent (the documented contract), so
     it is sent again; every such retry is counted.
@@ -334,6 +338,8 @@ async def publish_paced(
     stats = PublishStats()
     t0 = time.monotonic()
     for i in range(n):
+        while allowed is not None and i >= allowed():
+            await asyncio.sleep(pause or 0.01)
         while True:
             try:
                 await bus.publish(topic, {"seq": i})

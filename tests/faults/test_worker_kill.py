@@ -52,6 +52,7 @@ SLEEP = os.environ.get("AXONBUS_FAULT_SLEEP", "0.003")  # seconds per event
 #: an acknowledgement is queued when the handler returns and written within a loop turn or
 #: two; the window is slack for a loaded machine
 ACK_WINDOW = 0.25
+HOLD = 1000  # events published past the next kill's threshold before that kill
 
 pytestmark = pytest.mark.slow
 
@@ -104,9 +105,14 @@ async def test_kill_workers_mid_stream(broker: Broker, tmp_path: Path) -> None:
             await fleet.wait_ready(fleet.spawn())
 
         async with Bus(broker.url, name=bus_name) as pub:
-            # faster than the workers consume, so they are always busy when one is killed
-            publishing = asyncio.create_task(publish_paced(pub, topic, N, chunk=100, pause=0.01))
             thresholds = [int(N * (0.1 + 0.7 * i / max(1, KILLS - 1))) for i in range(KILLS)]
+            # faster than the workers consume, so they are always busy when one is killed; but
+            # never more than HOLD past the next kill's threshold until that kill happened: on
+            # a loaded machine this loop may look late, and the workers must still be busy then
+            limit = [thresholds[0] + HOLD if thresholds else N]
+            publishing = asyncio.create_task(
+                publish_paced(pub, topic, N, chunk=100, pause=0.01, allowed=lambda: limit[0])
+            )
             deadline = time.monotonic() + 120 + N / 200
             while time.monotonic() < deadline:
                 await asyncio.sleep(0.02)
@@ -124,10 +130,18 @@ async def test_kill_workers_mid_stream(broker: Broker, tmp_path: Path) -> None:
                         fleet.spawn()
                 if not thresholds or len(done) < thresholds[0]:
                     continue
-                busy = [w for w in fleet.alive() if w.ready and w.in_flight()]
+                # not one that began the poison event: it is dying already, by its own hand
+                busy = [
+                    w
+                    for w in fleet.alive()
+                    if w.ready and w.in_flight() and POISON not in w.in_flight()
+                ]
                 if not busy:
+                    if len(done) >= limit[0] - 1:  # all it may publish is handled: some more
+                        limit[0] = min(N, limit[0] + 100)
                     continue
                 thresholds.pop(0)
+                limit[0] = thresholds[0] + HOLD if thresholds else N
                 victim = rng.choice(busy)
                 at = time.monotonic()
                 victim.kill()  # reads its log to the end
