@@ -325,6 +325,7 @@ async def _flow(page: Dashboard, agent: GatedDemoAgent, bus: Bus) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(90)  # a browser's cold start on a loaded machine
 async def test_dashboard_signs_in_from_a_token_link_and_drops_it_from_the_address(
     bus: Bus, tokens: Any
 ) -> None:
@@ -349,6 +350,7 @@ async def test_dashboard_signs_in_from_a_token_link_and_drops_it_from_the_addres
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(90)  # a browser's cold start on a loaded machine
 async def test_playwright_drives_debian_chromium_without_a_download(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
