@@ -13,6 +13,7 @@ import pytest
 
 from tests.support import services
 from tests.support.brokers import BrokerError, NatsServer, RedisServer, free_port
+from tests.support.browser import require_chromium
 from tests.support.fixtures import make_redis
 from tests.support.proxy import Mode, TcpProxy
 from tests.support.services import skip_or_fail
@@ -259,3 +260,17 @@ async def test_private_nats_keeps_streams_across_restart(private_nats: NatsServe
         assert info.config.subjects == ["orders.>"]
     finally:
         await nc.close()
+
+
+def test_missing_chromium_skips_locally_and_fails_in_ci(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("AXONBUS_TEST_CHROMIUM", str(tmp_path / "no-chromium"))
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(
+        pytest.skip.Exception, match=r"Chromium is not installed at .*ensure-browser"
+    ):
+        require_chromium()
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI is set"):
+        require_chromium()
