@@ -366,6 +366,7 @@
     if (cls) td.className = cls;
     if (field) td.dataset.field = field;
     tr.appendChild(td);
+    return td;
   }
 
   function renderStats(stats) {
@@ -410,7 +411,8 @@
       cell(tr, s.status, null, "status");
       cell(tr, String(s.step), "num", "step");
       cell(tr, s.input == null ? "" : String(s.input), null, "input");
-      cell(tr, (s.result || s.text || "").slice(0, 80), null, "text");
+      const text = s.result || s.text || "";
+      cell(tr, clip(text, 80), null, "text").title = text;
       tr.addEventListener("click", () => switchSession(s.session_id));
       body.appendChild(tr);
       if (s.session_id === state.session && !state.current && s.status !== "idle") {
@@ -434,14 +436,30 @@
     $("channels-note").textContent = data.channels.length ? "" : "no channels attached";
   }
 
+  const absent = new Set();  // optional endpoints this gateway does not serve
+
+  // at most n characters, cut at a word boundary (a single overlong word is cut), with an ellipsis
+  function clip(text, n) {
+    if (text.length <= n) return text;
+    const cut = text.slice(0, n);
+    if (/\s/.test(text[n])) return cut.trimEnd() + "…";
+    const space = cut.search(/\s\S*$/);
+    return (space > n / 2 ? cut.slice(0, space) : cut).trimEnd() + "…";
+  }
+
   async function poll() {
     for (;;) {
       try {
         renderStats(await api("/v1/stats"));
-        try { renderSessions(await api("/v1/sessions")); $("sessions-note").textContent = ""; }
-        catch (e) { if (e.status === 404) $("sessions-note").textContent = "no state manager"; else throw e; }
-        try { renderChannels(await api("/v1/channels")); }
-        catch (e) { if (e.status === 404) $("channels-note").textContent = "no channel manager"; else throw e; }
+        // a 404 means the gateway was built without that manager: ask once, not every poll
+        if (!absent.has("sessions")) {
+          try { renderSessions(await api("/v1/sessions")); $("sessions-note").textContent = ""; }
+          catch (e) { if (e.status === 404) { absent.add("sessions"); $("sessions-note").textContent = "no state manager"; } else throw e; }
+        }
+        if (!absent.has("channels")) {
+          try { renderChannels(await api("/v1/channels")); }
+          catch (e) { if (e.status === 404) { absent.add("channels"); $("channels-note").textContent = "no channel manager"; } else throw e; }
+        }
       } catch (e) {
         if (e.status !== 401) setConnection("error", "gateway unreachable");
       }
