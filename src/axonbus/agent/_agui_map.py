@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ag_ui.core import (
+    PROTOCOL_VERSION,
     BaseEvent,
     CustomEvent,
     ReasoningEndEvent,
@@ -161,7 +162,6 @@ class AgUiTranslator:
         self.client_calls: set[str] = set()
         self._text: str | None = None
         self._reasoning: str | None = None
-        self._count = 0
         self._interrupts = 0
 
     # -- the AG-UI run -------------------------------------------------------------------------
@@ -187,7 +187,9 @@ class AgUiTranslator:
     def begin(self) -> list[BaseEvent]:
         """``RUN_STARTED`` and the ``STATE_SNAPSHOT`` the run starts from."""
         return [
-            RunStartedEvent(thread_id=self.thread_id, run_id=self.run_id),
+            RunStartedEvent(
+                thread_id=self.thread_id, run_id=self.run_id, protocol_version=PROTOCOL_VERSION
+            ),
             StateSnapshotEvent(snapshot=self.snapshot()),
         ]
 
@@ -276,14 +278,15 @@ class AgUiTranslator:
             fields["result"] = result
         return RunFinishedEvent(**fields)
 
-    def _next_id(self, kind: str) -> str:
-        self._count += 1
-        return f"{self.axon_run}.{kind}{self._count}"
+    def _id(self, kind: str) -> str:
+        # one text and one reasoning message per step: a run continued after an interrupt
+        # appends to the message it had open, whichever translator reports it
+        return f"{self.axon_run}.{kind}{self.run_state.step}"
 
     def _reason(self, text: str) -> list[BaseEvent]:
         out = self._close_text()
         if self._reasoning is None:
-            self._reasoning = self._next_id("r")
+            self._reasoning = self._id("r")
             out += [
                 ReasoningStartEvent(message_id=self._reasoning),
                 ReasoningMessageStartEvent(message_id=self._reasoning, role="reasoning"),
@@ -296,7 +299,7 @@ class AgUiTranslator:
         if not text:
             return out
         if self._text is None:
-            self._text = self._next_id("m")
+            self._text = self._id("m")
             out.append(TextMessageStartEvent(message_id=self._text, role="assistant"))
         out.append(TextMessageContentEvent(message_id=self._text, delta=text))
         return out
