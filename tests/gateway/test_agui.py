@@ -15,7 +15,7 @@ import pytest
 pytest.importorskip("ag_ui")
 
 from axonbus import Bus
-from axonbus.agent import DemoAgent, StateManager
+from axonbus.agent import Cancel, DemoAgent, StateManager
 from axonbus.agent.agui import AgUiAgent
 from axonbus.gateway import TokenSet, create_app
 from tests.gateway.helpers import SECRET_ADMIN, SECRET_SLOW, SECRET_UI, auth, running_server
@@ -68,9 +68,13 @@ async def read_events(response: httpx.Response) -> list[dict[str, Any]]:
 
 
 @contextlib.asynccontextmanager
-async def gateway(bus: Bus, **options: Any) -> AsyncIterator[httpx.AsyncClient]:
+async def gateway(
+    bus: Bus, *, frozen_clock: bool = False, **options: Any
+) -> AsyncIterator[httpx.AsyncClient]:
     states = StateManager(bus)
     app = create_app(bus, state_manager=states, **options)
+    if frozen_clock:
+        app.state.gateway.limiter.clock = lambda: 1000.0  # no refill, however slow the machine
     demo = DemoAgent(bus, token_delay=0, tool_delay=0)
     async with (
         AgUiAgent(bus, "demo", demo),
@@ -234,10 +238,56 @@ async def test_auth_and_patterns(bus: Bus, tokens: TokenSet) -> None:
 
 
 async def test_rate_limit(bus: Bus, tokens: TokenSet) -> None:
-    async with gateway(bus, tokens=tokens) as client:
+    async with gateway(bus, tokens=tokens, frozen_clock=True) as client:
         codes = []
-        for n in range(4):  # "slow" has a rate of 2/s: a burst of 2
+        for n in range(3):  # "slow" has a rate of 2/s: a burst of 2
             body = run_input(f"rate{n}", f"r{n}", "hi")
             codes.append((await post_run(client, "demo", body, auth(SECRET_SLOW)))[0])
-    assert 429 in codes
-    assert codes[0] == 200
+    assert codes == [200, 200, 429]
+
+
+async def test_interrupt_resume_and_a_run_that_ended_while_away(bus: Bus) -> None:
+    async with gateway(bus) as client:
+        async with client.stream(
+            "POST", "/v1/agui/interop", json=run_input("i1", "r1", "slow task")
+        ) as first:
+            stream = Events(first)
+            await stream.until("TOOL_CALL_START")
+            body = run_input("i1", "r2", forwardedProps={"axonbus": {"interrupt": "wait"}})
+            status, control, _ = await post_run(client, "interop", body)
+            paused = await stream.until()
+        assert status == 200
+        for events in (control, paused):
+            assert events[-1]["type"] == "RUN_FINISHED"
+            assert events[-1]["outcome"]["type"] == "interrupt"
+        interrupt = paused[-1]["outcome"]["interrupts"][0]
+        assert interrupt["message"] == "wait"
+        # someone else cancels the paused run while no AG-UI client is connected ...
+        await bus.publish(Cancel(session_id="i1", reason="elsewhere"))
+        # ... and the client's resume gets the rest of it: the run ended cancelled
+        messages = [{"id": "a1", "role": "assistant", "content": "..."}]
+        resume = [{"interruptId": interrupt["id"], "status": "resolved"}]
+        body = {"threadId": "i1", "runId": "r3", "messages": messages, "resume": resume}
+        status, rest, _ = await post_run(client, "interop", body)
+    assert status == 200
+    assert rest[0]["type"] == "RUN_STARTED"
+    assert rest[-1]["type"] == "RUN_FINISHED"
+    assert rest[-1]["outcome"] == {"type": "cancelled"}
+
+
+async def test_resume_cancelled_cancels_the_run(bus: Bus) -> None:
+    async with gateway(bus) as client:
+        async with client.stream(
+            "POST", "/v1/agui/interop", json=run_input("k1", "r1", "slow task")
+        ) as first:
+            stream = Events(first)
+            await stream.until("TOOL_CALL_START")
+            body = run_input("k1", "r2", forwardedProps={"axonbus": {"interrupt": "wait"}})
+            await post_run(client, "interop", body)
+            paused = await stream.until()
+        interrupt = paused[-1]["outcome"]["interrupts"][0]
+        resume = [{"interruptId": interrupt["id"], "status": "cancelled"}]
+        body = {"threadId": "k1", "runId": "r3", "messages": [], "resume": resume}
+        status, rest, _ = await post_run(client, "interop", body)
+    assert status == 200
+    assert rest[-1]["outcome"] == {"type": "cancelled"}

@@ -13,7 +13,7 @@ from axonbus.agent import AgentLoop, Message, ScriptedModel, Turn
 CALLS = {
     "weather in Paris": ("get_weather", {"city": "Paris"}),
     "please confirm": ("confirm", {"question": "Proceed?"}),
-    "slow task": ("wait_a_bit", {"seconds": 2.0}),
+    "slow task": ("wait_a_bit", {"seconds": 3.0}),
     "break": ("get_weather", {"city": "Atlantis"}),
 }
 

@@ -162,9 +162,14 @@ async def agui_run(request: Request) -> Response | AgUiStream:
             timeout=ACCEPT_TIMEOUT,
         )
     except Exception as exc:
-        feed.close()
-        gw.untrack(feed)
-        raise _refusal(gw, exc, agent) from exc
+        if parked is not None and _is_remote(exc, "NothingToRun"):
+            # the run ended while no client was connected (an interrupt that came too late
+            # to pause it, a cancel): what it published since is in the parked feed
+            reply = {"action": "attached", "run_id": parked.translator.axon_run}
+        else:
+            feed.close()
+            gw.untrack(feed)
+            raise _refusal(gw, exc, agent) from exc
     translator = parked.translator if parked is not None else None
     if translator is None or translator.axon_run != reply["run_id"]:
         translator = agui.AgUiTranslator(
@@ -229,6 +234,10 @@ def _run_state(gw: Gateway, sid: str, run_id: str) -> Any:
     manager = gw.state_manager
     state = manager.get(sid) if manager is not None else None
     return state if state is not None and state.run_id == run_id else None
+
+
+def _is_remote(exc: Exception, type_name: str) -> bool:
+    return isinstance(exc, RemoteError) and exc.remote_type == type_name
 
 
 def _refusal(gw: Gateway, exc: Exception, agent: str) -> ApiError:
