@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ag_ui.core import RunAgentInput
-from ag_ui.encoder import EventEncoder
 
 from .._exceptions import AxonbusError, BusClosed
 from .._topics import split_topic
@@ -41,9 +40,7 @@ __all__ = [
     "STATE_KEY",
     "AgUiAgent",
     "AgUiTranslator",
-    "EventEncoder",
     "NothingToRun",
-    "RunAgentInput",
     "RunInProgress",
     "json_patch",
     "message_text",

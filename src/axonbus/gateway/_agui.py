@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
@@ -46,15 +47,25 @@ ON_DISCONNECT = ("cancel", "detach")
 
 
 def _agui() -> Any:
+    """The AG-UI pieces: the official package's input type and encoder, and the agent
+    toolkit's translator (501 without the ``agui`` extra)."""
     try:
-        from ..agent import agui
+        from ag_ui.core import RunAgentInput
+        from ag_ui.encoder import EventEncoder
+
+        from ..agent.agui import AgUiTranslator, run_topic
     except ImportError as exc:  # the extra is missing
         raise ApiError(
             501,
             "agui_unavailable",
             "AG-UI needs the agui extra: pip install 'axonbus[agui]'",
         ) from exc
-    return agui
+    return SimpleNamespace(
+        RunAgentInput=RunAgentInput,
+        EventEncoder=EventEncoder,
+        AgUiTranslator=AgUiTranslator,
+        run_topic=run_topic,
+    )
 
 
 @dataclass
