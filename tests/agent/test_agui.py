@@ -1,24 +1,35 @@
-"""The AG-UI translator on its own: JSON Patch, lifecycle-only agents, filtering."""
+"""The AG-UI translator and adapter on their own, without a gateway."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 
 pytest.importorskip("ag_ui")
 
+from axonbus import RemoteError
 from axonbus.agent import (
     AgentCompleted,
     AgentFailed,
+    AgentLoop,
     AgentStarted,
     Cancel,
     Done,
     Interrupt,
+    ScriptedModel,
     Token,
     ToolCall,
+    Turn,
 )
-from axonbus.agent.agui import AgUiTranslator, json_patch
+from axonbus.agent.agui import (
+    AgUiAgent,
+    AgUiTranslator,
+    NothingToRun,
+    RunInProgress,
+    json_patch,
+)
 
 
 def types(events: list[Any]) -> list[str]:
@@ -89,3 +100,46 @@ def test_client_tool_call_ends_the_run_with_the_pending_call() -> None:
     ]  # fmt: skip
     assert out[-1].outcome.pending_tool_call_ids == ["run-a.c1"]
     assert tr.parked
+
+
+async def test_agent_takes_history_context_and_client_tools(bus: Any) -> None:
+    model = ScriptedModel([Turn(text="Bonjour.")])
+    loops: list[AgentLoop] = []
+
+    def make(session_id: str) -> AgentLoop:
+        loops.append(AgentLoop(bus, model, [], session_id=session_id))
+        return loops[-1]
+
+    done = bus.wait_for("agent.s1.done", timeout=10)
+    async with AgUiAgent(bus, "x", make):
+        body = {
+            "threadId": "s1",
+            "runId": "r1",
+            "messages": [
+                {"id": "1", "role": "user", "content": "earlier"},
+                {"id": "2", "role": "assistant", "content": "an answer"},
+                {"id": "3", "role": "user", "content": [{"type": "text", "text": "hello"}]},
+            ],
+            "context": [{"description": "locale", "value": "fr"}],
+            "tools": [{"name": "confirm", "description": "Ask the person"}],
+        }
+        reply = await bus.request("agui.x.run", body)
+        assert reply == {"action": "started", "run_id": "r1", "agent": "x"}
+        with pytest.raises(RemoteError) as info:
+            await bus.request("agui.x.run", {**body, "runId": "r2", "messages": [
+                {"id": "9", "role": "user", "content": "again"}]})  # fmt: skip
+        assert info.value.remote_type == RunInProgress.__name__
+        await done
+        await asyncio.sleep(0)
+        with pytest.raises(RemoteError, match="no user message") as info:
+            await bus.request("agui.x.run", {"threadId": "s1", "runId": "r3", "messages": []})
+        assert info.value.remote_type == NothingToRun.__name__
+    (sent,) = model.calls
+    assert [(m.role, m.content) for m in sent] == [
+        ("user", "earlier"),
+        ("assistant", "an answer"),
+        ("system", "Context:\n- locale: fr"),
+        ("user", "hello"),
+    ]
+    assert len(loops) == 1
+    assert "confirm" not in loops[0].tools  # the client's tools join for the run only

@@ -84,7 +84,6 @@ class _Session:
     seen: dict[str, deque[str]] = field(default_factory=dict)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     user_ids: set[str] = field(default_factory=set)
-    sub: Subscription | None = None
 
     @property
     def active(self) -> bool:
@@ -147,6 +146,7 @@ class AgUiAgent:
         self.agent = agent
         self.sessions: dict[str, _Session] = {}
         self._sub: Subscription | None = None
+        self._calls: Subscription | None = None
 
     def __repr__(self) -> str:
         return f"<AgUiAgent {self.name!r} sessions={len(self.sessions)}>"
@@ -157,21 +157,28 @@ class AgUiAgent:
             self._sub = self.bus.respond(
                 run_topic(self.name), self.handle, name=f"agui:{self.name}", concurrency=8
             )
+            # one subscription for every session's tool calls, to pair client tool calls
+            # with their ids
+            self._calls = self.bus.subscribe(
+                ToolCall, self._on_tool_call, name=f"agui:{self.name}:tool-calls"
+            )
         return self
+
+    def _on_tool_call(self, event: ToolCall) -> None:
+        session = self.sessions.get(event.session_id)
+        if session is not None:
+            session.on_tool_call(event)
 
     async def stop(self) -> None:
         """Stop answering and cancel the runs in progress."""
-        if self._sub is not None:
-            self.bus.unsubscribe(self._sub)
-            self._sub = None
+        for sub in (self._sub, self._calls):
+            if sub is not None:
+                self.bus.unsubscribe(sub)
+        self._sub = self._calls = None
         tasks = [s.task for s in self.sessions.values() if s.task is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        for session in self.sessions.values():
-            if session.sub is not None:
-                self.bus.unsubscribe(session.sub)
-                session.sub = None
 
     async def __aenter__(self) -> AgUiAgent:
         return self.start()
@@ -238,13 +245,7 @@ class AgUiAgent:
         return session.loop if session is not None else self.agent(sid)
 
     def _session(self, sid: str, loop: AgentLoop) -> _Session:
-        old = self.sessions.get(sid)
-        if old is not None and old.sub is not None:
-            self.bus.unsubscribe(old.sub)
         session = self.sessions[sid] = _Session(loop)
-        session.sub = self.bus.subscribe(
-            f"agent.{sid}.tool_call", session.on_tool_call, name=f"agui:{self.name}:{sid}"
-        )
         return session
 
     def _answer(self, session: _Session, inp: RunAgentInput) -> bool:
