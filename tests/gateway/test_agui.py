@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -291,3 +292,11 @@ async def test_resume_cancelled_cancels_the_run(bus: Bus) -> None:
         status, rest, _ = await post_run(client, "interop", body)
     assert status == 200
     assert rest[-1]["outcome"] == {"type": "cancelled"}
+
+
+async def test_on_a_bus_with_a_log(tmp_path: Path) -> None:
+    # the feed follows the event log there: same events, same order
+    async with Bus(f"sqlite:///{tmp_path / 'events.db'}") as bus, gateway(bus) as client:
+        status, events, _ = await post_run(client, "demo", run_input("s1", "r1", "what is 1 + 1?"))
+    assert status == 200
+    assert squeeze([e["type"] for e in events]) == DEMO_SEQUENCE

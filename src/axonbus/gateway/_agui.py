@@ -183,9 +183,12 @@ async def agui_run(request: Request) -> Response | AgUiStream:
             raise _refusal(gw, exc, agent) from exc
     translator = parked.translator if parked is not None else None
     if translator is None or translator.axon_run != reply["run_id"]:
+        # a new run's events are all in the feed; a run joined midway starts from what the
+        # gateway's StateManager knows of it
+        known = None if reply["action"] == "started" else _run_state(gw, sid, reply["run_id"])
         translator = agui.AgUiTranslator(
             sid, inp.run_id, client_tools=[t.name for t in inp.tools or ()], state=inp.state,
-            run_state=_run_state(gw, sid, reply["run_id"]),
+            run_state=known,
         )  # fmt: skip
         translator.follow(reply["run_id"])
     else:
