@@ -300,3 +300,25 @@ async def test_on_a_bus_with_a_log(tmp_path: Path) -> None:
         status, events, _ = await post_run(client, "demo", run_input("s1", "r1", "what is 1 + 1?"))
     assert status == 200
     assert squeeze([e["type"] for e in events]) == DEMO_SEQUENCE
+
+
+async def test_joining_an_interrupted_run_says_so_at_once(bus: Bus, tokens: TokenSet) -> None:
+    admin, ui = auth(SECRET_ADMIN), auth(SECRET_UI)
+    async with gateway(bus, tokens=tokens) as client:
+        async with client.stream(
+            "POST", "/v1/agui/interop", json=run_input("p1", "r1", "slow task"), headers=admin
+        ) as first:
+            stream = Events(first)
+            await stream.until("TOOL_CALL_START")
+            body = run_input("p1", "r2", forwardedProps={"axonbus": {"interrupt": "wait"}})
+            await post_run(client, "interop", body, admin)
+            await stream.until()
+        # another token (no parked stream: the StateManager's state) and the same one (its
+        # parked stream) both see the run paused and can resume it
+        for headers in (ui, admin):
+            status, events, _ = await post_run(client, "interop", run_input("p1", "r3"), headers)
+            assert status == 200
+            assert events[0]["type"] == "RUN_STARTED"
+            assert events[-1]["type"] == "RUN_FINISHED"
+            assert events[-1]["outcome"]["type"] == "interrupt"
+            assert events[-1]["outcome"]["interrupts"][0]["message"] == "wait"

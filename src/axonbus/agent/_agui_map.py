@@ -244,15 +244,7 @@ class AgUiTranslator:
             )
             return [result], []
         if isinstance(event, Interrupt):
-            self._interrupts += 1
-            self.parked = True
-            interrupt = AgUiInterrupt(
-                id=f"{self.axon_run}.interrupt.{self._interrupts}",
-                reason=INTERRUPT_REASON,
-                message=event.reason or "the run was interrupted",
-            )
-            paused = RunFinishedInterruptOutcome(interrupts=[interrupt])
-            return self._close(), [self._finished(outcome=paused)]
+            return self._close(), [self._paused(event.reason)]
         if isinstance(event, Done):
             if event.cancelled:
                 return self._close(), [
@@ -269,6 +261,24 @@ class AgUiTranslator:
             stopped = RunFinishedCancelledOutcome() if event.cancelled else None
             return self._close(), [self._finished(outcome=stopped, result=event.result)]
         return [], []  # AgentStarted, Resume, Cancel: the state delta says it
+
+    def pause(self) -> list[BaseEvent]:
+        """End the AG-UI run with an ``interrupt`` outcome now: for a client that joins a run
+        that is already interrupted (its state says so), so it can resume it."""
+        if self.finished:
+            return []
+        self.finished = True
+        return [*self._close(), self._paused(self.run_state.interrupt_reason or "")]
+
+    def _paused(self, reason: str) -> RunFinishedEvent:
+        self._interrupts += 1
+        self.parked = True
+        interrupt = AgUiInterrupt(
+            id=f"{self.axon_run}.interrupt.{self._interrupts}",
+            reason=INTERRUPT_REASON,
+            message=reason or "the run was interrupted",
+        )
+        return self._finished(outcome=RunFinishedInterruptOutcome(interrupts=[interrupt]))
 
     def _finished(self, *, outcome: Any = None, result: Any = None) -> RunFinishedEvent:
         fields: dict[str, Any] = {"thread_id": self.thread_id, "run_id": self.run_id}

@@ -206,7 +206,14 @@ async def agui_run(request: Request) -> Response | AgUiStream:
             raise gw.bus_error(exc) from exc
         gw.metrics.published.inc()
     on_disconnect = ext.get("on_disconnect", "cancel")
-    return AgUiStream(gw, parking, token, feed, translator, agui, on_disconnect)
+    stream = AgUiStream(gw, parking, token, feed, translator, agui, on_disconnect)
+    # a client that joins a run interrupted already learns it at once, to resume it
+    stream.paused = (
+        reply["action"] == "attached"
+        and not controls
+        and translator.run_state.status == "interrupted"
+    )
+    return stream
 
 
 def _check_name(name: str, what: str) -> None:
@@ -290,6 +297,8 @@ class AgUiStream:
         self.translator = translator
         self.encoder = agui.EventEncoder()
         self.on_disconnect = on_disconnect
+        self.paused = False
+        self.reported = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         gw = self.gateway
@@ -347,26 +356,42 @@ class AgUiStream:
         ]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await self._send(send, tr.begin())
-        reported = self.feed.dropped
+        self.reported = self.feed.dropped
+        if self.paused:
+            # what the feed holds already (a parked stream's backlog) comes first: the run
+            # may have been resumed meanwhile
+            while self.feed.pending and not tr.finished:
+                if not await self._next(send, 0.5):
+                    break
+            if tr.run_state.status == "interrupted":
+                await self._send(send, tr.pause())
         while not tr.finished:
-            try:
-                item = await self.feed.next(gw.keepalive)
-            except TimeoutError:
-                await send(
-                    {"type": "http.response.body", "body": b": keep-alive\n\n", "more_body": True}
-                )
-                continue
-            if item is None:  # the bus closed or the gateway shuts down
-                await self._send(send, tr.fail("the event stream ended", "stream_closed"))
+            if not await self._next(send, gw.keepalive):
                 break
-            events: list[Any] = []
-            if self.feed.dropped > reported:
-                lost = self.feed.dropped - reported
-                reported = self.feed.dropped
-                gw.metrics.stream_dropped.inc(lost)
-                events += tr.custom("axonbus.dropped", {"dropped": lost, "total": reported})
-            if self.token.sees(item.env.topic):
-                events += tr.feed(item.env.event)
-            await self._send(send, events)
-            gw.metrics.streamed.inc()
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _next(self, send: Send, timeout: float) -> bool:
+        """Stream the feed's next event (or a keep-alive after ``timeout``); False once the
+        feed ended."""
+        gw = self.gateway
+        tr = self.translator
+        try:
+            item = await self.feed.next(timeout)
+        except TimeoutError:
+            keep_alive = b": keep-alive\n\n"
+            await send({"type": "http.response.body", "body": keep_alive, "more_body": True})
+            return True
+        if item is None:  # the bus closed or the gateway shuts down
+            await self._send(send, tr.fail("the event stream ended", "stream_closed"))
+            return False
+        events: list[Any] = []
+        if self.feed.dropped > self.reported:
+            lost = self.feed.dropped - self.reported
+            self.reported = self.feed.dropped
+            gw.metrics.stream_dropped.inc(lost)
+            events += tr.custom("axonbus.dropped", {"dropped": lost, "total": self.reported})
+        if self.token.sees(item.env.topic):
+            events += tr.feed(item.env.event)
+        await self._send(send, events)
+        gw.metrics.streamed.inc()
+        return True
