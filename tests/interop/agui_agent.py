@@ -4,7 +4,7 @@ interrupt or cancel during."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from axonbus import Bus
 from axonbus.agent import AgentLoop, Message, ScriptedModel, Turn
@@ -32,7 +32,7 @@ def script(messages: Sequence[Message]) -> Turn:
     return Turn(text=f"{notes}Done: {tool.content}.")
 
 
-def interop_loop(bus: Bus, token_delay: float = 0.0) -> object:
+def interop_loop(bus: Bus, token_delay: float = 0.0) -> Callable[[str], AgentLoop]:
     """A factory ``session_id -> AgentLoop`` for :class:`AgUiAgent`."""
 
     async def get_weather(city: str) -> str:
