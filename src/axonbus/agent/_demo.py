@@ -164,6 +164,18 @@ class DemoAgent:
 
         return [Tool.from_function(calculator), Tool.from_function(word_count)]
 
+    def loop_for(self, session_id: str, text: str) -> AgentLoop:
+        """The session's loop (made on first use, conversation kept), scripted to answer
+        ``text``: what a run for ``UserInput(session_id, text)`` runs, for adapters that start
+        runs themselves (:class:`axonbus.agent.agui.AgUiAgent`)."""
+        loop = self.loops.get(session_id)
+        if loop is None:
+            loop = self.loops[session_id] = AgentLoop(
+                self.bus, ScriptedModel([]), self.tools(), session_id=session_id, name=self.name
+            )
+        loop.model = ScriptedModel(self._script(text), token_delay=self.token_delay)
+        return loop
+
     def _on_input(self, event: UserInput) -> None:
         task = asyncio.get_running_loop().create_task(self._answer(event))
         self._tasks.add(task)
@@ -173,12 +185,7 @@ class DemoAgent:
         sid = event.session_id
         lock = self._locks.setdefault(sid, asyncio.Lock())
         async with lock:
-            loop = self.loops.get(sid)
-            if loop is None:
-                loop = self.loops[sid] = AgentLoop(
-                    self.bus, ScriptedModel([]), self.tools(), session_id=sid, name=self.name
-                )
-            loop.model = ScriptedModel(self._script(event.text), token_delay=self.token_delay)
+            loop = self.loop_for(sid, event.text)
             try:
                 await loop.run(event.text)
             except BusClosed:

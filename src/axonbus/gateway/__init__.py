@@ -43,6 +43,9 @@ Routes
   session (404 without one). ``POST /v1/channels/{type}/in``: inbound for a
   :class:`WebhookChannel`. ``POST /v1/channels/{type}/events``: Slack's Events API for a
   :class:`~axonbus.channels.SlackChannel` (authenticated by the Slack signature).
+- ``POST /v1/agui/{agent}``: an AG-UI run (the ``agui`` extra): a ``RunAgentInput`` in, AG-UI
+  events out as Server-Sent Events, bridged to the :class:`axonbus.agent.agui.AgUiAgent` named
+  ``agent`` on the bus (see ``docs/agui.md``).
 - ``GET /metrics``: Prometheus text (per-app registry): ``axonbus_subscription_*`` from
   ``bus.stats()`` (delivered, failed, dropped, retried, timed_out, dead_lettered totals;
   queued, in_flight, maxsize gauges), ``axonbus_gateway_http_requests_total{method,route,

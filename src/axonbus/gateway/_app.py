@@ -23,6 +23,7 @@ from starlette.websockets import WebSocket
 
 from .._events import Event
 from ..transports.base import redact_url
+from ._agui import agui_run
 from ._auth import AccessToken, TokenSet, load_tokens
 from ._channels import WebhookChannel, inbound_message
 from ._core import Gateway, default_event_types, event_headers
@@ -461,6 +462,7 @@ def create_app(
         Route("/v1/channels/{channel_type}/events", channel_events, methods=["POST"]),
         Route("/v1/sessions", list_sessions, methods=["GET"]),
         Route("/v1/sessions/{session_id}", get_session, methods=["GET"]),
+        Route("/v1/agui/{agent}", agui_run, methods=["POST"]),
         WebSocketRoute("/v1/ws", websocket),
         Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
     ]
