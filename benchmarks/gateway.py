@@ -493,6 +493,10 @@ class ClientProcess:
         self.proc = proc
 
     async def message(self, key: str, timeout: float) -> Any:
+        """The next JSON line from the client, which must carry ``key``: its value."""
+        return (await self.message_full(key, timeout))[key]
+
+    async def message_full(self, key: str, timeout: float) -> dict[str, Any]:
         """The next JSON line from the client, which must carry ``key``."""
         assert self.proc.stdout is not None
         async with asyncio.timeout(timeout):
@@ -507,7 +511,7 @@ class ClientProcess:
             raise RuntimeError(f"client: {found['error']}")
         if key not in found:
             raise RuntimeError(f"client said {found!r}, expected {key!r}")
-        return found[key]
+        return dict(found)
 
     def stop(self) -> None:
         """Ask an SSE client process to stop now and report."""
@@ -519,16 +523,16 @@ class ClientProcess:
 
 @contextlib.asynccontextmanager
 async def client_process(
-    plan: dict[str, Any], *, pin: bool = False
+    plan: dict[str, Any], *, pin: bool = False, code: str = CLIENT_CODE
 ) -> AsyncIterator[ClientProcess]:
-    """``python -c CLIENT_CODE <plan>`` with ``benchmarks`` importable; stopped afterwards.
+    """``python -c CODE <plan>`` with ``benchmarks`` importable; stopped afterwards.
     ``pin``: :func:`split_cpus` meanwhile."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
-        CLIENT_CODE,
+        code,
         json.dumps(plan),
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
@@ -955,6 +959,9 @@ class Config:
     rounds: int = 5  # ws: interleaved rounds
     warmup: float = 0.1  # ws: the warm-up trial runs this fraction of each row's N
     timeout: float = 90.0
+    many_sizes: tuple[int, ...] = (1_000, 5_000, 10_000)  # many-sse, many-ws: N clients
+    many_seconds: float = 10.0  # many-sse, many-ws: publishing time per trial
+    fanout_clients: int = 10_000
 
 
 FULL = Config()
@@ -971,6 +978,9 @@ QUICK = Config(
     rounds=2,
     warmup=0.2,
     timeout=30.0,
+    many_sizes=(200,),
+    many_seconds=2.0,
+    fanout_clients=200,
 )
 
 ECHO = "Starlette echo"
@@ -995,7 +1005,8 @@ WS_WORKLOAD = Workload(
 )
 
 STALL = "stall"
-WORKLOAD_KEYS = (SSE, SSE_TOPICS, SSE_RAMP, WS, STALL)
+SCALE_KEYS = ("many-sse", "many-ws", "fanout")  # benchmarks.gateway_scale
+WORKLOAD_KEYS = (SSE, SSE_TOPICS, SSE_RAMP, WS, STALL, *SCALE_KEYS)
 
 
 def phases(cfg: Config) -> list[Phase]:
@@ -1345,7 +1356,15 @@ def run(cfg: Config, printer: Printer, only: set[str] | None = None) -> dict[str
     if only is None or STALL in only:
         stall = measure_stall(cfg, printer.progress)
         stall_table(printer, cfg, stall)
+    from . import gateway_scale as scale  # it imports this module
+
+    many: dict[str, Any] = {}
+    if only is None or only & set(SCALE_KEYS):
+        many = scale.measure(
+            only, cfg.many_sizes, cfg.many_seconds, cfg.fanout_clients, printer.progress
+        )
     goals = targets(cfg, found, ramp, results.get(WS, [])) + stall_targets(stall)
+    goals += scale.tables(printer, many, cfg.many_seconds)
     elapsed = conclude(printer, "targets (medians within this run)", goals, started)
     return report(
         env,
@@ -1356,6 +1375,7 @@ def run(cfg: Config, printer: Printer, only: set[str] | None = None) -> dict[str
         ramp=None if ramp is None else ramp_json(ramp),
         workloads=workload_results([WS_WORKLOAD], results),
         stall=[{**asdict(o), "growth": o.growth} for o in stall],
+        many=many,
     )
 
 
