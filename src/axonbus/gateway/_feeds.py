@@ -60,10 +60,35 @@ class Item:
     env: Envelope
     record: bytes | None  # the JSON record; None when it cannot be encoded
     error: str | None = None  # why it cannot be encoded
+    _sse: bytes | None = None
+    _ws: str | None = None
 
     @property
     def size(self) -> int:
         return len(self.record) if self.record is not None else 256
+
+    @property
+    def sse(self) -> bytes:
+        """The event's SSE block (``id``, ``event``, ``data``), made once for every client."""
+        block = self._sse
+        if block is None:
+            assert self.record is not None
+            env = self.env
+            ident = env.offset if env.offset is not None else env.id
+            block = self._sse = (
+                f"id: {ident}\nevent: {env.topic}\ndata: ".encode() + self.record + b"\n\n"
+            )
+        return block
+
+    def ws_text(self, pattern: str) -> str:
+        """The event's WebSocket ``event`` frame for ``pattern`` (its hub's: every item of a
+        hub has one pattern), made once for every client of the pattern."""
+        text = self._ws
+        if text is None:
+            assert self.record is not None
+            head = b'{"op":"event","pattern":' + dumps(pattern) + b","
+            text = self._ws = (head + self.record[1:]).decode()
+        return text
 
 
 def make_item(seq: int, env: Envelope, records: Records | None = None) -> Item:
@@ -76,7 +101,8 @@ def make_item(seq: int, env: Envelope, records: Records | None = None) -> Item:
 
 def _encode(env: Envelope) -> tuple[bytes | None, str | None]:
     try:
-        return dumps(envelope_record(env)), None
+        # a copy: orjson's result keeps its 4 KiB output buffer, and a ring keeps thousands
+        return bytes(memoryview(dumps(envelope_record(env)))), None
     except (RecursionError, TypeError, ValueError, OverflowError) as exc:
         return None, f"{type(exc).__name__}: cannot encode the event"
 
@@ -110,7 +136,11 @@ class Feed(Protocol):
     def pending(self) -> int: ...
 
     async def next(self, timeout: float | None) -> Item | None:
-        """The next event; None once the feed ended; ``TimeoutError`` after ``timeout``."""
+        """The next event; None once the feed ended; ``TimeoutError`` after ``timeout``, or
+        once :meth:`interrupt` was called."""
+
+    def interrupt(self) -> None:
+        """Make the pending (or next) :meth:`next` raise ``TimeoutError`` (a keep-alive is due)."""
 
     def close(self) -> None: ...
 
@@ -212,8 +242,10 @@ class Hub:
         self._wake()
 
     def _wake(self) -> None:
+        # wakes every feed waiting now; cleared at once, so the next wait waits again (one
+        # Event per hub, not a new one per event)
         self.changed.set()
-        self.changed = asyncio.Event()
+        self.changed.clear()
 
     def after(self, cursor: int) -> Item | None:
         """The first event in the ring after ``cursor`` (``cursor >= floor``), or None."""
@@ -255,6 +287,7 @@ class HubFeed:
         self._trim: asyncio.TimerHandle | None = None
         self._taken = 0  # items taken from the batch, as of the last trim check
         self._closed = False
+        self._interrupted = False
         hub.acquire()
 
     def __repr__(self) -> str:
@@ -269,31 +302,44 @@ class HubFeed:
         """Events the client has yet to receive (for a log: offsets, an upper bound)."""
         return len(self._batch) + max(0, self.hub.last - self.cursor)
 
+    def interrupt(self) -> None:
+        self._interrupted = True
+        self.hub.changed.set()  # wakes the feeds of this hub: the others wait again
+        self.hub.changed.clear()
+
     async def next(self, timeout: float | None) -> Item | None:
+        if timeout is None:  # no timer: thousands of idle clients wait here
+            return await self._next()
         async with asyncio.timeout(timeout):
-            while not self._closed:
-                if self._batch:
-                    item = self._batch.popleft()
-                    self._taken += 1
-                    self.cursor = max(self.cursor, item.seq)
-                    return item
-                hub = self.hub
-                if self.cursor < hub.floor:
-                    if not hub.log:  # live: what left the ring is lost to this client
-                        self._dropped += hub.floor - self.cursor
-                        self.cursor = hub.floor
-                    elif not await self._catch_up():
-                        return None
-                    continue
-                found = hub.after(self.cursor)
-                if found is not None:
-                    if not hub.log and found.seq > self.cursor + 1:
-                        self._dropped += found.seq - self.cursor - 1
-                    self.cursor = found.seq
-                    return found
-                if hub.done:
+            return await self._next()
+
+    async def _next(self) -> Item | None:
+        while not self._closed:
+            if self._batch:
+                item = self._batch.popleft()
+                self._taken += 1
+                self.cursor = max(self.cursor, item.seq)
+                return item
+            hub = self.hub
+            if self.cursor < hub.floor:
+                if not hub.log:  # live: what left the ring is lost to this client
+                    self._dropped += hub.floor - self.cursor
+                    self.cursor = hub.floor
+                elif not await self._catch_up():
                     return None
-                await hub.changed.wait()
+                continue
+            found = hub.after(self.cursor)
+            if found is not None:
+                if not hub.log and found.seq > self.cursor + 1:
+                    self._dropped += found.seq - self.cursor - 1
+                self.cursor = found.seq
+                return found
+            if hub.done:
+                return None
+            if self._interrupted:
+                self._interrupted = False
+                raise TimeoutError
+            await hub.changed.wait()
         return None
 
     async def _catch_up(self) -> bool:
