@@ -407,21 +407,23 @@ async def test_serve_on_uvloop(tmp_path: Path, via: str) -> None:
         args = ["--config", str(path)]
     proc, base = await _start(*args)
     try:
-        async with httpx.AsyncClient(base_url=base) as client:
-            async with client.stream("GET", "/v1/events?pattern=loop.>") as response:
-                reader = SSEReader(response)
-                await reader.block()
-                ws_url = base.replace("http://", "ws://") + "/v1/ws"
-                async with websockets.connect(ws_url) as ws:
-                    assert json.loads(await ws.recv())["op"] == "ready"
-                    await ws.send(json.dumps({"op": "subscribe", "pattern": "loop.>", "id": 1}))
-                    assert json.loads(await ws.recv())["op"] == "subscribed"
-                    r = await client.post("/v1/publish/loop.t", json={"n": 1})
-                    assert r.status_code == 200
-                    assert (await reader.event(timeout=10))["data"]["event"] == {"n": 1}
-                    async with asyncio.timeout(10):
-                        frame = json.loads(await ws.recv())
-                    assert (frame["op"], frame["event"]) == ("event", {"n": 1})
+        ws_url = base.replace("http://", "ws://") + "/v1/ws"
+        async with (
+            httpx.AsyncClient(base_url=base) as client,
+            client.stream("GET", "/v1/events?pattern=loop.>") as response,
+            websockets.connect(ws_url) as ws,
+        ):
+            reader = SSEReader(response)
+            await reader.block()
+            assert json.loads(await ws.recv())["op"] == "ready"
+            await ws.send(json.dumps({"op": "subscribe", "pattern": "loop.>", "id": 1}))
+            assert json.loads(await ws.recv())["op"] == "subscribed"
+            r = await client.post("/v1/publish/loop.t", json={"n": 1})
+            assert r.status_code == 200
+            assert (await reader.event(timeout=10))["data"]["event"] == {"n": 1}
+            async with asyncio.timeout(10):
+                frame = json.loads(await ws.recv())
+            assert (frame["op"], frame["event"]) == ("event", {"n": 1})
     finally:
         code, err = await _stop(proc, signal.SIGINT)
     assert code == 130, err

@@ -31,10 +31,12 @@ from ._guard import LOOPBACK_HOSTS, Guard
 from ._logs import install_log_filters
 from ._metrics import AccessLog
 from ._payload import dumps, jsonable
-from ._sse import open_event_source
+from ._sse import HANDOFF, STREAM, EventSourceResponse, open_event_source
 from ._ws import WebSocketSession
 
 if TYPE_CHECKING:
+    from starlette.types import Receive, Scope, Send
+
     from .._engine.bus import Bus
     from ..channels import ChannelManager
 
@@ -47,6 +49,22 @@ MAX_REQUEST_TIMEOUT = 300.0
 class _JSON(JSONResponse):
     def render(self, content: Any) -> bytes:
         return dumps(content)
+
+
+class GatewayApp(Starlette):
+    """The gateway's Starlette app: an SSE stream's head goes through the middleware stack as
+    any response does; its events are then written from here, with the server's own ``send``,
+    once the stack has returned (see :class:`EventSourceResponse`)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        scope[HANDOFF] = True
+        await super().__call__(scope, receive, send)
+        stream = scope.pop(STREAM, None)
+        if isinstance(stream, EventSourceResponse):
+            await stream.run(receive, send)
 
 
 def _gateway(request: Request | WebSocket) -> Gateway:
@@ -464,7 +482,7 @@ def create_app(
         WebSocketRoute("/v1/ws", websocket),
         Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
     ]
-    app = Starlette(
+    app = GatewayApp(
         routes=routes,
         middleware=[
             Middleware(AccessLog, metrics=gateway.metrics),  # outermost: counts refusals too

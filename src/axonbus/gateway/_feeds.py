@@ -150,6 +150,36 @@ def has_log(bus: Bus) -> bool:
     return bus.event_log is not None
 
 
+class Signal:
+    """Wakes every task waiting on it when fired; a later :meth:`wait` waits for the next
+    :meth:`fire`. Lighter than an ``asyncio.Event`` (no deque until someone waits), and one
+    per hub for its whole life."""
+
+    __slots__ = ("_waiters",)
+
+    def __init__(self) -> None:
+        self._waiters: list[asyncio.Future[None]] | None = None
+
+    async def wait(self) -> None:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self._waiters is None:
+            self._waiters = []
+        self._waiters.append(fut)
+        try:
+            await fut
+        finally:
+            if not fut.done() or fut.cancelled():  # cancelled while waiting: let it go
+                waiters = self._waiters
+                if waiters is not None and fut in waiters:
+                    waiters.remove(fut)
+
+    def fire(self) -> None:
+        waiters, self._waiters = self._waiters, None
+        for fut in waiters or ():
+            if not fut.done():
+                fut.set_result(None)
+
+
 class Hub:
     """The one reader of ``pattern`` that every feed of it shares (see the module docstring)."""
 
@@ -179,7 +209,7 @@ class Hub:
         self.last = after
         self.done = False
         self.refs = 0
-        self.changed = asyncio.Event()
+        self.changed = Signal()
         self._on_empty = on_empty
         self._stream: EventStream | None = None
         if not log:
@@ -242,10 +272,7 @@ class Hub:
         self._wake()
 
     def _wake(self) -> None:
-        # wakes every feed waiting now; cleared at once, so the next wait waits again (one
-        # Event per hub, not a new one per event)
-        self.changed.set()
-        self.changed.clear()
+        self.changed.fire()
 
     def after(self, cursor: int) -> Item | None:
         """The first event in the ring after ``cursor`` (``cursor >= floor``), or None."""
@@ -283,7 +310,7 @@ class HubFeed:
         self.notice = notice
         self.skipped = 0
         self._dropped = 0
-        self._batch: deque[Item] = deque()
+        self._batch: deque[Item] | None = None  # made when a catch-up needs one
         self._trim: asyncio.TimerHandle | None = None
         self._taken = 0  # items taken from the batch, as of the last trim check
         self._closed = False
@@ -300,12 +327,11 @@ class HubFeed:
     @property
     def pending(self) -> int:
         """Events the client has yet to receive (for a log: offsets, an upper bound)."""
-        return len(self._batch) + max(0, self.hub.last - self.cursor)
+        return len(self._batch or ()) + max(0, self.hub.last - self.cursor)
 
     def interrupt(self) -> None:
         self._interrupted = True
-        self.hub.changed.set()  # wakes the feeds of this hub: the others wait again
-        self.hub.changed.clear()
+        self.hub.changed.fire()  # wakes the feeds of this hub: the others wait again
 
     async def next(self, timeout: float | None) -> Item | None:
         if timeout is None:  # no timer: thousands of idle clients wait here
@@ -315,8 +341,9 @@ class HubFeed:
 
     async def _next(self) -> Item | None:
         while not self._closed:
-            if self._batch:
-                item = self._batch.popleft()
+            batch = self._batch
+            if batch:
+                item = batch.popleft()
                 self._taken += 1
                 self.cursor = max(self.cursor, item.seq)
                 return item
@@ -348,6 +375,9 @@ class HubFeed:
         hub = self.hub
         floor = hub.floor  # before reading: everything up to it was committed by then
         size = 0
+        batch = self._batch
+        if batch is None:
+            batch = self._batch = deque()
         try:
             replay = cast(
                 "AsyncGenerator[Envelope, None]",
@@ -357,7 +387,7 @@ class HubFeed:
                 async for env in events:
                     assert env.offset is not None
                     item = make_item(env.offset, env)
-                    self._batch.append(item)
+                    batch.append(item)
                     size += item.size
                     if size >= CATCH_UP_BYTES:
                         break
@@ -366,7 +396,7 @@ class HubFeed:
         except Exception as exc:
             logger.info("gateway feed %r ended: %s: %s", self.pattern, type(exc).__name__, exc)
             return False
-        if not self._batch:
+        if not batch:
             self.cursor = max(self.cursor, floor)
         elif self._trim is None:
             self._trim = asyncio.get_running_loop().call_later(CATCH_UP_IDLE, self._idle_check)
@@ -379,7 +409,7 @@ class HubFeed:
         if not self._batch:
             return
         if self._taken == 0:
-            self._batch.clear()
+            self._batch = None
             return
         self._taken = 0
         self._trim = asyncio.get_running_loop().call_later(CATCH_UP_IDLE, self._idle_check)
@@ -387,7 +417,7 @@ class HubFeed:
     def close(self) -> None:
         if not self._closed:
             self._closed = True
-            self._batch.clear()
+            self._batch = None
             if self._trim is not None:
                 self._trim.cancel()
             self.hub.release()

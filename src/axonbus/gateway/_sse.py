@@ -32,7 +32,12 @@ if TYPE_CHECKING:
 
     from ._core import Gateway
 
-__all__ = ["EventSourceResponse", "open_event_source"]
+__all__ = ["HANDOFF", "STREAM", "EventSourceResponse", "open_event_source"]
+
+#: scope key: the app running the middleware stack will run the stream after it (GatewayApp)
+HANDOFF = "axonbus.sse.handoff"
+#: scope key: the stream to run, left there by the response
+STREAM = "axonbus.sse.stream"
 
 
 HEADERS = [
@@ -81,6 +86,26 @@ class EventSourceResponse:
             task.cancel()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope.get(HANDOFF):
+            # The app that called the middleware stack runs the stream once the stack has
+            # returned (see GatewayApp): the response head still goes through every middleware
+            # (security headers, access log), the events do not, and an idle client does not
+            # hold a dozen middleware frames.
+            try:
+                await self._start(send)
+            except BaseException:
+                self.feed.close()
+                raise
+            scope[STREAM] = self
+            return
+        await self._start(send)
+        await self.run(receive, send)
+
+    async def _start(self, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
+
+    async def run(self, receive: Receive, send: Send) -> None:
+        """Write the stream (after its head) until the client leaves or the feed ends."""
         gw = self.gateway
         loop = asyncio.get_running_loop()
         self._task = asyncio.current_task()
@@ -119,7 +144,6 @@ class EventSourceResponse:
     async def _write(self, send: Send) -> None:
         gw = self.gateway
         feed = self.feed
-        await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
         mode = "log" if feed.resumable else "live"
         hello = f"retry: 2000\n: axonbus {mode} stream of {feed.pattern}\n"
         if feed.notice:
