@@ -12,7 +12,8 @@ its cursor, and a thousand clients of one pattern cost one copy of each event.
   back in the ring: a slow client never loses an event and never holds the bus back.
 - Without a log the hub is a live :meth:`Bus.stream`. A client that fell behind the ring
   loses the events that left it (counted in :attr:`HubFeed.dropped`) instead of slowing
-  publishers.
+  publishers. Events every feed has read leave the ring at once (no new feed would read
+  them): an idle client's hub holds nothing, however long the client stays.
 
 The hub closes when its last feed closes, which releases everything it held.
 """
@@ -41,6 +42,8 @@ __all__ = ["Feed", "Hub", "HubFeed", "Hubs", "Item", "Records", "has_log"]
 
 logger = logging.getLogger("axonbus.gateway")
 
+#: a live hub with several feeds forgets what they all read every this many events
+TRIM_EVERY = 64
 #: events a feed behind the ring reads from the log at once (decoded for it alone)
 CATCH_UP = 64
 #: bytes of records a feed behind the ring holds at once, whatever their number
@@ -209,6 +212,8 @@ class Hub:
         self.last = after
         self.done = False
         self.refs = 0
+        self.feeds: set[HubFeed] = set()
+        self.appended = 0
         self.changed = Signal()
         self._on_empty = on_empty
         self._stream: EventStream | None = None
@@ -258,6 +263,10 @@ class Hub:
         self.seqs.append(item.seq)
         self.bytes += item.size
         self.last = item.seq
+        self.appended += 1
+        if not self.log and self.appended % TRIM_EVERY == 0 and self.feeds:
+            # live: what every feed has read is never read again (new feeds start after it)
+            self.trim(min(feed.cursor for feed in self.feeds))
         # evict the oldest beyond the count bound, then beyond the byte bound (the newest stays)
         excess = max(len(self.items) - self.max_items, 0)
         held = self.bytes - sum(i.size for i in self.items[:excess])
@@ -279,11 +288,25 @@ class Hub:
         at = bisect.bisect_right(self.seqs, cursor)
         return self.items[at] if at < len(self.items) else None
 
-    def acquire(self) -> None:
-        self.refs += 1
+    def trim(self, upto: int) -> None:
+        """Forget the events up to ``upto`` (a live hub's, once every feed has read them: an
+        idle client's hub then holds nothing, however long it stays open)."""
+        at = bisect.bisect_right(self.seqs, upto)
+        if at:
+            self.bytes -= sum(i.size for i in self.items[:at])
+            self.floor = max(self.floor, self.seqs[at - 1])
+            del self.items[:at]
+            del self.seqs[:at]
 
-    def release(self) -> None:
+    def acquire(self, feed: HubFeed | None = None) -> None:
+        self.refs += 1
+        if feed is not None:
+            self.feeds.add(feed)
+
+    def release(self, feed: HubFeed | None = None) -> None:
         self.refs -= 1
+        if feed is not None:
+            self.feeds.discard(feed)
         if self.refs <= 0:
             self.close()
 
@@ -315,7 +338,7 @@ class HubFeed:
         self._taken = 0  # items taken from the batch, as of the last trim check
         self._closed = False
         self._interrupted = False
-        hub.acquire()
+        hub.acquire(self)
 
     def __repr__(self) -> str:
         return f"<HubFeed {self.pattern!r} cursor={self.cursor}>"
@@ -357,8 +380,11 @@ class HubFeed:
                 continue
             found = hub.after(self.cursor)
             if found is not None:
-                if not hub.log and found.seq > self.cursor + 1:
-                    self._dropped += found.seq - self.cursor - 1
+                if not hub.log:
+                    if found.seq > self.cursor + 1:
+                        self._dropped += found.seq - self.cursor - 1
+                    if hub.refs == 1:  # the only reader: nobody needs it after this
+                        hub.trim(found.seq)
                 self.cursor = found.seq
                 return found
             if hub.done:
@@ -420,7 +446,7 @@ class HubFeed:
             self._batch = None
             if self._trim is not None:
                 self._trim.cancel()
-            self.hub.release()
+            self.hub.release(self)
 
 
 class Hubs:
