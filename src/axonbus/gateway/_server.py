@@ -147,6 +147,10 @@ def guarded_protocol(
                 # no new request head since the deadline was set: idle, or trickling headers
                 self.transport.close()
 
+        def handle_websocket_upgrade(self, *args: Any) -> None:
+            self._disarm()  # the WebSocket protocol takes the connection over
+            super().handle_websocket_upgrade(*args)
+
         def on_response_complete(self) -> None:
             super().on_response_complete()
             if not self.transport.is_closing():

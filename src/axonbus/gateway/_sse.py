@@ -186,6 +186,7 @@ class EventSourceResponse:
                     gw.metrics.streamed.inc()
                 chunk = b"".join(parts)
             self.sent_at = loop.time()
+            item = None  # not held while the client is idle: the event may leave the ring
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 

@@ -395,7 +395,9 @@ class WebSocketSession:
                     )  # fmt: skip
                     continue
                 # the frame is made once for every client of the pattern
-                await self.send_str(item.ws_text(pattern))
+                text = item.ws_text(pattern)
+                item = None  # not held while the client is idle: the event may leave the ring
+                await self.send_str(text)
                 metrics.streamed.inc()
         except (WebSocketDisconnect, OSError, RuntimeError):
             return  # the client went away; the receive loop cleans up
