@@ -52,12 +52,13 @@ class _JSON(JSONResponse):
 
 
 class GatewayApp(Starlette):
-    """The gateway's Starlette app: an SSE stream's head goes through the middleware stack as
-    any response does; its events are then written from here, with the server's own ``send``,
-    once the stack has returned (see :class:`EventSourceResponse`)."""
+    """The gateway's Starlette app: an SSE stream's head and a WebSocket's handshake go through
+    the middleware stack as any request does; the stream's events and the WebSocket's frames
+    then go from here, with the server's own ``receive`` / ``send``, once the stack returned
+    (see :class:`EventSourceResponse` and :meth:`WebSocketSession.rebind`)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] not in ("http", "websocket"):
             await super().__call__(scope, receive, send)
             return
         scope[HANDOFF] = True
@@ -65,6 +66,9 @@ class GatewayApp(Starlette):
         stream = scope.pop(STREAM, None)
         if isinstance(stream, EventSourceResponse):
             await stream.run(receive, send)
+        elif isinstance(stream, WebSocketSession):
+            stream.rebind(receive, send)
+            await stream.serve()
 
 
 def _gateway(request: Request | WebSocket) -> Gateway:
@@ -192,7 +196,13 @@ async def stream_events(request: Request) -> Any:
 
 
 async def websocket(ws: WebSocket) -> None:
-    await WebSocketSession(_gateway(ws), ws).run()
+    session = WebSocketSession(_gateway(ws), ws)
+    if not await session.open():
+        return
+    if ws.scope.get(HANDOFF):
+        ws.scope[STREAM] = session  # GatewayApp runs it once the middleware stack returned
+        return
+    await session.serve()
 
 
 async def healthz(request: Request) -> Response:

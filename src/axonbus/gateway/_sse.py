@@ -35,9 +35,9 @@ if TYPE_CHECKING:
 __all__ = ["HANDOFF", "STREAM", "EventSourceResponse", "open_event_source"]
 
 #: scope key: the app running the middleware stack will run the stream after it (GatewayApp)
-HANDOFF = "axonbus.sse.handoff"
-#: scope key: the stream to run, left there by the response
-STREAM = "axonbus.sse.stream"
+HANDOFF = "axonbus.handoff"
+#: scope key: the SSE stream or WebSocket session to run, left there by its route
+STREAM = "axonbus.stream"
 
 
 HEADERS = [

@@ -60,7 +60,7 @@ from ._feeds import Feed
 from ._payload import dumps, jsonable
 
 if TYPE_CHECKING:
-    from starlette.types import Message
+    from starlette.types import Message, Receive, Send
 
     from ._auth import AccessToken
     from ._core import Gateway
@@ -105,14 +105,32 @@ class WebSocketSession:
             await self.ws.send_text(data)
 
     async def run(self) -> None:
-        gw = self.gateway
+        if await self.open():
+            await self.serve()
+
+    async def open(self) -> bool:
+        """Accept the WebSocket and check its token; False (the socket closed) when refused."""
         await self.ws.accept()
         try:
-            self.token = gw.authenticate(self.ws, spend=False)  # frames are counted instead
+            self.token = self.gateway.authenticate(self.ws, spend=False)  # frames counted instead
         except ApiError as exc:
             await self.send_frame(_error_frame(exc, None))
             await self.ws.close(code=4000 + exc.status)
-            return
+            return False
+        return True
+
+    def rebind(self, receive: Receive, send: Send) -> None:
+        """Go on with the server's own ``receive`` / ``send`` (the app that called the
+        middleware stack runs the session once the stack returned, see GatewayApp: an idle
+        client then holds no middleware frames)."""
+        ws = WebSocket(self.ws.scope, receive, send)
+        ws.client_state = ws.application_state = WebSocketState.CONNECTED
+        self.ws = ws
+
+    async def serve(self) -> None:
+        """The session after :meth:`open`: the ``ready`` frame, then frames until it ends."""
+        gw = self.gateway
+        assert self.token is not None
         gw.metrics.ws_clients.inc()
         try:
             await self.send_frame(
