@@ -59,6 +59,11 @@ spawned before the timed part), so that they never take the server's CPU inside 
   trial's "quiet" flag means the two processes together were on the CPU for at least 90% of the wall
   time (rare: the wake-ups between CPUs are on neither's clock).
 
+- ``many-sse``, ``many-ws``, ``fanout``: thousands of clients on one gateway process (1k, 5k,
+  10k idle-but-subscribed clients plus 100 on a busy topic; one event fanned out to 10k clients
+  against a bare Starlette SSE endpoint), on asyncio and uvloop, each trial in a fresh server
+  process: see :mod:`benchmarks.gateway_scale`.
+
 Targets (``--strict`` exits 1 when one fails): ``sse``: median p99 over the rounds under 100 ms
 and no event lost in any round; ``sse-ramp``: the highest delivery rate with p99 under 100 ms is
 reported (the target only asks that it be at least the ``sse`` load, 5,000 deliveries/s);
@@ -979,7 +984,7 @@ QUICK = Config(
     warmup=0.2,
     timeout=30.0,
     many_sizes=(200,),
-    many_seconds=2.0,
+    many_seconds=1.0,
     fanout_clients=200,
 )
 
