@@ -967,6 +967,7 @@ class Config:
     many_sizes: tuple[int, ...] = (1_000, 5_000, 10_000)  # many-sse, many-ws: N clients
     many_seconds: float = 10.0  # many-sse, many-ws: publishing time per trial
     fanout_clients: int = 10_000
+    many_loops: str = "asyncio,uvloop"  # unless AXONBUS_BENCH_LOOPS says otherwise
 
 
 FULL = Config()
@@ -986,6 +987,7 @@ QUICK = Config(
     many_sizes=(200,),
     many_seconds=1.0,
     fanout_clients=200,
+    many_loops="uvloop",  # the rest of the quick run is on asyncio
 )
 
 ECHO = "Starlette echo"
@@ -1366,7 +1368,12 @@ def run(cfg: Config, printer: Printer, only: set[str] | None = None) -> dict[str
     many: dict[str, Any] = {}
     if only is None or only & set(SCALE_KEYS):
         many = scale.measure(
-            only, cfg.many_sizes, cfg.many_seconds, cfg.fanout_clients, printer.progress
+            only,
+            cfg.many_sizes,
+            cfg.many_seconds,
+            cfg.fanout_clients,
+            printer.progress,
+            cfg.many_loops,
         )
     goals = targets(cfg, found, ramp, results.get(WS, [])) + stall_targets(stall)
     goals += scale.tables(printer, many, cfg.many_seconds)

@@ -95,9 +95,10 @@ def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
     return asyncio.new_event_loop
 
 
-def loops() -> list[str]:
-    """The server event loops to measure (``AXONBUS_BENCH_LOOPS``; uvloop when installed)."""
-    wanted = os.environ.get("AXONBUS_BENCH_LOOPS", "asyncio,uvloop").split(",")
+def loops(default: str = "asyncio,uvloop") -> list[str]:
+    """The server event loops to measure (``AXONBUS_BENCH_LOOPS``, else ``default``; uvloop
+    only when installed)."""
+    wanted = os.environ.get("AXONBUS_BENCH_LOOPS", default).split(",")
     found = []
     for name in (w.strip() for w in wanted):
         if name == "uvloop":
@@ -625,15 +626,15 @@ def passed(row: dict[str, Any]) -> bool:
 
 def measure(
     only: set[str] | None, sizes: tuple[int, ...], seconds: float, fan_clients: int,
-    progress: Callable[[str], None],
+    progress: Callable[[str], None], default_loops: str = "asyncio,uvloop",
 ) -> dict[str, Any]:  # fmt: skip
     """Every ``many-*`` size on every loop, then the fan-out rows: ``{key: [rows]}``."""
-    found: dict[str, Any] = {}
+    found: dict[str, Any] = {"loops": loops(default_loops)}
     for key, kind in ((MANY_SSE, "sse"), (MANY_WS, "ws")):
         if only is not None and key not in only:
             continue
         rows = found[key] = []
-        for loop in loops():
+        for loop in found["loops"]:
             for n in sizes:
                 progress(f"{key}: {n:,} clients + {BUSY_CLIENTS} busy, {loop}")
                 timeout = seconds + 240 + n / 50
@@ -642,7 +643,7 @@ def measure(
                 rows.append({"loop": loop, "clients": n, **run_trial(trial)})
     if only is None or FANOUT in only:
         rows = found[FANOUT] = []
-        for loop in loops():
+        for loop in found["loops"]:
             for server in ("axonbus", "bare"):
                 progress(f"fanout: {server}, {fan_clients:,} clients, {loop}")
                 trial = {"workload": "fanout", "server": server, "clients": fan_clients,
@@ -690,7 +691,7 @@ def tables(printer: Any, found: dict[str, Any], seconds: float) -> list[Any]:
                 for r in rows
             ],
         )  # fmt: skip
-        for loop in loops():
+        for loop in found["loops"]:
             ok = [r["clients"] for r in rows if r["loop"] == loop and passed(r)]
             best = max(ok) if ok else None
             printer.line(f"{key} on {loop}: largest N with p99 < 250 ms: {best or '-'}")
@@ -730,7 +731,7 @@ def tables(printer: Any, found: dict[str, Any], seconds: float) -> list[Any]:
                 for r in rows
             ],
         )  # fmt: skip
-        for loop in loops():
+        for loop in found["loops"]:
             mine = [r for r in rows if r["loop"] == loop and r.get("server") == "axonbus"]
             bare = [r for r in rows if r["loop"] == loop and r.get("server") == "bare"]
             ratio = None
