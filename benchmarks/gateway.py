@@ -59,6 +59,11 @@ spawned before the timed part), so that they never take the server's CPU inside 
   trial's "quiet" flag means the two processes together were on the CPU for at least 90% of the wall
   time (rare: the wake-ups between CPUs are on neither's clock).
 
+- ``many-sse``, ``many-ws``, ``fanout``: thousands of clients on one gateway process (1k, 5k,
+  10k idle-but-subscribed clients plus 100 on a busy topic; one event fanned out to 10k clients
+  against a bare Starlette SSE endpoint), on asyncio and uvloop, each trial in a fresh server
+  process: see :mod:`benchmarks.gateway_scale`.
+
 Targets (``--strict`` exits 1 when one fails): ``sse``: median p99 over the rounds under 100 ms
 and no event lost in any round; ``sse-ramp``: the highest delivery rate with p99 under 100 ms is
 reported (the target only asks that it be at least the ``sse`` load, 5,000 deliveries/s);
@@ -493,6 +498,10 @@ class ClientProcess:
         self.proc = proc
 
     async def message(self, key: str, timeout: float) -> Any:
+        """The next JSON line from the client, which must carry ``key``: its value."""
+        return (await self.message_full(key, timeout))[key]
+
+    async def message_full(self, key: str, timeout: float) -> dict[str, Any]:
         """The next JSON line from the client, which must carry ``key``."""
         assert self.proc.stdout is not None
         async with asyncio.timeout(timeout):
@@ -507,7 +516,7 @@ class ClientProcess:
             raise RuntimeError(f"client: {found['error']}")
         if key not in found:
             raise RuntimeError(f"client said {found!r}, expected {key!r}")
-        return found[key]
+        return dict(found)
 
     def stop(self) -> None:
         """Ask an SSE client process to stop now and report."""
@@ -519,16 +528,16 @@ class ClientProcess:
 
 @contextlib.asynccontextmanager
 async def client_process(
-    plan: dict[str, Any], *, pin: bool = False
+    plan: dict[str, Any], *, pin: bool = False, code: str = CLIENT_CODE
 ) -> AsyncIterator[ClientProcess]:
-    """``python -c CLIENT_CODE <plan>`` with ``benchmarks`` importable; stopped afterwards.
+    """``python -c CODE <plan>`` with ``benchmarks`` importable; stopped afterwards.
     ``pin``: :func:`split_cpus` meanwhile."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
-        CLIENT_CODE,
+        code,
         json.dumps(plan),
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
@@ -955,6 +964,10 @@ class Config:
     rounds: int = 5  # ws: interleaved rounds
     warmup: float = 0.1  # ws: the warm-up trial runs this fraction of each row's N
     timeout: float = 90.0
+    many_sizes: tuple[int, ...] = (1_000, 5_000, 10_000)  # many-sse, many-ws: N clients
+    many_seconds: float = 10.0  # many-sse, many-ws: publishing time per trial
+    fanout_clients: int = 10_000
+    many_loops: str = "asyncio,uvloop"  # unless AXONBUS_BENCH_LOOPS says otherwise
 
 
 FULL = Config()
@@ -971,6 +984,10 @@ QUICK = Config(
     rounds=2,
     warmup=0.2,
     timeout=30.0,
+    many_sizes=(200,),
+    many_seconds=1.0,
+    fanout_clients=200,
+    many_loops="uvloop",  # the rest of the quick run is on asyncio
 )
 
 ECHO = "Starlette echo"
@@ -995,7 +1012,8 @@ WS_WORKLOAD = Workload(
 )
 
 STALL = "stall"
-WORKLOAD_KEYS = (SSE, SSE_TOPICS, SSE_RAMP, WS, STALL)
+SCALE_KEYS = ("many-sse", "many-ws", "fanout")  # benchmarks.gateway_scale
+WORKLOAD_KEYS = (SSE, SSE_TOPICS, SSE_RAMP, WS, STALL, *SCALE_KEYS)
 
 
 def phases(cfg: Config) -> list[Phase]:
@@ -1345,7 +1363,20 @@ def run(cfg: Config, printer: Printer, only: set[str] | None = None) -> dict[str
     if only is None or STALL in only:
         stall = measure_stall(cfg, printer.progress)
         stall_table(printer, cfg, stall)
+    from . import gateway_scale as scale  # it imports this module
+
+    many: dict[str, Any] = {}
+    if only is None or only & set(SCALE_KEYS):
+        many = scale.measure(
+            only,
+            cfg.many_sizes,
+            cfg.many_seconds,
+            cfg.fanout_clients,
+            printer.progress,
+            cfg.many_loops,
+        )
     goals = targets(cfg, found, ramp, results.get(WS, [])) + stall_targets(stall)
+    goals += scale.tables(printer, many, cfg.many_seconds)
     elapsed = conclude(printer, "targets (medians within this run)", goals, started)
     return report(
         env,
@@ -1356,6 +1387,7 @@ def run(cfg: Config, printer: Printer, only: set[str] | None = None) -> dict[str
         ramp=None if ramp is None else ramp_json(ramp),
         workloads=workload_results([WS_WORKLOAD], results),
         stall=[{**asdict(o), "growth": o.growth} for o in stall],
+        many=many,
     )
 
 

@@ -101,12 +101,13 @@ def test_quick_postgres_storage_benchmark_runs(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(150)
+@pytest.mark.timeout(200)
 def test_quick_gateway_benchmark_runs(tmp_path: Path) -> None:
     """The gateway workloads run end to end (no service needed): every SSE trial and ramp step
-    delivered events to its client process without an error, and the WebSocket rows (axonbus,
-    the Starlette echo anchor, the context rows) have positive rates."""
-    report = _run_quick("gateway", tmp_path, timeout=140)
+    delivered events to its client process without an error, the WebSocket rows (axonbus,
+    the Starlette echo anchor, the context rows) have positive rates, and the many-client and
+    fan-out trials (a few hundred clients here, on uvloop when installed) ran without an error."""
+    report = _run_quick("gateway", tmp_path, timeout=190)
     _check_workloads(report, ["ws"], skippable=False)
     assert set(report["sse"]) == {"sse", "sse-topics"}
     trials = [t for phase in report["sse"].values() for t in phase["rounds"]]
@@ -115,6 +116,20 @@ def test_quick_gateway_benchmark_runs(tmp_path: Path) -> None:
     for trial in trials:
         assert not trial["error"], trial["error"]
         assert trial["received"] > 0, trial
+    many = report["many"]
+    assert set(many) == {"loops", "many-sse", "many-ws", "fanout"}
+    for key in ("many-sse", "many-ws"):
+        assert many[key], key
+        for row in many[key]:
+            assert "error" not in row, row
+            assert row["received"] > 0, row
+            assert row["rss_per_client"] > 0, row
+    servers = {(row["loop"], row["server"]) for row in many["fanout"]}
+    assert {server for _, server in servers} == {"axonbus", "bare"}
+    for row in many["fanout"]:
+        assert "error" not in row, row
+        assert row["lost"] == 0, row
+        assert row["rate"] > 0, row
 
 
 # -- the raw NATS anchors cannot race their own subscriber ---------------------------------------

@@ -275,6 +275,9 @@ class GatewayConfig(Table):
     max_connections: int | None = field(
         None, "a positive number of connections served at once", gt=0
     )
+    loop: Literal["asyncio", "uvloop", "auto"] = field(
+        "asyncio", "'asyncio', 'uvloop' (needs the uvloop extra) or 'auto' (uvloop when installed)"
+    )
 
 
 class ObservabilityConfig(Table):

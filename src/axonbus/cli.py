@@ -11,7 +11,7 @@ A handler lets an :class:`AxonbusError` (or a ``ValueError`` about its arguments
     axonbus replay PATTERN [--since WHEN] [--until WHEN] [--follow] [--limit N] [--url URL]
     axonbus serve [--config FILE] [--url URL] [--host HOST] [--port PORT] [--tokens FILE]
                   [--insecure] [--no-demo] [--allow-origin ORIGIN] [--allow-host HOST]
-                  [--max-connections N]
+                  [--max-connections N] [--loop {asyncio,uvloop,auto}]
     axonbus dead-letters [--url URL] [--name NAME] [--topic PATTERN] [--limit N] [--replay]
 """
 
@@ -207,6 +207,13 @@ def _add_serve(subparsers: Subparsers) -> None:
         type=int,
         metavar="N",
         help="connections served at once, 503 beyond (default: 1000 or the file limit)",
+    )
+    parser.add_argument(
+        "--loop",
+        action=_Given,
+        choices=["asyncio", "uvloop", "auto"],
+        help="the event loop of the bus and the gateway: asyncio (default), uvloop (needs the "
+        "'uvloop' extra) or auto (uvloop when installed)",
     )
     parser.set_defaults(handler=_run_serve)
 

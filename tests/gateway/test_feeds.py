@@ -63,3 +63,49 @@ async def test_in_the_ring_every_client_gets_the_same_encoded_record() -> None:
         assert b'"n":1' in one.record
         a.close()
         b.close()
+
+
+async def test_a_live_hub_forgets_what_every_feed_has_read() -> None:
+    """An idle client (one feed, say its session's topic) holds no events once it read them,
+    however many went by; with several feeds, what they all read leaves every TRIM_EVERY
+    events, and what a slower feed has yet to read stays."""
+    from axonbus.gateway._feeds import TRIM_EVERY
+
+    async with Bus() as bus:
+        hubs = Hubs(bus, max_items=1000, max_bytes=1_000_000)
+        alone = await hubs.open("one.>", last_event_id=None)
+        for i in range(50):
+            await bus.publish("one.x", {"i": i})
+            item = await alone.next(5)
+            assert item is not None
+            assert item.env.event == {"i": i}
+        hub = hubs.hubs["one.>"]
+        assert (hub.items, hub.bytes) == ([], 0)
+        assert alone.dropped == 0
+
+        fast = await hubs.open("many.>", last_event_id=None)
+        slow = await hubs.open("many.>", last_event_id=None)
+        total = 2 * TRIM_EVERY
+        for i in range(total):
+            await bus.publish("many.x", {"i": i})
+        got = []
+        while len(got) < total:
+            item = await fast.next(5)
+            assert item is not None
+            got.append(item.env.event["i"])
+        assert got == list(range(total))
+        many = hubs.hubs["many.>"]
+        assert len(many.items) == total  # the slow feed has read none of them
+        for i in range(TRIM_EVERY):
+            item = await slow.next(5)
+            assert item is not None
+            assert item.env.event == {"i": i}
+        for i in range(TRIM_EVERY):  # the next trim: what both have read leaves
+            await bus.publish("many.x", {"i": total + i})
+        async with asyncio.timeout(10):
+            while many.last < total + TRIM_EVERY:
+                await asyncio.sleep(0.01)
+        assert many.items[0].env.event == {"i": TRIM_EVERY}
+        assert (fast.dropped, slow.dropped) == (0, 0)
+        for feed in (alone, fast, slow):
+            feed.close()

@@ -212,8 +212,11 @@ def test_a_port_in_use_is_one_line_and_status_2() -> None:
         (["--allow-origin", "https://ui.example/app"], "", "--allow-origin"),
         (["--allow-host", "gw.example:8765"], "", "--allow-host"),
         (["--max-connections", "0"], "", "--max-connections"),
+        # --loop uvloop without uvloop installed (MissingDependency)
+        (["--loop", "uvloop"], "import sys; sys.modules['uvloop'] = None",
+         "pip install 'axonbus[uvloop]'"),
     ],
-    ids=["url", "driver", "gateway-extra", "origin", "host", "max-connections"],
+    ids=["url", "driver", "gateway-extra", "origin", "host", "max-connections", "uvloop"],
 )  # fmt: skip
 def test_a_refused_setup_is_one_line_and_status_2(args: list[str], before: str, said: str) -> None:
     code, output = _refused("--port", str(free_port()), *args, before=before)
@@ -388,3 +391,55 @@ async def test_max_connections_is_a_setting(tmp_path: Path, via: str) -> None:
         code, err = await _stop(proc, signal.SIGTERM)
     assert code == 0, err
     assert "at the limit of 1 connections" in err
+
+
+@pytest.mark.parametrize("via", ["flag", "config"])
+async def test_serve_on_uvloop(tmp_path: Path, via: str) -> None:
+    """``--loop uvloop`` (or ``[gateway] loop``): the bus and the gateway run on uvloop, SSE and
+    WebSocket included."""
+    pytest.importorskip("uvloop")
+    websockets = pytest.importorskip("websockets")
+    if via == "flag":
+        args = ["--no-demo", "--loop", "uvloop"]
+    else:
+        path = tmp_path / "axonbus.toml"
+        path.write_text('[gateway]\nloop = "uvloop"\n')
+        args = ["--config", str(path)]
+    proc, base = await _start(*args)
+    try:
+        ws_url = base.replace("http://", "ws://") + "/v1/ws"
+        async with (
+            httpx.AsyncClient(base_url=base) as client,
+            client.stream("GET", "/v1/events?pattern=loop.>") as response,
+            websockets.connect(ws_url) as ws,
+        ):
+            reader = SSEReader(response)
+            await reader.block()
+            assert json.loads(await ws.recv())["op"] == "ready"
+            await ws.send(json.dumps({"op": "subscribe", "pattern": "loop.>", "id": 1}))
+            assert json.loads(await ws.recv())["op"] == "subscribed"
+            r = await client.post("/v1/publish/loop.t", json={"n": 1})
+            assert r.status_code == 200
+            assert (await reader.event(timeout=10))["data"]["event"] == {"n": 1}
+            async with asyncio.timeout(10):
+                frame = json.loads(await ws.recv())
+            assert (frame["op"], frame["event"]) == ("event", {"n": 1})
+    finally:
+        code, err = await _stop(proc, signal.SIGINT)
+    assert code == 130, err
+    assert "uvloop event loop" in err
+    assert "Traceback" not in err
+
+
+def test_loop_auto_without_uvloop_is_asyncio(monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio as aio
+
+    from axonbus.gateway._loop import loop_factory
+
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # type: ignore[arg-type]
+    assert loop_factory("auto") is aio.new_event_loop
+    assert loop_factory("asyncio") is aio.new_event_loop
+    with pytest.raises(ImportError, match=r"axonbus\[uvloop\]"):
+        loop_factory("uvloop")
+    with pytest.raises(ValueError, match="--loop"):
+        loop_factory("trio")

@@ -203,3 +203,27 @@ async def test_disconnected_clients_release_their_feed(bus: Bus) -> None:
         async with asyncio.timeout(5):
             while app.state.gateway.feeds:
                 await asyncio.sleep(0.01)
+
+
+async def test_a_stream_written_after_the_middleware_still_went_through_it(bus: Bus) -> None:
+    """The stream's events are written once the middleware stack returned (an idle client
+    then holds none of its frames); its head still carries the security headers and is counted
+    by the access log, and its events and keep-alives still arrive."""
+    app = create_app(bus, keepalive=0.05)
+    gateway = app.state.gateway
+    async with running_server(app) as base, httpx.AsyncClient(base_url=base) as client:
+        async with client.stream("GET", "/v1/events?pattern=mw.>") as response:
+            assert response.status_code == 200
+            assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+            assert response.headers["x-frame-options"] == "DENY"
+            reader = SSEReader(response)
+            await reader.block()
+            assert (await reader.block())["comments"] == ["keep-alive"]
+            await bus.publish("mw.x", {"n": 1})
+            assert (await reader.event())["data"]["event"] == {"n": 1}
+            assert len(gateway.writers) == 1
+        text = (await client.get("/metrics")).text
+        assert 'route="/v1/events",status="200"' in text
+        async with asyncio.timeout(10):
+            while gateway.writers or gateway.feeds:
+                await asyncio.sleep(0.01)

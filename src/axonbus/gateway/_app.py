@@ -32,10 +32,12 @@ from ._guard import LOOPBACK_HOSTS, Guard
 from ._logs import install_log_filters
 from ._metrics import AccessLog
 from ._payload import dumps, jsonable
-from ._sse import open_event_source
+from ._sse import HANDOFF, STREAM, EventSourceResponse, open_event_source
 from ._ws import WebSocketSession
 
 if TYPE_CHECKING:
+    from starlette.types import Receive, Scope, Send
+
     from .._engine.bus import Bus
     from ..channels import ChannelManager
 
@@ -48,6 +50,26 @@ MAX_REQUEST_TIMEOUT = 300.0
 class _JSON(JSONResponse):
     def render(self, content: Any) -> bytes:
         return dumps(content)
+
+
+class GatewayApp(Starlette):
+    """The gateway's Starlette app: an SSE stream's head and a WebSocket's handshake go through
+    the middleware stack as any request does; the stream's events and the WebSocket's frames
+    then go from here, with the server's own ``receive`` / ``send``, once the stack returned
+    (see :class:`EventSourceResponse` and :meth:`WebSocketSession.rebind`)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await super().__call__(scope, receive, send)
+            return
+        scope[HANDOFF] = True
+        await super().__call__(scope, receive, send)
+        stream = scope.pop(STREAM, None)
+        if isinstance(stream, EventSourceResponse):
+            await stream.run(receive, send)
+        elif isinstance(stream, WebSocketSession):
+            stream.rebind(receive, send)
+            await stream.serve()
 
 
 def _gateway(request: Request | WebSocket) -> Gateway:
@@ -175,7 +197,13 @@ async def stream_events(request: Request) -> Any:
 
 
 async def websocket(ws: WebSocket) -> None:
-    await WebSocketSession(_gateway(ws), ws).run()
+    session = WebSocketSession(_gateway(ws), ws)
+    if not await session.open():
+        return
+    if ws.scope.get(HANDOFF):
+        ws.scope[STREAM] = session  # GatewayApp runs it once the middleware stack returned
+        return
+    await session.serve()
 
 
 async def healthz(request: Request) -> Response:
@@ -466,7 +494,7 @@ def create_app(
         WebSocketRoute("/v1/ws", websocket),
         Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
     ]
-    app = Starlette(
+    app = GatewayApp(
         routes=routes,
         middleware=[
             Middleware(AccessLog, metrics=gateway.metrics),  # outermost: counts refusals too

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
 import logging
@@ -15,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from .._config_errors import ConfigProblem
 from .._exceptions import ConfigError
 from ._auth import TokenSet, load_tokens, new_secret
+from ._loop import loop_factory, run_on
 from ._server import serve
 
 if TYPE_CHECKING:
@@ -61,10 +61,15 @@ def run_serve(args: argparse.Namespace) -> int:
     log_level: str = args.log_level
     if config is not None and "log_level" not in given:
         log_level = config.observability.log_level
+    loop: str = getattr(args, "loop", None) or "asyncio"
+    if config is not None and "loop" not in given:
+        loop = config.gateway.loop
+    loop_factory(loop)  # a missing uvloop is reported before anything starts
     _setup_logging(log_level, args.access_log, config)
     if config is not None:
-        return asyncio.run(_serve_config(config, args, given, log_level))
-    return asyncio.run(
+        return run_on(loop, _serve_config(config, args, given, log_level))
+    return run_on(
+        loop,
         serve(
             args.url or os.environ.get("AXONBUS_URL", "memory://"),
             host=args.host,
@@ -77,7 +82,7 @@ def run_serve(args: argparse.Namespace) -> int:
             max_connections=args.max_connections,
             allowed_hosts=args.allowed_hosts,
             allowed_origins=args.allowed_origins or (),
-        )
+        ),
     )
 
 

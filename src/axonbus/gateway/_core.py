@@ -33,6 +33,8 @@ from ._payload import MAX_DEPTH, EventTypes, depth_exceeds
 if TYPE_CHECKING:
     from .._engine.bus import Bus
     from ..channels import ChannelManager
+    from ._sse import EventSourceResponse
+    from ._ws import WebSocketSession
 
 __all__ = ["Gateway", "default_event_types"]
 
@@ -129,9 +131,15 @@ class Gateway:
         self.metrics = GatewayMetrics(bus)
         # id -> (client kind, token name, feed)
         self.feeds: dict[int, tuple[str, str, Feed]] = {}
+        #: token name -> its open feeds (counted here: thousands of clients open feeds)
+        self.held: dict[str, int] = {}
         #: the SSE writers: cancelled at shutdown, since one blocked on a client that stopped
         #: reading would never see its feed end
-        self.writers: set[asyncio.Task[None]] = set()
+        self.writers: set[EventSourceResponse] = set()
+        #: the WebSocket sessions, told at shutdown (WebSocketSession.going_away)
+        self.sessions: set[WebSocketSession] = set()
+        #: the SSE keep-alive sweep (see axonbus.gateway._sse.keep_alive), while one runs
+        self.keepalive_timer: asyncio.TimerHandle | None = None
         self.closing = asyncio.Event()
         #: how late the event loop ran a timer lately, in seconds (see :meth:`watch_lag`)
         self.lag = 0.0
@@ -381,15 +389,27 @@ class Gateway:
     # -- client feeds --------------------------------------------------------------------------
 
     def track(self, kind: str, token: AccessToken, feed: Feed) -> None:
-        self.feeds[id(feed)] = (kind, token.name, feed)
+        key = id(feed)
+        if key not in self.feeds:
+            self.held[token.name] = self.held.get(token.name, 0) + 1
+        self.feeds[key] = (kind, token.name, feed)
 
     def untrack(self, feed: Feed) -> None:
-        self.feeds.pop(id(feed), None)
+        entry = self.feeds.pop(id(feed), None)
+        if entry is not None:
+            name = entry[1]
+            left = self.held.get(name, 1) - 1
+            if left > 0:
+                self.held[name] = left
+            else:
+                self.held.pop(name, None)
 
     def check_feeds(self, token: AccessToken) -> None:
         """429 when the token already holds ``max_feeds_per_token`` open feeds."""
-        held = sum(1 for _, name, _ in self.feeds.values() if name == token.name)
-        if held >= self.max_feeds_per_token and not token.allow_all:
+        if token.allow_all:
+            return
+        held = self.held.get(token.name, 0)
+        if held >= self.max_feeds_per_token:
             self.metrics.rejected.labels("too_many_feeds").inc()
             raise ApiError(
                 429,
@@ -406,6 +426,8 @@ class Gateway:
             feed.close()
         for writer in list(self.writers):
             writer.cancel()
+        for session in list(self.sessions):
+            session.going_away()
 
     def feed_stats(self, token: AccessToken) -> list[dict[str, Any]]:
         """The open feeds ``token`` may see: all of them under open access, else its own."""

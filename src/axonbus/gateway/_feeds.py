@@ -12,7 +12,8 @@ its cursor, and a thousand clients of one pattern cost one copy of each event.
   back in the ring: a slow client never loses an event and never holds the bus back.
 - Without a log the hub is a live :meth:`Bus.stream`. A client that fell behind the ring
   loses the events that left it (counted in :attr:`HubFeed.dropped`) instead of slowing
-  publishers.
+  publishers. Events every feed has read leave the ring at once (no new feed would read
+  them): an idle client's hub holds nothing, however long the client stays.
 
 The hub closes when its last feed closes, which releases everything it held.
 """
@@ -41,6 +42,8 @@ __all__ = ["Feed", "Hub", "HubFeed", "Hubs", "Item", "Records", "has_log"]
 
 logger = logging.getLogger("axonbus.gateway")
 
+#: a live hub with several feeds forgets what they all read every this many events
+TRIM_EVERY = 64
 #: events a feed behind the ring reads from the log at once (decoded for it alone)
 CATCH_UP = 64
 #: bytes of records a feed behind the ring holds at once, whatever their number
@@ -60,10 +63,35 @@ class Item:
     env: Envelope
     record: bytes | None  # the JSON record; None when it cannot be encoded
     error: str | None = None  # why it cannot be encoded
+    _sse: bytes | None = None
+    _ws: str | None = None
 
     @property
     def size(self) -> int:
         return len(self.record) if self.record is not None else 256
+
+    @property
+    def sse(self) -> bytes:
+        """The event's SSE block (``id``, ``event``, ``data``), made once for every client."""
+        block = self._sse
+        if block is None:
+            assert self.record is not None
+            env = self.env
+            ident = env.offset if env.offset is not None else env.id
+            block = self._sse = (
+                f"id: {ident}\nevent: {env.topic}\ndata: ".encode() + self.record + b"\n\n"
+            )
+        return block
+
+    def ws_text(self, pattern: str) -> str:
+        """The event's WebSocket ``event`` frame for ``pattern`` (its hub's: every item of a
+        hub has one pattern), made once for every client of the pattern."""
+        text = self._ws
+        if text is None:
+            assert self.record is not None
+            head = b'{"op":"event","pattern":' + dumps(pattern) + b","
+            text = self._ws = (head + self.record[1:]).decode()
+        return text
 
 
 def make_item(seq: int, env: Envelope, records: Records | None = None) -> Item:
@@ -76,7 +104,8 @@ def make_item(seq: int, env: Envelope, records: Records | None = None) -> Item:
 
 def _encode(env: Envelope) -> tuple[bytes | None, str | None]:
     try:
-        return dumps(envelope_record(env)), None
+        # a copy: orjson's result keeps its 4 KiB output buffer, and a ring keeps thousands
+        return bytes(memoryview(dumps(envelope_record(env)))), None
     except (RecursionError, TypeError, ValueError, OverflowError) as exc:
         return None, f"{type(exc).__name__}: cannot encode the event"
 
@@ -110,7 +139,11 @@ class Feed(Protocol):
     def pending(self) -> int: ...
 
     async def next(self, timeout: float | None) -> Item | None:
-        """The next event; None once the feed ended; ``TimeoutError`` after ``timeout``."""
+        """The next event; None once the feed ended; ``TimeoutError`` after ``timeout``, or
+        once :meth:`interrupt` was called."""
+
+    def interrupt(self) -> None:
+        """Make the pending (or next) :meth:`next` raise ``TimeoutError`` (a keep-alive is due)."""
 
     def close(self) -> None: ...
 
@@ -118,6 +151,36 @@ class Feed(Protocol):
 def has_log(bus: Bus) -> bool:
     """True when the bus's transport keeps an event log (``bus.replay`` works)."""
     return bus.event_log is not None
+
+
+class Signal:
+    """Wakes every task waiting on it when fired; a later :meth:`wait` waits for the next
+    :meth:`fire`. Lighter than an ``asyncio.Event`` (no deque until someone waits), and one
+    per hub for its whole life."""
+
+    __slots__ = ("_waiters",)
+
+    def __init__(self) -> None:
+        self._waiters: list[asyncio.Future[None]] | None = None
+
+    async def wait(self) -> None:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self._waiters is None:
+            self._waiters = []
+        self._waiters.append(fut)
+        try:
+            await fut
+        finally:
+            if not fut.done() or fut.cancelled():  # cancelled while waiting: let it go
+                waiters = self._waiters
+                if waiters is not None and fut in waiters:
+                    waiters.remove(fut)
+
+    def fire(self) -> None:
+        waiters, self._waiters = self._waiters, None
+        for fut in waiters or ():
+            if not fut.done():
+                fut.set_result(None)
 
 
 class Hub:
@@ -149,7 +212,9 @@ class Hub:
         self.last = after
         self.done = False
         self.refs = 0
-        self.changed = asyncio.Event()
+        self.feeds: set[HubFeed] = set()
+        self.appended = 0
+        self.changed = Signal()
         self._on_empty = on_empty
         self._stream: EventStream | None = None
         if not log:
@@ -198,6 +263,10 @@ class Hub:
         self.seqs.append(item.seq)
         self.bytes += item.size
         self.last = item.seq
+        self.appended += 1
+        if not self.log and self.appended % TRIM_EVERY == 0 and self.feeds:
+            # live: what every feed has read is never read again (new feeds start after it)
+            self.trim(min(feed.cursor for feed in self.feeds))
         # evict the oldest beyond the count bound, then beyond the byte bound (the newest stays)
         excess = max(len(self.items) - self.max_items, 0)
         held = self.bytes - sum(i.size for i in self.items[:excess])
@@ -212,19 +281,32 @@ class Hub:
         self._wake()
 
     def _wake(self) -> None:
-        self.changed.set()
-        self.changed = asyncio.Event()
+        self.changed.fire()
 
     def after(self, cursor: int) -> Item | None:
         """The first event in the ring after ``cursor`` (``cursor >= floor``), or None."""
         at = bisect.bisect_right(self.seqs, cursor)
         return self.items[at] if at < len(self.items) else None
 
-    def acquire(self) -> None:
-        self.refs += 1
+    def trim(self, upto: int) -> None:
+        """Forget the events up to ``upto`` (a live hub's, once every feed has read them: an
+        idle client's hub then holds nothing, however long it stays open)."""
+        at = bisect.bisect_right(self.seqs, upto)
+        if at:
+            self.bytes -= sum(i.size for i in self.items[:at])
+            self.floor = max(self.floor, self.seqs[at - 1])
+            del self.items[:at]
+            del self.seqs[:at]
 
-    def release(self) -> None:
+    def acquire(self, feed: HubFeed | None = None) -> None:
+        self.refs += 1
+        if feed is not None:
+            self.feeds.add(feed)
+
+    def release(self, feed: HubFeed | None = None) -> None:
         self.refs -= 1
+        if feed is not None:
+            self.feeds.discard(feed)
         if self.refs <= 0:
             self.close()
 
@@ -251,11 +333,12 @@ class HubFeed:
         self.notice = notice
         self.skipped = 0
         self._dropped = 0
-        self._batch: deque[Item] = deque()
+        self._batch: deque[Item] | None = None  # made when a catch-up needs one
         self._trim: asyncio.TimerHandle | None = None
         self._taken = 0  # items taken from the batch, as of the last trim check
         self._closed = False
-        hub.acquire()
+        self._interrupted = False
+        hub.acquire(self)
 
     def __repr__(self) -> str:
         return f"<HubFeed {self.pattern!r} cursor={self.cursor}>"
@@ -267,33 +350,49 @@ class HubFeed:
     @property
     def pending(self) -> int:
         """Events the client has yet to receive (for a log: offsets, an upper bound)."""
-        return len(self._batch) + max(0, self.hub.last - self.cursor)
+        return len(self._batch or ()) + max(0, self.hub.last - self.cursor)
+
+    def interrupt(self) -> None:
+        self._interrupted = True
+        self.hub.changed.fire()  # wakes the feeds of this hub: the others wait again
 
     async def next(self, timeout: float | None) -> Item | None:
+        if timeout is None:  # no timer: thousands of idle clients wait here
+            return await self._next()
         async with asyncio.timeout(timeout):
-            while not self._closed:
-                if self._batch:
-                    item = self._batch.popleft()
-                    self._taken += 1
-                    self.cursor = max(self.cursor, item.seq)
-                    return item
-                hub = self.hub
-                if self.cursor < hub.floor:
-                    if not hub.log:  # live: what left the ring is lost to this client
-                        self._dropped += hub.floor - self.cursor
-                        self.cursor = hub.floor
-                    elif not await self._catch_up():
-                        return None
-                    continue
-                found = hub.after(self.cursor)
-                if found is not None:
-                    if not hub.log and found.seq > self.cursor + 1:
-                        self._dropped += found.seq - self.cursor - 1
-                    self.cursor = found.seq
-                    return found
-                if hub.done:
+            return await self._next()
+
+    async def _next(self) -> Item | None:
+        while not self._closed:
+            batch = self._batch
+            if batch:
+                item = batch.popleft()
+                self._taken += 1
+                self.cursor = max(self.cursor, item.seq)
+                return item
+            hub = self.hub
+            if self.cursor < hub.floor:
+                if not hub.log:  # live: what left the ring is lost to this client
+                    self._dropped += hub.floor - self.cursor
+                    self.cursor = hub.floor
+                elif not await self._catch_up():
                     return None
-                await hub.changed.wait()
+                continue
+            found = hub.after(self.cursor)
+            if found is not None:
+                if not hub.log:
+                    if found.seq > self.cursor + 1:
+                        self._dropped += found.seq - self.cursor - 1
+                    if hub.refs == 1:  # the only reader: nobody needs it after this
+                        hub.trim(found.seq)
+                self.cursor = found.seq
+                return found
+            if hub.done:
+                return None
+            if self._interrupted:
+                self._interrupted = False
+                raise TimeoutError
+            await hub.changed.wait()
         return None
 
     async def _catch_up(self) -> bool:
@@ -302,6 +401,9 @@ class HubFeed:
         hub = self.hub
         floor = hub.floor  # before reading: everything up to it was committed by then
         size = 0
+        batch = self._batch
+        if batch is None:
+            batch = self._batch = deque()
         try:
             replay = cast(
                 "AsyncGenerator[Envelope, None]",
@@ -311,7 +413,7 @@ class HubFeed:
                 async for env in events:
                     assert env.offset is not None
                     item = make_item(env.offset, env)
-                    self._batch.append(item)
+                    batch.append(item)
                     size += item.size
                     if size >= CATCH_UP_BYTES:
                         break
@@ -320,7 +422,7 @@ class HubFeed:
         except Exception as exc:
             logger.info("gateway feed %r ended: %s: %s", self.pattern, type(exc).__name__, exc)
             return False
-        if not self._batch:
+        if not batch:
             self.cursor = max(self.cursor, floor)
         elif self._trim is None:
             self._trim = asyncio.get_running_loop().call_later(CATCH_UP_IDLE, self._idle_check)
@@ -333,7 +435,7 @@ class HubFeed:
         if not self._batch:
             return
         if self._taken == 0:
-            self._batch.clear()
+            self._batch = None
             return
         self._taken = 0
         self._trim = asyncio.get_running_loop().call_later(CATCH_UP_IDLE, self._idle_check)
@@ -341,10 +443,10 @@ class HubFeed:
     def close(self) -> None:
         if not self._closed:
             self._closed = True
-            self._batch.clear()
+            self._batch = None
             if self._trim is not None:
                 self._trim.cancel()
-            self.hub.release()
+            self.hub.release(self)
 
 
 class Hubs:

@@ -83,9 +83,35 @@ def guarded_protocol(
     from uvicorn.importer import import_from_string
 
     base: Any = import_from_string(uvicorn.config.HTTP_PROTOCOLS["auto"])
+    # One sweep over the armed connections every `tick` seconds instead of a timer per
+    # connection: thousands of SSE clients then cost no timer each (a deadline is checked up to
+    # `tick` late).
+    tick = min(1.0, header_timeout / 4)
+    armed: set[Any] = set()  # connections with a request head deadline
+    sweeper: dict[str, Any] = {"loop": None, "handle": None}
+
+    def watch(protocol: Any) -> None:
+        loop = protocol.loop
+        if sweeper["loop"] is not loop:  # a new event loop (tests): forget the old one's
+            armed.clear()
+            sweeper["loop"], sweeper["handle"] = loop, None
+        armed.add(protocol)
+        if sweeper["handle"] is None:
+            sweeper["handle"] = loop.call_later(tick, sweep, loop)
+
+    def sweep(loop: asyncio.AbstractEventLoop) -> None:
+        sweeper["handle"] = None
+        if sweeper["loop"] is not loop:
+            return
+        now = loop.time()
+        for protocol in [p for p in armed if p._head_deadline <= now]:
+            armed.discard(protocol)
+            protocol._head_timeout()
+        if armed:
+            sweeper["handle"] = loop.call_later(tick, sweep, loop)
 
     class GuardedProtocol(base):  # type: ignore[misc]
-        _head_timer: asyncio.TimerHandle | None = None
+        _head_deadline: float = 0.0
         _armed_cycle: Any = None
 
         def connection_made(self, transport: asyncio.Transport) -> None:
@@ -106,23 +132,24 @@ def guarded_protocol(
             self._arm()
 
         def _arm(self) -> None:
-            self._disarm()
             self._armed_cycle = self.cycle
-            self._head_timer = self.loop.call_later(header_timeout, self._head_timeout)
+            self._head_deadline = self.loop.time() + header_timeout
+            watch(self)
 
         def _disarm(self) -> None:
-            if self._head_timer is not None:
-                self._head_timer.cancel()
-                self._head_timer = None
+            armed.discard(self)
 
         def _head_timeout(self) -> None:
-            self._head_timer = None
             if self.transport.is_closing() or self.transport.get_protocol() is not self:
                 return  # closed, or upgraded to a WebSocket
             cycle = self.cycle
             if cycle is self._armed_cycle and (cycle is None or cycle.response_complete):
-                # no new request head since the timer started: idle, or trickling headers
+                # no new request head since the deadline was set: idle, or trickling headers
                 self.transport.close()
+
+        def handle_websocket_upgrade(self, *args: Any) -> None:
+            self._disarm()  # the WebSocket protocol takes the connection over
+            super().handle_websocket_upgrade(*args)
 
         def on_response_complete(self) -> None:
             super().on_response_complete()
@@ -387,7 +414,7 @@ async def serve(
             def announce(started: GatewayServer) -> None:
                 print(
                     f"axonbus gateway on http://{_display(host)}:{started.port or port}/ - "
-                    f"bus {the_bus!r}, {access}; Ctrl-C to stop",
+                    f"bus {the_bus!r}, {access}, {_loop_name(loop)} event loop; Ctrl-C to stop",
                     file=sys.stderr,
                     flush=True,
                 )
@@ -408,6 +435,11 @@ async def serve(
         for sig in installed:
             loop.remove_signal_handler(sig)
     return _exit_code(received)
+
+
+def _loop_name(loop: asyncio.AbstractEventLoop) -> str:
+    """``uvloop`` or ``asyncio`` (the package the running loop comes from)."""
+    return type(loop).__module__.split(".", 1)[0]
 
 
 def _exit_code(received: list[int]) -> int:

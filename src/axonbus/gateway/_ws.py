@@ -60,7 +60,7 @@ from ._feeds import Feed
 from ._payload import dumps, jsonable
 
 if TYPE_CHECKING:
-    from starlette.types import Message
+    from starlette.types import Message, Receive, Send
 
     from ._auth import AccessToken
     from ._core import Gateway
@@ -88,6 +88,9 @@ class WebSocketSession:
         self.channels: set[Any] = set()  # WebSocketChannels this client talks through
         self.over_rate = 0  # frames refused in a row for the connection's frame rate
         self._user_id: str | None = None
+        self._task: asyncio.Task[Any] | None = None
+        self._waiting = False  # the receive loop waits for a frame
+        self._interrupted = False  # going_away cancelled that wait
 
     def __repr__(self) -> str:
         name = self.token.name if self.token else "?"
@@ -102,14 +105,32 @@ class WebSocketSession:
             await self.ws.send_text(data)
 
     async def run(self) -> None:
-        gw = self.gateway
+        if await self.open():
+            await self.serve()
+
+    async def open(self) -> bool:
+        """Accept the WebSocket and check its token; False (the socket closed) when refused."""
         await self.ws.accept()
         try:
-            self.token = gw.authenticate(self.ws, spend=False)  # frames are counted instead
+            self.token = self.gateway.authenticate(self.ws, spend=False)  # frames counted instead
         except ApiError as exc:
             await self.send_frame(_error_frame(exc, None))
             await self.ws.close(code=4000 + exc.status)
-            return
+            return False
+        return True
+
+    def rebind(self, receive: Receive, send: Send) -> None:
+        """Go on with the server's own ``receive`` / ``send`` (the app that called the
+        middleware stack runs the session once the stack returned, see GatewayApp: an idle
+        client then holds no middleware frames)."""
+        ws = WebSocket(self.ws.scope, receive, send)
+        ws.client_state = ws.application_state = WebSocketState.CONNECTED
+        self.ws = ws
+
+    async def serve(self) -> None:
+        """The session after :meth:`open`: the ``ready`` frame, then frames until it ends."""
+        gw = self.gateway
+        assert self.token is not None
         gw.metrics.ws_clients.inc()
         try:
             await self.send_frame(
@@ -126,31 +147,24 @@ class WebSocketSession:
         # tenth of a publish round trip). When the gateway closes (server shutdown) while this
         # task waits for a frame, `going_away` interrupts the wait by cancelling this task, and
         # the loop ends with 1001; a frame being handled is answered first.
-        closing = self.gateway.closing
+        gw = self.gateway
+        closing = gw.closing
         task = asyncio.current_task()
         assert task is not None
-        waiting = interrupted = False
-
-        def going_away(watch: asyncio.Future[Any]) -> None:
-            nonlocal interrupted
-            if waiting and not watch.cancelled():
-                interrupted = True
-                task.cancel()
-
-        watch = asyncio.ensure_future(closing.wait())
-        watch.add_done_callback(going_away)
+        self._task = task
+        gw.sessions.add(self)  # close_feeds() calls going_away (no watcher task per client)
         try:
             while not closing.is_set():
-                waiting = True
+                self._waiting = True
                 try:
                     message: Message = await self.ws.receive()
                 except asyncio.CancelledError:
                     # ours (and nobody else's: then it goes on) or a real cancellation
-                    if interrupted and task.uncancel() == 0:
+                    if self._interrupted and task.uncancel() == 0:
                         break
                     raise
                 finally:
-                    waiting = False
+                    self._waiting = False
                 if message["type"] == "websocket.disconnect":
                     return
                 text = message.get("text")
@@ -161,7 +175,15 @@ class WebSocketSession:
             with contextlib.suppress(WebSocketDisconnect, RuntimeError):
                 await self.ws.close(code=1001)  # going away: the server shuts down
         finally:
-            watch.cancel()
+            gw.sessions.discard(self)
+
+    def going_away(self) -> None:
+        """The server shuts down: interrupt the wait for a frame (a frame being handled is
+        answered first, then the loop sees ``closing``)."""
+        task = self._task
+        if self._waiting and not self._interrupted and task is not None:
+            self._interrupted = True
+            task.cancel()
 
     async def _within_rate(self) -> str:
         """Count one frame against the connection's rate: ``"ok"`` to handle it; over the rate
@@ -365,7 +387,6 @@ class WebSocketSession:
         token = self.token
         assert token is not None
         metrics = self.gateway.metrics
-        head = b'{"op":"event","pattern":' + dumps(pattern) + b","
         reported = skipped = 0
         try:
             while True:
@@ -391,17 +412,19 @@ class WebSocketSession:
                          "reason": item.error, "total": skipped}
                     )  # fmt: skip
                     continue
-                # the record is encoded once for every client: splice it into this frame
-                await self.send_text(head + item.record[1:])
+                # the frame is made once for every client of the pattern
+                text = item.ws_text(pattern)
+                item = None  # not held while the client is idle: the event may leave the ring
+                await self.send_str(text)
                 metrics.streamed.inc()
         except (WebSocketDisconnect, OSError, RuntimeError):
             return  # the client went away; the receive loop cleans up
 
-    async def send_text(self, data: bytes) -> None:
+    async def send_str(self, text: str) -> None:
         if self.ws.application_state is not WebSocketState.CONNECTED:
             return
         async with self._send_lock:
-            await self.ws.send_text(data.decode())
+            await self.ws.send_text(text)
 
     def _drop_subscription(self, pattern: str) -> None:
         entry = self.subscriptions.pop(pattern, None)
