@@ -81,6 +81,24 @@ async def test_serve_runs_the_demo_agent_and_stops_on_sigint() -> None:
         sessions = (await client.get("/v1/sessions")).json()["sessions"]
         assert sessions[0]["result"].startswith("2 * 21 = 42.")
         assert 'id="chat-log"' in (await client.get("/")).text
+        # the same agent over AG-UI
+        run = {
+            "threadId": "d2",
+            "runId": "r1",
+            "messages": [{"id": "m1", "role": "user", "content": "2 * 21"}],
+            "tools": [],
+            "context": [],
+            "state": {},
+            "forwardedProps": {},
+        }
+        types = []
+        async with client.stream("POST", "/v1/agui/demo", json=run, timeout=30) as response:
+            assert response.status_code == 200
+            async for line in response.aiter_lines():
+                if line.startswith("data:"):
+                    types.append(json.loads(line[5:])["type"])
+        assert (types[0], types[-1]) == ("RUN_STARTED", "RUN_FINISHED"), types
+        assert "TEXT_MESSAGE_CONTENT" in types
         # a stream left open must not hold the shutdown up
         async with client.stream("GET", "/v1/events") as response:
             await SSEReader(response).block()

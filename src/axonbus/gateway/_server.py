@@ -397,6 +397,14 @@ async def serve(
                     stack.callback(state_manager.close)
                 agent = DemoAgent(the_bus).start()
                 stack.push_async_callback(agent.stop)
+                # the same agent over AG-UI (POST /v1/agui/demo) when the agui extra is there
+                try:
+                    from ..agent.agui import AgUiAgent
+                except ImportError:
+                    pass
+                else:
+                    agui = AgUiAgent(the_bus, "demo", agent).start()
+                    stack.push_async_callback(agui.stop)
             # open access beyond loopback (--insecure) is reached by names we cannot know
             if allowed_hosts is None and tokens is None and not is_loopback(host):
                 allowed_hosts = ("*",)
