@@ -304,8 +304,8 @@ class AgUiStream:
         gw = self.gateway
         gw.metrics.sse_clients.inc()
         writer = asyncio.get_running_loop().create_task(self._write(send))
-        gw.writers.add(writer)
-        writer.add_done_callback(gw.writers.discard)
+        gw.run_writers.add(writer)
+        writer.add_done_callback(gw.run_writers.discard)
         receiving: asyncio.Future[Message] | None = None
         try:
             while not writer.done():

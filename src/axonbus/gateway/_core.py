@@ -136,6 +136,8 @@ class Gateway:
         #: the SSE writers: cancelled at shutdown, since one blocked on a client that stopped
         #: reading would never see its feed end
         self.writers: set[EventSourceResponse] = set()
+        #: the writer tasks of AG-UI streams, cancelled at shutdown for the same reason
+        self.run_writers: set[asyncio.Task[None]] = set()
         #: the WebSocket sessions, told at shutdown (WebSocketSession.going_away)
         self.sessions: set[WebSocketSession] = set()
         #: the SSE keep-alive sweep (see axonbus.gateway._sse.keep_alive), while one runs
@@ -426,6 +428,8 @@ class Gateway:
             feed.close()
         for writer in list(self.writers):
             writer.cancel()
+        for task in list(self.run_writers):
+            task.cancel()
         for session in list(self.sessions):
             session.going_away()
 
