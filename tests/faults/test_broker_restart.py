@@ -2,8 +2,9 @@
 
 A private broker on a free loopback port keeps its data on disk across the restarts: Redis
 with AOF and ``appendfsync always`` (what it acknowledged is on disk), nats-server with a
-JetStream store directory. It is killed and restarted on the same port while the test
-publishes 10,000 durable events and 3 worker processes (tests/faults/worker.py) consume them.
+JetStream store directory, RabbitMQ with its quorum queues (a confirmed publish is on disk).
+It is killed and restarted on the same port while the test publishes 10,000 durable events
+and 3 worker processes (tests/faults/worker.py) consume them.
 Publishing goes on across the outages: a publish waits for the broker up to
 ``unavailable_timeout`` (5 s, longer than an outage here) or raises ``ConnectionLost``, in which
 case it was not sent and the test sends it again (counted).
@@ -40,6 +41,7 @@ import pytest
 
 from axonbus import Bus
 from tests.faults.harness import (
+    AmqpProbe,
     Broker,
     NatsProbe,
     Scenario,
@@ -51,7 +53,12 @@ N = 10_000
 RESTARTS = 3
 WORKERS = 3
 RECONNECT = 5.0  # the issue: reconnect within 5 s after the fault is over
-ACK_WINDOW = {"redis": 0.25, "nats": 3.0}  # NATS: at least; see the module docstring
+ACK_WINDOW = {"redis": 0.25, "nats": 3.0, "amqp": 0.5}  # NATS: at least; see the module docstring
+# RabbitMQ 3.10 brings a quorum queue back after kill -9 only once it saved the queue's Raft
+# registration, a moment after the queue was declared; killed sooner, the queue stays without
+# a leader for good (later RabbitMQ versions recover it from their metadata store). The test
+# gives the durable's new queue this long before the first kill (1 s was enough in trials).
+QUORUM_SAVED = 5.0
 
 pytestmark = pytest.mark.slow
 
@@ -75,6 +82,8 @@ async def test_broker_restarts_mid_stream(
     try:
         for _ in range(WORKERS):
             await fleet.wait_ready(fleet.spawn())
+        if broker.kind == "amqp":
+            await asyncio.sleep(QUORUM_SAVED)
         published = 0
 
         def progress(n: int) -> None:
@@ -143,6 +152,9 @@ async def test_broker_restarts_mid_stream(
         if redis is not None:
             seq_of = await redis.seqs()
             left_over = {"pending": len(await redis.pending())}
+        elif broker.kind == "amqp":
+            seq_of = {}
+            left_over = await AmqpProbe(broker.url, bus_name, durable).left_over()
         else:
             seq_of = {}
             nats = NatsProbe(broker.url, bus_name, durable)
@@ -176,7 +188,8 @@ async def test_broker_restarts_mid_stream(
         f"restart: {len(dup_ages)}, done up to {max(dup_ages, default=0) * 1000:.0f} ms before it"
         + (f"; entries published twice {len(published_twice)}, unacked around restarts "
            f"{len({seq_of[e] for e in unacked if e in seq_of})}" if redis else
-           f"; the stream still keeps {kept} acknowledged messages")
+           f"; the stream still keeps {kept} acknowledged messages" if broker.kind == "nats"
+           else "")
         + f"); dead letters={fleet.dead()}"
     )  # fmt: skip
     print(report)

@@ -29,6 +29,7 @@ from tests.support.services import (
 __all__ = [
     "amqp_bus_name",
     "amqp_service",
+    "delete_amqp_bus",
     "delete_nats_stream",
     "drop_postgres_tables",
     "make_nats",
@@ -175,6 +176,23 @@ def _rabbitmqctl(*args: str) -> bool:
     except (OSError, subprocess.TimeoutExpired):
         return False
     return done.returncode == 0
+
+
+async def delete_amqp_bus(url: str, name: str, durables: list[str]) -> None:
+    """Delete what bus ``name`` made on the RabbitMQ at ``url``: its exchanges, its dead
+    letters and the queues of ``durables`` (the rest is auto-deleted with its consumers)."""
+    import aiormq
+
+    root = f"axonbus.{name}"
+    conn = await aiormq.connect(url)
+    try:
+        channel = await conn.channel()
+        for queue in [f"{root}.dead_letters", *(f"{root}.durable.{d}" for d in durables)]:
+            await channel.queue_delete(queue)
+        for exchange in (root, f"{root}.rpc", f"{root}.retry"):
+            await channel.exchange_delete(exchange)
+    finally:
+        await conn.close()
 
 
 @pytest.fixture(scope="session")

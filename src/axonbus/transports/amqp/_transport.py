@@ -25,7 +25,8 @@ Every name on the broker starts with ``axonbus.{bus name}`` (see ``_names``):
   flight when the connection drops is sent again after the reconnect (duplicates, never a loss).
 
 URL options (query string): ``unavailable_timeout`` (default 5) and ``outbox`` (default
-10,000), and aiormq's own (``heartbeat``, default 10 seconds here).
+10,000), and aiormq's own (``heartbeat``, default 5 seconds here: a half-open connection
+is noticed within ~20 s).
 
 What it cannot promise: plain and group subscriptions are at most once; a quorum queue keeps
 an event once RabbitMQ confirmed it (on a majority of nodes), classic queues (dead letters,
@@ -69,7 +70,24 @@ __all__ = ["AmqpTransport"]
 logger = logging.getLogger("axonbus")
 
 REPLY_TO = "amq.rabbitmq.reply-to"
+#: seconds between heartbeats (aiormq gives a silent connection up after 3 * (this + 1) s)
+HEARTBEAT = 5
+CANCEL_TIMEOUT = 2.0  # a consumer cancelled on a dead network: given up on
 _Props = spec.Basic.Properties
+
+
+class _Reported(logging.Filter):
+    """Drops aiormq's own records of a lost connection and of a failed connect (the second
+    with a traceback): the transport reports both itself, once per outage, with the URL's
+    password hidden, and retries with backoff."""
+
+    MESSAGES = ("error when creating transport", "Cancelling cause reader exited abnormally")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (isinstance(record.msg, str) and record.msg.startswith(self.MESSAGES))
+
+
+logging.getLogger("aiormq.connection").addFilter(_Reported())
 
 
 class _Down(ConnectionLost):
@@ -90,7 +108,7 @@ class AmqpTransport(BrokerTransport):
 
     def __init__(self, url: str) -> None:
         super().__init__(url)
-        self.options.setdefault("heartbeat", "10")
+        self.options.setdefault("heartbeat", str(HEARTBEAT))
         self._amqp_url = urlsplit(self.address)._replace(query=urlencode(self.options)).geturl()
         self.address = redact_url(self.address)  # what logs and reprs show
         self.instance = secrets.token_hex(8)  # app_id of our publishes: skipped on receipt
@@ -391,7 +409,8 @@ class AmqpTransport(BrokerTransport):
         if channel is None or tag is None or channel.is_closed:
             return
         try:
-            await channel.basic_cancel(tag)
+            async with asyncio.timeout(CANCEL_TIMEOUT):
+                await channel.basic_cancel(tag)
         except Exception as exc:  # the channel went meanwhile: the consumer went with it
             logger.debug("%s: cancelling %s: %r", self, binding.queue, exc)
         self._parked.append(channel)
