@@ -97,6 +97,9 @@ class _Down(ConnectionLost):
 @register_transport
 class AmqpTransport(BrokerTransport):
     scheme = "amqp"
+    # a batch waits for RabbitMQ to confirm every publish in it: smaller batches free the
+    # outbox as they are confirmed, so publishers see room long before unavailable_timeout
+    max_batch = 1_000
     connection_errors: ClassVar[tuple[type[BaseException], ...]] = (
         aexc.AMQPConnectionError,
         aexc.ChannelInvalidStateError,
