@@ -4,8 +4,8 @@ A ```` ```python ```` block is run as a program of its own (a fresh interpreter,
 working directory, so a ``sqlite:///agent.db`` lands there) and must exit with status 0. The
 line just above a block may hold one marker:
 
-- ``<!-- docs-test: needs redis -->`` (or ``nats``, ``postgres``, ``amqp``): the block runs against that
-  service, skipped when it is down on a developer's machine and failed in CI, like every other
+- ``<!-- docs-test: needs redis -->`` (or ``nats``, ``postgres``, ``amqp``): the block runs
+  against that service, skipped when it is down on a developer's machine and failed in CI, like every other
   test that needs it. The block must open ``Bus("<the service's default URL>", name="...")``:
   the URL is replaced by the one the tests use (``AXONBUS_TEST_REDIS_URL`` and the like) and
   the name by a fresh one whose keys, stream or tables are removed afterwards, so runs sharing
