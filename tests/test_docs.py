@@ -5,11 +5,11 @@ working directory, so a ``sqlite:///agent.db`` lands there) and must exit with s
 line just above a block may hold one marker:
 
 - ``<!-- docs-test: needs redis -->`` (or ``nats``, ``postgres``, ``amqp``): the block runs
-  against that service, skipped when it is down on a developer's machine and failed in CI, like every other
-  test that needs it. The block must open ``Bus("<the service's default URL>", name="...")``:
-  the URL is replaced by the one the tests use (``AXONBUS_TEST_REDIS_URL`` and the like) and
-  the name by a fresh one whose keys, stream or tables are removed afterwards, so runs sharing
-  the service never meet.
+  against that service, skipped when it is down on a developer's machine and failed in CI, like
+  every other test that needs it. The block must open
+  ``Bus("<the service's default URL>", name="...")``: the URL is replaced by the one the tests
+  use (``AXONBUS_TEST_REDIS_URL`` and the like) and the name by a fresh one whose keys, stream
+  or tables are removed afterwards, so runs sharing the service never meet.
 - ``<!-- docs-test: skip: why -->``: the block is not run. Keep these few, and say why.
 
 A block made only of ``--8<-- "examples/..."`` lines is included from a file in ``examples/``,
