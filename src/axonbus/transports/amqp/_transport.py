@@ -46,7 +46,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlencode, urlsplit
 
 from ..._events import Envelope
-from ..._exceptions import ConnectionLost, DecodeError, NoResponders, RemoteError, RequestTimeout
+from ..._exceptions import (
+    AxonbusError,
+    ConnectionLost,
+    DecodeError,
+    NoResponders,
+    RemoteError,
+    RequestTimeout,
+)
 from ..._topics import match
 from .._replies import encode_reply, settle_reply
 from ..base import BrokerTransport, Inbound, prefetch_limit, redact_url, register_transport
@@ -90,6 +97,11 @@ class _Reported(logging.Filter):
 logging.getLogger("aiormq.connection").addFilter(_Reported())
 
 
+class _Refused(AxonbusError):
+    """What the broker said when it refused the bus (authentication, virtual host, a
+    declaration it rejects): a refusal, not an outage."""
+
+
 class _Down(ConnectionLost):
     """The connection or a channel this transport needs is gone (an outage: reconnect)."""
 
@@ -130,7 +142,9 @@ class AmqpTransport(BrokerTransport):
         self._parked: list[Any] = []  # channels of unbound consumers, closed at disconnect
         self._replies: dict[str, asyncio.Future[Any]] = {}
         self._delays: set[int] = set()  # delay queues declared on this connection
-        self._registered_upto = 0
+        self._registrations = 0  # registrations queued (watch, bind, ...)
+        self._registered = 0  # ... and carried out on the broker
+        self._feeders: set[asyncio.Task[Any]] = set()  # reader tasks of this transport
         self._generation = 0
 
     # -- connection ----------------------------------------------------------------------------
@@ -170,7 +184,7 @@ class AmqpTransport(BrokerTransport):
         items: Binding = Binding(None, "plain", "", "", "")  # type: ignore[arg-type]
         self._plain_items = items
         await plain.basic_consume(self._plain_queue, items.on_delivery, no_ack=True)
-        self.spawn_reader(self._feed_plain(items, generation), "plain")
+        self._reader(self._feed_plain(items, generation), "plain")
         for binding in self._bindings.values():
             await self._consume(binding)
 
@@ -179,10 +193,26 @@ class AmqpTransport(BrokerTransport):
         channel.closing.add_done_callback(partial(self._closed, generation, what))
         return channel
 
+    def _reader(self, coro: Any, name: str) -> None:
+        """A task that hands deliveries over (stopped at close with the others, and at
+        every disconnect: its connection's deliveries can no longer be acknowledged)."""
+        task = self.spawn_reader(coro, name)
+        self._feeders.add(task)
+        task.add_done_callback(self._feeders.discard)
+
+    async def _until_connected(self) -> None:
+        """Wait up to ``unavailable_timeout`` for the connection to come back."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.unavailable_timeout
+        while not self.connected:
+            if loop.time() >= deadline:
+                raise ConnectionLost(f"{self.address} unreachable; request not sent")
+            await asyncio.sleep(0.02)
+
     def _closed(self, generation: int, what: str, fut: asyncio.Future[Any]) -> None:
         """A connection or channel closed: an outage, unless we closed it."""
-        if generation != self._generation or self._closing:
-            return
+        if generation != self._generation:
+            return  # an old connection, or one we closed (lost() ignores it while closing)
         exc = None if fut.cancelled() else fut.exception()
         self.lost(exc or _Down(f"the {what} channel closed"))
 
@@ -194,13 +224,13 @@ class AmqpTransport(BrokerTransport):
             aexc.IncompatibleProtocolError,
             aexc.ChannelClosed,  # a declaration the broker refused (another type, arguments)
         )
-        if isinstance(exc, refused):
-            return f"{self.address} refused the connection: {self._describe(exc)}"
+        if isinstance(exc, refused):  # not outages to aiormq, but waiting would not help
+            return super().refusal(_Refused(str(exc)))
         return super().refusal(exc)
 
     async def disconnect(self) -> None:
         self._generation += 1  # callbacks and readers of the old connection stop
-        await self.stop_tasks(set(self._readers))
+        await self.stop_tasks(set(self._feeders))
         conn, self._conn = self._conn, None
         self._pub = self._rpc = self._plain = self._admin = self._replies_out = None
         self._plain_items = None
@@ -326,8 +356,8 @@ class AmqpTransport(BrokerTransport):
     def _register_op(self, op: tuple[Any, ...]) -> None:
         if self.bus is None:
             return  # not started: connect() registers everything
-        self.send_control(op)
-        self._registered_upto = self._queued
+        self._registrations += 1
+        self.send_control((*op, self._registrations))  # numbered: see _register
 
     async def _register(self, op: tuple[Any, ...]) -> None:
         kind = op[0]
@@ -340,6 +370,8 @@ class AmqpTransport(BrokerTransport):
             await self._consume(op[1])
         elif kind == "unbind":
             await self._cancel(op[1])
+        # the highest carried out (a batch that failed midway is sent again whole)
+        self._registered = max(self._registered, op[-1])
 
     async def _feed_plain(self, items: Binding, generation: int) -> None:
         bus = self.bus
@@ -418,7 +450,7 @@ class AmqpTransport(BrokerTransport):
             binding.queue, binding.on_delivery, no_ack=not binding.durable
         )
         binding.tag = ok.consumer_tag
-        self.spawn_reader(self._feed(binding, generation), f"consume:{binding.queue}")
+        self._reader(self._feed(binding, generation), f"consume:{binding.queue}")
 
     async def _cancel(self, binding: Binding) -> None:
         channel, tag = binding.channel, binding.tag
@@ -592,14 +624,9 @@ class AmqpTransport(BrokerTransport):
         try:
             async with asyncio.timeout_at(expires):
                 if not self.connected:
-                    try:
-                        await asyncio.wait_for(self._wait_room(), self.unavailable_timeout or None)
-                    except TimeoutError:
-                        raise ConnectionLost(
-                            f"{self.address} unreachable; request not sent"
-                        ) from None
-                if self._written < self._registered_upto:
-                    await BrokerTransport.flush(self)  # our own responders are registered first
+                    await self._until_connected()
+                if self._registered < self._registrations:
+                    await self.flush()  # our own responders are registered first
         except TimeoutError:
             raise RequestTimeout(env.topic, timeout or 0.0) from None
         rpc = self._rpc
