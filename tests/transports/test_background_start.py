@@ -1,7 +1,8 @@
 """``Bus(on_unavailable="log")`` starts without its broker and connects in the background.
 
 The broker is a private server started on its own port only after the bus started (PostgreSQL
-and RabbitMQ, shared here, sit behind a proxy that refuses connections until healed). Meanwhile publishes follow the outage rules (logged and counted); once connected, the
+and RabbitMQ, shared here, sit behind a proxy that refuses connections until healed).
+Meanwhile publishes follow the outage rules (logged and counted); once connected, the
 subscriptions made before are in place and events flow both ways.
 """
 
