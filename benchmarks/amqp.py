@@ -18,7 +18,7 @@ envelope. Every publish, axonbus's and the anchors', goes on a channel with publ
   ``RabbitBroker`` with ``await broker.publish`` per event.
 - ``amqp-durable``: ``subscribe(durable=...)`` against raw aio-pika on a durable quorum queue:
   persistent messages published in confirmed batches as above, a consumer with the same
-  prefetch as axonbus's (16) acknowledging each message after decoding it. FastStream on a
+  prefetch as axonbus's (64) acknowledging each message after decoding it. FastStream on a
   durable quorum queue for context.
 - ``amqp-rpc``: sequential ``await bus.request`` against raw aio-pika doing the same design by
   hand: direct reply-to, a ``mandatory`` request on a confirming channel, a responder
@@ -74,7 +74,7 @@ TOPIC = "bench.tick"
 RPC_TOPIC = "bench.rpc"
 MAILBOX = 10_000  # axonbus's default maxsize
 BATCH = 1_000  # raw anchors: publishes in flight at once, each confirmed
-PREFETCH = 16  # what axonbus's durable consumer holds with the default options
+PREFETCH = 64  # what axonbus's durable consumer holds with the default options
 RPC_TIMEOUT = 2.0
 
 

@@ -11,8 +11,8 @@ Every name on the broker starts with ``axonbus.{bus name}`` (see ``_names``):
 - **group=**: one shared auto-delete queue per group and pattern, competing consumers without
   acknowledgements (at most once).
 - **durable=**: a durable quorum queue per durable name. Acknowledged after the handler
-  succeeded (or the event was dead-lettered); at most ``prefetch`` unacknowledged deliveries per
-  consumer (4 per concurrent handler, at least 16, at most the mailbox). A retry is a delayed
+  succeeded (or the event was dead-lettered); at most 64 unacknowledged deliveries per consumer
+  (4 per concurrent handler when that is more, never more than the mailbox). A retry is a delayed
   requeue: the event is published again, with the number of its next handler call, to a delay
   queue of its level (a queue-wide TTL that dead-letters into the durable's queue), then the
   delivery is acknowledged. Past the retry budget the Bus dead-letters it to
@@ -80,6 +80,11 @@ REPLY_TO = "amq.rabbitmq.reply-to"
 #: seconds between heartbeats (aiormq gives a silent connection up after 3 * (this + 1) s)
 HEARTBEAT = 5
 CANCEL_TIMEOUT = 2.0  # a consumer cancelled on a dead network: given up on
+# unacknowledged deliveries a durable's consumer holds (more with many concurrent handlers,
+# never more than its mailbox): each acknowledgement is a Raft command on the quorum queue, so
+# a small window leaves the consumer waiting on them; what a consumer that dies held unstarted
+# comes back uncharged
+DURABLE_PREFETCH = 64
 _Props = spec.Basic.Properties
 
 
@@ -404,7 +409,9 @@ class AmqpTransport(BrokerTransport):
         assert key is not None
         binding = Binding(mailbox, key[0], "", binding_key(mailbox.pattern), "")
         if binding.durable:
-            binding.prefetch = prefetch_limit(mailbox, subscription)
+            binding.prefetch = min(
+                mailbox.maxsize, max(DURABLE_PREFETCH, prefetch_limit(mailbox, subscription))
+            )
         self._name_binding(binding)
         self._bindings[id(mailbox)] = binding
         self._register_op(("bind", binding))
