@@ -24,7 +24,10 @@ when it died:
   consumer info read just before a kill and just after the restart shows its ack floor
   going back, usually ~100 deliveries (acknowledged in the last ~100 ms), sometimes all the
   way to where it was after the previous restart. So on NATS the window is everything done
-  since the previous restart (at least 3 s). On Redis the test also reads the unacknowledged
+  since the previous restart (at least 3 s). RabbitMQ settles a delivery in a quorum queue
+  through its Raft log without telling the consumer when that is on disk; on a loaded machine
+  a restart redelivered events acknowledged over a second before the kill, so amqp:// gets
+  the same window as NATS. On Redis the test also reads the unacknowledged
   entries from the broker just before each kill and just after each restart, and counts
   entries published twice.
 """
@@ -53,7 +56,8 @@ N = 10_000
 RESTARTS = 3
 WORKERS = 3
 RECONNECT = 5.0  # the issue: reconnect within 5 s after the fault is over
-ACK_WINDOW = {"redis": 0.25, "nats": 3.0, "amqp": 0.5}  # NATS: at least; see the module docstring
+# NATS, RabbitMQ: at least; see the module docstring
+ACK_WINDOW = {"redis": 0.25, "nats": 3.0, "amqp": 3.0}
 # RabbitMQ 3.10 brings a quorum queue back after kill -9 only once it saved the queue's Raft
 # registration, a moment after the queue was declared; killed sooner, the queue stays without
 # a leader for good (later RabbitMQ versions recover it from their metadata store). The test
@@ -112,7 +116,7 @@ async def test_broker_restarts_mid_stream(
                 unconf = unconfirmed(pub)
                 resent.update(unconf)
                 since = t_kill - window
-                if broker.kind == "nats" and outages:
+                if broker.kind in ("nats", "amqp") and outages:
                     since = min(since, last_up)
                 ages: dict[int, float] = {}
                 for w in fleet.alive():
