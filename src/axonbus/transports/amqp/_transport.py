@@ -30,10 +30,11 @@ is noticed within ~20 s).
 
 What it cannot promise: plain and group subscriptions are at most once; a quorum queue keeps
 an event once RabbitMQ confirmed it (on a majority of nodes), classic queues (dead letters,
-delays) only on one node; a retry waits in a delay queue whose dead-lettering is not confirmed
-(a broker crash at that moment can lose the retry); delays are rounded down to the nearest level
-(10 ms, 20 ms, 50 ms, 100 ms ... 1 h); several responder patterns matching one topic each get
-the request (the first reply wins).
+delays) only on one node; an acknowledgement is not confirmed, so after a broker crash events
+acknowledged just before can come again; a retry waits in a delay queue whose dead-lettering
+is not confirmed (a broker crash at that moment can lose the retry); delays are rounded down
+to the nearest level (10 ms, 20 ms, 50 ms, 100 ms ... 1 h); several responder patterns matching
+one topic each get the request (the first reply wins).
 """
 
 from __future__ import annotations
