@@ -7,11 +7,14 @@ import pytest
 
 from axonbus import Bus
 from tests.support.fixtures import (  # noqa: F401  (registers the fixtures)
+    amqp_bus_name,
+    amqp_service,
     nats_bus_name,
     nats_service,
     postgres_bus_name,
     postgres_service,
     private_nats,
+    private_rabbit,
     private_redis,
     redis_bus_name,
     redis_raw,

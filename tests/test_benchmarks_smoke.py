@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.support.services import nats_url, postgres_url, redis_url, require
+from tests.support.services import amqp_url, nats_url, postgres_url, redis_url, require
 
 ROOT = Path(__file__).parent.parent
 
@@ -53,6 +53,20 @@ def _check_workloads(report: dict[str, Any], keys: Iterable[str], *, skippable: 
             assert not row["note"].startswith("error:"), f"{key} / {row['name']}: {row['note']}"
             if not (skippable and row["note"].startswith("skipped:")):
                 assert row["median"] > 0, f"{key} / {row['name']}"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_quick_amqp_benchmark_runs(tmp_path: Path) -> None:
+    """Every RabbitMQ workload runs end to end (FastStream rows may be skipped)."""
+    require("amqp", amqp_url())
+    from benchmarks.amqp import WORKLOAD_KEYS
+
+    keys = list(WORKLOAD_KEYS)
+    env = {"AXONBUS_BENCH_AMQP_URL": amqp_url()}
+    report = _run_quick("amqp", tmp_path, "--only", ",".join(keys), env=env, timeout=110)
+    _check_workloads(report, keys, skippable=True)
+    assert "guest:guest" not in json.dumps(report)  # no credentials in a report
 
 
 @pytest.mark.slow

@@ -4,12 +4,12 @@ A ```` ```python ```` block is run as a program of its own (a fresh interpreter,
 working directory, so a ``sqlite:///agent.db`` lands there) and must exit with status 0. The
 line just above a block may hold one marker:
 
-- ``<!-- docs-test: needs redis -->`` (or ``nats``, ``postgres``): the block runs against that
-  service, skipped when it is down on a developer's machine and failed in CI, like every other
-  test that needs it. The block must open ``Bus("<the service's default URL>", name="...")``:
-  the URL is replaced by the one the tests use (``AXONBUS_TEST_REDIS_URL`` and the like) and
-  the name by a fresh one whose keys, stream or tables are removed afterwards, so runs sharing
-  the service never meet.
+- ``<!-- docs-test: needs redis -->`` (or ``nats``, ``postgres``, ``amqp``): the block runs
+  against that service, skipped when it is down on a developer's machine and failed in CI, like
+  every other test that needs it. The block must open
+  ``Bus("<the service's default URL>", name="...")``: the URL is replaced by the one the tests
+  use (``AXONBUS_TEST_REDIS_URL`` and the like) and the name by a fresh one whose keys, stream
+  or tables are removed afterwards, so runs sharing the service never meet.
 - ``<!-- docs-test: skip: why -->``: the block is not run. Keep these few, and say why.
 
 A block made only of ``--8<-- "examples/..."`` lines is included from a file in ``examples/``,
@@ -27,14 +27,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.services import nats_url, postgres_url, redis_url, require
+from tests.support.services import amqp_url, nats_url, postgres_url, redis_url, require
 
 ROOT = Path(__file__).parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 
 _FENCE = re.compile(r"^```python[^\n]*\n(.*?)^```\s*$", re.M | re.S)
-_MARKER = re.compile(r"<!-- docs-test: (needs (redis|nats|postgres)|skip: .+?) -->")
+_MARKER = re.compile(r"<!-- docs-test: (needs (redis|nats|postgres|amqp)|skip: .+?) -->")
 _SNIPPET = re.compile(r'^--8<-- "([^"]+)"$')
+
+# the URL of a service as a fixture gave it (RabbitMQ: the run's own virtual host)
+_IN_USE: dict[str, str] = {}
 
 # the URL each service has in the pages -> where the tests find it, and the fixtures that
 # give a bus name of its own and remove what it left on the service
@@ -45,6 +48,11 @@ _SERVICES = {
         "postgresql://postgres@127.0.0.1:5432/test",
         postgres_url,
         ["postgres_bus_name"],
+    ),
+    "amqp": (
+        "amqp://guest:guest@127.0.0.1:5672/",
+        lambda: _IN_USE.get("amqp", amqp_url()),
+        ["amqp_service", "amqp_bus_name"],
     ),
 }
 
@@ -98,6 +106,8 @@ def bus_name(request: pytest.FixtureRequest) -> str | None:
     _, url_of, fixtures = _SERVICES[service]
     require(service, url_of())
     names = [request.getfixturevalue(fixture) for fixture in fixtures]
+    if fixtures[0] == "amqp_service":
+        _IN_USE["amqp"] = str(names[0])
     return str(names[-1])
 
 

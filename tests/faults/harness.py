@@ -22,10 +22,11 @@ from axonbus import Bus, ConnectionLost
 from axonbus._codec import get_codec
 from axonbus.transports.base import BrokerTransport
 from axonbus.transports.log._store import table_prefix
-from tests.support.brokers import NatsServer, RedisServer
+from tests.support.brokers import NatsServer, RabbitServer, RedisServer
 
 __all__ = [
     "REPO",
+    "AmqpProbe",
     "Appender",
     "Broker",
     "Child",
@@ -68,8 +69,10 @@ class Broker:
     """A private broker of any kind, and how workers take over a dead worker's deliveries."""
 
     kind: str  # "redis", "nats", "sqlite" or "postgres"
-    server: RedisServer | NatsServer | SqliteFile | SharedPostgres
-    takeover: str  # URL options: redeliver what a dead consumer held after 1 s
+    server: RedisServer | NatsServer | RabbitServer | SqliteFile | SharedPostgres
+    # URL options: redeliver what a dead consumer held after 1 s (none on amqp://: RabbitMQ
+    # requeues a consumer's deliveries as soon as its connection drops)
+    takeover: str
 
     @property
     def url(self) -> str:
@@ -77,7 +80,7 @@ class Broker:
 
     @property
     def worker_url(self) -> str:
-        return f"{self.server.url}?{self.takeover}"
+        return f"{self.server.url}?{self.takeover}" if self.takeover else self.server.url
 
 
 class Child:
@@ -549,3 +552,22 @@ class NatsProbe:
         subject = f"{self.stream.removeprefix('AXONBUS_')}.ev.{topic}"
         stream = await self._api(f"STREAM.INFO.{self.stream}", {"subjects_filter": subject})
         return int(sum((stream["state"].get("subjects") or {}).values()))
+
+
+class AmqpProbe:
+    """What RabbitMQ holds for a durable subscription: the messages still in its queue."""
+
+    def __init__(self, url: str, bus_name: str, durable: str) -> None:
+        self.url = url
+        self.queue = f"axonbus.{bus_name}.durable.{durable}"
+
+    async def left_over(self) -> dict[str, int]:
+        import aiormq
+
+        conn = await aiormq.connect(self.url)
+        try:
+            channel = await conn.channel()
+            ok = await channel.queue_declare(self.queue, passive=True)
+            return {"messages in the queue": int(ok.message_count or 0)}
+        finally:
+            await conn.close()

@@ -1,6 +1,6 @@
 """Connection faults between a bus and the shared broker, injected by a TCP proxy.
 
-The bus under test (``a``) reaches the broker (the shared Redis, or the shared nats-server)
+The bus under test (``a``) reaches the broker (the shared Redis, nats-server or RabbitMQ)
 only through :class:`TcpProxy`; a second bus ``b`` on the same bus name connects directly and
 plays the rest of the system. Before and after each fault the test checks every path: a plain
 subscription, a durable subscription and a responder on ``a`` fed by ``b``, and ``a``'s own
@@ -10,7 +10,8 @@ publishes reaching ``b``.
 - blackhole: a half-open network (nothing passes, nothing closes). Redis notices it through its
   socket timeout (``max(5, unavailable_timeout)`` s) or, on an idle connection, an unanswered
   PING (after 3 s, given up ``max(5, unavailable_timeout)`` s later); NATS through its
-  ``write_timeout`` (``max(2, unavailable_timeout)`` s) or its pings.
+  ``write_timeout`` (``max(2, unavailable_timeout)`` s) or its pings; RabbitMQ through AMQP
+  heartbeats (aiormq gives up after ``3 * (heartbeat + 1)`` s, 18 s with the default 5).
 
 Timings are printed (``-s``) and bounded by the assertions.
 """
@@ -29,14 +30,19 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import pytest
 
 from axonbus import Bus, ConnectionLost, NoResponders, RequestTimeout
+from tests.support.fixtures import delete_amqp_bus
 from tests.support.proxy import TcpProxy
-from tests.support.services import host_port, nats_url, redis_url, require
+from tests.support.services import amqp_url, host_port, nats_url, redis_url, require
 
 UNAVAILABLE = 0.5  # the URL's unavailable_timeout for the bus behind the proxy
 MARGIN = 1.0  # scheduling slack on a busy 2-core machine
 RECONNECT = 5.0  # the issue: reconnect within 5 s after the fault heals
 # the longest a half-open connection may go unnoticed (see the module docstring)
-DETECTION = {"redis": 3.0 + max(5.0, UNAVAILABLE), "nats": 2 * max(2.0, UNAVAILABLE) + 5.0}
+DETECTION = {
+    "redis": 3.0 + max(5.0, UNAVAILABLE),
+    "nats": 2 * max(2.0, UNAVAILABLE) + 5.0,
+    "amqp": 3 * (5 + 1) + 5.0,  # aiormq's grace, and the heartbeat check's own period
+}
 
 pytestmark = pytest.mark.slow
 
@@ -58,10 +64,10 @@ async def wait_until(condition: Callable[[], bool], timeout: float, what: str) -
     return time.monotonic() - t0
 
 
-@pytest.fixture(params=["redis", "nats"])
+@pytest.fixture(params=["redis", "nats", "amqp"])
 def service(request: pytest.FixtureRequest) -> tuple[str, str]:
     """(kind, URL) of a shared broker; skips (fails in CI) if it is not up."""
-    url = redis_url() if request.param == "redis" else nats_url()
+    url = {"redis": redis_url, "nats": nats_url, "amqp": amqp_url}[request.param]()
     require(request.param, url)
     return request.param, url
 
@@ -89,6 +95,8 @@ def bus_name(service: tuple[str, str]) -> Iterator[str]:
                 client.delete(*keys)
         finally:
             client.close()
+    elif kind == "amqp":
+        asyncio.run(delete_amqp_bus(url, name, durables=["faulty", "faulty-closing"]))
     else:
         asyncio.run(_delete_stream(url, f"AXONBUS_{name}"))
 

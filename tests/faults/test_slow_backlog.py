@@ -3,7 +3,8 @@
 Two worker processes (tests/faults/worker.py) share one durable subscription with the default
 options (``concurrency=1``, default mailbox and retry budget) and a 40 ms handler; 200 events
 are published at once, so each worker has seconds of backlog, far longer than the 1 s takeover
-(``claim_idle=1``; ``ack_wait=1`` on NATS). Nobody dies, so nothing may be handled twice: a
+(``claim_idle=1``; ``ack_wait=1`` on NATS; RabbitMQ takes nothing over from a live consumer).
+Nobody dies, so nothing may be handled twice: a
 live consumer keeps what it holds (Redis: its pending entries stay fresh; NATS: in progress;
 SQLite / PostgreSQL: its heartbeat), fetches only what its worker starts soon, and never
 claims back what it handled while the acknowledgement is on its way.
@@ -27,7 +28,7 @@ WORKERS = 2
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.parametrize("broker", ["redis", "nats", "sqlite", "postgres"], indirect=True)
+@pytest.mark.parametrize("broker", ["redis", "nats", "amqp", "sqlite", "postgres"], indirect=True)
 @pytest.mark.timeout(90)
 async def test_a_slow_backlog_is_handled_once(broker: Broker, tmp_path: Path) -> None:
     run = Scenario.make(broker, tmp_path, ["--defaults", "--concurrency", "1", "--sleep", "0.04"])

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import asyncpg
 import nats
@@ -14,10 +16,20 @@ import pytest
 import redis.asyncio as aioredis
 
 from axonbus.transports.log._store import table_prefix
-from tests.support.brokers import NatsServer, RedisServer
-from tests.support.services import nats_url, postgres_url, redis_url, require, skip_or_fail
+from tests.support.brokers import NatsServer, RabbitServer, RedisServer, find_binary
+from tests.support.services import (
+    amqp_url,
+    nats_url,
+    postgres_url,
+    redis_url,
+    require,
+    skip_or_fail,
+)
 
 __all__ = [
+    "amqp_bus_name",
+    "amqp_service",
+    "delete_amqp_bus",
     "delete_nats_stream",
     "drop_postgres_tables",
     "make_nats",
@@ -27,6 +39,7 @@ __all__ = [
     "postgres_bus_name",
     "postgres_service",
     "private_nats",
+    "private_rabbit",
     "private_redis",
     "redis_bus_name",
     "redis_raw",
@@ -151,3 +164,75 @@ async def postgres_bus_name(postgres_service: str) -> AsyncIterator[str]:
     name = f"t{uuid.uuid4().hex[:10]}"
     yield name
     await drop_postgres_tables(postgres_service, name)
+
+
+def _rabbitmqctl(*args: str) -> bool:
+    """Run ``rabbitmqctl`` against the local node; False if it is missing or refused."""
+    ctl = find_binary("rabbitmqctl")
+    if ctl is None:
+        return False
+    try:
+        done = subprocess.run([ctl, *args], capture_output=True, timeout=60, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0
+
+
+async def delete_amqp_bus(url: str, name: str, durables: list[str]) -> None:
+    """Delete what bus ``name`` made on the RabbitMQ at ``url``: its exchanges, its dead
+    letters and the queues of ``durables`` (the rest is auto-deleted with its consumers)."""
+    import aiormq
+
+    root = f"axonbus.{name}"
+    conn = await aiormq.connect(url)
+    try:
+        channel = await conn.channel()
+        for queue in [f"{root}.dead_letters", *(f"{root}.durable.{d}" for d in durables)]:
+            await channel.queue_delete(queue)
+        for exchange in (root, f"{root}.rpc", f"{root}.retry"):
+            await channel.exchange_delete(exchange)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def amqp_service() -> Iterator[str]:
+    """URL of the shared RabbitMQ; skips (fails in CI) if it is not up.
+
+    On a local node the tests get a virtual host of their own, deleted at the end of the run
+    with every exchange and queue in it; elsewhere they rely on unique bus names.
+    """
+    url = amqp_url()
+    require("amqp", url)
+    parts = urlsplit(url)
+    local = parts.hostname in ("127.0.0.1", "localhost") and parts.path in ("", "/")
+    vhost = f"axonbus-test-{uuid.uuid4().hex[:8]}"
+    if not (local and _rabbitmqctl("add_vhost", vhost)):
+        yield url
+        return
+    user = unquote(parts.username or "guest")
+    try:
+        if not _rabbitmqctl("set_permissions", "-p", vhost, user, ".*", ".*", ".*"):
+            yield url
+            return
+        yield parts._replace(path=f"/{vhost}").geturl()
+    finally:
+        _rabbitmqctl("delete_vhost", vhost)
+
+
+@pytest.fixture
+def amqp_bus_name(amqp_service: str) -> str:
+    """A bus name of its own on the shared RabbitMQ (its names start with ``axonbus.{name}``)."""
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(scope="session")
+def private_rabbit(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RabbitServer]:
+    """A private RabbitMQ node for the fault tests, started once per run (it boots slowly);
+    tests kill and restart it, each with bus names of its own."""
+    try:
+        server = RabbitServer(tmp_path_factory.mktemp("rabbit"))
+    except FileNotFoundError as exc:
+        skip_or_fail(str(exc))
+    with server:
+        yield server

@@ -1,4 +1,4 @@
-"""Shared test services (Redis, NATS, Postgres): where they are and whether they are up.
+"""Shared test services (Redis, NATS, Postgres, RabbitMQ): where they are and whether they are up.
 
 A missing service skips the tests that need it on a developer's machine, and fails them
 when ``CI`` is set, so CI can never go green by silently skipping the transports.
@@ -14,6 +14,7 @@ from urllib.parse import SplitResult, unquote, urlsplit
 import pytest
 
 __all__ = [
+    "amqp_url",
     "host_port",
     "in_ci",
     "nats_url",
@@ -35,6 +36,8 @@ _DEFAULT_PORTS = {
     "tls": 4222,
     "postgres": 5432,
     "postgresql": 5432,
+    "amqp": 5672,
+    "amqps": 5671,
 }
 
 # url -> None (reachable) or the reason it is not; probing once per process keeps a
@@ -55,6 +58,11 @@ def nats_url() -> str:
 def postgres_url() -> str:
     """URL of the shared Postgres (``AXONBUS_TEST_POSTGRES_URL``)."""
     return os.environ.get("AXONBUS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def amqp_url() -> str:
+    """URL of the shared RabbitMQ (``AXONBUS_TEST_AMQP_URL``)."""
+    return os.environ.get("AXONBUS_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 
 
 def in_ci() -> bool:
@@ -123,6 +131,8 @@ def probe(service_name: str, url: str, timeout: float = CONNECT_TIMEOUT) -> str 
                 return _check_redis(sock, parts)
             if service_name == "nats":
                 return _check_nats(sock)
+            if service_name == "amqp":
+                return _check_amqp(sock)
             return None
     except OSError as exc:  # refused, timed out, reset mid-handshake
         return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
@@ -150,6 +160,14 @@ def _check_nats(sock: socket.socket) -> str | None:
         return f"expected an INFO line, got {info[:80]!r}"
     if b'"jetstream":true' not in info:
         return "the server does not have JetStream enabled (start it with -js)"
+    return None
+
+
+def _check_amqp(sock: socket.socket) -> str | None:
+    sock.sendall(b"AMQP\x00\x00\x09\x01")  # AMQP 0-9-1: answered with Connection.Start
+    first = sock.recv(8)
+    if not first.startswith(b"\x01\x00\x00"):
+        return f"expected an AMQP 0-9-1 Connection.Start, got {first!r}"
     return None
 
 

@@ -1,8 +1,8 @@
 """``Bus(on_unavailable="log")`` starts without its broker and connects in the background.
 
-The broker is a private server started on its own port only after the bus started (PostgreSQL,
-which cannot be started privately here, sits behind a proxy that refuses connections until
-healed). Meanwhile publishes follow the outage rules (logged and counted); once connected, the
+The broker is a private server started on its own port only after the bus started (PostgreSQL
+and RabbitMQ, shared here, sit behind a proxy that refuses connections until healed).
+Meanwhile publishes follow the outage rules (logged and counted); once connected, the
 subscriptions made before are in place and events flow both ways.
 """
 
@@ -121,6 +121,22 @@ async def test_postgres_starts_before_it_is_reachable(
         finally:
             await bus.close()
             await drop_postgres_tables(postgres_service, name)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+async def test_amqp_starts_before_it_is_reachable(
+    amqp_service: str, amqp_bus_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with TcpProxy(*host_port(amqp_service)) as proxy:
+        proxy.cut()
+        url = proxy.url_for(amqp_service) + "?unavailable_timeout=0.5"
+        bus = await start_early(url, amqp_bus_name, caplog)
+        try:
+            proxy.heal()
+            await exercise(bus, amqp_service, amqp_bus_name)
+        finally:
+            await bus.close()
 
 
 async def test_raise_policy_still_raises(tmp_path: Path) -> None:

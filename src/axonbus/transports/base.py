@@ -658,4 +658,6 @@ _LAZY: dict[str, tuple[str, str, str]] = {
     "tls": ("axonbus.transports.nats", "nats", "nats"),
     "postgresql": ("axonbus.transports.postgres", "asyncpg", "postgres"),
     "postgres": ("axonbus.transports.postgres", "asyncpg", "postgres"),
+    "amqp": ("axonbus.transports.amqp", "aio_pika", "amqp"),
+    "amqps": ("axonbus.transports.amqp", "aio_pika", "amqp"),
 }
