@@ -1,0 +1,363 @@
+"""The open wire: envelopes as CNCF CloudEvents 1.0, for ``wire="cloudevents"``.
+
+>>> wire = CloudEvents("axonbus://shop/host/42/a1b2")
+>>> data = wire.structured(Envelope("chat.in", {"text": "hi"}, id="e1", timestamp=0.0))
+>>> wire.from_structured(data).event
+{'text': 'hi'}
+
+Attributes, the same in both content modes (binary: each as a ``ce-`` header, the data as the
+body; structured: one JSON object)::
+
+    specversion  "1.0"
+    id           the event id
+    source       the bus name and the process: axonbus://{bus}/{host}/{pid}/{instance}
+    type         the registered event name (Event.__event_name__); "axonbus.value" for plain
+                 JSON values, "axonbus.bytes" for bytes
+    subject      the topic
+    time         the event's timestamp, RFC 3339 in UTC
+    datacontenttype  "application/json" ("application/octet-stream" for bytes)
+    correlationid, causationid   the envelope's correlation and causation ids
+    any header whose name is a valid extension name (lowercase a-z0-9, e.g. traceparent,
+                 tracestate, priority) as an extension of that name; every other header
+                 (idempotency_key...) in the one extension "axonbusheaders", a JSON object
+
+Receiving, any CloudEvent 1.0 (from any client): ``type`` decodes to the class registered under
+that name; an unregistered type gives a dict, ``{"__event__": type, **data}`` (data that is not
+a JSON object under ``"data"``); JSON data (no datacontenttype, or a JSON one) is parsed, other
+data stays bytes (text/* as str). Extensions come back as headers. :class:`DecodeError` says
+why a message is not a CloudEvent.
+"""
+
+from __future__ import annotations
+
+import binascii
+import os
+import re
+import socket
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote, unquote
+
+import orjson
+from pydantic import ValidationError
+
+from ._codec import _b64_encode, _event_json, _json_default
+from ._events import Envelope, Event, event_class
+from ._exceptions import DecodeError, EncodeError
+
+__all__ = [
+    "BYTES_TYPE",
+    "ERROR_TYPE",
+    "HEADERS_EXTENSION",
+    "STRUCTURED",
+    "VALUE_TYPE",
+    "WIRES",
+    "CloudEvents",
+    "is_binary",
+    "is_structured",
+    "make_source",
+    "wire_option",
+]
+
+SPECVERSION = "1.0"
+#: the media type of a structured CloudEvent in JSON
+STRUCTURED = "application/cloudevents+json"
+JSON = "application/json"
+OCTETS = "application/octet-stream"
+#: the type of a plain JSON value (not an Event) and of a bytes payload
+VALUE_TYPE = "axonbus.value"
+BYTES_TYPE = "axonbus.bytes"
+#: the type of an error reply to a request (data: {"error": type name, "message": text})
+ERROR_TYPE = "axonbus.error"
+#: the extension carrying headers whose names are not valid extension names (JSON object)
+HEADERS_EXTENSION = "axonbusheaders"
+CORRELATION = "correlationid"
+CAUSATION = "causationid"
+#: the wire formats a broker transport speaks (URL option / config key ``wire``)
+WIRES = ("compact", "cloudevents")
+
+_CONTEXT = frozenset(
+    ("specversion", "id", "source", "type", "subject", "time", "datacontenttype", "dataschema")
+)
+_RESERVED = _CONTEXT | {"data", "data_base64", CORRELATION, CAUSATION, HEADERS_EXTENSION}
+_EXT_NAME = re.compile(r"[a-z0-9]{1,20}")
+_JSON_TYPE = re.compile(r"^(application|text)/([a-z0-9.+-]*\+)?json(;.*)?$", re.IGNORECASE)
+
+
+def wire_option(options: dict[str, str], default: str = "compact") -> str:
+    """Pop the ``wire`` URL option (``compact`` or ``cloudevents``); ValueError otherwise."""
+    wire = options.pop("wire", default)
+    if wire not in WIRES:
+        raise ValueError(f"URL option wire must be one of {', '.join(WIRES)}, got {wire!r}")
+    return wire
+
+
+def make_source(bus: str, instance: str) -> str:
+    """The ``source`` of a bus's events: its name and the process that sent them."""
+    host = quote(socket.gethostname() or "localhost", safe="")
+    return f"axonbus://{quote(bus, safe='')}/{host}/{os.getpid()}/{instance}"
+
+
+def is_structured(data: bytes) -> bool:
+    """Whether ``data`` looks like a structured CloudEvent rather than a compact envelope.
+
+    A JSON object is one, unless it starts like a compact JSON envelope (``{"v":``, the
+    first key the json codec writes); a msgpack envelope starts with a map byte, never ``{``.
+    Checked in full when decoded.
+    """
+    if data[:1] != b"{":
+        data = data.lstrip()
+        if data[:1] != b"{":
+            return False
+    return not data.startswith(b'{"v":')
+
+
+def _rfc3339(timestamp: float) -> str:
+    seconds = int(timestamp // 1)
+    micros = round((timestamp - seconds) * 1_000_000)
+    if micros >= 1_000_000:
+        seconds, micros = seconds + 1, micros - 1_000_000
+    t = time.gmtime(seconds)
+    return (
+        f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T"
+        f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}.{micros:06d}Z"
+    )
+
+
+def _timestamp(value: Any) -> float:
+    if value is None:
+        return time.time()
+    if not isinstance(value, str):
+        raise DecodeError(f"CloudEvent time must be a string, got {type(value).__name__}")
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise DecodeError(f"CloudEvent time {value[:40]!r} is not RFC 3339") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+def _text(attrs: Mapping[str, Any], key: str) -> str:
+    value = attrs.get(key)
+    if not isinstance(value, str) or not value:
+        raise DecodeError(f"not a CloudEvent: attribute {key!r} missing or empty")
+    return value
+
+
+class CloudEvents:
+    """Encodes envelopes as CloudEvents from one ``source``, and decodes anyone's.
+
+    Shared by every broker transport: binary mode for brokers with headers (NATS, AMQP),
+    structured mode for those without (Redis).
+    """
+
+    __slots__ = ("_prefix", "source")
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        # what every structured event of this source starts with (see is_own)
+        self._prefix = b'{"specversion":"1.0","source":' + orjson.dumps(source) + b","
+
+    # -- encoding --------------------------------------------------------------------------------
+
+    def _context(self, env: Envelope) -> dict[str, Any]:
+        # the key order of structured events: specversion and source first (is_own reads them)
+        attrs: dict[str, Any] = {
+            "specversion": SPECVERSION,
+            "source": self.source,
+            "id": env.id,
+            "type": "",
+            "subject": env.topic,
+            "time": _rfc3339(env.timestamp),
+            "datacontenttype": JSON,
+        }
+        if env.correlation_id is not None:
+            attrs[CORRELATION] = env.correlation_id
+        if env.causation_id is not None:
+            attrs[CAUSATION] = env.causation_id
+        headers = env._headers
+        if headers:
+            other: dict[str, str] = {}
+            for key, value in headers.items():
+                # a value with control characters (CR/LF) could break a header line
+                if key not in _RESERVED and _EXT_NAME.fullmatch(key) and value.isprintable():
+                    attrs[key] = value
+                else:
+                    other[key] = value
+            if other:
+                attrs[HEADERS_EXTENSION] = orjson.dumps(other).decode()
+        return attrs
+
+    def structured(self, env: Envelope) -> bytes:
+        """One JSON object: the attributes, and ``data`` (``data_base64`` for bytes)."""
+        attrs = self._context(env)
+        event = env.event
+        if isinstance(event, Event):
+            attrs["type"] = event.__event_name__
+            attrs["data"] = _event_json(event)
+        elif isinstance(event, bytes | bytearray | memoryview):
+            attrs["type"] = BYTES_TYPE
+            attrs["datacontenttype"] = OCTETS
+            attrs["data_base64"] = _b64_encode(event)
+        else:
+            attrs["type"] = VALUE_TYPE
+            attrs["data"] = event
+        return _dumps(attrs, env)
+
+    def binary(self, env: Envelope) -> tuple[dict[str, str], bytes]:
+        """The ``ce-`` headers (and ``content-type``) and the body: binary content mode."""
+        attrs = self._context(env)
+        event = env.event
+        if isinstance(event, Event):
+            attrs["type"] = event.__event_name__
+            body = event.__pydantic_serializer__.to_json(event, by_alias=True)
+        elif isinstance(event, bytes | bytearray | memoryview):
+            attrs["type"] = BYTES_TYPE
+            attrs["datacontenttype"] = OCTETS
+            body = bytes(event)
+        else:
+            attrs["type"] = VALUE_TYPE
+            body = _dumps(event, env)
+        headers = {"ce-" + k: _header(v) for k, v in attrs.items() if k != "datacontenttype"}
+        headers["content-type"] = attrs["datacontenttype"]
+        return headers, body
+
+    def is_own(self, data: bytes) -> bool:
+        """Whether a structured event was sent by this source (a bus skips its own echoes)."""
+        return data.startswith(self._prefix)
+
+    # -- decoding --------------------------------------------------------------------------------
+
+    def from_structured(self, data: bytes, topic: str | None = None) -> Envelope:
+        """The envelope of a structured CloudEvent; ``topic`` (the channel's) overrides subject."""
+        try:
+            attrs = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise DecodeError(f"not a CloudEvent: not JSON ({exc})") from None
+        if type(attrs) is not dict:
+            raise DecodeError(f"not a CloudEvent: a JSON {type(attrs).__name__}, not an object")
+        if "data_base64" in attrs:
+            raw = attrs["data_base64"]
+            if not isinstance(raw, str):
+                raise DecodeError("CloudEvent data_base64 must be a string")
+            try:
+                payload: Any = binascii.a2b_base64(raw)
+            except (binascii.Error, ValueError) as exc:
+                raise DecodeError(f"CloudEvent data_base64 is not base64: {exc}") from None
+            return _envelope(attrs, payload, False, topic)
+        return _envelope(attrs, attrs.get("data"), True, topic)
+
+    def from_binary(
+        self, headers: Mapping[str, str], body: bytes, topic: str | None = None
+    ) -> Envelope:
+        """The envelope of a binary-mode CloudEvent (header names in any case)."""
+        attrs: dict[str, Any] = {}
+        for key, value in headers.items():
+            lower = key.lower()
+            if lower.startswith("ce-"):
+                attrs[lower[3:]] = unquote(value) if "%" in value else value
+            elif lower == "content-type":
+                attrs["datacontenttype"] = value
+        content = attrs.get("datacontenttype")
+        if content is None or _JSON_TYPE.match(content):
+            if not body:
+                return _envelope(attrs, None, True, topic)
+            try:
+                return _envelope(attrs, orjson.loads(body), True, topic)
+            except orjson.JSONDecodeError as exc:
+                raise DecodeError(f"CloudEvent data is not the JSON it says: {exc}") from None
+        return _envelope(attrs, body, False, topic)
+
+
+def is_binary(headers: Mapping[str, str] | None) -> bool:
+    """Whether message headers carry a binary-mode CloudEvent."""
+    return bool(headers) and ("ce-specversion" in headers or "Ce-Specversion" in headers)  # type: ignore[operator]
+
+
+_PLAIN_HEADER = re.compile(r"[!#-$&-~]*")  # printable ASCII but space, '"' and '%'
+
+
+def _header(value: str) -> str:
+    """A header value as the HTTP binding writes it (which NATS and AMQP follow): space, '"',
+    '%' and anything outside printable ASCII percent-encoded (UTF-8)."""
+    if _PLAIN_HEADER.fullmatch(value):
+        return value
+    return quote(value, safe="!#$&'()*+,/:;<=>?@[\\]^_`{|}~-.")
+
+
+def _dumps(value: Any, env: Envelope) -> bytes:
+    try:
+        return orjson.dumps(value, default=_json_default)
+    except orjson.JSONEncodeError as exc:
+        cause = exc.__cause__ or exc
+        if isinstance(cause, EncodeError):
+            raise cause from exc
+        raise EncodeError(f"cannot encode payload on {env.topic!r}: {cause}") from exc
+
+
+def _envelope(attrs: dict[str, Any], data: Any, parsed: bool, topic: str | None) -> Envelope:
+    if attrs.get("specversion") != SPECVERSION:
+        raise DecodeError(
+            f"not a CloudEvent 1.0: specversion {str(attrs.get('specversion'))[:20]!r}"
+        )
+    id_ = _text(attrs, "id")
+    _text(attrs, "source")
+    kind = _text(attrs, "type")
+    subject = attrs.get("subject")
+    if topic is None:
+        if not isinstance(subject, str) or not subject:
+            raise DecodeError("CloudEvent has no subject, so no topic")
+        topic = subject
+    content = attrs.get("datacontenttype")
+    text = isinstance(content, str) and content.lower().startswith("text/")
+    if not parsed and isinstance(data, bytes) and text:
+        try:
+            data = data.decode()
+        except UnicodeDecodeError:
+            raise DecodeError("CloudEvent text data is not UTF-8") from None
+    event: Any
+    if kind == VALUE_TYPE:
+        event = data
+    elif kind == BYTES_TYPE:
+        event = data if isinstance(data, bytes) else orjson.dumps(data)
+    else:
+        cls = event_class(kind)
+        if cls is not None and isinstance(data, dict):
+            try:
+                event = cls.model_validate(data, strict=False)
+            except ValidationError as exc:
+                raise DecodeError(f"invalid data for event {kind!r}: {exc}") from exc
+        elif isinstance(data, dict):
+            event = {"__event__": kind, **data}
+        else:
+            event = {"__event__": kind, "data": data}
+    headers: dict[str, str] = {}
+    for key, value in attrs.items():
+        if key in _RESERVED:
+            continue
+        if isinstance(value, str):
+            headers[key] = value
+        elif isinstance(value, bool | int | float):
+            headers[key] = orjson.dumps(value).decode()
+    extra = attrs.get(HEADERS_EXTENSION)
+    if isinstance(extra, str):
+        try:
+            more = orjson.loads(extra)
+        except orjson.JSONDecodeError:
+            more = None
+        if isinstance(more, dict):
+            headers.update((k, v) for k, v in more.items() if isinstance(v, str))
+    correlation = attrs.get(CORRELATION)
+    causation = attrs.get(CAUSATION)
+    return Envelope(
+        topic,
+        event,
+        id_,
+        headers or None,
+        _timestamp(attrs.get("time")),
+        correlation if isinstance(correlation, str) else None,
+        causation if isinstance(causation, str) else None,
+    )
