@@ -13,6 +13,10 @@ client and reported as ``event: skipped`` with ``{"id", "topic", "reason", "tota
 goes on. A ``Last-Event-ID`` past the newest event is clamped to it, and a ``: …`` comment right
 after the opening one says so. ``HEAD /v1/events`` checks the request and answers the headers
 only, without opening a feed.
+
+``?format=cloudevents``: each ``data:`` is the event as a structured CloudEvent (JSON, the
+mapping of ``wire="cloudevents"``; the gateway's process is its ``source``), ``id:`` and
+``event:`` as above.
 """
 
 from __future__ import annotations
@@ -23,7 +27,10 @@ from typing import TYPE_CHECKING
 from starlette.requests import Request
 from starlette.responses import Response
 
+from .._cloudevents import CloudEvents
 from ._auth import AccessToken
+from ._cloudevents import encode_for_sse
+from ._errors import ApiError
 from ._feeds import Feed
 from ._payload import dumps
 
@@ -47,22 +54,29 @@ async def open_event_source(gateway: Gateway, request: Request) -> EventSourceRe
     token = gateway.authenticate(request)
     pattern = request.query_params.get("pattern") or ">"
     gateway.check_subscribe(token, pattern)
+    form = request.query_params.get("format") or "axonbus"
+    if form not in ("axonbus", "cloudevents"):
+        raise ApiError(400, "invalid_format", "format must be 'axonbus' or 'cloudevents'")
+    wire = request.app.state.cloudevents if form == "cloudevents" else None
     if request.method == "HEAD":
         return Response(headers={k.decode(): v.decode() for k, v in HEADERS})
     gateway.check_feeds(token)
     last = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
     feed = await gateway.hubs.open(pattern, last_event_id=last)
-    return EventSourceResponse(gateway, feed, token)
+    return EventSourceResponse(gateway, feed, token, wire)
 
 
 class EventSourceResponse:
     """A streaming ASGI response that writes a feed as SSE until the client goes away, the
     feed ends (the bus closed) or the gateway shuts down; the feed is closed in every case."""
 
-    def __init__(self, gateway: Gateway, feed: Feed, token: AccessToken) -> None:
+    def __init__(
+        self, gateway: Gateway, feed: Feed, token: AccessToken, wire: CloudEvents | None = None
+    ) -> None:
         self.gateway = gateway
         self.feed = feed
         self.token = token
+        self.wire = wire  # ?format=cloudevents: each event as a structured CloudEvent
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         gw = self.gateway
@@ -124,16 +138,19 @@ class EventSourceResponse:
                     parts.append(b"event: dropped\ndata: " + info + b"\n\n")
                     reported = dropped
                 ident = str(env.offset if env.offset is not None else env.id)
-                if item.record is None:
+                record, error = item.record, item.error
+                if self.wire is not None and record is not None:
+                    record, error = encode_for_sse(self.wire, env)
+                if record is None:
                     skipped += 1
                     gw.metrics.stream_skipped.inc()
                     info = dumps(
-                        {"id": env.id, "topic": env.topic, "reason": item.error, "total": skipped}
+                        {"id": env.id, "topic": env.topic, "reason": error, "total": skipped}
                     )
                     parts.append(f"id: {ident}\nevent: skipped\ndata: ".encode() + info + b"\n\n")
                 else:
                     parts.append(
-                        f"id: {ident}\nevent: {env.topic}\ndata: ".encode() + item.record + b"\n\n"
+                        f"id: {ident}\nevent: {env.topic}\ndata: ".encode() + record + b"\n\n"
                     )
                     gw.metrics.streamed.inc()
                 chunk = b"".join(parts)
