@@ -19,6 +19,7 @@ from axonbus._cloudevents import (
     is_structured,
     make_source,
     wire_option,
+    with_wire,
 )
 from axonbus._events import Envelope
 from axonbus._exceptions import DecodeError
@@ -173,3 +174,18 @@ def test_undecodable_messages_are_counted_and_logged_once_per_burst(
     assert len(lines) == 1
     assert "bus/t" in lines[0]
     assert "not JSON" in lines[0]
+
+
+def test_bus_wire_argument_is_the_url_option() -> None:
+    from axonbus import Bus
+
+    bus = Bus("redis://127.0.0.1:6379/0", wire="cloudevents")
+    assert bus.transport.wire == "cloudevents"  # type: ignore[attr-defined]
+    assert Bus("nats://127.0.0.1:4222").transport.wire == "compact"  # type: ignore[attr-defined]
+    assert (
+        with_wire("redis://h/0?maxlen=5", "cloudevents") == "redis://h/0?maxlen=5&wire=cloudevents"
+    )
+    with pytest.raises(ValueError, match="contradicts"):
+        Bus("nats://127.0.0.1:4222?wire=compact", wire="cloudevents")
+    with pytest.raises(ValueError, match="wire must be one of"):
+        Bus("nats://127.0.0.1:4222", wire="xml")  # type: ignore[arg-type]

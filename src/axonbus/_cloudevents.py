@@ -38,7 +38,7 @@ import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote, unquote
+from urllib.parse import parse_qsl, quote, unquote
 
 import orjson
 from pydantic import ValidationError
@@ -59,6 +59,7 @@ __all__ = [
     "is_structured",
     "make_source",
     "wire_option",
+    "with_wire",
 ]
 
 SPECVERSION = "1.0"
@@ -92,6 +93,28 @@ def wire_option(options: dict[str, str], default: str = "compact") -> str:
     if wire not in WIRES:
         raise ValueError(f"URL option wire must be one of {', '.join(WIRES)}, got {wire!r}")
     return wire
+
+
+def with_wire(url: str, wire: str | None) -> str:
+    """``url`` with the ``wire`` option (``Bus(url, wire=...)``); ValueError for an unknown
+    wire or one that contradicts the URL's.
+
+    >>> with_wire("nats://localhost:4222", "cloudevents")
+    'nats://localhost:4222?wire=cloudevents'
+    """
+    if wire is None:
+        return url
+    if wire not in WIRES:
+        raise ValueError(f"wire must be one of {', '.join(WIRES)}, got {wire!r}")
+    rest, hash_, fragment = url.partition("#")
+    base, _, query = rest.partition("?")
+    present = dict(parse_qsl(query, keep_blank_values=True)).get("wire")
+    if present is not None:
+        if present != wire:
+            raise ValueError(f"wire={wire!r} contradicts the URL's wire={present!r}")
+        return url
+    query = "&".join(filter(None, [query, f"wire={wire}"]))
+    return f"{base}?{query}{hash_}{fragment}"
 
 
 def make_source(bus: str, instance: str) -> str:
