@@ -177,10 +177,11 @@ class CloudEvents:
     structured mode for those without (Redis).
     """
 
-    __slots__ = ("_prefix", "source")
+    __slots__ = ("_prefix", "_source_header", "source")
 
     def __init__(self, source: str) -> None:
         self.source = source
+        self._source_header = _header(source)
         # what every structured event of this source starts with (see is_own)
         self._prefix = b'{"specversion":"1.0","source":' + orjson.dumps(source) + b","
 
@@ -197,21 +198,8 @@ class CloudEvents:
             "time": _rfc3339(env.timestamp),
             "datacontenttype": JSON,
         }
-        if env.correlation_id is not None:
-            attrs[CORRELATION] = env.correlation_id
-        if env.causation_id is not None:
-            attrs[CAUSATION] = env.causation_id
-        headers = env._headers
-        if headers:
-            other: dict[str, str] = {}
-            for key, value in headers.items():
-                # a value with control characters (CR/LF) could break a header line
-                if key not in _RESERVED and _EXT_NAME.fullmatch(key) and value.isprintable():
-                    attrs[key] = value
-                else:
-                    other[key] = value
-            if other:
-                attrs[HEADERS_EXTENSION] = orjson.dumps(other).decode()
+        if env.correlation_id is not None or env.causation_id is not None or env._headers:
+            attrs.update(_extensions(env))
         return attrs
 
     def structured(self, env: Envelope) -> bytes:
@@ -232,20 +220,30 @@ class CloudEvents:
 
     def binary(self, env: Envelope) -> tuple[dict[str, str], bytes]:
         """The ``ce-`` headers (and ``content-type``) and the body: binary content mode."""
-        attrs = self._context(env)
         event = env.event
+        content = JSON
         if isinstance(event, Event):
-            attrs["type"] = event.__event_name__
+            kind = event.__event_name__
             body = event.__pydantic_serializer__.to_json(event, by_alias=True)
         elif isinstance(event, bytes | bytearray | memoryview):
-            attrs["type"] = BYTES_TYPE
-            attrs["datacontenttype"] = OCTETS
+            kind = BYTES_TYPE
+            content = OCTETS
             body = bytes(event)
         else:
-            attrs["type"] = VALUE_TYPE
+            kind = VALUE_TYPE
             body = _dumps(event, env)
-        headers = {"ce-" + k: _header(v) for k, v in attrs.items() if k != "datacontenttype"}
-        headers["content-type"] = attrs["datacontenttype"]
+        headers = {
+            "ce-specversion": SPECVERSION,
+            "ce-source": self._source_header,
+            "ce-id": _header(env.id),
+            "ce-type": _header(kind),
+            "ce-subject": _header(env.topic),
+            "ce-time": _rfc3339(env.timestamp),
+        }
+        if env.correlation_id is not None or env.causation_id is not None or env._headers:
+            for key, value in _extensions(env).items():
+                headers["ce-" + key] = _header(value)
+        headers["content-type"] = content
         return headers, body
 
     def is_own(self, data: bytes) -> bool:
@@ -293,6 +291,27 @@ class CloudEvents:
             except orjson.JSONDecodeError as exc:
                 raise DecodeError(f"CloudEvent data is not the JSON it says: {exc}") from None
         return _envelope(attrs, body, False, topic)
+
+
+def _extensions(env: Envelope) -> dict[str, str]:
+    """The extension attributes of ``env``: its ids and its headers (see the module doc)."""
+    attrs: dict[str, str] = {}
+    if env.correlation_id is not None:
+        attrs[CORRELATION] = env.correlation_id
+    if env.causation_id is not None:
+        attrs[CAUSATION] = env.causation_id
+    headers = env._headers
+    if headers:
+        other: dict[str, str] = {}
+        for key, value in headers.items():
+            # a value with control characters (CR/LF) could break a header line
+            if key not in _RESERVED and _EXT_NAME.fullmatch(key) and value.isprintable():
+                attrs[key] = value
+            else:
+                other[key] = value
+        if other:
+            attrs[HEADERS_EXTENSION] = orjson.dumps(other).decode()
+    return attrs
 
 
 def is_binary(headers: Mapping[str, str] | None) -> bool:

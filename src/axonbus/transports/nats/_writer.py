@@ -260,4 +260,4 @@ class Writer:
 
 def _headers_size(headers: dict[str, str]) -> int:
     """Bytes ``headers`` take in a NATS message ("key: value\r\n" each)."""
-    return sum(len(k) + len(v) + 4 for k, v in headers.items())
+    return sum(map(len, headers)) + sum(map(len, headers.values())) + 4 * len(headers)
