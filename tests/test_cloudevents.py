@@ -121,7 +121,7 @@ def test_a_foreign_event_decodes_to_its_class_by_type_else_to_a_dict() -> None:
 
 @pytest.mark.parametrize(
     ("data", "reason"),
-    [(b'{"text": "plain JSON from an agent"}', "specversion"),
+    [(b'{"text": "plain JSON from an agent"}', "no specversion"),
      (b'{"specversion": "1.0", "id": "", "source": "/s", "type": "t"}', "'id'"),
      (b'{"specversion": "0.3", "id": "i", "source": "/s", "type": "t"}', "0.3"),
      (b"[1, 2]", "not an object"),

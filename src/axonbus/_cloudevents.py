@@ -341,10 +341,11 @@ def _dumps(value: Any, env: Envelope) -> bytes:
 
 
 def _envelope(attrs: dict[str, Any], data: Any, parsed: bool, topic: str | None) -> Envelope:
-    if attrs.get("specversion") != SPECVERSION:
-        raise DecodeError(
-            f"not a CloudEvent 1.0: specversion {str(attrs.get('specversion'))[:20]!r}"
-        )
+    version = attrs.get("specversion")
+    if version is None:
+        raise DecodeError("not a CloudEvent: no specversion (and not an axonbus envelope)")
+    if version != SPECVERSION:
+        raise DecodeError(f"not a CloudEvent 1.0: specversion {str(version)[:20]!r}")
     id_ = _text(attrs, "id")
     _text(attrs, "source")
     kind = _text(attrs, "type")

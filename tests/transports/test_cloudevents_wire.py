@@ -16,7 +16,7 @@ import redis.asyncio as aioredis
 from cloudevents.core.bindings.http import HTTPMessage, from_binary
 from cloudevents.core.formats.json import JSONFormat
 
-from axonbus import Bus, Event, RemoteError
+from axonbus import Bus, Event, MessageTooLarge, RemoteError
 from tests.support.services import with_option
 
 WIRES = ["compact", "cloudevents"]
@@ -236,3 +236,24 @@ async def test_a_plain_responder_error_reply_raises_remote_error(
         with pytest.raises(RemoteError, match="no such") as caught:
             await bus.request("calc.err", {"x": 1}, timeout=5)
     assert caught.value.remote_type == "KeyError"
+
+
+@pytest.mark.parametrize("broker", ["redis", "nats"])
+async def test_max_message_bytes_counts_the_cloudevent(
+    broker: str,
+    redis_service: str,
+    nats_service: str,
+    redis_bus_name: str,
+    nats_bus_name: str,
+    redis_raw: aioredis.Redis,  # removes the bus's keys afterwards
+) -> None:
+    url, name = (
+        (redis_service, redis_bus_name) if broker == "redis" else (nats_service, nats_bus_name)
+    )
+    # the compact envelope fits; the CloudEvent with its attributes does not
+    compact = len(orjson.dumps({"v": 1, "id": "x" * 32, "topic": "t.x", "timestamp": 1.0,
+                                "kind": "value", "data": "a" * 600}))  # fmt: skip
+    async with Bus(url, name=name, wire="cloudevents", max_message_bytes=compact + 40) as bus:
+        with pytest.raises(MessageTooLarge):
+            await bus.publish("t.x", "a" * 600)
+        await bus.publish("t.x", "small")

@@ -27,6 +27,7 @@ from ._conn import Batch, Conn, Lost, guard
 from ._pack import HEADER_ROOM, PACK, PACK_BYTES, pack, run_end
 
 if TYPE_CHECKING:
+    from ..sink import Sink
     from ._jetstream import JetStream
 
 __all__ = ["MSG_ID", "Writer"]
@@ -45,6 +46,7 @@ class Writer:
     if TYPE_CHECKING:  # provided by the transport
         wire: str
         cloudevents: CloudEvents
+        bus: Sink | None
         write_timeout: float
         unconfirmed: int
         js: JetStream
@@ -70,7 +72,10 @@ class Writer:
         if self.wire == "cloudevents":
             # ("pub", topic, body, id, ce- headers): a message of its own, never packed
             headers, body = self.cloudevents.binary(env)
-            size = len(body) + _HEADER_OVERHEAD + len(event_id) + _headers_size(headers)
+            size = len(body) + _headers_size(headers)  # the encoded event: max_message_bytes
+            if self.bus is not None and size > self.bus.max_message_bytes:
+                raise MessageTooLarge(size, self.bus.max_message_bytes)
+            size += _HEADER_OVERHEAD + len(event_id)
             if size > self._max_payload:
                 raise MessageTooLarge(size, self._max_payload)
             return ("pub", env.topic, body, event_id, headers)

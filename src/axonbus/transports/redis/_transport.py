@@ -54,7 +54,7 @@ from urllib.parse import urlencode, urlsplit
 
 from ..._cloudevents import CloudEvents, is_structured, make_source, wire_option
 from ..._events import Envelope
-from ..._exceptions import ConnectionLost, DecodeError
+from ..._exceptions import ConnectionLost, DecodeError, MessageTooLarge
 from ..._topics import match
 from .._frames import frames
 from .._undecodable import Undecodable
@@ -322,7 +322,10 @@ class RedisTransport(RedisRequestReply, BrokerTransport):
 
     def publish_op(self, env: Envelope, data: bytes) -> Any:
         if self.wire == "cloudevents":
-            return ("pub", env.topic, self.cloudevents.structured(env))
+            data = self.cloudevents.structured(env)
+            limit = self.bus.max_message_bytes if self.bus is not None else len(data)
+            if len(data) > limit:
+                raise MessageTooLarge(len(data), limit)
         return ("pub", env.topic, data)
 
     async def _read_durable_patterns(self, client: Any) -> None:
