@@ -189,3 +189,14 @@ def test_bus_wire_argument_is_the_url_option() -> None:
         Bus("nats://127.0.0.1:4222?wire=compact", wire="cloudevents")
     with pytest.raises(ValueError, match="wire must be one of"):
         Bus("nats://127.0.0.1:4222", wire="xml")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("2026-01-01T00:00:00.123456789Z", 1767225600.123456),  # nanoseconds, as Go writes them
+     ("2026-01-01t00:00:00z", 1767225600.0),
+     ("2026-01-01T02:00:00.5+02:00", 1767225600.5)],
+)  # fmt: skip
+def test_time_is_read_as_rfc_3339(text: str, expected: float) -> None:
+    event = {"specversion": "1.0", "id": "i", "source": "/s", "type": "t", "time": text}
+    assert WIRE.from_structured(orjson.dumps(event), topic="t").timestamp == expected

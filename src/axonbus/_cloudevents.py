@@ -155,7 +155,8 @@ def _timestamp(value: Any) -> float:
     if not isinstance(value, str):
         raise DecodeError(f"CloudEvent time must be a string, got {type(value).__name__}")
     try:
-        moment = datetime.fromisoformat(value)
+        # RFC 3339 allows a lowercase t and z; nanoseconds (Go's SDK) are cut to microseconds
+        moment = datetime.fromisoformat(value.upper())
     except ValueError:
         raise DecodeError(f"CloudEvent time {value[:40]!r} is not RFC 3339") from None
     if moment.tzinfo is None:
