@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import random
 from datetime import UTC, datetime
 
 import orjson
@@ -200,3 +201,18 @@ def test_bus_wire_argument_is_the_url_option() -> None:
 def test_time_is_read_as_rfc_3339(text: str, expected: float) -> None:
     event = {"specversion": "1.0", "id": "i", "source": "/s", "type": "t", "time": text}
     assert WIRE.from_structured(orjson.dumps(event), topic="t").timestamp == expected
+
+
+def test_time_round_trips_exactly_through_the_cached_second() -> None:
+    from datetime import datetime
+
+    from axonbus._cloudevents import _rfc3339, _timestamp
+
+    rng = random.Random(7)
+    for _ in range(2000):
+        moment = rng.uniform(0, 2e9)
+        text = _rfc3339(moment)
+        expected = datetime.fromisoformat(text).timestamp()
+        assert _timestamp(text) == expected  # parsed, or read from the second cached
+        assert _timestamp(text) == expected
+        assert abs(expected - moment) <= 0.5e-6 + 1e-6

@@ -84,6 +84,13 @@ _CONTEXT = frozenset(
 )
 _RESERVED = _CONTEXT | {"data", "data_base64", CORRELATION, CAUSATION, HEADERS_EXTENSION}
 _EXT_NAME = re.compile(r"[a-z0-9]{1,20}")
+_HEADER_NAMES = {
+    **{f"ce-{name}": name for name in (*_CONTEXT, CORRELATION, CAUSATION, HEADERS_EXTENSION)},
+    "ce-traceparent": "traceparent",
+    "ce-tracestate": "tracestate",
+    "content-type": "datacontenttype",
+    "Content-Type": "datacontenttype",
+}
 _JSON_TYPE = re.compile(r"^(application|text)/([a-z0-9.+-]*\+)?json(;.*)?$", re.IGNORECASE)
 
 
@@ -137,21 +144,34 @@ def is_structured(data: bytes) -> bool:
     return not data.startswith(b'{"v":')
 
 
+_second: list[Any] = [None, ""]  # the last second formatted, and its text (one per second)
+
+
 def _rfc3339(timestamp: float) -> str:
     seconds = int(timestamp // 1)
     micros = round((timestamp - seconds) * 1_000_000)
     if micros >= 1_000_000:
         seconds, micros = seconds + 1, micros - 1_000_000
-    t = time.gmtime(seconds)
-    return (
-        f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T"
-        f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}.{micros:06d}Z"
-    )
+    cached = _second
+    if cached[0] != seconds:
+        # formatting a date costs ~4 us; events of one second share it
+        cached[1] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+        cached[0] = seconds
+    return f"{cached[1]}.{micros:06d}Z"
+
+
+_parsed: list[Any] = ["", 0]  # the last second parsed ("YYYY-MM-DDTHH:MM:SS") and its epoch
 
 
 def _timestamp(value: Any) -> float:
     if value is None:
         return time.time()
+    # the form _rfc3339 writes, in a second parsed just before: no datetime needed
+    if type(value) is str and len(value) == 27 and value[:19] == _parsed[0]:
+        micros = value[20:26]
+        if value[19] == "." and value[26] == "Z" and micros.isdigit():
+            seconds: int = _parsed[1]
+            return (seconds * 1_000_000 + int(micros)) / 1_000_000
     if not isinstance(value, str):
         raise DecodeError(f"CloudEvent time must be a string, got {type(value).__name__}")
     try:
@@ -161,6 +181,8 @@ def _timestamp(value: Any) -> float:
         raise DecodeError(f"CloudEvent time {value[:40]!r} is not RFC 3339") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
+    if len(value) == 27 and value[19] == "." and value[26] in "Zz":
+        _parsed[0], _parsed[1] = value[:19].upper(), int(moment.replace(microsecond=0).timestamp())
     return moment.timestamp()
 
 
@@ -278,13 +300,17 @@ class CloudEvents:
         """The envelope of a binary-mode CloudEvent (header names in any case)."""
         attrs: dict[str, Any] = {}
         for key, value in headers.items():
-            lower = key.lower()
-            if lower.startswith("ce-"):
-                attrs[lower[3:]] = unquote(value) if "%" in value else value
-            elif lower == "content-type":
-                attrs["datacontenttype"] = value
+            name = _HEADER_NAMES.get(key)  # the usual spelling: no string to build
+            if name is None:
+                if key[:3].lower() == "ce-":
+                    name = key[3:].lower()
+                elif key.lower() == "content-type":
+                    name = "datacontenttype"
+                else:
+                    continue
+            attrs[name] = unquote(value) if "%" in value else value
         content = attrs.get("datacontenttype")
-        if content is None or _JSON_TYPE.match(content):
+        if content is None or content == JSON or _JSON_TYPE.match(content):
             if not body:
                 return _envelope(attrs, None, True, topic)
             try:
@@ -355,9 +381,7 @@ def _envelope(attrs: dict[str, Any], data: Any, parsed: bool, topic: str | None)
         if not isinstance(subject, str) or not subject:
             raise DecodeError("CloudEvent has no subject, so no topic")
         topic = subject
-    content = attrs.get("datacontenttype")
-    text = isinstance(content, str) and content.lower().startswith("text/")
-    if not parsed and isinstance(data, bytes) and text:
+    if not parsed and isinstance(data, bytes) and _is_text(attrs.get("datacontenttype")):
         try:
             data = data.decode()
         except UnicodeDecodeError:
@@ -378,10 +402,33 @@ def _envelope(attrs: dict[str, Any], data: Any, parsed: bool, topic: str | None)
             event = {"__event__": kind, **data}
         else:
             event = {"__event__": kind, "data": data}
+    others = attrs.keys() - _RESERVED  # extensions (none, usually)
+    headers = None
+    if others or HEADERS_EXTENSION in attrs:
+        headers = _extension_headers(attrs, others)
+    correlation = attrs.get(CORRELATION)
+    causation = attrs.get(CAUSATION)
+    return Envelope(
+        topic,
+        event,
+        id_,
+        headers,
+        _timestamp(attrs.get("time")),
+        correlation if isinstance(correlation, str) else None,
+        causation if isinstance(causation, str) else None,
+    )
+
+
+def _is_text(content: Any) -> bool:
+    return isinstance(content, str) and content.lower().startswith("text/")
+
+
+def _extension_headers(attrs: dict[str, Any], others: set[str]) -> dict[str, str] | None:
+    """The headers an event's extension attributes (``others``) stand for (see the module
+    doc)."""
     headers: dict[str, str] = {}
-    for key, value in attrs.items():
-        if key in _RESERVED:
-            continue
+    for key in others:
+        value = attrs[key]
         if isinstance(value, str):
             headers[key] = value
         elif isinstance(value, bool | int | float):
@@ -394,14 +441,4 @@ def _envelope(attrs: dict[str, Any], data: Any, parsed: bool, topic: str | None)
             more = None
         if isinstance(more, dict):
             headers.update((k, v) for k, v in more.items() if isinstance(v, str))
-    correlation = attrs.get(CORRELATION)
-    causation = attrs.get(CAUSATION)
-    return Envelope(
-        topic,
-        event,
-        id_,
-        headers or None,
-        _timestamp(attrs.get("time")),
-        correlation if isinstance(correlation, str) else None,
-        causation if isinstance(causation, str) else None,
-    )
+    return headers or None
