@@ -237,3 +237,21 @@ async def test_raw_nats_anchors_wait_for_their_subscription(
         monkeypatch.setenv("AXONBUS_BENCH_NATS_URL", url)
         lap = await asyncio.wait_for(getattr(brokers, anchor)(20), 10)
     assert lap is not None
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_quick_wire_benchmark_runs(tmp_path: Path) -> None:
+    """Both wires and the raw anchors run on Redis and NATS (rates are not asserted)."""
+    require("redis", redis_url())
+    require("nats", nats_url())
+    from benchmarks.wire import CE, RAW_CE, WORKLOAD_KEYS
+
+    env = {"AXONBUS_BENCH_REDIS_URL": redis_url(), "AXONBUS_BENCH_NATS_URL": nats_url()}
+    report = _run_quick("wire", tmp_path, env=env, timeout=110)
+    _check_workloads(report, WORKLOAD_KEYS, skippable=False)
+    for key in WORKLOAD_KEYS:
+        rows = {row["name"]: row for row in report["workloads"][key]["rows"]}
+        assert rows[CE]["median"] > 0, key
+        if key in ("redis", "nats"):
+            assert rows[RAW_CE]["median"] > 0, key

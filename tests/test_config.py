@@ -688,3 +688,15 @@ def test_serve_refuses_an_invalid_config(
     assert "channels[0].token: required key missing; expected the bot token" in err
     assert main(["serve", "--config", str(tmp_path / "missing.toml")]) == 2
     assert "cannot read it" in capsys.readouterr().err
+
+
+def test_the_wire_key_is_merged_into_the_url(tmp_path: Path) -> None:
+    path = _write(tmp_path / "axonbus.toml", '[bus]\nurl = "nats://h:4222"\nwire = "cloudevents"\n')
+    config = load_config(path)
+    assert config.bus_url() == "nats://h:4222?wire=cloudevents"
+    assert config.bus_url("redis://h/0?wire=compact") == "redis://h/0?wire=compact"  # URL wins
+    bus = config.make_bus()
+    assert bus.transport.wire == "cloudevents"  # type: ignore[attr-defined]
+    bad = _write(tmp_path / "bad.toml", '[bus]\nwire = "xml"\n')
+    with pytest.raises(ConfigError, match=r"bus\.wire"):
+        load_config(bad)

@@ -20,8 +20,9 @@ NAMES = ["vocabulary", "transports", "engine", "plugins", "composition"]
 #: modules of the package root, by layer (subpackages are placed whole, below)
 ROOT_MODULES = {
     VOCABULARY: {
-        "_exceptions", "_topics", "_events", "_codec", "_retry", "_system_events", "_redact",
-        "_version", "_config", "_config_errors", "_config_schema", "_config_vars", "_config_yaml",
+        "_exceptions", "_topics", "_events", "_codec", "_cloudevents", "_retry", "_system_events",
+        "_redact", "_version", "_config", "_config_errors", "_config_schema", "_config_vars",
+        "_config_yaml",
     },
     PLUGINS: {"sync"},
     COMPOSITION: {"__init__", "_compose", "cli", "_demo", "_cli_log", "_cli_dead_letters"},

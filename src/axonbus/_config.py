@@ -217,13 +217,19 @@ class ConfigData(Table):
         return p
 
     def bus_url(self, url: str | None = None) -> str:
-        """``bus.url`` (or ``url``) with the ``[retention]`` options its scheme has added;
-        options already in the URL win."""
+        """``bus.url`` (or ``url``) with the ``[retention]`` options its scheme has added, and
+        ``bus.wire``; options already in the URL win."""
         url = self.bus.url if url is None else url
         scheme = urlsplit(url).scheme
         names = RETENTION_OPTIONS.get(scheme, {})
         r = self.retention
-        values = {"max_age": r.max_age, "max_events": r.max_events, "policy": r.policy}
+        values: dict[str, object] = {
+            "max_age": r.max_age,
+            "max_events": r.max_events,
+            "policy": r.policy,
+        }
+        names = {**names, "wire": "wire"}  # the bus's wire format, on any scheme that has one
+        values["wire"] = self.bus.wire
         # not urlunsplit: it turns sqlite:///x.db into sqlite:/x.db
         rest, hash_, fragment = url.partition("#")
         base, _, query = rest.partition("?")

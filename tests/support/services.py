@@ -25,6 +25,7 @@ __all__ = [
     "require",
     "skip_or_fail",
     "with_address",
+    "with_option",
 ]
 
 CONNECT_TIMEOUT = 1.0
@@ -83,6 +84,11 @@ def redact(url: str) -> str:
     if parts.password is None:
         return url
     return parts._replace(netloc=_netloc(parts, password="***")).geturl()
+
+
+def with_option(url: str, key: str, value: str) -> str:
+    """``url`` with the query option ``key=value`` added (``?`` or ``&``)."""
+    return f"{url}{'&' if '?' in url else '?'}{key}={value}"
 
 
 def host_port(url: str) -> tuple[str, int]:

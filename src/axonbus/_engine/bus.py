@@ -9,6 +9,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
+from .._cloudevents import with_wire
 from .._codec import Codec, get_codec
 from .._events import Envelope
 from .._exceptions import (
@@ -71,6 +72,9 @@ class Bus(Publisher):
     ``unavailable_timeout``: ``"raise"`` :class:`ConnectionLost` (default) or ``"log"`` it,
     count it in ``bus.transport.lost_publishes`` and carry on. With ``"log"``, :meth:`start`
     does not fail on an unreachable broker either: it connects in the background.
+    ``wire``: how events travel on a broker (``redis://``, ``nats://``): ``"compact"`` (the
+    default, axonbus's own framing) or ``"cloudevents"`` (one CloudEvent 1.0 per message, which
+    any client can read); the same as the URL option ``wire``.
     """
 
     def __init__(
@@ -83,7 +87,9 @@ class Bus(Publisher):
         max_message_bytes: int = 1_048_576,
         middleware: Sequence[Middleware] = (),
         on_unavailable: Literal["raise", "log"] = "raise",
+        wire: Literal["compact", "cloudevents"] | None = None,
     ) -> None:
+        url = with_wire(url, wire)
         if on_unavailable not in ("raise", "log"):
             raise ValueError(f"on_unavailable must be 'raise' or 'log', got {on_unavailable!r}")
         if not isinstance(history, int) or history < 0:

@@ -26,6 +26,7 @@ from ..transports.base import redact_url
 from ._agui import agui_run
 from ._auth import AccessToken, TokenSet, load_tokens
 from ._channels import WebhookChannel, inbound_message
+from ._cloudevents import is_cloudevent, read_cloudevent, sse_encoder
 from ._core import Gateway, default_event_types, event_headers
 from ._errors import ApiError
 from ._guard import LOOPBACK_HOSTS, Guard
@@ -136,17 +137,40 @@ def _flag(request: Request, name: str) -> bool:
 async def publish(request: Request) -> Response:
     gw = _gateway(request)
     token = gw.authenticate(request, spend=True)
-    topic: str = request.path_params["topic"]
-    gw.check_publish(token, topic)  # before reading a body we would refuse anyway
-    payload = await _read_json(gw, request)
-    env = await gw.publish(
-        token,
-        topic,
-        payload,
-        type_name=request.query_params.get("type"),
-        headers=event_headers(request),
-        correlation_id=request.headers.get("x-correlation-id"),
-    )
+    topic: str | None = request.path_params.get("topic")
+    # structured or binary mode (see _cloudevents); either needs what a page on another site
+    # cannot send without a CORS preflight (a ce- header, or that content type), so a binary
+    # event's body may have any type
+    if is_cloudevent(request.headers):
+        if topic is not None:
+            gw.check_publish(token, topic)
+        body = await _read_body(gw, request)
+        ce = read_cloudevent(request.headers, body, topic, request.app.state.cloudevents)
+        env = await gw.publish(
+            token,
+            ce.topic,
+            ce.event,
+            headers={**event_headers(request), **ce.headers},
+            correlation_id=ce.correlation_id or request.headers.get("x-correlation-id"),
+        )
+    elif topic is None:
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            "POST /v1/publish takes a CloudEvent (Content-Type: application/cloudevents+json, "
+            "or ce- headers); other bodies go to /v1/publish/{topic}",
+        )
+    else:
+        gw.check_publish(token, topic)  # before reading a body we would refuse anyway
+        payload = await _read_json(gw, request)
+        env = await gw.publish(
+            token,
+            topic,
+            payload,
+            type_name=request.query_params.get("type"),
+            headers=event_headers(request),
+            correlation_id=request.headers.get("x-correlation-id"),
+        )
     offset = env.offset
     if _flag(request, "flush"):
         offset = await _committed_offset(gw, env.id)
@@ -481,6 +505,7 @@ def create_app(
         Route("/", dashboard, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/metrics", get_metrics, methods=["GET"]),
+        Route("/v1/publish", publish, methods=["POST"]),
         Route("/v1/publish/{topic}", publish, methods=["POST"]),
         Route("/v1/request/{topic}", request_reply, methods=["POST"]),
         Route("/v1/events", stream_events, methods=["GET"]),
@@ -509,4 +534,5 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.gateway = gateway
+    app.state.cloudevents = sse_encoder(bus.name)  # decodes POSTed CloudEvents too
     return app

@@ -13,6 +13,10 @@ client and reported as ``event: skipped`` with ``{"id", "topic", "reason", "tota
 goes on. A ``Last-Event-ID`` past the newest event is clamped to it, and a ``: …`` comment right
 after the opening one says so. ``HEAD /v1/events`` checks the request and answers the headers
 only, without opening a feed.
+
+``?format=cloudevents``: each ``data:`` is the event as a structured CloudEvent (JSON, the
+mapping of ``wire="cloudevents"``; the gateway's process is its ``source``), ``id:`` and
+``event:`` as above.
 """
 
 from __future__ import annotations
@@ -23,7 +27,10 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from .._cloudevents import CloudEvents
 from ._auth import AccessToken
+from ._cloudevents import encode_for_sse
+from ._errors import ApiError
 from ._feeds import Feed
 from ._payload import dumps
 
@@ -52,12 +59,16 @@ async def open_event_source(gateway: Gateway, request: Request) -> EventSourceRe
     token = gateway.authenticate(request)
     pattern = request.query_params.get("pattern") or ">"
     gateway.check_subscribe(token, pattern)
+    form = request.query_params.get("format") or "axonbus"
+    if form not in ("axonbus", "cloudevents"):
+        raise ApiError(400, "invalid_format", "format must be 'axonbus' or 'cloudevents'")
+    wire = request.app.state.cloudevents if form == "cloudevents" else None
     if request.method == "HEAD":
         return Response(headers={k.decode(): v.decode() for k, v in HEADERS})
     gateway.check_feeds(token)
     last = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
     feed = await gateway.hubs.open(pattern, last_event_id=last)
-    return EventSourceResponse(gateway, feed, token)
+    return EventSourceResponse(gateway, feed, token, wire)
 
 
 class EventSourceResponse:
@@ -69,10 +80,13 @@ class EventSourceResponse:
     rather than a timer per client: an idle client costs two parked tasks and no timer.
     """
 
-    def __init__(self, gateway: Gateway, feed: Feed, token: AccessToken) -> None:
+    def __init__(
+        self, gateway: Gateway, feed: Feed, token: AccessToken, wire: CloudEvents | None = None
+    ) -> None:
         self.gateway = gateway
         self.feed = feed
         self.token = token
+        self.wire = wire  # ?format=cloudevents: each event as a structured CloudEvent
         self.sent_at = 0.0  # loop time of the last chunk sent
         self._task: asyncio.Task[Any] | None = None
         self._stopping = False  # cancel() was called: the task's cancellation is ours
@@ -173,16 +187,25 @@ class EventSourceResponse:
                     info = dumps({"dropped": dropped - reported, "total": dropped})
                     parts.append(b"event: dropped\ndata: " + info + b"\n\n")
                     reported = dropped
-                if item.record is None:
+                record, error = item.record, item.error
+                if self.wire is not None and record is not None:
+                    record, error = encode_for_sse(self.wire, env)
+                if record is None:
                     ident = str(env.offset if env.offset is not None else env.id)
                     skipped += 1
                     gw.metrics.stream_skipped.inc()
                     info = dumps(
-                        {"id": env.id, "topic": env.topic, "reason": item.error, "total": skipped}
+                        {"id": env.id, "topic": env.topic, "reason": error, "total": skipped}
                     )
                     parts.append(f"id: {ident}\nevent: skipped\ndata: ".encode() + info + b"\n\n")
                 else:
-                    parts.append(item.sse)  # made once for every client of the pattern
+                    if self.wire is None:
+                        parts.append(item.sse)  # made once for every client of the pattern
+                    else:
+                        ident = str(env.offset if env.offset is not None else env.id)
+                        parts.append(
+                            f"id: {ident}\nevent: {env.topic}\ndata: ".encode() + record + b"\n\n"
+                        )
                     gw.metrics.streamed.inc()
                 chunk = b"".join(parts)
             self.sent_at = loop.time()

@@ -42,7 +42,7 @@ import nats.errors
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription as NatsSubscription
 
-from ..._exceptions import TransportError
+from ..._exceptions import DecodeError, TransportError
 from ..._retry import Retry
 from ..._topics import match
 from .._frames import frames
@@ -345,10 +345,27 @@ class JetStream:
             if PACK.encode() in headers:  # several dead letters stored as one message
                 parts, _ = frames(data, 0)
                 out.extend((str(seq), part) for part in parts)
+            elif b"ce-specversion" in headers.lower():  # wire=cloudevents: binary mode
+                out.append((str(seq), self._as_compact(headers, data)))
             else:
                 out.append((str(seq), data))
             seq += 1
         return out
+
+    def _as_compact(self, block: bytes, data: bytes) -> bytes:
+        """A binary-mode CloudEvent stored in the stream, in the bus codec's form (the bus
+        reads dead letters with its codec)."""
+        t = self.t
+        assert t.bus is not None
+        headers = {}
+        for line in block.decode(errors="replace").split("\r\n")[1:]:
+            key, sep, value = line.partition(":")
+            if sep:
+                headers[key.strip()] = value.strip()
+        try:
+            return t.bus.wire_codec.encode(t.cloudevents.from_binary(headers, data))
+        except (DecodeError, TypeError, ValueError):
+            return data  # the bus's decoder says what is wrong with it
 
     async def drop_dead_letter(self, key: str) -> None:
         t = self.t
@@ -559,7 +576,7 @@ class JetStream:
         if headers and PACK in headers:
             await self._deliver_pack(durable, msg)
             return
-        env = t.decode(msg.data, msg.subject)
+        env = t.decode(msg.data, msg.subject, headers)
         if env is None:
             t.send_control(("raw", reply, b"+TERM", None))  # undecodable: never redeliver
             return

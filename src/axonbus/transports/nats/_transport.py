@@ -81,12 +81,14 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "the nats:// transport needs the nats-py package: pip install 'axonbus[nats]'"
     ) from exc
 
+from ..._cloudevents import CloudEvents, is_binary, is_structured, make_source, wire_option
 from ..._events import Envelope
 from ..._exceptions import (
     ConnectionLost,
     DecodeError,
 )
 from ..._topics import match
+from .._undecodable import Undecodable
 from ..base import (
     BrokerTransport,
     float_option,
@@ -155,7 +157,14 @@ class NatsTransport(Writer, RequestReply, BrokerTransport):
     -1 = unlimited), ``stream_replicas`` (1), ``stream_storage`` (``file`` | ``memory``),
     ``dupe_window`` (s, 120), ``ping_interval`` (s, 5), ``connect_timeout`` (s, 2),
     ``write_timeout`` (s a batch may take to be confirmed before the connection is
-    considered dead; default max(2, unavailable_timeout)).
+    considered dead; default max(2, unavailable_timeout)), ``wire`` (``compact``, the default,
+    or ``cloudevents``: every event one NATS message, a CloudEvent in binary content mode,
+    attributes as ``ce-`` headers and the data as the body; see ``axonbus._cloudevents``).
+
+    Whatever the ``wire``, a CloudEvent another client publishes on ``{name}.ev.{topic}``
+    (binary or structured) reaches the subscribers of that topic, and a CloudEvent request on
+    ``{name}.rpc.{topic}`` is answered with a CloudEvent; a message that is neither an axonbus
+    envelope nor a CloudEvent is counted in ``undecodable`` and logged once per burst.
     """
 
     scheme = "nats"
@@ -176,6 +185,7 @@ class NatsTransport(Writer, RequestReply, BrokerTransport):
         self.connect_timeout = int_option(opts, "connect_timeout", 2)
         self.write_timeout = float_option(opts, "write_timeout", max(2.0, self.unavailable_timeout))
         unlimited = opts.get("stream_max_bytes") == "-1" and opts.pop("stream_max_bytes")
+        self.wire = wire_option(opts)
         self.limits = StreamLimits(
             max_age=float_option(opts, "stream_max_age", 7 * 24 * 3600.0),
             max_bytes=-1 if unlimited else int_option(opts, "stream_max_bytes", 1 << 30),
@@ -190,6 +200,9 @@ class NatsTransport(Writer, RequestReply, BrokerTransport):
         if opts:
             raise ValueError(f"unknown URL option(s) for nats://: {', '.join(sorted(opts))}")
         self.origin = uuid.uuid4().hex[:16]
+        self.cloudevents = CloudEvents(make_source("axonbus", self.origin))
+        #: messages dropped because they were neither axonbus envelopes nor CloudEvents
+        self.undecodable = Undecodable(logger)
         self._reply_root = f"_INBOX.axb{self.origin}."
         self._conns = 0
         self.prefix = ""  # the bus name, known at start
@@ -230,6 +243,7 @@ class NatsTransport(Writer, RequestReply, BrokerTransport):
         self.stream = f"AXONBUS_{self.prefix}"
         self._ev = f"{self.prefix}.ev."
         self._rpc = f"{self.prefix}.rpc."
+        self.cloudevents = CloudEvents(make_source(self.prefix, self.origin))
         await super().start(bus)
         self.spawn(self._durables_every(PATTERNS_EVERY), "durable-patterns")
 
@@ -537,16 +551,38 @@ class NatsTransport(Writer, RequestReply, BrokerTransport):
 
     # -- inbound -------------------------------------------------------------------------------
 
-    def decode(self, data: bytes, subject: str) -> Envelope | None:
+    def decode(
+        self,
+        data: bytes,
+        subject: str,
+        headers: dict[str, str] | None = None,
+        topic: str | None = None,
+    ) -> Envelope | None:
+        """The envelope of one message: a CloudEvent (binary mode, or structured JSON) from
+        any client, or an axonbus envelope; None (counted and logged) when it is neither.
+        A CloudEvent's topic is the subject's (``topic`` for a reply), else its subject."""
         assert self.bus is not None
         try:
+            if headers and is_binary(headers):
+                topic = topic or self._topic_of(subject)
+                return self.cloudevents.from_binary(headers, data, topic)
+            if is_structured(data):
+                topic = topic or self._topic_of(subject)
+                return self.cloudevents.from_structured(data, topic)
             return self.bus.wire_codec.decode(data)
         except DecodeError as exc:
-            logger.error("%s: dropping an undecodable message on %s: %s", self, subject, exc)
+            self.undecodable.report(str(self), subject, str(exc))
             return None
 
+    def _topic_of(self, subject: str) -> str | None:
+        """The topic of an event or request subject (None: another subject, e.g. a reply)."""
+        for prefix in (self._ev, self._rpc):
+            if subject.startswith(prefix):
+                return subject[len(prefix) :]
+        return None
+
     def _undecodable(self, msg: Msg, exc: DecodeError) -> None:
-        logger.error("%s: dropping an undecodable message on %s: %s", self, msg.subject, exc)
+        self.undecodable.report(str(self), msg.subject, str(exc))
 
     def accepts(self, pattern: str) -> Callable[[str, Envelope], bool]:
         """A check that an event NATS delivered on ``pattern`` is one axonbus would deliver.
@@ -574,7 +610,7 @@ class NatsTransport(Writer, RequestReply, BrokerTransport):
         decode = self.bus.wire_codec.decode
         found, whole = frames(msg.data)
         if not whole:
-            logger.error("%s: dropping the rest of a malformed pack on %s", self, msg.subject)
+            self.undecodable.report(str(self), msg.subject, "the rest of a malformed pack")
         envelopes = []
         for data in found:
             try:
@@ -595,14 +631,25 @@ class NatsTransport(Writer, RequestReply, BrokerTransport):
             if msg.reply.startswith(root):
                 return  # our own publish: this bus already delivered it locally
             headers = msg.headers
-            if headers and PACK in headers:
-                subject = msg.subject
-                for env in self.unpack(msg):
-                    if accepts(subject, env):
-                        await receive(pattern, env)
+            if headers:
+                if PACK in headers:
+                    subject = msg.subject
+                    for env in self.unpack(msg):
+                        if accepts(subject, env):
+                            await receive(pattern, env)
+                    return
+                found = self.decode(msg.data, msg.subject, headers)
+                if found is not None and accepts(msg.subject, found):
+                    await receive(pattern, found)
+                return
+            data = msg.data
+            if is_structured(data):
+                found = self.decode(data, msg.subject)
+                if found is not None and accepts(msg.subject, found):
+                    await receive(pattern, found)
                 return
             try:
-                env = decode(msg.data)
+                env = decode(data)
             except DecodeError as exc:
                 self._undecodable(msg, exc)
                 return
@@ -621,7 +668,7 @@ class NatsTransport(Writer, RequestReply, BrokerTransport):
             if headers and PACK in headers:  # a pack goes to one member, whole
                 envelopes = self.unpack(msg)
             else:
-                env = self.decode(msg.data, msg.subject)
+                env = self.decode(msg.data, msg.subject, headers)
                 envelopes = [env] if env is not None else []
             for env in envelopes:
                 # at-most-once: a closed mailbox drops it

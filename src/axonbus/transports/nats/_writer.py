@@ -1,7 +1,9 @@
 """The ``nats://`` writer: how a batch of outbox operations reaches the server, and how the
 transport learns that it did (a round trip, or JetStream's PubAcks while the stream exists).
 
-Consecutive publishes on one topic go as one pack (see ``_pack``). With a stream, each
+Consecutive publishes on one topic go as one pack (see ``_pack``), unless the wire is
+``cloudevents``: then each event is one message, its CloudEvent attributes as ``ce-`` headers
+(other clients cannot unpack a pack). With a stream, each
 message carries ``Nats-Msg-Id`` and a reply subject that collects the PubAcks, so a batch resent
 after a reconnect is de-duplicated and counts as sent only once stored.
 """
@@ -17,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import nats.errors
 from nats.aio.msg import Msg
 
+from ..._cloudevents import CloudEvents
 from ..._events import Envelope
 from ..._exceptions import MessageTooLarge
 from ..._topics import match
@@ -24,6 +27,7 @@ from ._conn import Batch, Conn, Lost, guard
 from ._pack import HEADER_ROOM, PACK, PACK_BYTES, pack, run_end
 
 if TYPE_CHECKING:
+    from ..sink import Sink
     from ._jetstream import JetStream
 
 __all__ = ["MSG_ID", "Writer"]
@@ -40,6 +44,9 @@ class Writer:
     """The outbound half of :class:`~axonbus.transports.nats.NatsTransport` (a mixin)."""
 
     if TYPE_CHECKING:  # provided by the transport
+        wire: str
+        cloudevents: CloudEvents
+        bus: Sink | None
         write_timeout: float
         unconfirmed: int
         js: JetStream
@@ -62,6 +69,16 @@ class Writer:
 
     def publish_op(self, env: Envelope, data: bytes) -> Any:
         event_id = env.id
+        if self.wire == "cloudevents":
+            # ("pub", topic, body, id, ce- headers): a message of its own, never packed
+            headers, body = self.cloudevents.binary(env)
+            size = len(body) + _headers_size(headers)  # the encoded event: max_message_bytes
+            if self.bus is not None and size > self.bus.max_message_bytes:
+                raise MessageTooLarge(size, self.bus.max_message_bytes)
+            size += _HEADER_OVERHEAD + len(event_id)
+            if size > self._max_payload:
+                raise MessageTooLarge(size, self._max_payload)
+            return ("pub", env.topic, body, event_id, headers)
         size = len(data) + _HEADER_OVERHEAD + len(event_id)
         if size > self._max_payload:
             raise MessageTooLarge(size, self._max_payload)  # the server would drop the connection
@@ -107,10 +124,16 @@ class Writer:
                     while stop <= i:
                         cut += 1
                         stop = cuts[cut] if cut < len(cuts) else n
-                    j = run_end(batch, i, stop, room - len(op[3]))
                     topic, data, to = op[1], op[2], reply
                     headers: dict[str, str] | None = None
-                    if j - i > 1:
+                    if len(op) > 4:  # a CloudEvent: one message, its attributes as headers
+                        j = i + 1
+                        headers = {**op[4], MSG_ID: op[3]} if acks is not None else op[4]
+                    else:
+                        j = run_end(batch, i, stop, room - len(op[3]))
+                    if headers is not None:
+                        pass
+                    elif j - i > 1:
                         data, count = pack(batch[i:j]), str(j - i)
                         headers = {PACK: count}
                         if acks is not None:
@@ -238,3 +261,8 @@ class Writer:
             self.js.kick_all()
         elif ".STREAM.CREATED." in msg.subject:
             self._stream_known = True
+
+
+def _headers_size(headers: dict[str, str]) -> int:
+    """Bytes ``headers`` take in a NATS message ("key: value\r\n" each)."""
+    return sum(map(len, headers)) + sum(map(len, headers.values())) + 4 * len(headers)

@@ -47,6 +47,7 @@ end
 # channel "{bus}/{topic}": consecutive events on one topic as one message, origin followed by
 # each envelope with its length in front (4 bytes, big-endian), in order. An event whose XADD
 # fails is not published and the next events go on, as if each had its own call.
+# With an empty origin (wire=cloudevents) each event is a pub/sub message of its own, as it is.
 # Returns {appends, {index, error, ...}} with the 0-based index of every failed event.
 PUBLISH = (
     _MATCH
@@ -92,7 +93,9 @@ for i = 5, #ARGV, 2 do
       written = written + 1
     end
   end
-  if ok then
+  if ok and origin == '' then
+    redis.call('PUBLISH', bus .. '/' .. topic, data)
+  elseif ok then
     if topic ~= run_topic then
       flush()
       run_topic = topic

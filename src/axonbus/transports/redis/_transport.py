@@ -27,7 +27,13 @@ How each kind of subscription travels:
 URL options (query string), besides redis-py's own: ``maxlen`` (entries kept per stream,
 approximate, default 100,000), ``max_age`` (seconds; trims by age instead of length),
 ``claim_idle`` (seconds before a pending entry of another consumer is taken over, default 30),
+``wire`` (``compact``, the default, or ``cloudevents``: every event one pub/sub message and one
+stream entry field, a structured CloudEvent in JSON; see ``axonbus._cloudevents``),
 ``unavailable_timeout`` (default 5) and ``outbox`` (default 10,000).
+
+Whatever the ``wire``, a structured CloudEvent another client publishes on ``{bus}/{topic}``
+reaches the subscribers of that topic; a message that is neither is counted in
+``undecodable`` and logged once per burst.
 
 What it cannot promise: Redis without AOF (``appendonly yes``) loses every stream, pending entry
 and registration on restart, and even with AOF the default ``appendfsync everysec`` can lose the
@@ -46,10 +52,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlencode, urlsplit
 
+from ..._cloudevents import CloudEvents, is_structured, make_source, wire_option
 from ..._events import Envelope
-from ..._exceptions import ConnectionLost, DecodeError
+from ..._exceptions import ConnectionLost, DecodeError, MessageTooLarge
 from ..._topics import match
 from .._frames import frames
+from .._undecodable import Undecodable
 from ..base import (
     BrokerTransport,
     Inbound,
@@ -149,12 +157,16 @@ class RedisTransport(RedisRequestReply, BrokerTransport):
         self.maxlen = int_option(self.options, "maxlen", 100_000)
         self.max_age = float_option(self.options, "max_age", 0.0)
         self.claim_idle = float_option(self.options, "claim_idle", 30.0)
+        self.wire = wire_option(self.options)
         parts = urlsplit(self.address)
         self._redis_url = parts._replace(query=urlencode(self.options)).geturl()
         self.address = redact_url(self.address)  # what logs and reprs show
         self.instance = secrets.token_hex(8)  # 16 chars: the origin tag on pub/sub messages
         self._origin = self.instance.encode()
         self.prefix = "axonbus"
+        self.cloudevents = CloudEvents(make_source(self.prefix, self.instance))
+        #: messages dropped because they were neither axonbus frames nor CloudEvents
+        self.undecodable = Undecodable(logger)
         self._client: aioredis.Redis | None = None
         self._pubsub: Any = None
         self._shas: dict[str, str] = {}
@@ -178,6 +190,7 @@ class RedisTransport(RedisRequestReply, BrokerTransport):
 
     async def start(self, bus: Sink) -> None:
         self.prefix = bus.name
+        self.cloudevents = CloudEvents(make_source(self.prefix, self.instance))
         self._reply_channel = f"{self.prefix}:reply:{self.instance}"
         # keys of subscriptions made before start are named now that the bus name is known
         for queue in self._queues.values():
@@ -200,7 +213,19 @@ class RedisTransport(RedisRequestReply, BrokerTransport):
         if client is None:
             raise ConnectionLost(f"{self.address}: not connected")
         entries: Any = await client.xrange(self._dead_letters_key, count=limit)
-        return [(i.decode(), f[b"d"]) for i, f in entries if f and b"d" in f]
+        found = [(i.decode(), f[b"d"]) for i, f in entries if f and b"d" in f]
+        # the bus reads dead letters with its codec: a CloudEvent is handed over in that form
+        return [(key, self._as_compact(data)) for key, data in found]
+
+    def _as_compact(self, data: bytes) -> bytes:
+        if not is_structured(data):
+            return data
+        bus = self.bus
+        assert bus is not None
+        try:
+            return bus.wire_codec.encode(self.cloudevents.from_structured(data))
+        except (DecodeError, TypeError, ValueError):
+            return data  # the bus's decoder says what is wrong with it
 
     async def drop_dead_letter(self, key: str) -> None:
         client = self._client
@@ -295,6 +320,14 @@ class RedisTransport(RedisRequestReply, BrokerTransport):
     def durable_topic(self, topic: str) -> bool:
         return any(match(p, topic) for p in self._durable_patterns)
 
+    def publish_op(self, env: Envelope, data: bytes) -> Any:
+        if self.wire == "cloudevents":
+            data = self.cloudevents.structured(env)
+            limit = self.bus.max_message_bytes if self.bus is not None else len(data)
+            if len(data) > limit:
+                raise MessageTooLarge(len(data), limit)
+        return ("pub", env.topic, data)
+
     async def _read_durable_patterns(self, client: Any) -> None:
         bindings = await client.hgetall(f"{self.prefix}:bindings")
         durable = f"{self.prefix}:durable:".encode()
@@ -308,7 +341,8 @@ class RedisTransport(RedisRequestReply, BrokerTransport):
         if client is None:
             raise rexc.ConnectionError("not connected")
         sha = self._shas["PUBLISH"]
-        head = (self.prefix, self._origin, self.maxlen, int(self.max_age * 1000))
+        origin = b"" if self.wire == "cloudevents" else self._origin  # empty: one event a message
+        head = (self.prefix, origin, self.maxlen, int(self.max_age * 1000))
         pipe = client.pipeline(transaction=False)
         # consecutive publishes go as one script call (up to PUBLISH_CHUNK events), consecutive
         # acks of one stream as one XACK: a reply per run instead of one per operation
@@ -424,6 +458,7 @@ class RedisTransport(RedisRequestReply, BrokerTransport):
         assert bus is not None
         origin = self._origin
         n = len(origin)
+        own = self.cloudevents.is_own
         skip = len(self.prefix) + 1  # "{bus}/" in front of every glob
         quiet_since = time.monotonic()
         pinged = False
@@ -450,7 +485,7 @@ class RedisTransport(RedisRequestReply, BrokerTransport):
                 kind = msg[0] if type(msg) is list else None
                 if kind == b"pmessage":
                     data = msg[3]
-                    if data[:n] == origin or not self.receiving:
+                    if data[:n] == origin or own(data) or not self.receiving:
                         continue  # our own publish (delivered locally already), or closing
                     glob = msg[1].decode()[skip:]
                     patterns = tuple(self._globs.get(glob, ()))
@@ -475,10 +510,18 @@ class RedisTransport(RedisRequestReply, BrokerTransport):
             self.lost(exc)
 
     def _unpack(self, data: bytes, channel: bytes) -> list[Envelope]:
-        """The envelopes of a pub/sub message: after the origin tag, each one preceded by its
-        length (4 bytes, big-endian). One that does not decode is logged and skipped."""
+        """The envelopes of a pub/sub message: a structured CloudEvent (from any client), or
+        after the origin tag each envelope preceded by its length (4 bytes, big-endian). What
+        does not decode is counted and logged (see ``undecodable``), never raised."""
         bus = self.bus
         assert bus is not None
+        if is_structured(data):
+            topic = channel.decode(errors="replace")[len(self.prefix) + 1 :]
+            try:
+                return [self.cloudevents.from_structured(data, topic)]
+            except DecodeError as exc:
+                self.undecodable.report(str(self), repr(channel), str(exc))
+                return []
         decode = bus.wire_codec.decode
         envelopes = []
         parts, whole = frames(data, len(self._origin))
@@ -486,9 +529,10 @@ class RedisTransport(RedisRequestReply, BrokerTransport):
             try:
                 envelopes.append(decode(part))
             except DecodeError as exc:
-                logger.error("%s: undecodable message on %r: %s", self, channel, exc)
-        if not whole:
-            logger.error("%s: undecodable message on %r: bad frame length", self, channel)
+                self.undecodable.report(str(self), repr(channel), str(exc))
+        if not whole or not parts:  # axonbus never sends a message without a frame
+            reason = "neither a CloudEvent nor axonbus frames (bad frame length)"
+            self.undecodable.report(str(self), repr(channel), reason)
         return envelopes
 
     # -- groups and durables: streams ----------------------------------------------------------
@@ -660,9 +704,14 @@ class RedisTransport(RedisRequestReply, BrokerTransport):
         bus = self.bus
         assert bus is not None
         try:
-            env = bus.wire_codec.decode(fields[b"d"])
+            data = fields[b"d"]
+            if is_structured(data):
+                env = self.cloudevents.from_structured(data)
+            else:
+                env = bus.wire_codec.decode(data)
         except (DecodeError, KeyError) as exc:
-            logger.error("%s: undecodable entry %s in %s: %r", self, entry_id, queue.stream, exc)
+            where = f"{queue.stream} (entry {entry_id!r})"
+            self.undecodable.report(str(self), where, repr(exc))
             if queue.durable:
                 self.send_control(("ack", queue.stream, entry_id))  # never decodable: drop it
             return True
