@@ -23,7 +23,7 @@ ROOT_MODULES = {
         "_exceptions", "_topics", "_events", "_codec", "_retry", "_system_events", "_redact",
         "_version", "_config", "_config_errors", "_config_schema", "_config_vars", "_config_yaml",
     },
-    PLUGINS: {"sync"},
+    PLUGINS: {"sync", "asyncapi"},
     COMPOSITION: {"__init__", "_compose", "cli", "_demo", "_cli_log", "_cli_dead_letters"},
 }  # fmt: skip
 SUBPACKAGES = {

@@ -26,11 +26,23 @@ from ..transports.base import redact_url
 from ._auth import AccessToken, TokenSet, load_tokens
 from ._channels import WebhookChannel, inbound_message
 from ._core import Gateway, default_event_types, event_headers
+from ._docs_routes import asyncapi_json, openapi_json
 from ._errors import ApiError
 from ._guard import LOOPBACK_HOSTS, Guard
 from ._logs import install_log_filters
 from ._metrics import AccessLog
+from ._openapi import ANY_JSON, Param, describe
 from ._payload import dumps, jsonable
+from ._schemas import (
+    ChannelList,
+    Health,
+    InboundMessage,
+    PublishResult,
+    RequestResult,
+    SessionList,
+    Stats,
+    WebhookAccepted,
+)
 from ._sse import open_event_source
 from ._ws import WebSocketSession
 
@@ -108,8 +120,38 @@ def _flag(request: Request, name: str) -> bool:
 
 
 # -- routes ------------------------------------------------------------------------------------
+# each endpoint carries its OpenAPI description (`describe`): GET /openapi.json is built from it
+
+_TYPE = Param(
+    "type",
+    description="validate the body as this event class (its registered name)",
+    schema={"type": "string", "minLength": 1},
+)
+_EVENT_HEADERS = (
+    Param("traceparent", "header"),
+    Param("idempotency-key", "header", "scoped to the token and the topic"),
+)
+_BOOL = {"type": "string", "description": "true, 1, yes or on"}
+_SESSION = {"type": "object", "additionalProperties": True}
+_SLACK = {"type": "object", "additionalProperties": True}
 
 
+@describe(
+    "Publish one event",
+    description="The JSON body is the payload; a JSON object sent to the topic of a known "
+    "event class becomes that class when it validates.",
+    grant="publish",
+    body=ANY_JSON,
+    ok={200: ("published", PublishResult)},
+    errors=(408, 413, 415, 422, 503),
+    params=(
+        _TYPE,
+        Param("flush", description="wait until stored; answer its log offset", schema=_BOOL),
+        Param("x-correlation-id", "header"),
+        *_EVENT_HEADERS,
+    ),
+    tags=("events",),
+)
 async def publish(request: Request) -> Response:
     gw = _gateway(request)
     token = gw.authenticate(request, spend=True)
@@ -145,6 +187,23 @@ async def _committed_offset(gw: Gateway, event_id: str) -> int | None:
     return None
 
 
+@describe(
+    "Send a request and wait for its reply",
+    grant="publish",
+    body=ANY_JSON,
+    ok={200: ("the reply", RequestResult)},
+    errors=(408, 413, 415, 422, 502, 503, 504),
+    params=(
+        _TYPE,
+        Param(
+            "timeout",
+            description="seconds to wait for the reply; default 30",
+            schema={"type": "number", "exclusiveMinimum": 0, "maximum": MAX_REQUEST_TIMEOUT},
+        ),
+        *_EVENT_HEADERS,
+    ),
+    tags=("events",),
+)
 async def request_reply(request: Request) -> Response:
     gw = _gateway(request)
     token = gw.authenticate(request, spend=True)
@@ -169,6 +228,21 @@ async def request_reply(request: Request) -> Response:
     return _JSON({"topic": topic, "reply": jsonable(reply)})
 
 
+@describe(
+    "Stream events as Server-Sent Events",
+    description="Each event: 'id:' the log offset (else the event id), 'event:' the topic, "
+    "'data:' {topic, id, timestamp, event, offset?, type?}. Runs until the client leaves.",
+    grant="subscribe",
+    ok={200: ("the event stream", {"type": "string"})},
+    media="text/event-stream",
+    errors=(503,),
+    params=(
+        Param("pattern", description="topic pattern, default '>'"),
+        Param("last_event_id", description="resume after this offset (or Last-Event-ID)"),
+        Param("Last-Event-ID", "header"),
+    ),
+    tags=("events",),
+)
 async def stream_events(request: Request) -> Any:
     return await open_event_source(_gateway(request), request)
 
@@ -177,6 +251,12 @@ async def websocket(ws: WebSocket) -> None:
     await WebSocketSession(_gateway(ws), ws).run()
 
 
+@describe(
+    "Liveness and the bus state",
+    grant="none",
+    ok={200: ("the bus is started", Health), 503: ("the bus is not started", Health)},
+    tags=("meta",),
+)
 async def healthz(request: Request) -> Response:
     gw = _gateway(request)
     bus = gw.bus
@@ -191,6 +271,13 @@ async def healthz(request: Request) -> Response:
     return _JSON(body, status_code=200 if started else 503)
 
 
+@describe(
+    "Prometheus metrics",
+    grant="metrics",
+    ok={200: ("Prometheus text exposition", {"type": "string"})},
+    media="text/plain",
+    tags=("meta",),
+)
 async def get_metrics(request: Request) -> Response:
     gw = _gateway(request)
     token = gw.authenticate(request)  # scrapers are not rate limited
@@ -206,6 +293,12 @@ def _sees_everything(token: AccessToken) -> bool:
     return token.allow_all or (token.can_subscribe(">") and not token.deny)
 
 
+@describe(
+    "Bus, subscription and client statistics",
+    grant="token",
+    ok={200: ("statistics the token may see", Stats)},
+    tags=("meta",),
+)
 async def get_stats(request: Request) -> Response:
     """Bus info and subscriptions the token could itself subscribe to, and its own feeds; the
     bus URL (redacted) only for a token that may read everything."""
@@ -230,6 +323,13 @@ async def get_stats(request: Request) -> Response:
     )
 
 
+@describe(
+    "The ChannelManager's channels",
+    grant="token",
+    ok={200: ("the channels", ChannelList)},
+    errors=(404,),
+    tags=("channels",),
+)
 async def list_channels(request: Request) -> Response:
     gw = _gateway(request)
     gw.authenticate(request)
@@ -266,6 +366,13 @@ def _session_json(state: Any) -> Any:
     return record
 
 
+@describe(
+    "The agent sessions the token may see",
+    grant="token",
+    ok={200: ("run state per session", SessionList)},
+    errors=(404,),
+    tags=("sessions",),
+)
 async def list_sessions(request: Request) -> Response:
     gw = _gateway(request)
     token = gw.authenticate(request)
@@ -273,6 +380,13 @@ async def list_sessions(request: Request) -> Response:
     return _JSON({"sessions": [_session_json(s) for s in visible.values()]})
 
 
+@describe(
+    "One agent session's run state",
+    grant="token",
+    ok={200: ("the session", _SESSION)},
+    errors=(404,),
+    tags=("sessions",),
+)
 async def get_session(request: Request) -> Response:
     gw = _gateway(request)
     token = gw.authenticate(request)
@@ -283,6 +397,17 @@ async def get_session(request: Request) -> Response:
     return _JSON(_session_json(visible[sid]))
 
 
+@describe(
+    "A message for an attached WebhookChannel",
+    description="Authenticated by the channel's signature when it has a secret, else by a "
+    "token that may publish on the channel's inbound topic.",
+    grant="publish",
+    body=InboundMessage,
+    body_required=True,
+    ok={202: ("accepted and published", WebhookAccepted)},
+    errors=(404, 408, 413, 415, 503),
+    tags=("channels",),
+)
 async def webhook_in(request: Request) -> Response:
     """``POST /v1/channels/{type}/in``: a message for an attached :class:`WebhookChannel`."""
     gw = _gateway(request)
@@ -313,6 +438,14 @@ async def webhook_in(request: Request) -> Response:
     return _JSON({"id": message.id, "topic": channel.inbound_topic}, status_code=202)
 
 
+@describe(
+    "Slack's Events API for an attached SlackChannel",
+    grant="signature",
+    body=_SLACK,
+    ok={200: ("handled (or the url_verification challenge)", _SLACK)},
+    errors=(404, 408, 413),
+    tags=("channels",),
+)
 async def channel_events(request: Request) -> Response:
     """``POST /v1/channels/{type}/events``: Slack's Events API for an attached SlackChannel.
 
@@ -335,6 +468,13 @@ async def channel_events(request: Request) -> Response:
     return _JSON(answer, status_code=status)
 
 
+@describe(
+    "The dashboard page",
+    grant="none",
+    ok={200: ("the dashboard", {"type": "string"})},
+    media="text/html",
+    tags=("meta",),
+)
 async def dashboard(request: Request) -> Response:
     return FileResponse(STATIC / "index.html", headers={"cache-control": "no-cache"})
 
@@ -452,6 +592,8 @@ def create_app(
         Route("/", dashboard, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/metrics", get_metrics, methods=["GET"]),
+        Route("/openapi.json", openapi_json, methods=["GET"]),
+        Route("/asyncapi.json", asyncapi_json, methods=["GET"]),
         Route("/v1/publish/{topic}", publish, methods=["POST"]),
         Route("/v1/request/{topic}", request_reply, methods=["POST"]),
         Route("/v1/events", stream_events, methods=["GET"]),
