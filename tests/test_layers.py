@@ -24,7 +24,8 @@ ROOT_MODULES = {
         "_version", "_config", "_config_errors", "_config_schema", "_config_vars", "_config_yaml",
     },
     PLUGINS: {"sync", "asyncapi"},
-    COMPOSITION: {"__init__", "_compose", "cli", "_demo", "_cli_log", "_cli_dead_letters"},
+    COMPOSITION: {"__init__", "_compose", "cli", "_demo", "_cli_log", "_cli_dead_letters",
+                  "_cli_asyncapi"},
 }  # fmt: skip
 SUBPACKAGES = {
     "transports": TRANSPORTS,

@@ -199,7 +199,7 @@ def asyncapi_document(
     doc: dict[str, Any] = {
         "asyncapi": ASYNCAPI_VERSION,
         "info": {
-            "title": title or (f"axonbus {bus.name}" if bus is not None else "axonbus events"),
+            "title": title or (f"{bus.name} events" if bus is not None else "axonbus events"),
             "version": __version__,
             "description": "Events on an axonbus bus. Topics are dot-separated tokens; "
             "subscribers use '*' for one token and '>' for the rest.",
