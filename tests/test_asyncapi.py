@@ -19,6 +19,8 @@ from axonbus.cli import main
 from tests.support.services import skip_or_fail
 
 PARSER_DIR = Path(__file__).parent / "interop" / "asyncapi"
+#: the first test using the parser runs `npm ci` (minutes on a cold cache, a loaded machine)
+PARSER_TIMEOUT = pytest.mark.timeout(600)
 
 
 class Order(Event, topic="shop.{region}.order", name="tests.asyncapi.Order"):
@@ -69,6 +71,7 @@ def validate(script: Path, docs: dict[str, dict[str, Any]], tmp_path: Path) -> d
     return {Path(v["file"]).stem: v for v in verdicts}
 
 
+@PARSER_TIMEOUT
 async def test_the_official_parser_accepts_every_kind_of_document(
     asyncapi_parser: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -92,6 +95,7 @@ async def test_the_official_parser_accepts_every_kind_of_document(
     assert verdicts["live"]["channels"] == len(live["channels"])
 
 
+@PARSER_TIMEOUT
 def test_the_parser_run_fails_on_an_invalid_document(asyncapi_parser: Path, tmp_path: Path) -> None:
     bad = asyncapi_document(event_types=[Order])
     del bad["info"]["version"]

@@ -89,9 +89,16 @@ def bus_server(url: str) -> dict[str, Any]:
     return server
 
 
+_ROLE = re.compile(r":\w+:`~?([^`]+)`")
+
+
 def _summary(cls: type) -> str:
+    """The docstring's first paragraph as plain text (reST roles and double backquotes go)."""
     doc = (cls.__doc__ or "").strip()
-    return doc.split("\n\n", 1)[0].replace("\n", " ") if doc else cls.__name__
+    if not doc:
+        return cls.__name__
+    text = _ROLE.sub(r"\1", doc.split("\n\n", 1)[0]).replace("``", "`")
+    return " ".join(text.split())
 
 
 def _parameters(fields: tuple[str, ...]) -> dict[str, Any]:

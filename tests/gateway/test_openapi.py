@@ -9,8 +9,8 @@ from typing import Any
 from starlette.routing import Route
 
 from axonbus import Bus
-from axonbus.gateway import TokenSet
-from axonbus.gateway._openapi import openapi_document, route_doc
+from axonbus.gateway import TokenSet, openapi_document
+from axonbus.gateway._openapi import route_doc
 from tests.gateway.helpers import SECRET_ADMIN, SECRET_UI, asgi_client, auth
 
 #: the routes the document must describe (the HTTP API's public surface)
