@@ -75,6 +75,7 @@ class RouteDoc:
     description: str = ""
     body: type[BaseModel] | dict[str, Any] | None = None
     body_required: bool = False
+    body_media: tuple[str, ...] = ("application/json",)
     ok: dict[int, Answer] = field(default_factory=dict)
     media: str = "application/json"
     errors: tuple[int, ...] = ()
@@ -90,6 +91,7 @@ def describe(
     description: str = "",
     body: type[BaseModel] | dict[str, Any] | None = None,
     body_required: bool = False,
+    body_media: Iterable[str] = ("application/json",),
     media: str = "application/json",
     errors: Iterable[int] = (),
     params: Iterable[Param] = (),
@@ -100,7 +102,8 @@ def describe(
     ``grant``: what the caller needs: ``"none"`` (public), ``"signature"`` (a webhook
     signature), ``"token"`` (any valid token), ``"publish"`` / ``"subscribe"`` (a token whose
     patterns cover the topic), ``"metrics"``. ``ok``: success statuses to ``(description,
-    model or JSON Schema or None)``, of media type ``media``. ``errors``: the error statuses
+    model or JSON Schema or None)``, of media type ``media``; ``body_media``: the media types
+    the body may be sent as (the same schema for each). ``errors``: the error statuses
     it may answer besides the authentication ones (which ``grant`` implies).
 
     >>> @describe("Liveness", grant="none", ok={200: ("up", Health)}, errors=(503,))
@@ -112,6 +115,7 @@ def describe(
         description=description,
         body=body,
         body_required=body_required,
+        body_media=tuple(body_media),
         ok=dict(ok),
         media=media,
         errors=tuple(errors),
@@ -196,7 +200,7 @@ def _operation(
     if doc.body is not None:
         op["requestBody"] = {
             "required": doc.body_required,
-            "content": {"application/json": {"schema": schemas.ref(doc.body)}},
+            "content": {media: {"schema": schemas.ref(doc.body)} for media in doc.body_media},
         }
     responses: dict[str, Any] = {}
     for status, (text, spec) in sorted(doc.ok.items()):
