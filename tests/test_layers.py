@@ -24,8 +24,9 @@ ROOT_MODULES = {
         "_redact", "_version", "_config", "_config_errors", "_config_schema", "_config_vars",
         "_config_yaml",
     },
-    PLUGINS: {"sync"},
-    COMPOSITION: {"__init__", "_compose", "cli", "_demo", "_cli_log", "_cli_dead_letters"},
+    PLUGINS: {"sync", "asyncapi"},
+    COMPOSITION: {"__init__", "_compose", "cli", "_demo", "_cli_log", "_cli_dead_letters",
+                  "_cli_asyncapi"},
 }  # fmt: skip
 SUBPACKAGES = {
     "transports": TRANSPORTS,

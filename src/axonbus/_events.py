@@ -29,7 +29,14 @@ from ._topics import split_pattern
 if TYPE_CHECKING:
     from ._system_events import Tracker
 
-__all__ = ["Envelope", "Event", "event_class", "log_fields", "new_event_id"]
+__all__ = [
+    "Envelope",
+    "Event",
+    "event_class",
+    "log_fields",
+    "new_event_id",
+    "registered_events",
+]
 
 # Event ids: a random per-process prefix plus a counter in hex. Unique across processes and
 # several times cheaper than uuid4 (or a zero-padded f-string) on the publish hot path.
@@ -47,6 +54,12 @@ _REGISTRY: dict[str, type[Event]] = {}
 def event_class(name: str) -> type[Event] | None:
     """The Event class registered under ``name`` (its ``__event_name__``), if any."""
     return _REGISTRY.get(name)
+
+
+def registered_events() -> list[type[Event]]:
+    """Every Event class defined so far, in definition order (the AsyncAPI generator's
+    default catalogue)."""
+    return list(_REGISTRY.values())
 
 
 class Event(BaseModel):

@@ -13,6 +13,7 @@ A handler lets an :class:`AxonbusError` (or a ``ValueError`` about its arguments
                   [--insecure] [--no-demo] [--allow-origin ORIGIN] [--allow-host HOST]
                   [--max-connections N] [--loop {asyncio,uvloop,auto}]
     axonbus dead-letters [--url URL] [--name NAME] [--topic PATTERN] [--limit N] [--replay]
+    axonbus asyncapi --app MODULE:ATTR|CONFIG [--start] [--cloudevents] [-o FILE]
 """
 
 from __future__ import annotations
@@ -245,6 +246,12 @@ def _add_dead_letters(subparsers: Subparsers) -> None:
     add_dead_letters(subparsers)
 
 
+def _add_asyncapi(subparsers: Subparsers) -> None:
+    from ._cli_asyncapi import add_asyncapi
+
+    add_asyncapi(subparsers)
+
+
 COMMANDS: tuple[Callable[[Subparsers], None], ...] = (
     _add_demo,
     _add_tail,
@@ -252,6 +259,7 @@ COMMANDS: tuple[Callable[[Subparsers], None], ...] = (
     _add_serve,
     _add_token,
     _add_dead_letters,
+    _add_asyncapi,
 )
 
 

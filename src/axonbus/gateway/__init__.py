@@ -129,6 +129,7 @@ from ._channels import (
     verify,
 )
 from ._errors import ApiError, BindError, InsecureBind, InvalidEvent, TopicMismatch
+from ._openapi import openapi_document
 from ._server import GatewayServer, is_loopback, serve
 
 __all__ = [
@@ -147,6 +148,7 @@ __all__ = [
     "create_app",
     "is_loopback",
     "load_tokens",
+    "openapi_document",
     "serve",
     "sign",
     "verify",

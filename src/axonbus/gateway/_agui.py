@@ -27,6 +27,7 @@ from ..agent import Cancel, Interrupt, Resume
 from ._auth import AccessToken
 from ._errors import ApiError
 from ._feeds import Feed
+from ._openapi import ANY_JSON, describe
 
 if TYPE_CHECKING:
     from starlette.types import Message, Receive, Scope, Send
@@ -131,6 +132,18 @@ def _extension(inp: Any) -> dict[str, Any]:
     return ext
 
 
+@describe(
+    "Run an agent over AG-UI",
+    description="The body is an AG-UI RunAgentInput (threadId = the axonbus session); the "
+    "answer streams the run as AG-UI events. See the AG-UI page of the documentation.",
+    grant="publish",
+    body=ANY_JSON,
+    body_required=True,
+    ok={200: ("AG-UI events", {"type": "string"})},
+    media="text/event-stream",
+    errors=(400, 404, 408, 409, 413, 415, 422, 501, 502, 503, 504),
+    tags=("agents",),
+)
 async def agui_run(request: Request) -> Response | AgUiStream:
     """Check the request, ask the agent to run, and return the event stream."""
     from ._app import _read_json  # the app module registers this route: import it late

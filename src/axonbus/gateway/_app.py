@@ -28,11 +28,23 @@ from ._auth import AccessToken, TokenSet, load_tokens
 from ._channels import WebhookChannel, inbound_message
 from ._cloudevents import is_cloudevent, read_cloudevent, sse_encoder
 from ._core import Gateway, default_event_types, event_headers
+from ._docs_routes import asyncapi_json, openapi_json
 from ._errors import ApiError
 from ._guard import LOOPBACK_HOSTS, Guard
 from ._logs import install_log_filters
 from ._metrics import AccessLog
+from ._openapi import ANY_JSON, Param, describe
 from ._payload import dumps, jsonable
+from ._schemas import (
+    ChannelList,
+    Health,
+    InboundMessage,
+    PublishResult,
+    RequestResult,
+    SessionList,
+    Stats,
+    WebhookAccepted,
+)
 from ._sse import HANDOFF, STREAM, EventSourceResponse, open_event_source
 from ._ws import WebSocketSession
 
@@ -132,8 +144,49 @@ def _flag(request: Request, name: str) -> bool:
 
 
 # -- routes ------------------------------------------------------------------------------------
+# each endpoint carries its OpenAPI description (`describe`): GET /openapi.json is built from it
+
+_TYPE = Param(
+    "type",
+    description="validate the body as this event class (its registered name)",
+    schema={"type": "string", "minLength": 1},
+)
+_EVENT_HEADERS = (
+    Param("traceparent", "header"),
+    Param("idempotency-key", "header", "scoped to the token and the topic"),
+)
+_BOOL = {"type": "string", "description": "true, 1, yes or on"}
+_SESSION = {"type": "object", "additionalProperties": True}
+_SLACK = {"type": "object", "additionalProperties": True}
 
 
+# binary-mode CloudEvents: the attributes as headers (the data is the body)
+_CE_HEADERS = tuple(
+    Param(f"ce-{name}", "header", description=f"CloudEvents {name} (binary mode)")
+    for name in ("specversion", "id", "source", "type", "subject", "time")
+)
+
+
+@describe(
+    "Publish one event",
+    description="The JSON body is the payload; a JSON object sent to the topic of a known "
+    "event class becomes that class when it validates. A CloudEvent is taken too: structured "
+    "(Content-Type application/cloudevents+json) or binary (ce- headers, the data as the body); "
+    "without a topic in the path, only a CloudEvent (its subject is the topic).",
+    grant="publish",
+    body=ANY_JSON,
+    body_media=("application/json", "application/cloudevents+json"),
+    ok={200: ("published", PublishResult)},
+    errors=(400, 408, 413, 415, 422, 503),
+    params=(
+        _TYPE,
+        Param("flush", description="wait until stored; answer its log offset", schema=_BOOL),
+        Param("x-correlation-id", "header"),
+        *_EVENT_HEADERS,
+        *_CE_HEADERS,
+    ),
+    tags=("events",),
+)
 async def publish(request: Request) -> Response:
     gw = _gateway(request)
     token = gw.authenticate(request, spend=True)
@@ -192,6 +245,23 @@ async def _committed_offset(gw: Gateway, event_id: str) -> int | None:
     return None
 
 
+@describe(
+    "Send a request and wait for its reply",
+    grant="publish",
+    body=ANY_JSON,
+    ok={200: ("the reply", RequestResult)},
+    errors=(408, 413, 415, 422, 502, 503, 504),
+    params=(
+        _TYPE,
+        Param(
+            "timeout",
+            description="seconds to wait for the reply; default 30",
+            schema={"type": "number", "exclusiveMinimum": 0, "maximum": MAX_REQUEST_TIMEOUT},
+        ),
+        *_EVENT_HEADERS,
+    ),
+    tags=("events",),
+)
 async def request_reply(request: Request) -> Response:
     gw = _gateway(request)
     token = gw.authenticate(request, spend=True)
@@ -216,6 +286,26 @@ async def request_reply(request: Request) -> Response:
     return _JSON({"topic": topic, "reply": jsonable(reply)})
 
 
+@describe(
+    "Stream events as Server-Sent Events",
+    description="Each event: 'id:' the log offset (else the event id), 'event:' the topic, "
+    "'data:' {topic, id, timestamp, event, offset?, type?}. Runs until the client leaves.",
+    grant="subscribe",
+    ok={200: ("the event stream", {"type": "string"})},
+    media="text/event-stream",
+    errors=(400, 503),
+    params=(
+        Param("pattern", description="topic pattern, default '>'"),
+        Param(
+            "format",
+            description="cloudevents: each data: line is a structured CloudEvent",
+            schema={"type": "string", "enum": ["cloudevents"]},
+        ),
+        Param("last_event_id", description="resume after this offset (or Last-Event-ID)"),
+        Param("Last-Event-ID", "header"),
+    ),
+    tags=("events",),
+)
 async def stream_events(request: Request) -> Any:
     return await open_event_source(_gateway(request), request)
 
@@ -230,6 +320,12 @@ async def websocket(ws: WebSocket) -> None:
     await session.serve()
 
 
+@describe(
+    "Liveness and the bus state",
+    grant="none",
+    ok={200: ("the bus is started", Health), 503: ("the bus is not started", Health)},
+    tags=("meta",),
+)
 async def healthz(request: Request) -> Response:
     gw = _gateway(request)
     bus = gw.bus
@@ -244,6 +340,13 @@ async def healthz(request: Request) -> Response:
     return _JSON(body, status_code=200 if started else 503)
 
 
+@describe(
+    "Prometheus metrics",
+    grant="metrics",
+    ok={200: ("Prometheus text exposition", {"type": "string"})},
+    media="text/plain",
+    tags=("meta",),
+)
 async def get_metrics(request: Request) -> Response:
     gw = _gateway(request)
     token = gw.authenticate(request)  # scrapers are not rate limited
@@ -259,6 +362,12 @@ def _sees_everything(token: AccessToken) -> bool:
     return token.allow_all or (token.can_subscribe(">") and not token.deny)
 
 
+@describe(
+    "Bus, subscription and client statistics",
+    grant="token",
+    ok={200: ("statistics the token may see", Stats)},
+    tags=("meta",),
+)
 async def get_stats(request: Request) -> Response:
     """Bus info and subscriptions the token could itself subscribe to, and its own feeds; the
     bus URL (redacted) only for a token that may read everything."""
@@ -283,6 +392,13 @@ async def get_stats(request: Request) -> Response:
     )
 
 
+@describe(
+    "The ChannelManager's channels",
+    grant="token",
+    ok={200: ("the channels", ChannelList)},
+    errors=(404,),
+    tags=("channels",),
+)
 async def list_channels(request: Request) -> Response:
     gw = _gateway(request)
     gw.authenticate(request)
@@ -319,6 +435,13 @@ def _session_json(state: Any) -> Any:
     return record
 
 
+@describe(
+    "The agent sessions the token may see",
+    grant="token",
+    ok={200: ("run state per session", SessionList)},
+    errors=(404,),
+    tags=("sessions",),
+)
 async def list_sessions(request: Request) -> Response:
     gw = _gateway(request)
     token = gw.authenticate(request)
@@ -326,6 +449,13 @@ async def list_sessions(request: Request) -> Response:
     return _JSON({"sessions": [_session_json(s) for s in visible.values()]})
 
 
+@describe(
+    "One agent session's run state",
+    grant="token",
+    ok={200: ("the session", _SESSION)},
+    errors=(404,),
+    tags=("sessions",),
+)
 async def get_session(request: Request) -> Response:
     gw = _gateway(request)
     token = gw.authenticate(request)
@@ -336,6 +466,17 @@ async def get_session(request: Request) -> Response:
     return _JSON(_session_json(visible[sid]))
 
 
+@describe(
+    "A message for an attached WebhookChannel",
+    description="Authenticated by the channel's signature when it has a secret, else by a "
+    "token that may publish on the channel's inbound topic.",
+    grant="publish",
+    body=InboundMessage,
+    body_required=True,
+    ok={202: ("accepted and published", WebhookAccepted)},
+    errors=(404, 408, 413, 415, 503),
+    tags=("channels",),
+)
 async def webhook_in(request: Request) -> Response:
     """``POST /v1/channels/{type}/in``: a message for an attached :class:`WebhookChannel`."""
     gw = _gateway(request)
@@ -366,6 +507,14 @@ async def webhook_in(request: Request) -> Response:
     return _JSON({"id": message.id, "topic": channel.inbound_topic}, status_code=202)
 
 
+@describe(
+    "Slack's Events API for an attached SlackChannel",
+    grant="signature",
+    body=_SLACK,
+    ok={200: ("handled (or the url_verification challenge)", _SLACK)},
+    errors=(404, 408, 413),
+    tags=("channels",),
+)
 async def channel_events(request: Request) -> Response:
     """``POST /v1/channels/{type}/events``: Slack's Events API for an attached SlackChannel.
 
@@ -388,6 +537,13 @@ async def channel_events(request: Request) -> Response:
     return _JSON(answer, status_code=status)
 
 
+@describe(
+    "The dashboard page",
+    grant="none",
+    ok={200: ("the dashboard", {"type": "string"})},
+    media="text/html",
+    tags=("meta",),
+)
 async def dashboard(request: Request) -> Response:
     return FileResponse(STATIC / "index.html", headers={"cache-control": "no-cache"})
 
@@ -506,6 +662,8 @@ def create_app(
         Route("/healthz", healthz, methods=["GET"]),
         Route("/metrics", get_metrics, methods=["GET"]),
         Route("/v1/publish", publish, methods=["POST"]),
+        Route("/openapi.json", openapi_json, methods=["GET"]),
+        Route("/asyncapi.json", asyncapi_json, methods=["GET"]),
         Route("/v1/publish/{topic}", publish, methods=["POST"]),
         Route("/v1/request/{topic}", request_reply, methods=["POST"]),
         Route("/v1/events", stream_events, methods=["GET"]),
