@@ -546,6 +546,15 @@ class NatsProbe:
         }
         return {k: v for k, v in counts.items() if v}
 
+    async def describe(self) -> str:
+        """The consumer's and the stream's counters, for a failure message."""
+        consumer = await self._api(f"CONSUMER.INFO.{self.stream}.{self.consumer}")
+        state = (await self._api(f"STREAM.INFO.{self.stream}"))["state"]
+        keys = ("delivered", "ack_floor", "num_ack_pending", "num_redelivered", "num_waiting")
+        stream = {k: state.get(k) for k in ("messages", "first_seq", "last_seq", "num_deleted")}
+        counters = {k: consumer.get(k) for k in keys}
+        return f"consumer {counters}; stream {stream}"
+
     async def stream_messages(self, topic: str) -> int:
         """Messages on ``topic`` the stream still keeps (interest retention drops acknowledged
         ones; dead letters, on their own topic, are kept until replayed)."""

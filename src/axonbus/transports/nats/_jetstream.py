@@ -198,6 +198,30 @@ class JetStream:
             durable.sub = None
         return subs
 
+    async def drop_requests(self, conn: Conn) -> None:
+        """Have the server drop this bus's open pull requests on ``conn``, whose inboxes
+        :meth:`stop` just unsubscribed, before the bus gives back what it holds.
+
+        nats-server 2.9 resets a message's delivery count to 1 when the redelivery of a nak
+        with a delay finds no pull request but one whose client no longer listens (measured on
+        2.9.10: every time while that client is still connected). That count is what tells the
+        next bus to read the attempt record, so a handler call the close interrupted would not
+        be charged and a handler that never finishes would never be dead-lettered. Reading the
+        consumer's info makes the server drop such requests (it checks them for interest).
+        """
+        durables = [d for d in self.durables.values() if d.conn is conn and d.open is not None]
+        if not durables:
+            return
+
+        async def drop(durable: Durable) -> None:
+            try:
+                await self.api(conn, f"CONSUMER.INFO.{self.t.stream}.{durable.consumer}")
+            except (JetStreamError, Lost, TimeoutError) as exc:  # its count may be reset
+                logger.debug("%s: durable %r: %r", self.t, durable.name, exc)
+            durable.open = None
+
+        await asyncio.gather(*(drop(d) for d in durables))
+
     def kick_all(self) -> None:
         for durable in self.durables.values():
             durable.kick.set()

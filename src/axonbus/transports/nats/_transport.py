@@ -264,6 +264,10 @@ class NatsTransport(Writer, RequestReply, BrokerTransport):
                     asyncio.gather(*(s.drain() for s in subs), return_exceptions=True),  # type: ignore[no-untyped-call]
                     2.0,
                 )
+        # ... and the server forgets the durables' pull requests before anything is given back
+        # (see JetStream.drop_requests: else a redelivery count can start over)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.js.drop_requests(conn), 2.0)
 
     async def stored_dead_letters(self, limit: int) -> list[tuple[str, bytes]]:
         await self.flush()  # dead letters this bus published are stored
@@ -282,7 +286,8 @@ class NatsTransport(Writer, RequestReply, BrokerTransport):
     async def close(self) -> None:
         # handler calls cancelled by the close are charged before their deliveries go back
         if self.connected:
-            await self.record_interrupted([*self._parked, *self.js.durables])
+            held = [*self._parked, *(mb for mb in self.js.durables if mb not in self._parked)]
+            await self.record_interrupted(held)  # each mailbox once: one write per call
         # deliveries still queued in a closed durable mailbox go back to the server at once
         for mb in list(self._parked):
             self.js.release(mb)
