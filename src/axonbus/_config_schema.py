@@ -17,6 +17,7 @@ from ._redact import redact_url
 
 __all__ = [
     "CHANNEL_TYPE",
+    "CLUSTER_SCHEMES",
     "RETENTION_OPTIONS",
     "SCHEMES",
     "BusConfig",
@@ -42,6 +43,8 @@ __all__ = [
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 SCHEMES = ("memory", "sqlite", "postgresql", "postgres", "redis", "rediss", "nats", "tls")
+#: the schemes whose URL may name several servers (``bus.servers``)
+CLUSTER_SCHEMES = ("nats", "tls")
 
 
 def _seconds(value: Any) -> Any:
@@ -83,6 +86,9 @@ class BusConfig(Table):
         "memory://",
         "a bus URL like 'memory://', 'sqlite:///events.db', "
         "'redis://localhost:6379/0', 'nats://localhost:4222'",
+    )
+    servers: list[Annotated[str, Field(min_length=1)]] | None = field(
+        None, "a list of 'host:port' seeds of a cluster, added to the URL's hosts"
     )
     name: str | None = field(None, "a bus name (a string)", min_length=1)
     codec: Literal["json", "msgpack"] = field("json", "'json' or 'msgpack'")
