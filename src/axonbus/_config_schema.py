@@ -87,14 +87,14 @@ class BusConfig(Table):
         "a bus URL like 'memory://', 'sqlite:///events.db', "
         "'redis://localhost:6379/0', 'nats://localhost:4222'",
     )
-    servers: list[Annotated[str, Field(min_length=1)]] | None = field(
-        None, "a list of 'host:port' seeds of a cluster, added to the URL's hosts"
-    )
     name: str | None = field(None, "a bus name (a string)", min_length=1)
     codec: Literal["json", "msgpack"] = field("json", "'json' or 'msgpack'")
     max_message_bytes: int = field(1_048_576, "a positive number of bytes", gt=0)
     history: int = field(0, "the number of events kept for bus.history(), an int >= 0", ge=0)
     on_unavailable: Literal["raise", "log"] = field("raise", "'raise' or 'log'")
+    servers: list[Annotated[str, Field(min_length=1)]] | None = field(
+        None, "a list of 'host:port' seeds of a cluster, added to the URL's hosts"
+    )
 
 
 class RetentionConfig(Table):
