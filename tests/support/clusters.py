@@ -76,6 +76,19 @@ class NatsCluster:
     def node_named(self, name: str) -> NatsNode:
         return next(n for n in self.nodes if n.server_name == name)
 
+    async def leader_of(self, stream: str, consumer: str | None = None) -> NatsNode:
+        """The node that leads ``stream`` (or its ``consumer``) now, asked of a live node."""
+        import nats
+
+        servers = [f"nats://127.0.0.1:{n.port}" for n in self.nodes if n.running]
+        nc = await nats.connect(servers=servers, allow_reconnect=False, connect_timeout=2)
+        try:
+            what = f"CONSUMER.INFO.{stream}.{consumer}" if consumer else f"STREAM.INFO.{stream}"
+            msg = await nc.request(f"$JS.API.{what}", b"", timeout=5)
+            return self.node_named(json.loads(msg.data)["cluster"]["leader"])
+        finally:
+            await nc.close()
+
     def wait_jetstream(self, timeout: float = READY_TIMEOUT) -> None:
         """Until every running node answers a JetStream API call (a meta leader was elected)."""
         deadline = time.monotonic() + timeout

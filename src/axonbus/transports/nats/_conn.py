@@ -49,12 +49,14 @@ class Lost(TransportError, ConnectionError):
 class Batch:
     """The PubAcks one written batch is waiting for."""
 
-    __slots__ = ("done", "expected", "failed", "got")
+    __slots__ = ("done", "expected", "failed", "got", "unanswered")
 
     def __init__(self, expected: int) -> None:
         self.expected = expected
         self.got = 0
         self.failed = 0
+        # 503 "no responders": no stream leader took them (a cluster electing one, or no stream)
+        self.unanswered = 0
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def seal(self, expected: int) -> None:

@@ -91,6 +91,10 @@ class JetStreamError(TransportError):
         self.description = description
 
 
+#: JetStream's err_code for "stream not found"
+STREAM_NOT_FOUND = 10059
+
+
 @dataclass(frozen=True)
 class StreamLimits:
     max_age: float  # seconds, 0 = unlimited
@@ -268,6 +272,18 @@ class JetStream:
         except (JetStreamError, TimeoutError):
             return False
         return True
+
+    async def stream_missing(self, conn: Conn) -> bool:
+        """Whether the server says the stream does not exist (or JetStream is off); False
+        when it exists or the answer is not that (a cluster without a leader, a timeout)."""
+        try:
+            # briefly: a stream without a leader does not answer, and the batch waits on this
+            await asyncio.wait_for(self.api(conn, f"STREAM.INFO.{self.t.stream}"), 1.0)
+        except JetStreamError as exc:
+            return exc.code in (404, 503) and exc.err_code in (0, STREAM_NOT_FOUND)
+        except TimeoutError:
+            return False
+        return False
 
     async def durable_patterns(self, conn: Conn) -> set[str]:
         """The patterns of every durable consumer on the stream, in any process."""
