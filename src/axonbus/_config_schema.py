@@ -42,9 +42,12 @@ __all__ = [
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-SCHEMES = ("memory", "sqlite", "postgresql", "postgres", "redis", "rediss", "nats", "tls")
+SCHEMES = (
+    "memory", "sqlite", "postgresql", "postgres", "redis", "rediss", "redis+cluster",
+    "rediss+cluster", "nats", "tls",
+)  # fmt: skip
 #: the schemes whose URL may name several servers (``bus.servers``)
-CLUSTER_SCHEMES = ("nats", "tls")
+CLUSTER_SCHEMES = ("nats", "tls", "redis+cluster", "rediss+cluster")
 
 
 def _seconds(value: Any) -> Any:
@@ -304,6 +307,8 @@ RETENTION_OPTIONS: dict[str, dict[str, str]] = {
     "postgres": _LOG,
     "redis": _REDIS,
     "rediss": _REDIS,
+    "redis+cluster": _REDIS,
+    "rediss+cluster": _REDIS,
     "nats": _NATS,
     "tls": _NATS,
 }

@@ -45,3 +45,24 @@ def test_config_servers_join_the_url_hosts() -> None:
     assert only.bus_url() == "nats://a:1,b:2"
     with pytest.raises(ConfigError, match=r"bus\.servers"):
         Config.from_mapping({"bus": {"url": "sqlite:///x.db", "servers": ["a:1"]}}).check()
+
+
+def test_redis_cluster_url_seeds_options_and_hash_tag() -> None:
+    from axonbus.transports.redis import RedisClusterTransport
+
+    bus = Bus("redis+cluster://:s3cret@a:7000,b:7001/0?wait_replicas=1&maxlen=50")
+    transport = bus.transport
+    assert isinstance(transport, RedisClusterTransport)
+    assert transport.seeds == [("a", 7000), ("b", 7001)]
+    assert (transport.wait_replicas, transport.maxlen) == (1, 50)
+    assert transport.key_prefix("shop") == "{shop}"
+    assert "s3cret" not in repr(transport)
+    with pytest.raises(ValueError, match="database 0"):
+        Bus("redis+cluster://a:7000/3")
+    with pytest.raises(ValueError, match="host:port"):
+        Bus("redis+cluster://a,b:7000")
+    with pytest.raises(ValueError, match="no '\\{'"):
+        transport.key_prefix("a{b}")
+    config = Config.from_mapping({"bus": {"url": "redis+cluster://a:7000", "servers": ["b:7001"]}})
+    config.check()
+    assert config.bus_url() == "redis+cluster://a:7000,b:7001"

@@ -138,8 +138,25 @@ def _js_ready(port: int) -> bool:
         return False
 
 
+def cluster_port() -> int:
+    """A free port for a Redis Cluster node: its bus port (+10000) must be free and valid."""
+    while True:
+        port = free_port()
+        if port > 55535:
+            continue
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+
+
 class RedisNode(RedisServer):
     """One node of a :class:`RedisCluster` (cluster mode, its nodes.conf in its directory)."""
+
+    def __init__(self, data_dir: Path, *, appendfsync: str) -> None:
+        super().__init__(data_dir, port=cluster_port(), appendonly=True, appendfsync=appendfsync)
 
     def _command(self) -> list[str]:
         return [
@@ -166,8 +183,7 @@ class RedisCluster:
 
     def __init__(self, base_dir: Path, masters: int = 3, *, appendfsync: str = "everysec") -> None:
         self.nodes = [
-            RedisNode(base_dir / f"r{i}", appendonly=True, appendfsync=appendfsync)
-            for i in range(masters * 2)
+            RedisNode(base_dir / f"r{i}", appendfsync=appendfsync) for i in range(masters * 2)
         ]
         self.masters = masters
         cli = find_binary("redis-cli")
