@@ -24,12 +24,12 @@ import asyncio
 import random
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from axonbus import Bus
+from tests.clusters.failover import confirmed_after, first_handled_after, wait_all_done
 from tests.faults.harness import Fleet, publish_paced, unconfirmed
 from tests.support.clusters import NatsCluster, NatsNode
 
@@ -41,19 +41,6 @@ ACK_WINDOW = 3.0
 PAUSE = {"leader": 0.025, "rolling": 0.1}  # seconds between chunks of 50 publishes
 
 pytestmark = pytest.mark.slow
-
-
-async def confirmed_after(pub: Bus, since: float, queued: Callable[[], bool]) -> float:
-    """Seconds from ``since`` until a flush of ``pub`` was confirmed, once ``queued()`` says a
-    publish made after the kill is in it (a flush that raised is tried again)."""
-    while not queued():
-        await asyncio.sleep(0.005)
-    while True:
-        try:
-            await pub.flush(timeout=30)
-            return time.monotonic() - since
-        except Exception:  # ConnectionLost while no node answers: try again
-            await asyncio.sleep(0.05)
 
 
 @pytest.mark.timeout(150)
@@ -154,23 +141,6 @@ async def test_node_kills_during_a_durable_run(
             await node.astart()
 
 
-async def first_handled_after(fleet: Fleet, at_kill: int, t_kill: float) -> float:
-    """Seconds from ``t_kill`` until a worker finished an event published after the kill."""
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        fleet.read()
-        times = [
-            t
-            for w in fleet
-            for seq, t in w.done_times.items()
-            if seq >= at_kill + 50 and t > t_kill
-        ]
-        if times:
-            return min(times) - t_kill
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"no event published after the kill was handled\n{fleet.stderr_tails()}")
-
-
 async def consumer_state(cluster: NatsCluster, stream: str, consumer: str) -> str:
     """The consumer's counters and replicas as a live node sees them (for failure messages)."""
     try:
@@ -178,16 +148,3 @@ async def consumer_state(cluster: NatsCluster, stream: str, consumer: str) -> st
         return f"consumer leader {leader.server_name}"
     except Exception as exc:
         return f"consumer info failed: {exc!r}"
-
-
-async def wait_all_done(fleet: Fleet, n: int, timeout: float) -> dict[int, int]:
-    """seq -> times handled, once every seq below ``n`` was handled (or ``timeout`` passed),
-    and no log grew for a second (late redeliveries landed)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        fleet.read()
-        if len(fleet.done()) >= n:
-            break
-        await asyncio.sleep(0.1)
-    await fleet.wait_quiet(1.5, timeout=10)
-    return dict(fleet.done())

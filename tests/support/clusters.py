@@ -248,6 +248,17 @@ class RedisCluster:
                             return next(n for n in self.nodes if n.port == port)
         raise BrokerError(f"no master serves {key!r}")
 
+    def wait_master_moved(self, key: str, old: RedisNode, timeout: float = READY_TIMEOUT) -> None:
+        """Until a node other than ``old`` serves ``key``'s slot (a replica took over)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with contextlib.suppress(BrokerError, ValueError, StopIteration):
+                if self.master_of(key) is not old:
+                    return
+            if time.monotonic() > deadline:
+                raise BrokerError(f"no replica took over {key!r} from {old}")
+            time.sleep(0.05)
+
     def __enter__(self) -> Self:
         try:
             return self.start()

@@ -16,12 +16,13 @@ What a cluster promises, and does not:
 
 - Redis replicates asynchronously: a durable event the master acknowledged can be missing
   from the replica that replaces it. ``wait_replicas=1`` makes every batch of publishes wait
-  for ``WAIT 1`` (one replica has it, within ``wait_timeout`` seconds, 1 by default); a batch
-  not replicated in time is sent again (it may then be stored twice). A master without a
-  replica then holds up publishing until one is back (``ConnectionLost`` after
-  ``unavailable_timeout``). Even so, ``WAIT`` is not a consensus: a failover that picks a replica
-  which did not acknowledge can still lose an event (rare: the one that acknowledged is the
-  most up to date, and the cluster prefers it).
+  for ``WAIT 1``: it is confirmed (``flush`` returns, the outbox lets it go) only once one
+  replica has it; ``WAIT`` is asked again every ``wait_timeout`` seconds (1) until then, and if
+  the master dies first the batch is sent again to the replica that replaced it (it may then
+  be stored twice). A master without a live replica holds up publishing until one is back
+  (the outbox fills, then publishes raise ``ConnectionLost`` after
+  ``unavailable_timeout``). ``WAIT`` is not a consensus: with several replicas, a failover that
+  promotes one that had not acknowledged can still lose an event.
 - During a failover (``cluster-node-timeout`` plus an election, a second or two with a node
   timeout of 1 s) the bus is disconnected: publishes wait up to ``unavailable_timeout``.
 - Deliveries held when the master failed, and acknowledgements not yet replicated, are
@@ -32,6 +33,7 @@ URL options: those of ``redis://`` plus ``wait_replicas`` (0) and ``wait_timeout
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 from urllib.parse import unquote, urlencode
 
@@ -47,6 +49,8 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     ) from exc
 
 __all__ = ["RedisClusterTransport", "TlsRedisClusterTransport"]
+
+logger = logging.getLogger("axonbus")
 
 
 def split_seeds(address: str) -> tuple[str, str, list[tuple[str, int]], str]:
@@ -85,7 +89,7 @@ class RedisClusterTransport(RedisTransport):
         self._node_scheme, self._userinfo, self.seeds, _ = split_seeds(raw)
         self._query = urlencode(self.options)
         self.master = ""  # host:port of the master serving the bus's slot, once connected
-        self.unreplicated = 0  # batches WAIT did not see replicated in time (sent again)
+        self.unreplicated = 0  # WAITs that timed out (asked again)
 
     def key_prefix(self, name: str) -> str:
         if "{" in name or "}" in name:
@@ -132,16 +136,21 @@ class RedisClusterTransport(RedisTransport):
             if client is None:
                 raise rexc.ConnectionError("not connected")
             timeout_ms = max(1, int(self.wait_timeout * 1000))
-            got = await client.execute_command(  # type: ignore[no-untyped-call]
-                "WAIT", self.wait_replicas, timeout_ms
-            )
-            if int(got) < self.wait_replicas:
-                # not replicated: treated like an outage, so the batch goes again
-                self.unreplicated += 1
-                raise rexc.ConnectionError(
-                    f"{got} of {self.wait_replicas} replicas acknowledged within "
-                    f"{self.wait_timeout}s"
+            # the batch is on the master; until a replica has it too, the batch is not
+            # confirmed. Sending it again would only store it twice: ask again instead. If the
+            # master dies meanwhile, the batch goes again to the replica that replaced it.
+            while True:
+                got = await client.execute_command(  # type: ignore[no-untyped-call]
+                    "WAIT", self.wait_replicas, timeout_ms
                 )
+                if int(got) >= self.wait_replicas:
+                    return
+                self.unreplicated += 1
+                if self.unreplicated in (1, 10, 100) or not self.unreplicated % 1000:
+                    logger.warning(
+                        "%s: %s of %s replicas acknowledged within %ss; waiting for them",
+                        self, got, self.wait_replicas, self.wait_timeout,
+                    )  # fmt: skip
 
 
 @register_transport
