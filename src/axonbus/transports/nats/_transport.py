@@ -240,6 +240,14 @@ class NatsTransport(Writer, RequestReply, BrokerTransport):
         self._rpc = f"{self.prefix}.rpc."
         await super().start(bus)
         self.spawn(self._durables_every(PATTERNS_EVERY), "durable-patterns")
+        if self.js.durables:
+            # durables subscribed before start exist on the server before a publish can go
+            # (a consumer starts at its creation, which takes a while with replicas in a cluster)
+            self._resync()
+            try:
+                await self._wait_synced(self.write_timeout + self.unavailable_timeout)
+            except TimeoutError:
+                logger.warning("%s: durable consumers not created at start", self)
 
     async def stop_receiving(self) -> None:
         await super().stop_receiving()  # the durable fetch loops
