@@ -64,6 +64,7 @@ from pydantic import PrivateAttr, ValidationError
 from ._config_errors import ConfigProblem, problems_from
 from ._config_schema import (
     CHANNEL_TYPE,
+    CLUSTER_SCHEMES,
     RETENTION_OPTIONS,
     SCHEMES,
     BusConfig,
@@ -170,6 +171,14 @@ class ConfigData(Table):
             )
         else:
             problems += retention_problems(scheme, self.retention)
+            if self.bus.servers and scheme not in CLUSTER_SCHEMES:
+                problems.append(
+                    ConfigProblem(
+                        "bus.servers",
+                        f"not supported by {scheme}://",
+                        "servers only with " + ", ".join(f"{s}://" for s in CLUSTER_SCHEMES),
+                    )
+                )
         seen: dict[str, int] = {}
         for i, channel in enumerate(self.channels):
             key = f"channels[{i}]"
@@ -217,9 +226,9 @@ class ConfigData(Table):
         return p
 
     def bus_url(self, url: str | None = None) -> str:
-        """``bus.url`` (or ``url``) with the ``[retention]`` options its scheme has added, and
-        ``bus.wire``; options already in the URL win."""
-        url = self.bus.url if url is None else url
+        """``bus.url`` (or ``url``) with ``bus.servers`` added to its hosts, the ``[retention]``
+        options its scheme has added, and ``bus.wire``; options already in the URL win."""
+        url = with_servers(self.bus.url if url is None else url, self.bus.servers or [])
         scheme = urlsplit(url).scheme
         names = RETENTION_OPTIONS.get(scheme, {})
         r = self.retention
@@ -246,6 +255,23 @@ class ConfigData(Table):
             return url
         query = "&".join(filter(None, [query, urlencode(added)]))
         return f"{base}?{query}{hash_}{fragment}"
+
+
+def with_servers(url: str, servers: list[str]) -> str:
+    """``url`` whose host list also names ``servers`` (a cluster's seeds), in order.
+
+    >>> with_servers("nats://u:p@n1:4222?replicas=3", ["n2:4222", "n1:4222"])
+    'nats://u:p@n1:4222,n2:4222?replicas=3'
+    """
+    if not servers:
+        return url
+    scheme, _, rest = url.partition("://")
+    end = min((i for i in (rest.find(c) for c in "/?#") if i != -1), default=len(rest))
+    authority, tail = rest[:end], rest[end:]
+    userinfo, at, hosts = authority.rpartition("@")
+    seeds = [h for h in hosts.split(",") if h]
+    seeds += [s for s in servers if s not in seeds]
+    return f"{scheme}://{userinfo}{at}{','.join(seeds)}{tail}"
 
 
 def without_secrets(text: str, url: str) -> str:

@@ -17,6 +17,7 @@ from ._redact import redact_url
 
 __all__ = [
     "CHANNEL_TYPE",
+    "CLUSTER_SCHEMES",
     "RETENTION_OPTIONS",
     "SCHEMES",
     "BusConfig",
@@ -41,7 +42,12 @@ __all__ = [
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-SCHEMES = ("memory", "sqlite", "postgresql", "postgres", "redis", "rediss", "nats", "tls")
+SCHEMES = (
+    "memory", "sqlite", "postgresql", "postgres", "redis", "rediss", "redis+cluster",
+    "rediss+cluster", "nats", "tls",
+)  # fmt: skip
+#: the schemes whose URL may name several servers (``bus.servers``)
+CLUSTER_SCHEMES = ("nats", "tls", "redis+cluster", "rediss+cluster")
 
 
 def _seconds(value: Any) -> Any:
@@ -92,6 +98,9 @@ class BusConfig(Table):
     max_message_bytes: int = field(1_048_576, "a positive number of bytes", gt=0)
     history: int = field(0, "the number of events kept for bus.history(), an int >= 0", ge=0)
     on_unavailable: Literal["raise", "log"] = field("raise", "'raise' or 'log'")
+    servers: list[Annotated[str, Field(min_length=1)]] | None = field(
+        None, "a list of 'host:port' seeds of a cluster, added to the URL's hosts"
+    )
 
 
 class RetentionConfig(Table):
@@ -304,6 +313,8 @@ RETENTION_OPTIONS: dict[str, dict[str, str]] = {
     "postgres": _LOG,
     "redis": _REDIS,
     "rediss": _REDIS,
+    "redis+cluster": _REDIS,
+    "rediss+cluster": _REDIS,
     "nats": _NATS,
     "tls": _NATS,
 }

@@ -653,6 +653,8 @@ def open_transport(url: str) -> Transport:
 _LAZY: dict[str, tuple[str, str, str]] = {
     "redis": ("axonbus.transports.redis", "redis", "redis"),
     "rediss": ("axonbus.transports.redis", "redis", "redis"),
+    "redis+cluster": ("axonbus.transports.redis", "redis", "redis"),
+    "rediss+cluster": ("axonbus.transports.redis", "redis", "redis"),
     "sqlite": ("axonbus.transports.sqlite", "sqlite3", ""),  # the standard library's
     "nats": ("axonbus.transports.nats", "nats", "nats"),
     "tls": ("axonbus.transports.nats", "nats", "nats"),

@@ -17,11 +17,29 @@ from ..._exceptions import TransportError
 if TYPE_CHECKING:
     from ..sink import Inbox
 
-__all__ = ["Batch", "Conn", "Lost", "guard"]
+__all__ = ["Batch", "Conn", "Lost", "guard", "seed_servers"]
 
 logger = logging.getLogger("axonbus")
 
 T = TypeVar("T")
+
+
+def seed_servers(address: str) -> list[str]:
+    """The server URLs of ``address``: one per seed of a cluster URL, credentials on each.
+
+    >>> seed_servers("nats://u:p@n1:4222,n2:4222")
+    ['nats://u:p@n1:4222', 'nats://u:p@n2:4222']
+
+    nats-py tries them in turn when it connects (and learns the cluster's other members from
+    the server it reached), so a reconnect finds a node that is still up.
+    """
+    scheme, _, rest = address.partition("://")
+    authority, slash, path = rest.partition("/")
+    userinfo, at, hosts = authority.rpartition("@")
+    seeds = [h.strip() for h in hosts.split(",") if h.strip()]
+    if not seeds:
+        raise ValueError("a nats:// URL needs at least one host:port")
+    return [f"{scheme}://{userinfo}{at}{h}{slash}{path}" for h in seeds]
 
 
 class Lost(TransportError, ConnectionError):
@@ -31,12 +49,14 @@ class Lost(TransportError, ConnectionError):
 class Batch:
     """The PubAcks one written batch is waiting for."""
 
-    __slots__ = ("done", "expected", "failed", "got")
+    __slots__ = ("done", "expected", "failed", "got", "unanswered")
 
     def __init__(self, expected: int) -> None:
         self.expected = expected
         self.got = 0
         self.failed = 0
+        # 503 "no responders": no stream leader took them (a cluster electing one, or no stream)
+        self.unanswered = 0
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def seal(self, expected: int) -> None:

@@ -91,6 +91,10 @@ class JetStreamError(TransportError):
         self.description = description
 
 
+#: JetStream's err_code for "stream not found"
+STREAM_NOT_FOUND = 10059
+
+
 @dataclass(frozen=True)
 class StreamLimits:
     max_age: float  # seconds, 0 = unlimited
@@ -292,6 +296,18 @@ class JetStream:
         except (JetStreamError, TimeoutError):
             return False
         return True
+
+    async def stream_missing(self, conn: Conn) -> bool:
+        """Whether the server says the stream does not exist (or JetStream is off); False
+        when it exists or the answer is not that (a cluster without a leader, a timeout)."""
+        try:
+            # briefly: a stream without a leader does not answer, and the batch waits on this
+            await asyncio.wait_for(self.api(conn, f"STREAM.INFO.{self.t.stream}"), 1.0)
+        except JetStreamError as exc:
+            return exc.code in (404, 503) and exc.err_code in (0, STREAM_NOT_FOUND)
+        except TimeoutError:
+            return False
+        return False
 
     async def durable_patterns(self, conn: Conn) -> set[str]:
         """The patterns of every durable consumer on the stream, in any process."""
@@ -571,10 +587,26 @@ class JetStream:
                 seen = int(state.get("delivered", {}).get("stream_seq", 0))
                 undelivered = int(state.get("num_pending", 0))
                 queued = durable.sub.pending_msgs if durable.sub is not None else 0
-                if (seen >= last or not undelivered) and not queued and not durable.arriving:
-                    break
+                if not queued and not durable.arriving:
+                    if seen >= last:
+                        break
+                    # in a cluster the consumer's leader may not have applied the newest
+                    # messages yet (num_pending 0 too early): the stream's leader says whether
+                    # one for this durable is stored after what it delivered
+                    if not undelivered and not await self._stored_for(durable, seen, last):
+                        break
                 durable.kick.set()  # pull now, if the window has room
                 await asyncio.sleep(0.02)
+
+    async def _stored_for(self, durable: Durable, after: int, upto: int) -> bool:
+        """Whether the stream holds a message for ``durable`` in ``(after, upto]``."""
+        t = self.t
+        body = {"seq": after + 1, "next_by_subj": f"{t.prefix}.ev.{durable.pattern}"}
+        try:
+            found = await self.api(t.current(), f"STREAM.MSG.GET.{t.stream}", body)
+        except JetStreamError:
+            return False  # none (10037 no message found)
+        return int(found.get("message", {}).get("seq", 0)) <= upto
 
     async def _give_back(self, durable: Durable, reply: str) -> None:
         """Nak a delivery this bus no longer takes, straight on its connection: while the bus

@@ -46,6 +46,13 @@ __all__ = ["ERROR_HEADER", "RequestReply"]
 ERROR_HEADER = "Axonbus-Error"
 
 
+ROUTE_GRACE = 0.5  # s a request to a cluster retries "no responders"
+
+
+def _no_responders(msg: Msg) -> bool:
+    return (msg.headers or {}).get("Status") == "503"
+
+
 class RequestReply:
     """The request/reply half of :class:`~axonbus.transports.nats.NatsTransport` (a mixin)."""
 
@@ -57,6 +64,7 @@ class RequestReply:
         unavailable_timeout: float
         _rpc: str
         _max_payload: int
+        _servers: list[str]
 
         def decode(
             self,
@@ -78,15 +86,28 @@ class RequestReply:
             raise MessageTooLarge(len(data), self._max_payload)
         try:
             async with asyncio.timeout(timeout):
-                conn = await self._ready_for_request()
-                token = conn.token("r")
-                fut: asyncio.Future[Msg] = asyncio.get_running_loop().create_future()
-                conn.waiters[token] = fut
-                try:
-                    await conn.nc.publish(self._rpc + topic, data, f"{conn.inbox}.{token}", headers)
-                    msg = await fut  # fails with Lost if the connection goes
-                finally:
-                    conn.waiters.pop(token, None)
+                # in a cluster a responder's interest reaches the other nodes a moment after
+                # its own: "no responders" is asked again for ROUTE_GRACE seconds (nobody got
+                # the request, so sending it again is safe)
+                loop = asyncio.get_running_loop()
+                grace = loop.time() + (ROUTE_GRACE if len(self._servers) > 1 else 0.0)
+                pause = 0.01
+                while True:
+                    conn = await self._ready_for_request()
+                    token = conn.token("r")
+                    fut: asyncio.Future[Msg] = loop.create_future()
+                    conn.waiters[token] = fut
+                    try:
+                        await conn.nc.publish(
+                            self._rpc + topic, data, f"{conn.inbox}.{token}", headers
+                        )
+                        msg = await fut  # fails with Lost if the connection goes
+                    finally:
+                        conn.waiters.pop(token, None)
+                    if not _no_responders(msg) or loop.time() + pause > grace:
+                        break
+                    await asyncio.sleep(pause)
+                    pause *= 2
         except TimeoutError:
             raise RequestTimeout(topic, timeout if timeout is not None else 0.0) from None
         except Lost as exc:

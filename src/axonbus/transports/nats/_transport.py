@@ -2,6 +2,9 @@
 
 >>> async with Bus("nats://127.0.0.1:4222", name="shop") as bus: ...
 
+A cluster: ``nats://n1:4222,n2:4222,n3:4222?replicas=3`` names several seeds (a connection, and
+every reconnect, goes to one that answers) and keeps 3 copies of the stream and its consumers.
+
 Subjects: events travel on ``{name}.ev.{topic}``, requests on ``{name}.rpc.{topic}``, where
 ``name`` is the bus name (one NATS token). axonbus patterns are NATS patterns, so subscriptions
 are native; every inbound event is still checked against its pattern, because in NATS a
@@ -96,7 +99,7 @@ from ..base import (
     redact_url,
     register_transport,
 )
-from ._conn import Conn, Lost
+from ._conn import Conn, Lost, seed_servers
 from ._jetstream import JetStream, JetStreamError, StreamLimits
 from ._pack import PACK, frames
 from ._rpc import RequestReply
@@ -154,8 +157,10 @@ class NatsTransport(Writer, RequestReply, BrokerTransport):
     URL options (query string), besides ``unavailable_timeout`` and ``outbox``:
     ``ack_wait`` (s, 30), ``prefetch`` (durable deliveries fetched ahead per subscription, 256),
     ``stream_max_age`` (s, 604800 = 7 days; 0 = unlimited), ``stream_max_bytes`` (1 GiB;
-    -1 = unlimited), ``stream_replicas`` (1), ``stream_storage`` (``file`` | ``memory``),
-    ``dupe_window`` (s, 120), ``ping_interval`` (s, 5), ``connect_timeout`` (s, 2),
+    -1 = unlimited), ``replicas`` (copies of the stream, and of every durable consumer, in a
+    cluster: 1; 3 for a 3-node cluster; also ``stream_replicas``), ``stream_storage``
+    (``file`` | ``memory``), ``dupe_window`` (s, 120), ``ping_interval`` (s, 5),
+    ``connect_timeout`` (s, 2),
     ``write_timeout`` (s a batch may take to be confirmed before the connection is
     considered dead; default max(2, unavailable_timeout)), ``wire`` (``compact``, the default,
     or ``cloudevents``: every event one NATS message, a CloudEvent in binary content mode,
@@ -176,7 +181,8 @@ class NatsTransport(Writer, RequestReply, BrokerTransport):
 
     def __init__(self, url: str) -> None:
         super().__init__(url)
-        self._server = self.address  # with credentials: only ever handed to nats-py
+        # with credentials: only ever handed to nats-py; several seeds for a cluster
+        self._servers = seed_servers(self.address)
         self.address = redact_url(self.address)
         opts = self.options
         self.ack_wait = float_option(opts, "ack_wait", 30.0)
@@ -189,10 +195,12 @@ class NatsTransport(Writer, RequestReply, BrokerTransport):
         self.limits = StreamLimits(
             max_age=float_option(opts, "stream_max_age", 7 * 24 * 3600.0),
             max_bytes=-1 if unlimited else int_option(opts, "stream_max_bytes", 1 << 30),
-            replicas=int_option(opts, "stream_replicas", 1),
+            replicas=int_option(opts, "replicas", int_option(opts, "stream_replicas", 1)),
             storage=opts.pop("stream_storage", "file"),
             dupe_window=float_option(opts, "dupe_window", 120.0),
         )
+        if not 1 <= self.limits.replicas <= 5:
+            raise ValueError("URL option replicas must be 1..5 (JetStream's limit)")
         if self.limits.storage not in ("file", "memory"):
             raise ValueError("URL option stream_storage must be 'file' or 'memory'")
         if self.ack_wait <= 0 or self.prefetch < 1 or self.ping_interval < 1:
@@ -246,6 +254,14 @@ class NatsTransport(Writer, RequestReply, BrokerTransport):
         self.cloudevents = CloudEvents(make_source(self.prefix, self.origin))
         await super().start(bus)
         self.spawn(self._durables_every(PATTERNS_EVERY), "durable-patterns")
+        if self.js.durables:
+            # durables subscribed before start exist on the server before a publish can go
+            # (a consumer starts at its creation, which takes a while with replicas in a cluster)
+            self._resync()
+            try:
+                await self._wait_synced(self.write_timeout + self.unavailable_timeout)
+            except TimeoutError:
+                logger.warning("%s: durable consumers not created at start", self)
 
     async def stop_receiving(self) -> None:
         await super().stop_receiving()  # the durable fetch loops
@@ -329,7 +345,7 @@ class NatsTransport(Writer, RequestReply, BrokerTransport):
 
         try:
             await nc.connect(
-                servers=[self._server],
+                servers=self._servers,
                 name=f"axonbus:{self.prefix}:{self.origin}",
                 allow_reconnect=False,  # the base reconnects, then restores everything
                 # nats-py retries a refused connect by itself, every reconnect_time_wait, until

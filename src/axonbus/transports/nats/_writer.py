@@ -216,6 +216,16 @@ class Writer:
                 f"JetStream did not confirm {missing} of {acks.expected} events within "
                 f"{self.write_timeout}s; sending them again"
             ) from None
+        if acks.unanswered:
+            # no stream leader answered: the stream is gone, or (in a cluster) its leader died
+            # and a new one is being elected; then the batch goes again, like an outage
+            if not await self.js.stream_missing(conn):
+                raise Lost(
+                    f"no JetStream leader stored {acks.unanswered} of {acks.expected} messages "
+                    "(a cluster electing one?); sending them again"
+                )
+            self._stream_known = False
+            acks.failed += acks.unanswered
         self.unconfirmed += acks.failed  # refused (the stream is gone, or full): not retried
 
     def stream_found(self) -> None:
@@ -244,8 +254,7 @@ class Writer:
         batch.got += 1
         headers = msg.headers
         if headers and headers.get("Status") == "503":
-            self._stream_known = False  # nobody stored it: the stream is gone
-            batch.failed += 1
+            batch.unanswered += 1  # nobody stored it: see _confirm
         elif b'"error"' in msg.data:
             batch.failed += 1
             if batch.failed == 1:

@@ -38,8 +38,8 @@ reaches the subscribers of that topic; a message that is neither is counted in
 What it cannot promise: Redis without AOF (``appendonly yes``) loses every stream, pending entry
 and registration on restart, and even with AOF the default ``appendfsync everysec`` can lose the
 last second; groups and plain subscriptions are at most once; trimming by ``maxlen``/``max_age``
-discards entries no consumer has read yet. A standalone Redis is assumed (the scripts build keys
-from the bus name).
+discards entries no consumer has read yet. The scripts build keys from the bus name: on a Redis
+Cluster use ``redis+cluster://`` (``_cluster``), whose keys carry the bus name as a hash tag.
 """
 
 from __future__ import annotations
@@ -188,9 +188,14 @@ class RedisTransport(RedisRequestReply, BrokerTransport):
 
     # -- connection ----------------------------------------------------------------------------
 
+    def key_prefix(self, name: str) -> str:
+        """What every key and channel of the bus ``name`` starts with (a cluster adds a hash
+        tag)."""
+        return name
+
     async def start(self, bus: Sink) -> None:
-        self.prefix = bus.name
-        self.cloudevents = CloudEvents(make_source(self.prefix, self.instance))
+        self.prefix = self.key_prefix(bus.name)
+        self.cloudevents = CloudEvents(make_source(bus.name, self.instance))
         self._reply_channel = f"{self.prefix}:reply:{self.instance}"
         # keys of subscriptions made before start are named now that the bus name is known
         for queue in self._queues.values():
