@@ -56,7 +56,7 @@ async def test_node_kills_during_a_durable_run(
     url = f"{cluster.url}?replicas=3"
     fleet = Fleet(
         tmp_path,
-        ["--url", f"{url}&ack_wait=1", "--bus", bus_name, "--topic", topic,
+        ["--url", url, "--bus", bus_name, "--topic", topic,
          "--durable", "workers", "--sleep", "0.003"],
     )  # fmt: skip
     suspects: set[int] = set()  # events that may be handled twice
