@@ -46,6 +46,8 @@ _SIZED = (bytes, str)
 _new_envelope = object.__new__
 # bound once: `current_envelope.get()` written out makes a bound method object on every call
 _current_envelope = current_envelope.get
+_get_running_loop = asyncio.get_running_loop
+_Future = asyncio.Future  # the C future; loop.create_future() is a Python method on asyncio's loop
 
 logger = logging.getLogger("axonbus")
 
@@ -473,28 +475,56 @@ class Publisher:
         >>> await bus.request("math.add", {"a": 1, "b": 2}, timeout=2.0)
         3
         """
-        if self._state is not State.STARTED:
-            self._check_open()
         if timeout is not None and timeout <= 0:
             raise ValueError(f"timeout must be > 0 seconds or None, got {timeout!r}")
-        env = self._envelope(topic, payload, headers, None, None)
-        if self._publish_hook is not None:
-            hooked = self._publish_hook(env)  # e.g. tracing context in the headers
-            if hooked is None:
-                raise NoResponders(topic)  # a middleware dropped it: nobody will answer
-            env = hooked
-        if self._remote is not None:
-            return await self._remote.request(env, self._encode(env), timeout)
-        route = self._routes.responders.lookup(topic)
-        if not route:
-            raise NoResponders(topic)
+        if self._direct and headers is None and type(topic) is str:
+            # the direct path, as in publish: no middleware nor broker, the route cache first
+            if issubclass(type(payload), _SIZED) and len(payload) > self.max_message_bytes:
+                raise MessageTooLarge(len(payload), self.max_message_bytes)
+            env = _new_envelope(Envelope)
+            env.topic = topic
+            env.event = payload
+            env.id_or_none = None  # type: ignore[misc]
+            env.headers_or_none = None  # type: ignore[misc]
+            env.timestamp = time()
+            parent = _current_envelope()
+            if parent is None:
+                env.correlation_id = None
+                env.causation_id = None
+            else:
+                env.correlation_id = parent.correlation_id or parent.id
+                env.causation_id = parent.id
+            env.tracker = None
+            env.offset = None
+        else:
+            if self._state is not State.STARTED:
+                self._check_open()
+            env = self._envelope(topic, payload, headers, None, None)
+            if self._publish_hook is not None:
+                hooked = self._publish_hook(env)  # e.g. tracing context in the headers
+                if hooked is None:
+                    raise NoResponders(topic)  # a middleware dropped it: nobody will answer
+                env = hooked
+            if self._remote is not None:
+                return await self._remote.request(env, self._encode(env), timeout)
+        responders = self._routes.responders
+        route = responders.cache.get(topic)
+        if route is None:
+            route = responders.lookup(topic)
+            if not route:
+                raise NoResponders(topic)
         mb = route[self._rr % len(route)] if len(route) > 1 else route[0]
         self._rr += 1
-        loop = asyncio.get_running_loop()
-        reply: asyncio.Future[Any] = loop.create_future()
+        loop = _get_running_loop()
+        reply: asyncio.Future[Any] = _Future(loop=loop)
         env.reply = reply
+        # Deadlines.watch and .forget written out: two calls were 1% of a round trip
+        waiting = self._deadlines._waiting
         if timeout is not None:
-            self._deadlines.watch(reply, loop.time() + timeout, topic, timeout)
+            deadline = loop.time() + timeout
+            waiting[reply] = (deadline, topic, timeout)
+            if deadline < self._deadlines._armed_at:
+                self._deadlines._arm(loop, deadline)
         try:
             if len(mb.queue) < mb.maxsize and not mb.closed:
                 mb.queue.append(env)
@@ -508,7 +538,7 @@ class Publisher:
             return await reply
         finally:
             if timeout is not None:
-                self._deadlines.forget(reply)
+                waiting.pop(reply, None)
 
 
 class Deadlines:

@@ -305,11 +305,20 @@ class Subscription:
         fn = spec.fn
         takes_ctx = spec.takes_ctx
         type_filter = self.type_filter
+        getters = mb._getters
+        loop = asyncio.get_running_loop()
         while True:
             if not q:
                 if not self.active:
                     return
-                await mb.wait_nonempty()
+                # Mailbox.wait_nonempty written out (once per request on the RPC path)
+                waiter: asyncio.Future[None] = asyncio.Future(loop=loop)
+                getters.append(waiter)
+                try:
+                    await waiter
+                finally:
+                    if not waiter.done():
+                        waiter.cancel()
                 continue
             if not self.active and not self._stop_when_empty:
                 return
@@ -342,8 +351,10 @@ class Subscription:
                                 await self._deliver(env, exc)
                             else:
                                 self.delivered += 1
-                                if env.tracker is not None or env.reply is not None:
+                                if env.tracker is not None:
                                     self._succeeded(env, result)
+                                elif env.reply is not None and not env.reply.done():
+                                    env.reply.set_result(result)  # a request's answer
                     except asyncio.CancelledError:
                         if self.durable is not None:
                             mb.put_back(env)  # not acknowledged: the next consumer gets it again
@@ -358,8 +369,8 @@ class Subscription:
             finally:
                 self.in_flight -= 1
                 bus._pending -= taken
-                if bus._pending <= 0:
-                    bus._settle(0)
+                if bus._pending <= 0 and bus._idle is not None:
+                    bus._wake_idle()
             if taken == RUN_MAX:
                 await asyncio.sleep(0)  # let the loop run other tasks before the next run
 
