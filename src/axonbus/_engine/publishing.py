@@ -513,8 +513,11 @@ class Publisher:
             route = responders.lookup(topic)
             if not route:
                 raise NoResponders(topic)
-        mb = route[self._rr % len(route)] if len(route) > 1 else route[0]
-        self._rr += 1
+        if len(route) > 1:  # responders on several patterns: round robin
+            mb = route[self._rr % len(route)]
+            self._rr += 1
+        else:
+            mb = route[0]
         loop = _get_running_loop()
         reply: asyncio.Future[Any] = _Future(loop=loop)
         env.reply = reply
