@@ -189,14 +189,21 @@ class Rounds:
     budget: float = 40.0
 
 
-def run_fresh(body: Callable[[], Awaitable[T]], timeout: float) -> T:
-    """Run ``body()`` in a fresh event loop, after a full garbage collection, with a deadline."""
+LoopFactory = Callable[[], asyncio.AbstractEventLoop]
+
+
+def run_fresh(
+    body: Callable[[], Awaitable[T]], timeout: float, loop_factory: LoopFactory | None = None
+) -> T:
+    """Run ``body()`` in a fresh event loop, after a full garbage collection, with a deadline.
+    ``loop_factory`` makes the loop (e.g. ``uvloop.new_event_loop``); asyncio's by default."""
     gc.collect()
 
     async def bounded() -> T:
         return await asyncio.wait_for(body(), timeout)
 
-    return asyncio.run(bounded())
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        return runner.run(bounded())
 
 
 def failure(exc: Exception) -> str:
@@ -206,11 +213,13 @@ def failure(exc: Exception) -> str:
     return f"error: {type(exc).__name__}: {exc}"[:160]
 
 
-def attempt(entry: Entry, row: Row, n: int, timeout: float) -> Lap | None:
+def attempt(
+    entry: Entry, row: Row, n: int, timeout: float, loop_factory: LoopFactory | None = None
+) -> Lap | None:
     """One trial of ``entry`` on ``n`` events in a fresh event loop; None when it raised (then
     ``row`` is marked failed, the reason in its note)."""
     try:
-        return run_fresh(partial(entry.trial, n), timeout)
+        return run_fresh(partial(entry.trial, n), timeout, loop_factory)
     except Exception as exc:
         row.failed, row.note = True, failure(exc)
         return None
@@ -226,6 +235,7 @@ def measure(
     rounds: Rounds = Rounds(),
     timeout: float = 60.0,
     progress: Callable[[str], None] | None = None,
+    loop_factory: LoopFactory | None = None,
 ) -> list[Row]:
     """Best rate of every entry over interleaved round-robin trials (see :class:`Rounds`).
 
@@ -245,7 +255,7 @@ def measure(
                 continue
             if progress:
                 progress(f"{workload} round {i + 1}: {entry.name} (n={row.n})")
-            lap = attempt(entry, row, row.n, timeout)
+            lap = attempt(entry, row, row.n, timeout, loop_factory)
             if lap is not None:
                 row.record(lap, per_event)
     return rows
@@ -746,6 +756,7 @@ def cli(
     quick_help: str,
     repeats: tuple[str, str],
     scale_help: str = "multiply every N",
+    extra: Callable[[argparse.ArgumentParser], object] | None = None,
 ) -> int:
     """A benchmark module's ``main``: ``--quick --json <repeats> --scale --only --plain
     --strict``; ``configure(args)`` makes the config for ``run(cfg, printer, only)``.
@@ -763,6 +774,8 @@ def cli(
     )
     parser.add_argument("--plain", action="store_true", help="plain text tables, not rich")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target fails")
+    if extra is not None:
+        extra(parser)  # the module's own options, read by its configure(args)
     args = parser.parse_args(argv)
     cfg = configure(args)
     only = selected(parser, args.only, workloads)

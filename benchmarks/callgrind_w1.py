@@ -2,6 +2,8 @@
 
     python -m benchmarks.callgrind_w1              # W1
     python -m benchmarks.callgrind_w1 --fanout 10  # W10: ten subscribers, per delivery
+    python -m benchmarks.callgrind_w1 --rpc        # RPC: sequential request/reply round trips
+    python -m benchmarks.callgrind_w1 --loop uvloop   # any of the above on uvloop
 
 W1 here is ``await bus.publish(topic, i)`` to one ``async def`` handler on ``memory://``, then
 ``await bus.drain()``. Each figure is ``(Ir(21,000 events) - Ir(1,000 events)) / 20,000``: two
@@ -10,6 +12,10 @@ imports and the bus's set-up cancel out. Instruction counts barely move with the
 which makes them the figure to compare before and after a change of the hot path (wall-clock
 rates on a shared box vary by 20%). The raw anchor is an ``await queue.put()`` /
 ``await queue.get()`` pair to one consumer task, measured the same way.
+
+RPC is ``await bus.request(topic, i, timeout=2.0)`` to one ``bus.respond`` handler, per round
+trip, against a consumer task that reads ``(payload, future)`` from an ``asyncio.Queue`` and sets
+the future (the raw anchor of ``benchmarks.core``'s RPC row).
 
 Every run uses ``PYTHONHASHSEED=0`` (or the one set): the figure moves with the hash seed, so
 two versions compare only under the same one. Needs ``valgrind`` on the PATH. ``PYTHONPATH``
@@ -76,10 +82,46 @@ async def run_raw(n: int, fanout: int) -> None:
     assert handled == n * fanout, (handled, n)
 
 
+async def rpc_axonbus(n: int, fanout: int) -> None:
+    from axonbus import Bus
+
+    async def responder(payload: int) -> int:
+        return payload
+
+    async with Bus() as bus:
+        bus.respond(TOPIC, responder)
+        request = bus.request
+        for i in range(n):
+            assert await request(TOPIC, i, timeout=2.0) == i
+
+
+async def rpc_raw(n: int, fanout: int) -> None:
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[tuple[int, asyncio.Future[int]]] = asyncio.Queue(maxsize=1000)
+
+    async def responder(payload: int) -> int:
+        return payload
+
+    async def serve() -> None:
+        while True:
+            payload, reply = await queue.get()
+            result = await responder(payload)
+            if not reply.done():
+                reply.set_result(result)
+
+    server = loop.create_task(serve())
+    for i in range(n):
+        reply = loop.create_future()
+        await queue.put((i, reply))
+        assert await reply == i
+    server.cancel()
+
+
 WORKLOADS = {"axonbus": run_axonbus, "raw": run_raw}
+RPC_WORKLOADS = {"axonbus-rpc": rpc_axonbus, "raw-rpc": rpc_raw}
 
 
-def instructions(workload: str, n: int, fanout: int) -> int:
+def instructions(workload: str, n: int, fanout: int, loop: str = "asyncio") -> int:
     """Total ``Ir`` of one run of ``workload`` with ``n`` events under callgrind."""
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "callgrind.out")
@@ -94,6 +136,8 @@ def instructions(workload: str, n: int, fanout: int) -> int:
             workload,
             str(n),
             str(fanout),
+            "--loop",
+            loop,
         ]
         # one hash seed for every run: set and dict layouts (and so the work of the routing
         # index) vary with it, by up to 7% per delivery with ten subscribers
@@ -107,29 +151,44 @@ def instructions(workload: str, n: int, fanout: int) -> int:
         return int(found.group(1))
 
 
-def per_event(workload: str, fanout: int) -> float:
+def per_event(workload: str, fanout: int, loop: str = "asyncio") -> float:
     """Instructions per delivery (per event when ``fanout`` is 1)."""
-    large, small = instructions(workload, LARGE, fanout), instructions(workload, SMALL, fanout)
+    large = instructions(workload, LARGE, fanout, loop)
+    small = instructions(workload, SMALL, fanout, loop)
     return (large - small) / ((LARGE - SMALL) * fanout)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fanout", type=int, default=1, help="subscribers (W10: 10)")
+    parser.add_argument("--rpc", action="store_true", help="request/reply round trips")
+    parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         workload, n, fanout = args.child
-        asyncio.run(WORKLOADS[workload](int(n), int(fanout)))
+        body = {**WORKLOADS, **RPC_WORKLOADS}[workload](int(n), int(fanout))
+        if args.loop == "uvloop":
+            import uvloop
+
+            uvloop.run(body)
+        else:
+            asyncio.run(body)
         return
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed")
     import axonbus
 
-    print(f"axonbus from {os.path.dirname(axonbus.__file__)}")
+    print(f"axonbus from {os.path.dirname(axonbus.__file__)}, on {args.loop}")
+    if args.rpc:
+        bus = per_event("axonbus-rpc", 1, args.loop)
+        raw = per_event("raw-rpc", 1, args.loop)
+        print(f"RPC request + respond: {bus:,.0f} instructions per round trip")
+        print(f"raw queue + future:    {raw:,.0f} instructions per round trip ({bus / raw:.2f}x)")
+        return
     name, unit = ("W1", "event") if args.fanout == 1 else (f"W{args.fanout}", "delivery")
-    bus = per_event("axonbus", args.fanout)
-    raw = per_event("raw", args.fanout)
+    bus = per_event("axonbus", args.fanout, args.loop)
+    raw = per_event("raw", args.fanout, args.loop)
     print(f"{name} publish + handle: {bus:,.0f} instructions per {unit}")
     print(f"raw queue put/get:   {raw:,.0f} instructions per {unit} ({bus / raw:.2f}x)")
 

@@ -3,6 +3,7 @@
     python -m benchmarks.core            # full run, about 2-3 minutes on 2 cores
     python -m benchmarks.core --quick    # smoke test, well under 30 s
     python -m benchmarks.core --json artifacts/bench.json
+    python -m benchmarks.core --only w1,w10,rpc --loop uvloop   # one loop only (default: both)
 
 Workloads (each implementation on the same one; every handler is an ``async def h(event)`` no-op
 that counts):
@@ -21,6 +22,9 @@ that counts):
 - ``latency``: p50/p99 publish-to-handler latency at a steady 10,000 events/s.
 - ``memory``: 1,000,000 events into a stalled ``maxsize=1000, overflow="drop_oldest"``
   subscription; RSS growth and drop count.
+
+W1, W10 and RPC run on asyncio's own event loop and again on uvloop (``pip install
+axonbus[uvloop]``), every implementation on the same loop within a table; ``--loop`` picks one.
 
 Anchors: raw asyncio (bounded ``asyncio.Queue``, the practical limit), blinker ``send_async``,
 pyee ``AsyncIOEventEmitter``, bubus ``EventBus``, autogen-core ``SingleThreadedAgentRuntime``,
@@ -110,6 +114,7 @@ class Config:
     memory_n: int = 1_000_000
     rounds: Rounds = field(default_factory=lambda: Rounds(min=3, max=12, budget=35.0))
     timeout: float = 120.0
+    loops: tuple[str, ...] = ("asyncio", "uvloop")  # W1, W10 and RPC run on each
 
 
 FULL = Config()
@@ -931,6 +936,40 @@ def latency_table(printer: Printer, cfg: Config, lat: list[LatencyResult]) -> No
     )  # fmt: skip
 
 
+ASYNCIO, UVLOOP = "asyncio", "uvloop"
+
+
+def loop_factory(loop: str) -> Callable[[], asyncio.AbstractEventLoop] | str | None:
+    """The event loop factory for ``loop`` (None: asyncio's default), or why it cannot run."""
+    if loop == ASYNCIO:
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        return "skipped: uvloop is not installed (pip install axonbus[uvloop])"
+    return uvloop.new_event_loop  # type: ignore[no-any-return]
+
+
+def loop_targets(w1: list[Row], w10: list[Row], rpc: list[Row], loop: str) -> list[Target]:
+    """The throughput targets, each a ratio of two rows of one table (so of one event loop)."""
+
+    def rate(rows: Sequence[Row], name: str) -> float | None:
+        row = find(rows, name)
+        return row.rate if row else None
+
+    def over(rows: Sequence[Row], name: str, anchor: str) -> float | None:
+        return ratio(rate(rows, name), rate(rows, anchor))
+
+    on = f" ({loop})"
+    return [
+        at_least(f"W1 axonbus / raw queue{on}", over(w1, AXONBUS, RAW), 0.8),
+        at_least(f"W1 axonbus / blinker{on}", over(w1, AXONBUS, "blinker send_async"), 1.0),
+        at_least(f"W1 Event / int payloads{on}", over(w1, "axonbus (Event)", AXONBUS), 0.9),
+        at_least(f"W10 axonbus / raw (ten queues){on}", over(w10, AXONBUS, RAW), 1.5),
+        at_least(f"RPC axonbus / raw queue+future{on}", over(rpc, AXONBUS, RAW), 0.9),
+    ]
+
+
 def targets(
     w1: list[Row],
     w10: list[Row],
@@ -946,9 +985,7 @@ def targets(
         return row.rate if row else None
 
     out = [
-        at_least("W1 axonbus / raw queue", ratio(rate(w1, AXONBUS), rate(w1, RAW)), 0.5),
-        at_least("W10 axonbus / raw (ten queues)", ratio(rate(w10, AXONBUS), rate(w10, RAW)), 0.5),
-        at_least("RPC axonbus / raw queue+future", ratio(rate(rpc, AXONBUS), rate(rpc, RAW)), 0.5),
+        *loop_targets(w1, w10, rpc, ASYNCIO),
         at_least("W1 axonbus / autogen-core", ratio(rate(w1, AXONBUS), rate(w1, AUTOGEN)), 30),
         at_least("RPC axonbus / autogen-core", ratio(rate(rpc, AXONBUS), rate(rpc, AUTOGEN)), 10),
         at_least(
@@ -1002,22 +1039,31 @@ def run(cfg: Config, printer: Printer, only: set[str] | None = None) -> dict[str
     if wanted("memory"):
         memory_table(printer, mem)
 
-    def rates(key: str, title: str, entries: list[Entry], n: int, **kw: Any) -> list[Row]:
-        if not wanted(key):
+    def rates(
+        key: str, title: str, entries: list[Entry], n: int, loop: str = ASYNCIO, **kw: Any
+    ) -> list[Row]:
+        if not wanted(key) or loop not in cfg.loops:
+            return []
+        factory = loop_factory(loop)
+        if isinstance(factory, str):
+            printer.table(f"{title} on {loop}", ["note"], [[factory]])
             return []
         rows = measure(
-            key.upper(),
+            key.upper() if loop == ASYNCIO else f"{key.upper()}@{loop}",
             entries,
             n,
             rounds=cfg.rounds,
             timeout=cfg.timeout,
             progress=progress,
+            loop_factory=factory,
             **kw,
         )
-        rate_table(printer, f"{title}  (trials: quiet/all; * = best not confirmed)", rows)
+        on = "" if loop == ASYNCIO else f" on {loop}"
+        rate_table(printer, f"{title}{on}  (trials: quiet/all; * = best not confirmed)", rows)
         return rows
 
-    w1 = rates("w1", "W1: one publisher, one async no-op subscriber", pubsub_entries(1), cfg.w1_n)
+    w1_title = "W1: one publisher, one async no-op subscriber"
+    w1 = rates("w1", w1_title, pubsub_entries(1), cfg.w1_n)
     w1_otel = rates(
         "w1-otel",
         "w1-otel: W1 with OpenTelemetryMiddleware installed",
@@ -1034,6 +1080,25 @@ def run(cfg: Config, printer: Printer, only: set[str] | None = None) -> dict[str
     )
     rpc = rates(
         "rpc", "RPC: sequential request/reply", RPC_ENTRIES, cfg.rpc_n, unit="round trips/s"
+    )
+    # the same three on uvloop (each implementation on it: the ratios compare like with like)
+    w1_uv = rates("w1", w1_title, pubsub_entries(1), cfg.w1_n, UVLOOP)
+    w10_uv = rates(
+        "w10",
+        "W10: one publisher, ten subscribers (N = events; rate = deliveries/s)",
+        pubsub_entries(10),
+        cfg.w10_n,
+        UVLOOP,
+        per_event=10,
+        unit="deliveries/s",
+    )
+    rpc_uv = rates(
+        "rpc",
+        "RPC: sequential request/reply",
+        RPC_ENTRIES,
+        cfg.rpc_n,
+        UVLOOP,
+        unit="round trips/s",
     )
 
     rt_publish = rates(
@@ -1057,6 +1122,8 @@ def run(cfg: Config, printer: Printer, only: set[str] | None = None) -> dict[str
         latency_table(printer, cfg, lat)
 
     goals = targets(w1, w10, rpc, lat, mem, rt_publish, rt_send, w1_otel)
+    if w1_uv or w10_uv or rpc_uv:
+        goals[5:5] = loop_targets(w1_uv, w10_uv, rpc_uv, UVLOOP)  # after the asyncio ones
     elapsed = conclude(printer, "targets (ratios within this run)", goals, started)
     return report(
         env,
@@ -1065,7 +1132,7 @@ def run(cfg: Config, printer: Printer, only: set[str] | None = None) -> dict[str
         goals,
         rates=[
             {**asdict(r), "rate": r.rate}
-            for r in [*w1, *w1_otel, *w10, *rpc, *rt_publish, *rt_send]
+            for r in [*w1, *w1_otel, *w10, *rpc, *w1_uv, *w10_uv, *rpc_uv, *rt_publish, *rt_send]
         ],
         latency=[asdict(r) for r in lat],
         memory=asdict(mem),
@@ -1079,8 +1146,19 @@ WORKLOADS = ("memory", "w1", "w1-otel", "w10", "rpc", "rt-publish", "rt-send", "
 THROUGHPUT_N = ("w1_n", "w10_n", "rpc_n", "rt_publish_n", "rt_send_n")
 
 
+def loop_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--loop",
+        choices=("asyncio", "uvloop", "both"),
+        default="both",
+        help="event loop(s) for W1, W10 and RPC (default: both)",
+    )
+
+
 def configure(args: argparse.Namespace) -> Config:
     cfg = QUICK if args.quick else FULL
+    if args.loop != "both":
+        cfg = replace(cfg, loops=(args.loop,))
     if args.repeats:
         rounds = replace(cfg.rounds, min=args.repeats, max=args.repeats)
         cfg = replace(cfg, rounds=rounds, latency_runs=min(args.repeats, 3))
@@ -1098,6 +1176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         quick_help="small N, 2-3 trials (smoke test)",
         repeats=("--repeats", "exactly K trials each (default: 3 to 12, adaptive)"),
         scale_help="multiply the throughput N",
+        extra=loop_option,
     )
 
 

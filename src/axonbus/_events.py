@@ -195,6 +195,15 @@ class Envelope:
     def headers(self, value: dict[str, str]) -> None:
         self._headers = value
 
+    id_or_none: str | None
+    """The id, or ``None`` while nobody has read :attr:`id` yet (reading it this way makes none).
+    Code that builds an envelope without ``__init__`` (the bus's publish hot path) sets it to
+    ``None``.
+
+    >>> Envelope("a.b", {}).id_or_none is None
+    True
+    """
+
     headers_or_none: dict[str, str] | None
     """The headers, or ``None`` when none were ever set: reading them this way creates no dict
     on an envelope without headers (middleware that looks at every event uses it). Read-only
@@ -211,6 +220,7 @@ class Envelope:
 # `headers_or_none` is the `_headers` slot itself under a public name: reading it costs what
 # reading the slot costs (a property would add a call to every event a middleware looks at)
 Envelope.headers_or_none = Envelope.__dict__["_headers"]
+Envelope.id_or_none = Envelope.__dict__["_id"]  # the same for the `_id` slot
 
 
 def log_fields(env: Envelope, subscription: str | None = None) -> dict[str, Any]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from axonbus import Bus
@@ -35,3 +37,25 @@ async def test_check_transport_names_the_failing_check() -> None:
 
     with pytest.raises(AssertionError, match="per_publisher_order"):
         await check_transport(lambda: Lossy(), only=["per_publisher_order"])
+
+
+async def test_each_loop_variant_runs_on_that_loop(request: pytest.FixtureRequest) -> None:
+    # the ids come from tests/conformance/conftest.py: [asyncio] and, with uvloop, [uvloop]
+    loop = type(asyncio.get_running_loop())
+    if request.node.callspec.id == "uvloop":
+        assert f"{loop.__module__}.{loop.__qualname__}" == "uvloop.Loop"
+    else:
+        assert request.node.callspec.id == "asyncio"
+        assert loop.__module__.startswith("asyncio")
+    # and the bus works on it (the kit's checks above cover the rest)
+    async with Bus() as bus:
+        got: list[int] = []
+
+        async def on_tick(event: int) -> None:
+            got.append(event)
+
+        bus.subscribe("loop.tick", on_tick)
+        for i in range(300):  # more than one worker run
+            await bus.publish("loop.tick", i)
+        await bus.drain()
+        assert got == list(range(300))

@@ -121,6 +121,8 @@ class Bus(Publisher):
             mw.attach(self)
         self._publish_hook = build_publish_chain(self._middleware)
         self._handle_chain = build_handle_chain(self._middleware)
+        self._event_topics = {}
+        self._direct = False  # set by start()
 
     @classmethod
     def from_env(cls, **kwargs: Any) -> Bus:
@@ -165,6 +167,7 @@ class Bus(Publisher):
         self._loop = asyncio.get_running_loop()
         await self.transport.start(self)
         self._state = State.STARTED
+        self._refresh_direct()
         for sub in self._routes.subs:
             sub.start()
         return self
@@ -189,6 +192,7 @@ class Bus(Publisher):
             return
         was_started = self._state is State.STARTED
         self._state = State.CLOSING
+        self._direct = False
         self._closed = asyncio.get_running_loop().create_future()
         try:
             if was_started and self._remote is not None:
@@ -209,6 +213,7 @@ class Bus(Publisher):
             await self.transport.close()
         finally:
             self._state = State.CLOSED
+            self._direct = False
             self._closed.set_result(None)
 
     #: seconds close() waits for handlers before it says at INFO what it is waiting for
@@ -334,6 +339,7 @@ class Bus(Publisher):
         mb = self._routes.subscriber_mailbox(
             pattern, name=sub_name, group=group, durable=durable, maxsize=maxsize, overflow=overflow
         )
+        self._refresh_direct()  # an overflow="error" mailbox turns the direct path off
         sub = Subscription(
             self, mb, spec, name=sub_name, pattern=pattern, group=group, durable=durable,
             concurrency=concurrency, timeout=timeout, retry=retry, filter=filter, offload=offload,
@@ -427,6 +433,7 @@ class Bus(Publisher):
         left = self._routes.detach(sub)
         if left is None:
             return False
+        self._refresh_direct()
         if left == "parked":
             self._settle(len(sub.mailbox.queue))
         if self._remote is not None and left != "shared":
@@ -512,12 +519,15 @@ class Bus(Publisher):
             mb.closed = True
         else:
             self._routes.add_stream(mb)
+            self._refresh_direct()
             if self._remote is not None:
                 self._remote.watch(pattern)
         return mb
 
     def _close_stream(self, mb: Mailbox) -> None:
-        if self._routes.close_stream(mb) and self._remote is not None:
+        registered = self._routes.close_stream(mb)
+        self._refresh_direct()
+        if registered and self._remote is not None:
             self._remote.unwatch(mb.pattern)
 
     # -- what broker transports hand in --------------------------------------------------------

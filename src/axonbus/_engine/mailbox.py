@@ -125,8 +125,12 @@ class Mailbox:
     # -- producer side -------------------------------------------------------------------------
 
     def wake_getter(self) -> None:
-        if self._getters:
-            self._wake(self._getters)
+        getters = self._getters  # _wake written out: once per request on the RPC path
+        while getters:
+            fut = getters.popleft()
+            if not fut.done():
+                fut.set_result(None)
+                return
 
     def wake_all(self) -> None:
         for waiters in (self._getters, self._putters):

@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import enum
+import inspect
 import logging
 import math
-import time
 from collections import deque
+from time import time
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 from .._codec import Codec, encode_checked
@@ -39,6 +40,14 @@ if TYPE_CHECKING:
     from ..transports.base import BrokerTransport
 
 __all__ = ["MISSING", "Publisher", "State"]
+
+#: payloads whose size ``max_message_bytes`` bounds on the in-process transport
+_SIZED = (bytes, str)
+_new_envelope = object.__new__
+# bound once: `current_envelope.get()` written out makes a bound method object on every call
+_current_envelope = current_envelope.get
+_get_running_loop = asyncio.get_running_loop
+_Future = asyncio.Future  # the C future; loop.create_future() is a Python method on asyncio's loop
 
 logger = logging.getLogger("axonbus")
 
@@ -73,6 +82,21 @@ class Publisher:
     _deadlines: Deadlines
     _codec: Codec
     _remote: BrokerTransport | None
+    # True while a publish can take the direct path: started, in-process, no publish middleware,
+    # no history, no overflow="error" mailbox (see _refresh_direct)
+    _direct: bool
+    # the static topic of every Event class published so far (None: a topic template)
+    _event_topics: dict[type, str | None]
+
+    def _refresh_direct(self) -> None:
+        """Recompute :attr:`_direct`; called whenever one of its inputs changes."""
+        self._direct = (
+            self._state is State.STARTED
+            and self._publish_hook is None
+            and self._remote is None
+            and self._history is None
+            and not self._routes.strict
+        )
 
     def _check_open(self) -> None:
         state = self._state
@@ -104,22 +128,26 @@ class Publisher:
             if payload is not MISSING:
                 raise TypeError("publish(event) takes no payload; use publish(topic, payload)")
             event = topic_or_event
-            topic = type(event).__static_topic__ or event.topic
+            cls = type(event)
+            static = cls.__static_topic__
+            if static is not None:  # the direct path finds it here next time
+                self._event_topics[cls] = static
+            topic = static or event.topic
         else:
             raise InvalidTopic(
                 repr(type(topic_or_event).__name__),
                 "publish needs a topic: publish(topic, payload) or publish(EventSubclass(...))",
             )
-        if isinstance(event, (bytes, str)) and len(event) > self.max_message_bytes:
+        if isinstance(event, _SIZED) and len(event) > self.max_message_bytes:
             raise MessageTooLarge(len(event), self.max_message_bytes)
         if parent is None:
-            parent = current_envelope.get()
+            parent = _current_envelope()
         causation = None
         if parent is not None:
             causation = parent.id
             if correlation_id is None:
                 correlation_id = parent.correlation_id or parent.id
-        return Envelope(topic, event, None, headers, time.time(), correlation_id, causation)
+        return Envelope(topic, event, None, headers, time(), correlation_id, causation)
 
     @overload
     async def publish(
@@ -135,14 +163,7 @@ class Publisher:
     ) -> PublishResult: ...  # fmt: skip
 
     async def publish(
-        self,
-        topic_or_event: Any,
-        payload: Any = MISSING,
-        *,
-        wait: bool = False,
-        headers: dict[str, str] | None = None,
-        correlation_id: str | None = None,
-        _parent: Envelope | None = None,
+        self, topic_or_event: Any, payload: Any = MISSING, **options: Any
     ) -> Envelope | PublishResult:
         """Publish an Event (topic from its class) or ``(topic, payload)``.
 
@@ -157,6 +178,84 @@ class Publisher:
         this bus's own plain subscribers directly. ``wait=True`` also waits for the broker to
         confirm it; other processes' handlers are not waited for.
         """
+        # The keyword options arrive as **options on purpose: keyword-only parameters with
+        # defaults cost a dict lookup each on every call (CPython 3.11), about 5% of a publish.
+        # The signature shown by help() and inspect is _publish's (set below the class).
+        if options or not self._direct:
+            return await self._publish(topic_or_event, payload, **options)
+        # The hot path, in one function: _envelope and _enqueue inlined, the route cache the
+        # only lookup. Anything unusual goes to _publish.
+        if type(topic_or_event) is str:
+            topic = topic_or_event
+            event = None if payload is MISSING else payload
+            # issubclass(type(x)): isinstance(x) looks up x.__class__ when x is not a str
+            if issubclass(type(payload), _SIZED) and len(payload) > self.max_message_bytes:
+                raise MessageTooLarge(len(payload), self.max_message_bytes)
+        else:
+            static = self._event_topics.get(type(topic_or_event))
+            if static is None or payload is not MISSING:
+                return await self._publish(topic_or_event, payload)
+            topic = static
+            event = topic_or_event
+        parent = _current_envelope()
+        # Envelope(...) spelled out: its __init__ is a Python frame entered from C, which
+        # cost about a tenth of a publish (callgrind). tests/test_hot_path_budget.py checks
+        # that this sets every slot Envelope.__init__ sets.
+        env = _new_envelope(Envelope)
+        env.topic = topic
+        env.event = event
+        # the `_id` and `_headers` slots under their public names (mypy knows only __slots__)
+        env.id_or_none = None  # type: ignore[misc]
+        env.headers_or_none = None  # type: ignore[misc]
+        env.timestamp = time()
+        if parent is None:
+            env.correlation_id = None
+            env.causation_id = None
+        else:
+            env.correlation_id = parent.correlation_id or parent.id
+            env.causation_id = parent.id
+        env.tracker = None
+        env.reply = None
+        env.offset = None
+        route = self._index.cache.get(topic)
+        if route is None:
+            route = self._index.lookup(topic)
+        blocked = None
+        for mb in route:
+            q = mb.queue
+            # no closed mailbox is routed to while the bus is started (closing one takes it
+            # out of the index first, which clears the route cache)
+            if len(q) < mb.maxsize:
+                q.append(env)
+                if mb._getters:
+                    mb.wake_getter()
+                if mb.counted:
+                    self._pending += 1
+            elif mb.closed:
+                continue
+            elif mb.overflow == "block":  # waits below, once every other mailbox has it
+                if blocked is None:
+                    blocked = [mb]
+                else:
+                    blocked.append(mb)
+            else:
+                self._overflow(mb, env)
+        if blocked is not None:
+            for mb in blocked:
+                await self._put_blocking(mb, env)
+        return env
+
+    async def _publish(
+        self,
+        topic_or_event: Any,
+        payload: Any = MISSING,
+        *,
+        wait: bool = False,
+        headers: dict[str, str] | None = None,
+        correlation_id: str | None = None,
+        _parent: Envelope | None = None,
+    ) -> Envelope | PublishResult:
+        """:meth:`publish` in general: state checks, middleware, brokers, ``wait=True``."""
         if self._state is not State.STARTED:
             self._check_open()
         env = self._envelope(topic_or_event, payload, headers, correlation_id, _parent)
@@ -376,28 +475,59 @@ class Publisher:
         >>> await bus.request("math.add", {"a": 1, "b": 2}, timeout=2.0)
         3
         """
-        if self._state is not State.STARTED:
-            self._check_open()
         if timeout is not None and timeout <= 0:
             raise ValueError(f"timeout must be > 0 seconds or None, got {timeout!r}")
-        env = self._envelope(topic, payload, headers, None, None)
-        if self._publish_hook is not None:
-            hooked = self._publish_hook(env)  # e.g. tracing context in the headers
-            if hooked is None:
-                raise NoResponders(topic)  # a middleware dropped it: nobody will answer
-            env = hooked
-        if self._remote is not None:
-            return await self._remote.request(env, self._encode(env), timeout)
-        route = self._routes.responders.lookup(topic)
-        if not route:
-            raise NoResponders(topic)
-        mb = route[self._rr % len(route)] if len(route) > 1 else route[0]
-        self._rr += 1
-        loop = asyncio.get_running_loop()
-        reply: asyncio.Future[Any] = loop.create_future()
+        if self._direct and headers is None and type(topic) is str:
+            # the direct path, as in publish: no middleware nor broker, the route cache first
+            if issubclass(type(payload), _SIZED) and len(payload) > self.max_message_bytes:
+                raise MessageTooLarge(len(payload), self.max_message_bytes)
+            env = _new_envelope(Envelope)
+            env.topic = topic
+            env.event = payload
+            env.id_or_none = None  # type: ignore[misc]
+            env.headers_or_none = None  # type: ignore[misc]
+            env.timestamp = time()
+            parent = _current_envelope()
+            if parent is None:
+                env.correlation_id = None
+                env.causation_id = None
+            else:
+                env.correlation_id = parent.correlation_id or parent.id
+                env.causation_id = parent.id
+            env.tracker = None
+            env.offset = None
+        else:
+            if self._state is not State.STARTED:
+                self._check_open()
+            env = self._envelope(topic, payload, headers, None, None)
+            if self._publish_hook is not None:
+                hooked = self._publish_hook(env)  # e.g. tracing context in the headers
+                if hooked is None:
+                    raise NoResponders(topic)  # a middleware dropped it: nobody will answer
+                env = hooked
+            if self._remote is not None:
+                return await self._remote.request(env, self._encode(env), timeout)
+        responders = self._routes.responders
+        route = responders.cache.get(topic)
+        if route is None:
+            route = responders.lookup(topic)
+            if not route:
+                raise NoResponders(topic)
+        if len(route) > 1:  # responders on several patterns: round robin
+            mb = route[self._rr % len(route)]
+            self._rr += 1
+        else:
+            mb = route[0]
+        loop = _get_running_loop()
+        reply: asyncio.Future[Any] = _Future(loop=loop)
         env.reply = reply
+        # Deadlines.watch and .forget written out: two calls were 1% of a round trip
+        waiting = self._deadlines._waiting
         if timeout is not None:
-            self._deadlines.watch(reply, loop.time() + timeout, topic, timeout)
+            deadline = loop.time() + timeout
+            waiting[reply] = (deadline, topic, timeout)
+            if deadline < self._deadlines._armed_at:
+                self._deadlines._arm(loop, deadline)
         try:
             if len(mb.queue) < mb.maxsize and not mb.closed:
                 mb.queue.append(env)
@@ -411,7 +541,7 @@ class Publisher:
             return await reply
         finally:
             if timeout is not None:
-                self._deadlines.forget(reply)
+                waiting.pop(reply, None)
 
 
 class Deadlines:
@@ -470,3 +600,7 @@ class Deadlines:
                 earliest = deadline
         if earliest < math.inf:
             self._arm(self._loop, earliest)
+
+
+# help(Bus.publish) and inspect.signature show the keyword options publish takes
+Publisher.publish.__signature__ = inspect.signature(Publisher._publish)  # type: ignore[attr-defined]

@@ -34,6 +34,10 @@ __all__ = ["HandlerSpec", "Subscription", "SubscriptionStats"]
 
 logger = logging.getLogger("axonbus")
 
+#: most events a worker handles in one go before it yields to the event loop
+RUN_MAX = 256
+RUN = range(1, RUN_MAX + 1)
+
 Handler = Callable[..., Any]
 HandleNext = Callable[[Any, Context], Awaitable[Any]]
 
@@ -290,6 +294,7 @@ class Subscription:
     async def _work(self) -> None:
         mb = self.mailbox
         q = mb.queue
+        take = q.popleft
         bus = self.bus
         set_current = current_envelope.set
         # the fast path: an async handler with no per-delivery options is awaited right here;
@@ -300,48 +305,74 @@ class Subscription:
         fn = spec.fn
         takes_ctx = spec.takes_ctx
         type_filter = self.type_filter
+        getters = mb._getters
+        loop = asyncio.get_running_loop()
         while True:
             if not q:
                 if not self.active:
                     return
-                await mb.wait_nonempty()
+                # Mailbox.wait_nonempty written out (once per request on the RPC path)
+                waiter: asyncio.Future[None] = asyncio.Future(loop=loop)
+                getters.append(waiter)
+                try:
+                    await waiter
+                finally:
+                    if not waiter.done():
+                        waiter.cancel()
                 continue
             if not self.active and not self._stop_when_empty:
                 return
-            env = q.popleft()
-            if mb._putters or mb.burst_drops:
-                mb.after_take()
+            # A run: what is queued is handled without going back to the loop in between (a
+            # handler that does not suspend never yields), at most RUN events, so one busy
+            # subscription cannot hold the loop. Nothing outside can look at this worker while
+            # it does not yield, so in_flight and the bus's pending count are updated once per
+            # run: in_flight is 1 whenever a handler of the run is suspended, and drain() is
+            # told when the run ends.
             self.in_flight += 1
+            taken = 0
             try:
-                if not fast or (gate is not None and gate()):
-                    await self._deliver(env, None)
-                elif type_filter is not None and not isinstance(env.event, type_filter):
-                    self._filtered(env)
-                else:
-                    set_current(env)
+                for taken in RUN:  # noqa: B007 - read in the finally clause
+                    env = take()
+                    if mb._putters or mb.burst_drops:
+                        mb.after_take()  # a blocked publisher must not wait for the run's end
                     try:
-                        if takes_ctx:
-                            result = await fn(env.event, Context(bus, env, 1, self.name))
+                        if not fast or (gate is not None and gate()):
+                            await self._deliver(env, None)
+                        elif type_filter is not None and not isinstance(env.event, type_filter):
+                            self._filtered(env)
                         else:
-                            result = await fn(env.event)
-                    except BaseException as exc:
-                        await self._deliver(env, exc)
-                    else:
-                        self.delivered += 1
-                        if env.tracker is not None or env.reply is not None:
-                            self._succeeded(env, result)
-            except asyncio.CancelledError:
-                if self.durable is not None:
-                    mb.put_back(env)  # not acknowledged: the next consumer gets it again
-                    bus._pending += 1
-                elif env.reply is not None and not env.reply.done():
-                    env.reply.set_exception(BusClosed("the responder was stopped mid-request"))
-                raise
+                            set_current(env)
+                            try:
+                                if takes_ctx:
+                                    result = await fn(env.event, Context(bus, env, 1, self.name))
+                                else:
+                                    result = await fn(env.event)
+                            except BaseException as exc:
+                                await self._deliver(env, exc)
+                            else:
+                                self.delivered += 1
+                                if env.tracker is not None:
+                                    self._succeeded(env, result)
+                                elif env.reply is not None and not env.reply.done():
+                                    env.reply.set_result(result)  # a request's answer
+                    except asyncio.CancelledError:
+                        if self.durable is not None:
+                            mb.put_back(env)  # not acknowledged: the next consumer gets it again
+                            bus._pending += 1
+                        elif env.reply is not None and not env.reply.done():
+                            env.reply.set_exception(
+                                BusClosed("the responder was stopped mid-request")
+                            )
+                        raise
+                    if not q or not self.active:
+                        break
             finally:
                 self.in_flight -= 1
-                bus._pending -= 1
-                if bus._pending <= 0:
-                    bus._settle(0)
+                bus._pending -= taken
+                if bus._pending <= 0 and bus._idle is not None:
+                    bus._wake_idle()
+            if taken == RUN_MAX:
+                await asyncio.sleep(0)  # let the loop run other tasks before the next run
 
     async def _deliver(self, env: Envelope, first_error: BaseException | None) -> None:
         """Deliver with every option: filters, timeout, middleware, retry, failure reporting.
