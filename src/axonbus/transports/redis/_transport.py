@@ -487,7 +487,8 @@ class RedisTransport(RedisRequestReply, BrokerTransport):
                     continue
                 quiet_since = time.monotonic()
                 pinged = False
-                kind = msg[0] if type(msg) is list else None
+                # a list, or with hiredis installed its PushNotification (a list subclass)
+                kind = msg[0] if isinstance(msg, list) else None
                 if kind == b"pmessage":
                     data = msg[3]
                     if data[:n] == origin or own(data) or not self.receiving:
