@@ -313,10 +313,10 @@ class AmqpTransport(BrokerTransport):
                     )
                 )
             else:  # a registration: after the publishes before it
-                await self._confirmed(pending)
+                await self._confirmed(pending, pub)
                 pending = []
                 await self._register(op)
-        await self._confirmed(pending)
+        await self._confirmed(pending, pub)
 
     async def _reply(self, reply_to: str, request_id: str, frame: bytes) -> None:
         """Send a reply to a requester's direct reply-to: not confirmed, as RabbitMQ keeps
@@ -330,10 +330,20 @@ class AmqpTransport(BrokerTransport):
         props = _Props(correlation_id=request_id, delivery_mode=1)
         await channel.basic_publish(frame, routing_key=reply_to, properties=props, wait=False)
 
-    async def _confirmed(self, pending: list[asyncio.Future[Any]]) -> None:
+    async def _confirmed(self, pending: list[asyncio.Future[Any]], channel: Any) -> None:
         if not pending:
             return
-        results = await asyncio.gather(*pending, return_exceptions=True)
+        confirms = asyncio.gather(*pending, return_exceptions=True)
+        # A confirm the broker never sends (it died with the publish in flight) must not hold
+        # the writer: once the publish channel closes, the batch is an outage and is sent again
+        # on the next connection (message ids let consumers see the repeat).
+        await asyncio.wait({confirms, channel.closing}, return_when=asyncio.FIRST_COMPLETED)
+        if not confirms.done():
+            for fut in pending:
+                fut.cancel()
+            confirms.cancel()
+            raise _Down("the publish channel closed with publishes unconfirmed")
+        results = await confirms
         for result in results:
             if isinstance(result, BaseException):
                 if isinstance(result, asyncio.CancelledError):
