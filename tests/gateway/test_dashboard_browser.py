@@ -1,7 +1,8 @@
 """The dashboard in a real browser (Debian's headless Chromium, driven by Playwright).
 
 Sends a message and watches the reply stream in token by token, interrupts a run and sees it
-pause, resumes it, interrupts and cancels another, and checks the live event stream; each key
+pause, resumes it, interrupts and cancels another, checks the live event stream, and runs the
+same agent over AG-UI to see that session in the dashboard and continue it there; each key
 moment is saved as a screenshot under ``artifacts/browser/`` (stable paths for CI). Without
 Chromium the test skips locally and fails in CI (``scripts/ensure-browser`` installs it).
 """
@@ -11,16 +12,19 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
+import json
 import re
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from axonbus import Bus
 from axonbus.agent import DemoAgent, StateManager, Tool
+from axonbus.agent.agui import AgUiAgent
 from axonbus.gateway import create_app
 from tests.gateway.helpers import SECRET_ADMIN, eventually, running_server
 from tests.support.browser import WatchedPage, open_page, require_chromium
@@ -114,8 +118,9 @@ class Dashboard:
     """The test's view of the page: locators for what it shows, typing, clicks, screenshots
     and the recorder's notes (:data:`RECORDER_JS`)."""
 
-    def __init__(self, watched: WatchedPage) -> None:
+    def __init__(self, watched: WatchedPage, base: str) -> None:
         self.watched = watched
+        self.base = base  # the gateway's URL
         self.page = page = watched.page
         self.connection = page.locator("#connection-status")
         self.status = page.locator("#run-status")
@@ -174,18 +179,43 @@ async def dashboard(bus: Bus) -> AsyncIterator[tuple[Dashboard, GatedDemoAgent]]
     chromium = require_chromium()
     states = StateManager(bus)
     agent = GatedDemoAgent(bus, token_delay=0.05, tool_delay=0.05).start()
+    agui = AgUiAgent(bus, "demo", agent).start()  # the same agent over AG-UI
     app = create_app(bus, state_manager=states)
     try:
         async with running_server(app) as base, open_page(chromium, timeout=STEP_TIMEOUT) as w:
             await w.page.goto(base + "/")
             await expect(w.page.locator("body")).to_have_attribute("data-ready", "true")
             try:
-                yield Dashboard(w), agent
+                yield Dashboard(w, base), agent
             finally:
                 agent.gate.set()
     finally:
+        await agui.stop()
         await agent.stop()
         states.close()
+
+
+async def _agui_run(base: str, thread: str, text: str) -> list[str]:
+    """POST one AG-UI run to the gateway, as an AG-UI client would; the event types it got."""
+    run = {
+        "threadId": thread,
+        "runId": f"{thread}-r1",
+        "messages": [{"id": "m1", "role": "user", "content": text}],
+        "tools": [],
+        "context": [],
+        "state": {},
+        "forwardedProps": {},
+    }
+    types: list[str] = []
+    async with (
+        httpx.AsyncClient(base_url=base, timeout=STEP_TIMEOUT * 3) as client,
+        client.stream("POST", "/v1/agui/demo", json=run) as response,
+    ):
+        assert response.status_code == 200, await response.aread()
+        async for line in response.aiter_lines():
+            if line.startswith("data:"):
+                types.append(json.loads(line[5:])["type"])
+    return types
 
 
 def _streaming_prefixes(records: list[dict[str, Any]], final: str) -> list[str]:
@@ -321,6 +351,21 @@ async def _flow(page: Dashboard, agent: GatedDemoAgent, bus: Bus) -> None:
     count = int(await page.page.locator("#event-count").inner_text())
     assert count >= rows, (count, rows)  # the counter counts every event, shown or not
     await expect(page.chat_error).to_have_text("")
+    timings["events"] = time.monotonic() - started
+
+    # -- 5. a run over AG-UI is a session of the dashboard too, and goes on from there ---------
+    agent.gate.set()
+    question, answer = "what is 2 * 21?", "2 * 21 = 42."
+    types = await _agui_run(page.base, "agui1", question)
+    assert (types[0], types[-1]) == ("RUN_STARTED", "RUN_FINISHED"), types
+    row = page.page.locator('[data-testid="session-row"][data-session="agui1"]')
+    await expect(row).to_have_attribute("data-status", "done")
+    await expect(row.locator('[data-field="text"]')).to_have_text(re.compile(re.escape(answer)))
+    await row.click()  # the dashboard's chat moves to that session and continues it
+    await expect(page.page.locator("#session-input")).to_have_value("agui1")
+    await page.send_message("how many words are in this sentence?")
+    await expect(page.agent_text).to_have_text(re.compile(r"^Your message has 7 words\."))
+    await expect(row).to_have_attribute("data-status", "done")
     # at 1280 px every panel holds its tables: no last column pushed out past the panel's edge
     overflowing = await page.page.evaluate(OVERFLOWING_PANELS_JS)
     assert overflowing == [], f"content wider than its panel: {overflowing}"
