@@ -24,9 +24,17 @@ Every name on the broker starts with ``axonbus.{bus name}`` (see ``_names``):
   confirmed every publish in it, so ``await bus.flush()`` means "the broker has it". A batch in
   flight when the connection drops is sent again after the reconnect (duplicates, never a loss).
 
-URL options (query string): ``unavailable_timeout`` (default 5) and ``outbox`` (default
-10,000), and aiormq's own (``heartbeat``, default 5 seconds here: a half-open connection
-is noticed within ~20 s).
+URL options (query string): ``unavailable_timeout`` (default 5), ``outbox`` (default
+10,000), ``wire`` (``compact``, the default, or ``cloudevents``: every event one message, a
+CloudEvent in binary content mode, see ``_wire``), and aiormq's own (``heartbeat``, default 5
+seconds here: a half-open connection is noticed within ~20 s).
+
+Whatever the ``wire``, a CloudEvent another client publishes to the events exchange with the
+topic as routing key reaches subscribers (binary or structured), and a CloudEvent request is
+answered with a CloudEvent (``causationid`` the request's id; an error has the type
+``axonbus.error`` and the data ``{"error": type name, "message": text}``). A message that is
+neither an axonbus envelope nor a CloudEvent is counted in ``undecodable``, logged once per
+burst, and rejected without requeue.
 
 What it cannot promise: plain and group subscriptions are at most once; a quorum queue keeps
 an event once RabbitMQ confirmed it (on a majority of nodes), classic queues (dead letters,
@@ -46,21 +54,25 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlencode, urlsplit
 
+from ..._cloudevents import ERROR_TYPE, CloudEvents, make_source, wire_option
 from ..._events import Envelope
 from ..._exceptions import (
     AxonbusError,
     ConnectionLost,
     DecodeError,
+    MessageTooLarge,
     NoResponders,
     RemoteError,
     RequestTimeout,
 )
 from ..._topics import match
 from .._replies import encode_reply, settle_reply
+from .._undecodable import Undecodable
 from ..base import BrokerTransport, Inbound, prefetch_limit, redact_url, register_transport
 from ._consumers import DELAY_HEADER, Binding, delay_level, retry_headers
 from ._names import Names, binding_key, check_routable
 from ._records import Records
+from ._wire import decode_delivery, is_cloudevent
 
 try:
     import aio_pika  # noqa: F401  (the extra that brings aiormq)
@@ -129,10 +141,13 @@ class AmqpTransport(BrokerTransport):
 
     def __init__(self, url: str) -> None:
         super().__init__(url)
+        self.wire = wire_option(self.options)  # not aiormq's: taken out of its URL
         self.options.setdefault("heartbeat", str(HEARTBEAT))
         self._amqp_url = urlsplit(self.address)._replace(query=urlencode(self.options)).geturl()
         self.address = redact_url(self.address)  # what logs and reprs show
         self.instance = secrets.token_hex(8)  # app_id of our publishes: skipped on receipt
+        self.cloudevents = CloudEvents(make_source("axonbus", self.instance))
+        self.undecodable = Undecodable(logger)
         self.names = Names("axonbus")
         self.records = Records(self)
         self._conn: Any = None
@@ -157,6 +172,7 @@ class AmqpTransport(BrokerTransport):
 
     async def start(self, bus: Sink) -> None:
         self.names = Names(bus.name)
+        self.cloudevents = CloudEvents(make_source(bus.name, self.instance))
         for binding in self._bindings.values():  # bound before start: named now
             self._name_binding(binding)
         await super().start(bus)
@@ -273,6 +289,14 @@ class AmqpTransport(BrokerTransport):
 
     def publish_op(self, env: Envelope, data: bytes) -> Any:
         check_routable(env.topic)
+        if self.wire == "cloudevents":
+            # ("pub", topic, body, id, ce- headers, content type): one message per event
+            headers, body = self.cloudevents.binary(env)
+            content_type = headers.pop("content-type", None)
+            size = len(body) + sum(map(len, headers)) + sum(map(len, headers.values()))
+            if self.bus is not None and size > self.bus.max_message_bytes:
+                raise MessageTooLarge(size, self.bus.max_message_bytes)
+            return ("pub", env.topic, body, env.id, headers, content_type)
         return ("pub", env.topic, data, env.id)
 
     def durable_topic(self, topic: str) -> bool:
@@ -290,7 +314,11 @@ class AmqpTransport(BrokerTransport):
         for op in batch:
             kind = op[0]
             if kind == "pub":
-                props = _Props(delivery_mode=2, message_id=op[3], app_id=app_id)
+                if len(op) > 4:  # a CloudEvent: its attributes travel as headers
+                    props = _Props(delivery_mode=2, message_id=op[3], app_id=app_id,
+                                   headers=op[4], content_type=op[5])  # fmt: skip
+                else:
+                    props = _Props(delivery_mode=2, message_id=op[3], app_id=app_id)
                 pending.append(
                     loop.create_task(
                         publish(op[2], exchange=exchange, routing_key=op[1], properties=props,
@@ -303,10 +331,14 @@ class AmqpTransport(BrokerTransport):
                     continue  # the broker gave it back already
                 if kind == "ack":
                     await channel.basic_ack(op[2], wait=False)
-                else:
-                    await channel.basic_nack(op[2], requeue=True, wait=False)
+                else:  # requeued, unless undecodable (op[3]: rejected for good)
+                    await channel.basic_nack(op[2], requeue=len(op) < 4, wait=False)
             elif kind == "reply":
-                props = _Props(correlation_id=op[2], delivery_mode=1)
+                if len(op) > 4:  # a CloudEvent reply
+                    props = _Props(correlation_id=op[2], delivery_mode=1, headers=op[4],
+                                   content_type=op[5])  # fmt: skip
+                else:
+                    props = _Props(correlation_id=op[2], delivery_mode=1)
                 pending.append(
                     loop.create_task(
                         publish(op[3], routing_key=op[1], properties=props, wait=False)
@@ -379,10 +411,25 @@ class AmqpTransport(BrokerTransport):
         # the highest carried out (a batch that failed midway is sent again whole)
         self._registered = max(self._registered, op[-1])
 
+    def _decode(self, message: Any, where: str) -> Envelope | None:
+        """A delivery's envelope, in either wire (see ``_wire``); None, counted and logged,
+        when it is neither an envelope nor a CloudEvent."""
+        bus = self.bus
+        assert bus is not None
+        props = message.header.properties
+        # the routing key is the topic, unless the delivery came back from a delay queue
+        exchange = message.delivery.exchange
+        names = self.names
+        topic = message.routing_key if exchange in (names.events, names.rpc) else None
+        try:
+            return decode_delivery(self.cloudevents, bus.wire_codec, props, message.body, topic)[0]
+        except DecodeError as exc:
+            self.undecodable.report(str(self), where, str(exc))
+            return None
+
     async def _feed_plain(self, items: Binding, generation: int) -> None:
         bus = self.bus
         assert bus is not None
-        decode = bus.wire_codec.decode
         receive = bus.receive
         instance = self.instance
         queue, wake = items.items, items.wake
@@ -394,10 +441,8 @@ class AmqpTransport(BrokerTransport):
             message = queue.popleft()
             if message.header.properties.app_id == instance:
                 continue  # our own publish: delivered locally already
-            try:
-                env = decode(message.body)
-            except DecodeError as exc:
-                logger.error("%s: undecodable event on %r: %s", self, message.routing_key, exc)
+            env = self._decode(message, message.routing_key)
+            if env is None:
                 continue
             for pattern in list(self._watched):
                 if match(pattern, env.topic):
@@ -485,12 +530,11 @@ class AmqpTransport(BrokerTransport):
             if binding.kind == "respond":
                 await self._handle_request(binding, message)
                 continue
-            try:
-                env = bus.wire_codec.decode(message.body)
-            except DecodeError as exc:
-                logger.error("%s: undecodable delivery on %s: %s", self, binding.queue, exc)
+            env = self._decode(message, binding.queue)
+            if env is None:  # never redelivered: rejected for good
                 if binding.durable:
-                    self.send_control(("ack", message.channel, message.delivery.delivery_tag))
+                    tag = message.delivery.delivery_tag
+                    self.send_control(("nack", message.channel, tag, "undecodable"))
                 continue
             if not match(binding.mailbox.pattern, env.topic):  # a wildcard met a system topic
                 if binding.durable:
@@ -551,7 +595,7 @@ class AmqpTransport(BrokerTransport):
                 headers[DELAY_HEADER] = level
                 exchange = self.names.retry
             copy = _Props(delivery_mode=2, message_id=props.message_id, app_id=props.app_id,
-                          headers=headers)  # fmt: skip
+                          headers=headers, content_type=props.content_type)  # fmt: skip
             result = await pub.basic_publish(
                 message.body, exchange=exchange, routing_key=binding.queue, properties=copy
             )
@@ -600,16 +644,22 @@ class AmqpTransport(BrokerTransport):
         bus = self.bus
         assert bus is not None
         props = message.header.properties
-        try:
-            env = bus.wire_codec.decode(message.body)
-        except DecodeError as exc:
-            logger.error("%s: undecodable request on %s: %s", self, binding.queue, exc)
-            return
         reply_to, request_id = props.reply_to, props.correlation_id
+        # a CloudEvent request is answered with one, whatever this bus's wire
+        ce = self.wire == "cloudevents" or is_cloudevent(props, message.body)
+        env = self._decode(message, binding.queue)
+        if env is None:
+            if reply_to:
+                self._answer_error(reply_to, request_id, ce, message.routing_key,
+                                   "DecodeError", "undecodable request")  # fmt: skip
+            return
         reply: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         env.reply = reply
 
         def answer(fut: asyncio.Future[Any]) -> None:
+            if ce:
+                self._answer_cloudevent(reply_to, request_id, env, fut)
+                return
             frame = encode_reply(bus.wire_codec, env, fut)
             self.send_control(("reply", reply_to, request_id, frame))
 
@@ -618,10 +668,72 @@ class AmqpTransport(BrokerTransport):
         if not await bus.put(binding.mailbox, env) and not reply.done():
             reply.set_exception(ConnectionLost("the responder closed before handling the request"))
 
+    def _answer_cloudevent(
+        self, reply_to: str, request_id: str, request: Envelope, fut: asyncio.Future[Any]
+    ) -> None:
+        """Answer a CloudEvent request with one: the result, its causation the request."""
+        if fut.cancelled():
+            kind, text = "CancelledError", "the request was cancelled"
+        elif (exc := fut.exception()) is not None:
+            if isinstance(exc, RemoteError):
+                kind, text = exc.remote_type, exc.remote_message
+            else:
+                kind, text = type(exc).__name__, str(exc)
+        else:
+            bus = self.bus
+            assert bus is not None
+            reply = Envelope(request.topic, fut.result(), causation_id=request.id)
+            try:
+                headers, body = self.cloudevents.binary(reply)
+                if len(body) > bus.max_message_bytes:
+                    raise MessageTooLarge(len(body), bus.max_message_bytes)
+            except (TypeError, ValueError, AxonbusError) as err:
+                self._answer_error(reply_to, request_id, True, request.topic, "TypeError",
+                                   f"cannot encode the reply: {err}", request.id)  # fmt: skip
+                return
+            content_type = headers.pop("content-type", None)
+            self.send_control(("reply", reply_to, request_id, body, headers, content_type))
+            return
+        self._answer_error(reply_to, request_id, True, request.topic, kind, text, request.id)
+
+    def _answer_error(
+        self, reply_to: str, request_id: str, ce: bool, topic: str, kind: str, text: str,
+        cause: str | None = None,
+    ) -> None:  # fmt: skip
+        """An error reply: a CloudEvent of type ``axonbus.error`` (data ``{"error",
+        "message"}``), or the compact wire's error frame."""
+        # an error message may hold what the wire cannot (a lone surrogate): escape it
+        text = text[:2000].encode(errors="backslashreplace").decode()
+        if not ce:
+            frame = f"err\n{kind}\n{text}".encode()
+            self.send_control(("reply", reply_to, request_id, frame))
+            return
+        error = Envelope(topic, {"error": kind, "message": text}, causation_id=cause)
+        headers, body = self.cloudevents.binary(error)
+        headers["ce-type"] = ERROR_TYPE
+        content_type = headers.pop("content-type", None)
+        self.send_control(("reply", reply_to, request_id, body, headers, content_type))
+
     def _on_reply(self, message: Any) -> None:
         fut = self._replies.pop(message.header.properties.correlation_id or "", None)
-        if fut is not None and self.bus is not None:  # else it timed out already
+        if fut is None or self.bus is None or fut.done():  # it timed out already
+            return
+        props = message.header.properties
+        if not is_cloudevent(props, message.body):
             settle_reply(self.bus.wire_codec, fut, message.body)
+            return
+        try:
+            event = decode_delivery(self.cloudevents, self.bus.wire_codec, props, message.body,
+                                    "reply")[0].event  # fmt: skip
+        except DecodeError as exc:
+            fut.set_exception(RemoteError("DecodeError", f"the reply could not be decoded: {exc}"))
+            return
+        if type(event) is dict and event.get("__event__") == ERROR_TYPE:
+            fut.set_exception(
+                RemoteError(str(event.get("error") or "RemoteError"), str(event.get("message", "")))
+            )
+            return
+        fut.set_result(event)
 
     async def request(self, env: Envelope, data: bytes, timeout: float | None) -> Any:
         bus = self.bus
@@ -644,9 +756,17 @@ class AmqpTransport(BrokerTransport):
         self._replies[env.id] = reply
         if expires is not None:
             bus.deadlines.watch(reply, expires, env.topic, timeout or 0.0)
+        headers: dict[str, Any] | None = None
+        content_type = None
+        if self.wire == "cloudevents":  # the request a binary-mode CloudEvent
+            headers, data = self.cloudevents.binary(env)
+            content_type = headers.pop("content-type", None)
+            if len(data) > bus.max_message_bytes:
+                raise MessageTooLarge(len(data), bus.max_message_bytes)
         props = _Props(
             reply_to=REPLY_TO, correlation_id=env.id, message_id=env.id, delivery_mode=1,
             expiration=None if timeout is None else str(max(1, int(timeout * 1000))),
+            headers=headers, content_type=content_type,
         )  # fmt: skip
         try:
             try:
@@ -679,7 +799,18 @@ class AmqpTransport(BrokerTransport):
 
     async def stored_dead_letters(self, limit: int) -> list[tuple[str, bytes]]:
         await self.flush()  # dead letters this bus published
-        return await self.records.peek(self.names.dead_letters, limit)
+        bus = self.bus
+        assert bus is not None
+        out: list[tuple[str, bytes]] = []
+        for key, props, body in await self.records.peek(self.names.dead_letters, limit):
+            # the bus reads its codec's envelopes: a dead letter kept as a CloudEvent is one
+            try:
+                env, ce = decode_delivery(self.cloudevents, bus.wire_codec, props, body)
+            except DecodeError as exc:
+                self.undecodable.report(str(self), self.names.dead_letters, str(exc))
+                continue
+            out.append((key, bus.wire_codec.encode(env) if ce else body))
+        return out
 
     async def drop_dead_letter(self, key: str) -> None:
         await self.records.take(self.names.dead_letters, key)
