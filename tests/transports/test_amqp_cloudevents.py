@@ -15,7 +15,7 @@ import pytest
 from cloudevents.core.bindings.rabbitmq import RabbitMQMessage, from_binary
 from cloudevents.core.formats.json import JSONFormat
 
-from axonbus import Bus, Event, MessageTooLarge, RemoteError
+from axonbus import Bus, Event, MessageTooLarge, RemoteError, Retry
 from tests.support.services import with_option
 
 WIRES = ["compact", "cloudevents"]
@@ -201,3 +201,28 @@ async def test_max_message_bytes_counts_the_cloudevent(
         with pytest.raises(MessageTooLarge):
             await bus.publish("t.x", "a" * 600)
         await bus.publish("t.x", "small")
+
+
+@pytest.mark.parametrize("backoff", [0.0, 0.05])  # an immediate requeue, a delay queue
+async def test_a_retried_cloudevent_without_subject_keeps_its_topic(
+    backoff: float, amqp_service: str, amqp_bus_name: str, raw: aio_pika.abc.AbstractChannel
+) -> None:
+    name = amqp_bus_name
+    calls: list[tuple[Any, str]] = []
+
+    async def flaky(order: Ordered, ctx: Any) -> None:
+        calls.append((order, ctx.envelope.topic))
+        if len(calls) == 1:
+            raise RuntimeError("not yet")
+
+    async with Bus(with_option(amqp_service, "wire", "cloudevents"), name=name) as bus:
+        retry = Retry(attempts=3, backoff=backoff)
+        bus.subscribe("orders.>", flaky, durable="flaky", retry=retry)
+        await bus.flush()
+        events = await exchange(raw, f"axonbus.{name}")
+        message = aio_pika.Message(b'{"order": 4}', headers=binary_headers(),
+                                   content_type="application/json")  # fmt: skip
+        await events.publish(message, routing_key="orders.new")  # no ce-subject
+        await until(lambda: len(calls) >= 2, timeout=20)
+        assert calls == [(Ordered(order=4), "orders.new")] * 2
+        assert bus.transport.undecodable.count == 0  # type: ignore[attr-defined]

@@ -69,7 +69,7 @@ from ..._topics import match
 from .._replies import encode_reply, settle_reply
 from .._undecodable import Undecodable
 from ..base import BrokerTransport, Inbound, prefetch_limit, redact_url, register_transport
-from ._consumers import DELAY_HEADER, Binding, delay_level, retry_headers
+from ._consumers import DELAY_HEADER, TOPIC_HEADER, Binding, delay_level, retry_headers
 from ._names import Names, binding_key, check_routable
 from ._records import Records
 from ._wire import decode_delivery, is_cloudevent
@@ -417,10 +417,14 @@ class AmqpTransport(BrokerTransport):
         bus = self.bus
         assert bus is not None
         props = message.header.properties
-        # the routing key is the topic, unless the delivery came back from a delay queue
+        # the routing key is the topic, unless the delivery is a retry (sent to the queue)
         exchange = message.delivery.exchange
         names = self.names
-        topic = message.routing_key if exchange in (names.events, names.rpc) else None
+        if exchange in (names.events, names.rpc):
+            topic = message.routing_key
+        else:
+            kept = (props.headers or {}).get(TOPIC_HEADER)
+            topic = kept if isinstance(kept, str) and kept else None
         try:
             return decode_delivery(self.cloudevents, bus.wire_codec, props, message.body, topic)[0]
         except DecodeError as exc:
@@ -584,6 +588,8 @@ class AmqpTransport(BrokerTransport):
         """Publish the event again for call ``attempt`` after ``delay``, then acknowledge it."""
         props = message.header.properties
         headers = retry_headers(props.headers, attempt)
+        if message.delivery.exchange == self.names.events:  # the topic of a CloudEvent
+            headers.setdefault(TOPIC_HEADER, message.routing_key)  # without subject
         level = delay_level(delay)
         try:
             pub = self._pub
