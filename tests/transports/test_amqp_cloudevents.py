@@ -200,6 +200,8 @@ async def test_max_message_bytes_counts_the_cloudevent(
     async with Bus(url, name=amqp_bus_name, max_message_bytes=compact + 40) as bus:
         with pytest.raises(MessageTooLarge):
             await bus.publish("t.x", "a" * 600)
+        with pytest.raises(MessageTooLarge):  # a request is a CloudEvent too
+            await bus.request("t.x", "a" * 600, timeout=5)
         await bus.publish("t.x", "small")
 
 
@@ -226,3 +228,19 @@ async def test_a_retried_cloudevent_without_subject_keeps_its_topic(
         await until(lambda: len(calls) >= 2, timeout=20)
         assert calls == [(Ordered(order=4), "orders.new")] * 2
         assert bus.transport.undecodable.count == 0  # type: ignore[attr-defined]
+
+
+async def test_a_reply_too_large_for_the_wire_is_an_error_reply(
+    amqp_service: str, amqp_bus_name: str
+) -> None:
+    url = with_option(amqp_service, "wire", "cloudevents")
+    async with (
+        Bus(url, name=amqp_bus_name, max_message_bytes=2_000) as server,
+        Bus(url, name=amqp_bus_name) as client,
+    ):
+        server.respond("calc.big", lambda n: "a" * n)
+        await server.flush()
+        assert await client.request("calc.big", 10, timeout=10) == "a" * 10
+        with pytest.raises(RemoteError) as caught:
+            await client.request("calc.big", 5_000, timeout=10)
+        assert caught.value.remote_type == "MessageTooLarge"

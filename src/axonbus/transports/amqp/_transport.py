@@ -60,6 +60,7 @@ from ..._exceptions import (
     AxonbusError,
     ConnectionLost,
     DecodeError,
+    EncodeError,
     MessageTooLarge,
     NoResponders,
     RemoteError,
@@ -291,13 +292,20 @@ class AmqpTransport(BrokerTransport):
         check_routable(env.topic)
         if self.wire == "cloudevents":
             # ("pub", topic, body, id, ce- headers, content type): one message per event
-            headers, body = self.cloudevents.binary(env)
-            content_type = headers.pop("content-type", None)
-            size = len(body) + sum(map(len, headers)) + sum(map(len, headers.values()))
-            if self.bus is not None and size > self.bus.max_message_bytes:
-                raise MessageTooLarge(size, self.bus.max_message_bytes)
+            headers, content_type, body = self._cloudevent(env)
             return ("pub", env.topic, body, env.id, headers, content_type)
         return ("pub", env.topic, data, env.id)
+
+    def _cloudevent(self, env: Envelope) -> tuple[dict[str, Any], str | None, bytes]:
+        """``env`` as a binary-mode CloudEvent: its ``ce-`` headers, content type and body;
+        MessageTooLarge when the body and headers exceed ``max_message_bytes``."""
+        headers, body = self.cloudevents.binary(env)
+        content_type = headers.pop("content-type", None)
+        if self.bus is not None:
+            size = len(body) + sum(map(len, headers)) + sum(map(len, headers.values()))
+            if size > self.bus.max_message_bytes:
+                raise MessageTooLarge(size, self.bus.max_message_bytes)
+        return headers, content_type, body
 
     def durable_topic(self, topic: str) -> bool:
         return any(b.durable and match(b.mailbox.pattern, topic) for b in self._bindings.values())
@@ -686,18 +694,15 @@ class AmqpTransport(BrokerTransport):
             else:
                 kind, text = type(exc).__name__, str(exc)
         else:
-            bus = self.bus
-            assert bus is not None
             reply = Envelope(request.topic, fut.result(), causation_id=request.id)
             try:
-                headers, body = self.cloudevents.binary(reply)
-                if len(body) > bus.max_message_bytes:
-                    raise MessageTooLarge(len(body), bus.max_message_bytes)
+                headers, content_type, body = self._cloudevent(reply)
             except (TypeError, ValueError, AxonbusError) as err:
-                self._answer_error(reply_to, request_id, True, request.topic, "TypeError",
+                # EncodeError is the TypeError requesters always saw for an unencodable reply
+                kind = "TypeError" if isinstance(err, EncodeError) else type(err).__name__
+                self._answer_error(reply_to, request_id, True, request.topic, kind,
                                    f"cannot encode the reply: {err}", request.id)  # fmt: skip
                 return
-            content_type = headers.pop("content-type", None)
             self.send_control(("reply", reply_to, request_id, body, headers, content_type))
             return
         self._answer_error(reply_to, request_id, True, request.topic, kind, text, request.id)
@@ -758,17 +763,15 @@ class AmqpTransport(BrokerTransport):
         rpc = self._rpc
         if rpc is None:
             raise ConnectionLost(f"{self.address}: not connected")
+        headers: dict[str, Any] | None = None
+        content_type = None
+        if self.wire == "cloudevents":  # the request a binary-mode CloudEvent (before
+            # the reply is registered: encoding can raise)
+            headers, content_type, data = self._cloudevent(env)
         reply: asyncio.Future[Any] = loop.create_future()
         self._replies[env.id] = reply
         if expires is not None:
             bus.deadlines.watch(reply, expires, env.topic, timeout or 0.0)
-        headers: dict[str, Any] | None = None
-        content_type = None
-        if self.wire == "cloudevents":  # the request a binary-mode CloudEvent
-            headers, data = self.cloudevents.binary(env)
-            content_type = headers.pop("content-type", None)
-            if len(data) > bus.max_message_bytes:
-                raise MessageTooLarge(len(data), bus.max_message_bytes)
         props = _Props(
             reply_to=REPLY_TO, correlation_id=env.id, message_id=env.id, delivery_mode=1,
             expiration=None if timeout is None else str(max(1, int(timeout * 1000))),
