@@ -244,3 +244,12 @@ async def test_a_reply_too_large_for_the_wire_is_an_error_reply(
         with pytest.raises(RemoteError) as caught:
             await client.request("calc.big", 5_000, timeout=10)
         assert caught.value.remote_type == "MessageTooLarge"
+
+
+def test_the_wire_option_is_the_bus_s_not_aiormq_s() -> None:
+    bus = Bus("amqp://guest:guest@127.0.0.1:5672/?wire=cloudevents")
+    assert bus.transport.wire == "cloudevents"  # type: ignore[attr-defined]
+    assert "wire" not in bus.transport._amqp_url  # type: ignore[attr-defined]
+    assert Bus("amqp://127.0.0.1/").transport.wire == "compact"  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match="wire"):
+        Bus("amqp://127.0.0.1/?wire=bogus")
