@@ -54,26 +54,22 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlencode, urlsplit
 
-from ..._cloudevents import ERROR_TYPE, CloudEvents, make_source, wire_option
+from ..._cloudevents import CloudEvents, make_source, wire_option
 from ..._events import Envelope
 from ..._exceptions import (
     AxonbusError,
     ConnectionLost,
     DecodeError,
-    EncodeError,
     MessageTooLarge,
-    NoResponders,
-    RemoteError,
-    RequestTimeout,
 )
 from ..._topics import match
-from .._replies import encode_reply, settle_reply
 from .._undecodable import Undecodable
 from ..base import BrokerTransport, Inbound, prefetch_limit, redact_url, register_transport
 from ._consumers import DELAY_HEADER, TOPIC_HEADER, Binding, delay_level, retry_headers
 from ._names import Names, binding_key, check_routable
 from ._records import Records
-from ._wire import decode_delivery, is_cloudevent
+from ._rpc import REPLY_TO, RequestReply
+from ._wire import decode_delivery
 
 try:
     import aio_pika  # noqa: F401  (the extra that brings aiormq)
@@ -90,7 +86,6 @@ __all__ = ["AmqpTransport"]
 
 logger = logging.getLogger("axonbus")
 
-REPLY_TO = "amq.rabbitmq.reply-to"
 #: seconds between heartbeats (aiormq gives a silent connection up after 3 * (this + 1) s)
 HEARTBEAT = 5
 CANCEL_TIMEOUT = 2.0  # a consumer cancelled on a dead network: given up on
@@ -126,7 +121,7 @@ class _Down(ConnectionLost):
 
 
 @register_transport
-class AmqpTransport(BrokerTransport):
+class AmqpTransport(RequestReply, BrokerTransport):
     scheme = "amqp"
     # a batch waits for RabbitMQ to confirm every publish in it: smaller batches free the
     # outbox as they are confirmed, so publishers see room long before unavailable_timeout
@@ -651,158 +646,6 @@ class AmqpTransport(BrokerTransport):
                 if not ready and not binding.items:
                     break
                 await asyncio.sleep(0.02)
-
-    # -- request / reply -----------------------------------------------------------------------
-
-    async def _handle_request(self, binding: Binding, message: Any) -> None:
-        bus = self.bus
-        assert bus is not None
-        props = message.header.properties
-        reply_to, request_id = props.reply_to, props.correlation_id
-        # a CloudEvent request is answered with one, whatever this bus's wire
-        ce = self.wire == "cloudevents" or is_cloudevent(props, message.body)
-        env = self._decode(message, binding.queue)
-        if env is None:
-            if reply_to:
-                self._answer_error(reply_to, request_id, ce, message.routing_key,
-                                   "DecodeError", "undecodable request")  # fmt: skip
-            return
-        reply: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        env.reply = reply
-
-        def answer(fut: asyncio.Future[Any]) -> None:
-            if ce:
-                self._answer_cloudevent(reply_to, request_id, env, fut)
-                return
-            frame = encode_reply(bus.wire_codec, env, fut)
-            self.send_control(("reply", reply_to, request_id, frame))
-
-        if reply_to:
-            reply.add_done_callback(answer)
-        if not await bus.put(binding.mailbox, env) and not reply.done():
-            reply.set_exception(ConnectionLost("the responder closed before handling the request"))
-
-    def _answer_cloudevent(
-        self, reply_to: str, request_id: str, request: Envelope, fut: asyncio.Future[Any]
-    ) -> None:
-        """Answer a CloudEvent request with one: the result, its causation the request."""
-        if fut.cancelled():
-            kind, text = "CancelledError", "the request was cancelled"
-        elif (exc := fut.exception()) is not None:
-            if isinstance(exc, RemoteError):
-                kind, text = exc.remote_type, exc.remote_message
-            else:
-                kind, text = type(exc).__name__, str(exc)
-        else:
-            reply = Envelope(request.topic, fut.result(), causation_id=request.id)
-            try:
-                headers, content_type, body = self._cloudevent(reply)
-            except (TypeError, ValueError, AxonbusError) as err:
-                # EncodeError is the TypeError requesters always saw for an unencodable reply
-                kind = "TypeError" if isinstance(err, EncodeError) else type(err).__name__
-                self._answer_error(reply_to, request_id, True, request.topic, kind,
-                                   f"cannot encode the reply: {err}", request.id)  # fmt: skip
-                return
-            self.send_control(("reply", reply_to, request_id, body, headers, content_type))
-            return
-        self._answer_error(reply_to, request_id, True, request.topic, kind, text, request.id)
-
-    def _answer_error(
-        self, reply_to: str, request_id: str, ce: bool, topic: str, kind: str, text: str,
-        cause: str | None = None,
-    ) -> None:  # fmt: skip
-        """An error reply: a CloudEvent of type ``axonbus.error`` (data ``{"error",
-        "message"}``), or the compact wire's error frame."""
-        # an error message may hold what the wire cannot (a lone surrogate): escape it
-        text = text[:2000].encode(errors="backslashreplace").decode()
-        if not ce:
-            frame = f"err\n{kind}\n{text}".encode()
-            self.send_control(("reply", reply_to, request_id, frame))
-            return
-        error = Envelope(topic, {"error": kind, "message": text}, causation_id=cause)
-        headers, body = self.cloudevents.binary(error)
-        headers["ce-type"] = ERROR_TYPE
-        content_type = headers.pop("content-type", None)
-        self.send_control(("reply", reply_to, request_id, body, headers, content_type))
-
-    def _on_reply(self, message: Any) -> None:
-        fut = self._replies.pop(message.header.properties.correlation_id or "", None)
-        if fut is None or self.bus is None or fut.done():  # it timed out already
-            return
-        props = message.header.properties
-        if not is_cloudevent(props, message.body):
-            settle_reply(self.bus.wire_codec, fut, message.body)
-            return
-        try:
-            event = decode_delivery(self.cloudevents, self.bus.wire_codec, props, message.body,
-                                    "reply")[0].event  # fmt: skip
-        except DecodeError as exc:
-            fut.set_exception(RemoteError("DecodeError", f"the reply could not be decoded: {exc}"))
-            return
-        if type(event) is dict and event.get("__event__") == ERROR_TYPE:
-            fut.set_exception(
-                RemoteError(str(event.get("error") or "RemoteError"), str(event.get("message", "")))
-            )
-            return
-        fut.set_result(event)
-
-    async def request(self, env: Envelope, data: bytes, timeout: float | None) -> Any:
-        bus = self.bus
-        assert bus is not None
-        check_routable(env.topic)
-        loop = asyncio.get_running_loop()
-        expires = None if timeout is None else loop.time() + timeout
-        try:
-            async with asyncio.timeout_at(expires):
-                if not self.connected:
-                    await self._until_connected()
-                if self._registered < self._registrations:
-                    await self.flush()  # our own responders are registered first
-        except TimeoutError:
-            raise RequestTimeout(env.topic, timeout or 0.0) from None
-        rpc = self._rpc
-        if rpc is None:
-            raise ConnectionLost(f"{self.address}: not connected")
-        headers: dict[str, Any] | None = None
-        content_type = None
-        if self.wire == "cloudevents":  # the request a binary-mode CloudEvent (before
-            # the reply is registered: encoding can raise)
-            headers, content_type, data = self._cloudevent(env)
-        reply: asyncio.Future[Any] = loop.create_future()
-        self._replies[env.id] = reply
-        if expires is not None:
-            bus.deadlines.watch(reply, expires, env.topic, timeout or 0.0)
-        props = _Props(
-            reply_to=REPLY_TO, correlation_id=env.id, message_id=env.id, delivery_mode=1,
-            expiration=None if timeout is None else str(max(1, int(timeout * 1000))),
-            headers=headers, content_type=content_type,
-        )  # fmt: skip
-        try:
-            try:
-                async with asyncio.timeout_at(expires):
-                    sent = await rpc.basic_publish(
-                        data, exchange=self.names.rpc, routing_key=env.topic, properties=props,
-                        mandatory=True,
-                    )  # fmt: skip
-            except TimeoutError:
-                raise RequestTimeout(env.topic, timeout or 0.0) from None
-            except aexc.PublishError:  # returned: no responder queue takes it
-                raise NoResponders(env.topic) from None
-            except self.connection_errors as exc:
-                self.lost(exc)
-                raise ConnectionLost(f"{self.address}: request not sent: {exc}") from exc
-            if not isinstance(sent, spec.Basic.Ack):  # returned: no responder queue takes it
-                raise NoResponders(env.topic)
-            try:
-                return await reply
-            except RemoteError as exc:
-                raise RemoteError(exc.remote_type, exc.remote_message, topic=env.topic) from None
-        finally:
-            self._replies.pop(env.id, None)
-            if expires is not None:
-                bus.deadlines.forget(reply)
-            if reply.done() and not reply.cancelled():
-                reply.exception()  # a deadline that fired while sending: nobody awaits it
 
     # -- dead letters --------------------------------------------------------------------------
 
