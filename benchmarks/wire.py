@@ -1,9 +1,10 @@
 """The wire formats side by side: ``wire="cloudevents"`` against the compact default and the raw
-clients, on Redis and NATS, end to end, in one run.
+clients, on Redis, NATS and RabbitMQ, end to end, in one run.
 
     python -m benchmarks.wire            # full run, about 2 minutes on 2 cores
     python -m benchmarks.wire --quick    # smoke run (the test suite runs it)
     python -m benchmarks.wire --only nats,redis --json artifacts/wire.json
+    python -m benchmarks.wire --only amqp,amqp-durable      # RabbitMQ only
 
 The workloads are those of ``benchmarks.brokers`` (one publisher sends N events ``{"n": i}``
 to one subscriber on another connection, same process; the rate is N over the time from the
@@ -12,7 +13,9 @@ first publish until the last event was handled, for durables also acknowledged):
 - ``axonbus``: the compact wire (the default): the events of one writer batch that share a
   topic travel as one broker message (a Redis pub/sub message, a NATS pack).
 - ``axonbus cloudevents``: ``wire=cloudevents``: each event is one broker message, a structured
-  CloudEvent (Redis) or a binary-mode one with its ``ce-`` headers (NATS).
+  CloudEvent (Redis) or a binary-mode one with its ``ce-`` headers (NATS, RabbitMQ, where
+  ``datacontenttype`` is the ``content_type`` property). On RabbitMQ the compact wire is one
+  message per event too (see ``benchmarks.amqp`` for its anchors and workloads).
 - the raw client, one plain JSON message per event (the anchor of the ratios), and the raw client
   sending the same CloudEvents axonbus sends (each built with orjson, per event): what the open
   wire costs any client, without axonbus.
@@ -23,6 +26,7 @@ The rows run interleaved in alternating order, each trial in a fresh event loop 
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import time
 from collections.abc import Sequence
@@ -43,6 +47,8 @@ from ._harness import (
     begin,
     conclude,
     environment,
+    need,
+    one_way,
     payloads,
     ratio,
     report,
@@ -53,6 +59,10 @@ from ._harness import (
     unique,
     workload_results,
 )
+from .amqp import BATCH as AMQP_BATCH
+from .amqp import MAILBOX, RAW, RAW_DURABLE, amqp_durable_raw, amqp_plain_raw, amqp_url
+from .amqp import cleanup as amqp_cleanup
+from .amqp import connection as amqp_connection
 from .brokers import (
     BATCH,
     RAW_JS,
@@ -193,6 +203,76 @@ async def nats_durable_ce(n: int) -> Lap:
     return await _axonbus_one_way(url, nats_cleanup, "wje", n, durable="bench")
 
 
+# -- amqp --------------------------------------------------------------------------------------
+
+
+async def _amqp_one_way(kind: str, n: int, wire: str, durable: str | None = None) -> Lap:
+    need(amqp_url())
+    name = unique(kind)
+    url = _cloudevents(amqp_url()) if wire == "cloudevents" else amqp_url()
+    try:
+        return await one_way(url, name, TOPIC, n, durable=durable, maxsize=MAILBOX)
+    finally:
+        await amqp_cleanup(name)
+
+
+async def amqp_compact(n: int) -> Lap:
+    return await _amqp_one_way("wac", n, "compact")
+
+
+async def amqp_ce(n: int) -> Lap:
+    return await _amqp_one_way("wae", n, "cloudevents")
+
+
+async def amqp_durable_compact(n: int) -> Lap:
+    return await _amqp_one_way("wqc", n, "compact", durable="bench")
+
+
+async def amqp_durable_ce(n: int) -> Lap:
+    return await _amqp_one_way("wqe", n, "cloudevents", durable="bench")
+
+
+async def amqp_raw_ce(n: int) -> Lap:
+    """aio-pika: confirmed batches to a topic exchange, each message a binary-mode CloudEvent
+    (``ce-`` headers, ``content_type``, the orjson body); a no-ack consumer decodes the body."""
+    aio_pika = require("aio_pika")
+    orjson = require("orjson")
+    loads, dumps = orjson.loads, orjson.dumps
+    name = unique("wraw")
+    cd = Countdown(n)
+    hit = cd.hit
+    events = payloads(n)
+    async with amqp_connection() as sub_conn, amqp_connection() as pub_conn:
+        sub = await sub_conn.channel()
+        exchange = await sub.declare_exchange(name, aio_pika.ExchangeType.TOPIC, auto_delete=True)
+        queue = await sub.declare_queue(exclusive=True)
+        await queue.bind(exchange, TOPIC)
+
+        async def on_message(message: Any) -> None:
+            loads(message.body)
+            hit()
+
+        await queue.consume(on_message, no_ack=True)
+        pub = await pub_conn.channel(publisher_confirms=True)
+        publish = (await pub.get_exchange(name)).publish
+
+        def message(i: int) -> Any:
+            attrs = _attributes(i)
+            headers = {"ce-" + k: v for k, v in attrs.items() if k != "datacontenttype"}
+            return aio_pika.Message(dumps(events[i]), headers=headers,
+                                    content_type="application/json")  # fmt: skip
+
+        t0 = stopwatch()
+        for start in range(0, n, AMQP_BATCH):
+            stop = min(start + AMQP_BATCH, n)
+            await asyncio.gather(*(publish(message(i), TOPIC) for i in range(start, stop)))
+        await cd.done
+        lap = t0.stop()
+        await exchange.delete()
+    cd.check()
+    return lap
+
+
 # -- workloads ---------------------------------------------------------------------------------
 
 
@@ -202,6 +282,8 @@ class Config:
     durable_n: int = 20_000
     nats_n: int = 60_000
     jetstream_n: int = 15_000
+    amqp_n: int = 10_000
+    amqp_durable_n: int = 5_000
     rounds: int = 5
     warmup: float = 0.05
     timeout: float = 60.0
@@ -209,8 +291,8 @@ class Config:
 
 FULL = Config()
 QUICK = Config(
-    redis_n=3_000, durable_n=2_000, nats_n=6_000, jetstream_n=1_500, rounds=2, warmup=0.1,
-    timeout=15.0,
+    redis_n=3_000, durable_n=2_000, nats_n=6_000, jetstream_n=1_500, amqp_n=1_000,
+    amqp_durable_n=500, rounds=2, warmup=0.1, timeout=15.0,
 )  # fmt: skip
 
 WORKLOADS = [
@@ -260,6 +342,29 @@ WORKLOADS = [
         ],
         lambda c: c.jetstream_n,
     ),
+    Workload(
+        "amqp",
+        "amqp: plain subscriptions (RabbitMQ), 1 publisher -> 1 subscriber",
+        RAW,
+        [
+            Entry(AXONBUS, amqp_compact, note="compact envelope per message"),
+            Entry(CE, amqp_ce, note="1 binary-mode CloudEvent per message"),
+            Entry(RAW, amqp_plain_raw, note=f"confirmed batches of {AMQP_BATCH:,}"),
+            Entry(RAW_CE, amqp_raw_ce, note="the same, with the ce- headers"),
+        ],
+        lambda c: c.amqp_n,
+    ),
+    Workload(
+        "amqp-durable",
+        "amqp-durable: durable subscription (quorum queue), handled and acknowledged",
+        RAW_DURABLE,
+        [
+            Entry(AXONBUS, amqp_durable_compact, note="compact envelope per message"),
+            Entry(CE, amqp_durable_ce, note="1 binary-mode CloudEvent per message"),
+            Entry(RAW_DURABLE, amqp_durable_raw, note="confirmed batches, prefetch 64"),
+        ],
+        lambda c: c.amqp_durable_n,
+    ),
 ]
 
 WORKLOAD_KEYS = tuple(w.key for w in WORKLOADS)
@@ -273,27 +378,28 @@ def targets(results: dict[str, list[Row]]) -> list[Target]:
     goals = [
         at_least(f"{key}: cloudevents / compact", ratio(med(key, CE), med(key, AXONBUS)), floor)
         for key, floor in (("redis", 0.15), ("redis-durable", 0.4), ("nats", 0.1),
-                           ("nats-durable", 0.08))
+                           ("nats-durable", 0.08), ("amqp", 0.5), ("amqp-durable", 0.5))
     ]  # fmt: skip
     goals += [
         at_least(f"{key}: cloudevents / {RAW_CE}", ratio(med(key, CE), med(key, RAW_CE)), floor)
-        for key, floor in (("redis", 0.7), ("nats", 0.4))
+        for key, floor in (("redis", 0.7), ("nats", 0.4), ("amqp", 0.4))
     ]
     return goals
 
 
-VERSIONS = ("axonbus", "pydantic", "orjson", "redis", "hiredis", "nats-py")
+VERSIONS = ("axonbus", "pydantic", "orjson", "redis", "hiredis", "nats-py", "aio-pika", "aiormq")
 
 
 def run(cfg: Config, printer: Printer, only: set[str] | None = None) -> dict[str, Any]:
     env = environment(VERSIONS)
     env["redis_url"], env["nats_url"] = redis_url(), nats_url()
+    env["amqp_url"] = amqp_url().split("@")[-1]  # no credentials in the report
     started = begin(
         printer,
         "axonbus wire formats: compact and CloudEvents",
         env,
-        services=f"{redis_url()} {nats_url()}",
-        preload=("axonbus", "redis.asyncio", "nats", "orjson"),
+        services=f"{redis_url()} {nats_url()} {env['amqp_url']}",
+        preload=("axonbus", "redis.asyncio", "nats", "aio_pika", "orjson"),
     )
     results = run_workloads(WORKLOADS, cfg, printer, only)
     final_cleanup()

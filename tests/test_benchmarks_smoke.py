@@ -242,16 +242,20 @@ async def test_raw_nats_anchors_wait_for_their_subscription(
 @pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_quick_wire_benchmark_runs(tmp_path: Path) -> None:
-    """Both wires and the raw anchors run on Redis and NATS (rates are not asserted)."""
+    """Both wires and the raw anchors run on Redis, NATS and RabbitMQ (rates are not
+    asserted)."""
     require("redis", redis_url())
     require("nats", nats_url())
+    require("amqp", amqp_url())
     from benchmarks.wire import CE, RAW_CE, WORKLOAD_KEYS
 
-    env = {"AXONBUS_BENCH_REDIS_URL": redis_url(), "AXONBUS_BENCH_NATS_URL": nats_url()}
+    env = {"AXONBUS_BENCH_REDIS_URL": redis_url(), "AXONBUS_BENCH_NATS_URL": nats_url(),
+           "AXONBUS_BENCH_AMQP_URL": amqp_url()}  # fmt: skip
     report = _run_quick("wire", tmp_path, env=env, timeout=110)
     _check_workloads(report, WORKLOAD_KEYS, skippable=False)
+    assert "guest:guest" not in json.dumps(report)  # no credentials in a report
     for key in WORKLOAD_KEYS:
         rows = {row["name"]: row for row in report["workloads"][key]["rows"]}
         assert rows[CE]["median"] > 0, key
-        if key in ("redis", "nats"):
+        if key in ("redis", "nats", "amqp"):
             assert rows[RAW_CE]["median"] > 0, key

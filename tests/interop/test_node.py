@@ -1,8 +1,9 @@
-"""Node.js clients talk to axonbus in CloudEvents: the official ``nats`` and ``redis`` npm
-clients and the ``cloudevents`` npm SDK (versions pinned in ``node/package.json`` and its lock),
-installed once per session with ``npm ci``. The Node program (``node/interop.mjs``) receives the
-bus's events and checks each with the SDK, publishes events axonbus handlers receive, and on
-NATS calls an axonbus responder and answers an axonbus request.
+"""Node.js clients talk to axonbus in CloudEvents: the official ``nats``, ``redis`` and
+``amqplib`` npm clients and the ``cloudevents`` npm SDK (versions pinned in
+``node/package.json`` and its lock), installed once per session with ``npm ci``. The Node
+program (``node/interop.mjs``) receives the bus's events and checks each with the SDK,
+publishes events axonbus handlers receive, and on NATS and RabbitMQ calls an axonbus responder
+and answers an axonbus request.
 
 Skipped without ``node`` and ``npm`` (and their services), failed when ``CI`` is set.
 """
@@ -186,6 +187,43 @@ async def test_node_over_nats(start_peer: Any, nats_service: str, nats_bus_name:
 
 
 @pytest.mark.timeout(120)
+async def test_node_over_amqp(start_peer: Any, amqp_service: str, amqp_bus_name: str) -> None:
+    name = amqp_bus_name
+    got: list[Any] = []
+    headers: list[dict[str, str]] = []
+    correlations: list[str | None] = []
+    async with Bus(with_option(amqp_service, "wire", "cloudevents"), name=name) as bus:
+
+        async def on_event(event: Any, ctx: Any) -> None:
+            got.append(event)
+            headers.append(dict(ctx.envelope.headers))
+            correlations.append(ctx.envelope.correlation_id)
+
+        bus.subscribe("interop.from_node", on_event)
+
+        async def py_rpc(order: Order) -> dict[str, Any]:
+            return {"double": order.order * 2, "item": order.item}
+
+        bus.respond("interop.py_rpc", py_rpc)
+        await bus.flush()
+        peer = await start_peer("amqp", amqp_service, name, "3")
+        await peer.line("ready")
+        await _publish_to_node(bus)
+        _check_received(await peer.line("received"), name)
+        reply = await peer.line("reply")
+        assert reply["data"] == {"double": 42, "item": "cake"}
+        assert reply["subject"] == "interop.py_rpc"
+        assert reply["source"].startswith(f"axonbus://{name}/")
+        await peer.line("published")
+        await _until(lambda: len(got) >= 2)
+        _check_from_node(got, headers)
+        assert correlations[0] == "node-corr"
+        # an axonbus request answered by the Node responder
+        answer = await bus.request("interop.node_rpc", {"a": 2, "b": 3}, timeout=10)
+        assert answer == {"__event__": "interop.node_reply", "sum": 5, "asked": "axonbus.value"}
+
+
+@pytest.mark.timeout(120)
 async def test_node_over_redis(
     start_peer: Any, redis_service: str, redis_raw: Any, redis_bus_name: str
 ) -> None:
@@ -210,15 +248,17 @@ async def test_node_over_redis(
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("broker", ["nats", "redis"])
+@pytest.mark.parametrize("broker", ["nats", "redis", "amqp"])
 async def test_node_events_reach_a_compact_bus(
     broker: str, start_peer: Any, nats_service: str, redis_service: str, redis_raw: Any,
-    nats_bus_name: str, redis_bus_name: str,
+    amqp_service: str, nats_bus_name: str, redis_bus_name: str, amqp_bus_name: str,
 ) -> None:  # fmt: skip
     # a bus on the default wire still receives CloudEvents from other clients
-    url, name = (
-        (nats_service, nats_bus_name) if broker == "nats" else (redis_service, redis_bus_name)
-    )
+    url, name = {
+        "nats": (nats_service, nats_bus_name),
+        "redis": (redis_service, redis_bus_name),
+        "amqp": (amqp_service, amqp_bus_name),
+    }[broker]
     got: list[Any] = []
     async with Bus(url, name=name) as bus:
 
@@ -230,7 +270,7 @@ async def test_node_events_reach_a_compact_bus(
         await bus.flush()
         peer = await start_peer(broker, url, name, "0")
         await peer.line("ready")
-        if broker == "nats":  # a CloudEvent request is answered with one, whatever the wire
+        if broker != "redis":  # a CloudEvent request is answered with one, whatever the wire
             assert (await peer.line("reply"))["data"] == {"double": 42, "item": "cake"}
         await peer.line("published")
         await _until(lambda: len(got) >= 2)

@@ -1,12 +1,14 @@
-// A Node.js peer of an axonbus bus, written with the official clients (nats, redis) and the
-// CloudEvents SDK: it receives the bus's events, publishes its own, and (on NATS) calls an
-// axonbus responder and answers axonbus requests. Driven by tests/interop/test_node.py.
+// A Node.js peer of an axonbus bus, written with the official clients (nats, redis, amqplib)
+// and the CloudEvents SDK: it receives the bus's events, publishes its own, and (on NATS and
+// RabbitMQ) calls an axonbus responder and answers axonbus requests. Driven by
+// tests/interop/test_node.py.
 //
-//   node interop.mjs nats|redis URL BUS EXPECTED
+//   node interop.mjs nats|redis|amqp URL BUS EXPECTED
 //
 // It prints one JSON object per line: {"ready": true} once subscribed, {"received": [...]}
 // after EXPECTED events of the bus arrived (each checked by the SDK), then {"reply": ...} for
 // its request and {"published": true}; it answers requests until its stdin closes.
+import amqplib from "amqplib";
 import { CloudEvent, HTTP } from "cloudevents";
 import { connect, headers as natsHeaders, StringCodec } from "nats";
 import { createClient } from "redis";
@@ -154,4 +156,117 @@ async function onRedis() {
   await client.quit();
 }
 
-(broker === "nats" ? onNats() : onRedis()).catch(fail);
+// RabbitMQ (AMQP 0-9-1), as the CloudEvents RabbitMQ binding has it: binary mode is the
+// attributes as ce- headers and datacontenttype as the content_type property; the SDK has no
+// AMQP binding, so its HTTP one reads and writes the same ce- names
+function amqpToEvent(msg) {
+  const headers = {};
+  for (const [key, value] of Object.entries(msg.properties.headers || {})) {
+    headers[key] = Buffer.isBuffer(value) ? value.toString() : String(value);
+  }
+  if (msg.properties.contentType) headers["content-type"] = msg.properties.contentType;
+  return HTTP.toEvent({ headers, body: msg.content.toString() });
+}
+
+function amqpMessage(message) {
+  const headers = {};
+  let contentType;
+  for (const [key, value] of Object.entries(message.headers)) {
+    if (key.toLowerCase() === "content-type") contentType = String(value);
+    else headers[key] = String(value);
+  }
+  return { body: Buffer.from(message.body), options: { headers, contentType } };
+}
+
+async function onAmqp() {
+  const conn = await amqplib.connect(url);
+  conn.on("error", fail);
+  const ch = await conn.createChannel();
+  const events = `axonbus.${bus}`; // the bus's topic exchange: routing key = topic
+  const rpc = `axonbus.${bus}.rpc`; // its requests' topic exchange
+  const received = [];
+  let done;
+  const allReceived = new Promise((resolve) => (done = resolve));
+  if (expected === 0) done();
+  const { queue } = await ch.assertQueue("", { exclusive: true, autoDelete: true });
+  await ch.bindQueue(queue, events, "interop.to_node");
+  await ch.consume(
+    queue,
+    (msg) => {
+      try {
+        received.push(describe(amqpToEvent(msg)));
+      } catch (e) {
+        fail(e);
+      }
+      if (received.length === expected) done();
+    },
+    { noAck: true },
+  );
+  // a responder in another language, on the queue an axonbus responder of the pattern uses
+  const responders = `axonbus.${bus}.respond.interop.node_rpc`;
+  await ch.assertQueue(responders, { autoDelete: true });
+  await ch.bindQueue(responders, rpc, "interop.node_rpc");
+  await ch.consume(
+    responders,
+    (msg) => {
+      const request = amqpToEvent(msg);
+      request.validate();
+      const reply = new CloudEvent({
+        type: "interop.node_reply",
+        source: "/node/interop",
+        datacontenttype: "application/json",
+        causationid: request.id,
+        data: { sum: request.data.a + request.data.b, asked: request.type },
+      });
+      const { body, options } = amqpMessage(HTTP.binary(reply));
+      // to RabbitMQ's direct reply-to of the requester, with its correlation id
+      ch.sendToQueue(msg.properties.replyTo, body, {
+        ...options,
+        correlationId: msg.properties.correlationId,
+      });
+    },
+    { noAck: true },
+  );
+  // replies to our own request come on the direct reply-to pseudo-queue
+  const replies = new Map();
+  await ch.consume(
+    "amq.rabbitmq.reply-to",
+    (msg) => {
+      const resolve = replies.get(msg.properties.correlationId);
+      if (resolve) resolve(msg);
+    },
+    { noAck: true },
+  );
+  say({ ready: true });
+  await allReceived;
+  say({ received });
+
+  // binary mode, the way axonbus sends on RabbitMQ...
+  const binary = amqpMessage(
+    HTTP.binary(
+      nodeEvent("interop.order", { order: 1, item: "tea" }, { correlationid: "node-corr" }),
+    ),
+  );
+  ch.publish(events, "interop.from_node", binary.body, binary.options);
+  // ... and structured, with a type axonbus has no class for
+  const structured = amqpMessage(HTTP.structured(nodeEvent("com.example.note", { text: "from node" })));
+  ch.publish(events, "interop.from_node", structured.body, structured.options);
+
+  // a request to an axonbus responder, as a CloudEvent; the reply is one
+  const request = amqpMessage(HTTP.binary(nodeEvent("interop.order", { order: 21, item: "cake" })));
+  const answered = new Promise((resolve) => replies.set("node-req-1", resolve));
+  ch.publish(rpc, "interop.py_rpc", request.body, {
+    ...request.options,
+    replyTo: "amq.rabbitmq.reply-to",
+    correlationId: "node-req-1",
+  });
+  const answer = await answered;
+  say({ reply: describe(amqpToEvent(answer)) });
+  say({ published: true });
+  await waitForStdinEnd();
+  await ch.close();
+  await conn.close();
+}
+
+const peers = { nats: onNats, redis: onRedis, amqp: onAmqp };
+peers[broker]().catch(fail);

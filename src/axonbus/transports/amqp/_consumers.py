@@ -27,12 +27,14 @@ from ..tracker import Inbound
 if TYPE_CHECKING:
     from ..sink import Inbox
 
-__all__ = ["ATTEMPT_HEADER", "Binding", "delay_level", "retry_headers"]
+__all__ = ["ATTEMPT_HEADER", "TOPIC_HEADER", "Binding", "delay_level", "retry_headers"]
 
 logger = logging.getLogger("axonbus")
 
 #: the number of the next handler call of a retried delivery (absent: 1)
 ATTEMPT_HEADER = "x-axonbus-attempt"
+#: the topic (routing key) a retried delivery was published on: a retry goes to the queue
+TOPIC_HEADER = "x-axonbus-topic"
 #: routes a retry to the delay queue of its level (headers exchange)
 DELAY_HEADER = "axonbus-delay"
 #: the retry delays that have a queue, in milliseconds: a delay is rounded down to one of them

@@ -104,16 +104,17 @@ class Records:
                 return 0
             return int(ok.message_count or 0)
 
-    async def peek(self, queue: str, limit: int) -> list[tuple[str, bytes]]:
-        """Up to ``limit`` messages of ``queue``, oldest first, left in it: ``(id, body)``."""
-        out: list[tuple[str, bytes]] = []
+    async def peek(self, queue: str, limit: int) -> list[tuple[str, Any, bytes]]:
+        """Up to ``limit`` messages of ``queue``, oldest first, left in it: ``(id,
+        properties, body)``."""
+        out: list[tuple[str, Any, bytes]] = []
         async with self._channel() as channel:
             while len(out) < limit:
                 message = await channel.basic_get(queue, no_ack=False)
                 if not isinstance(message.delivery, spec.Basic.GetOk):
                     break
-                key = message.header.properties.message_id or ""
-                out.append((key, message.body))
+                props = message.header.properties
+                out.append((props.message_id or "", props, message.body))
         return out  # closing the channel put every one back
 
     async def take(self, queue: str, key: str) -> None:

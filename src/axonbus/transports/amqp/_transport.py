@@ -24,9 +24,17 @@ Every name on the broker starts with ``axonbus.{bus name}`` (see ``_names``):
   confirmed every publish in it, so ``await bus.flush()`` means "the broker has it". A batch in
   flight when the connection drops is sent again after the reconnect (duplicates, never a loss).
 
-URL options (query string): ``unavailable_timeout`` (default 5) and ``outbox`` (default
-10,000), and aiormq's own (``heartbeat``, default 5 seconds here: a half-open connection
-is noticed within ~20 s).
+URL options (query string): ``unavailable_timeout`` (default 5), ``outbox`` (default
+10,000), ``wire`` (``compact``, the default, or ``cloudevents``: every event one message, a
+CloudEvent in binary content mode, see ``_wire``), and aiormq's own (``heartbeat``, default 5
+seconds here: a half-open connection is noticed within ~20 s).
+
+Whatever the ``wire``, a CloudEvent another client publishes to the events exchange with the
+topic as routing key reaches subscribers (binary or structured), and a CloudEvent request is
+answered with a CloudEvent (``causationid`` the request's id; an error has the type
+``axonbus.error`` and the data ``{"error": type name, "message": text}``). A message that is
+neither an axonbus envelope nor a CloudEvent is counted in ``undecodable``, logged once per
+burst, and rejected without requeue.
 
 What it cannot promise: plain and group subscriptions are at most once; a quorum queue keeps
 an event once RabbitMQ confirmed it (on a majority of nodes), classic queues (dead letters,
@@ -46,21 +54,22 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlencode, urlsplit
 
+from ..._cloudevents import CloudEvents, make_source, wire_option
 from ..._events import Envelope
 from ..._exceptions import (
     AxonbusError,
     ConnectionLost,
     DecodeError,
-    NoResponders,
-    RemoteError,
-    RequestTimeout,
+    MessageTooLarge,
 )
 from ..._topics import match
-from .._replies import encode_reply, settle_reply
+from .._undecodable import Undecodable
 from ..base import BrokerTransport, Inbound, prefetch_limit, redact_url, register_transport
-from ._consumers import DELAY_HEADER, Binding, delay_level, retry_headers
+from ._consumers import DELAY_HEADER, TOPIC_HEADER, Binding, delay_level, retry_headers
 from ._names import Names, binding_key, check_routable
 from ._records import Records
+from ._rpc import REPLY_TO, RequestReply
+from ._wire import decode_delivery
 
 try:
     import aio_pika  # noqa: F401  (the extra that brings aiormq)
@@ -77,7 +86,6 @@ __all__ = ["AmqpTransport"]
 
 logger = logging.getLogger("axonbus")
 
-REPLY_TO = "amq.rabbitmq.reply-to"
 #: seconds between heartbeats (aiormq gives a silent connection up after 3 * (this + 1) s)
 HEARTBEAT = 5
 CANCEL_TIMEOUT = 2.0  # a consumer cancelled on a dead network: given up on
@@ -113,7 +121,7 @@ class _Down(ConnectionLost):
 
 
 @register_transport
-class AmqpTransport(BrokerTransport):
+class AmqpTransport(RequestReply, BrokerTransport):
     scheme = "amqp"
     # a batch waits for RabbitMQ to confirm every publish in it: smaller batches free the
     # outbox as they are confirmed, so publishers see room long before unavailable_timeout
@@ -129,10 +137,13 @@ class AmqpTransport(BrokerTransport):
 
     def __init__(self, url: str) -> None:
         super().__init__(url)
+        self.wire = wire_option(self.options)  # not aiormq's: taken out of its URL
         self.options.setdefault("heartbeat", str(HEARTBEAT))
         self._amqp_url = urlsplit(self.address)._replace(query=urlencode(self.options)).geturl()
         self.address = redact_url(self.address)  # what logs and reprs show
         self.instance = secrets.token_hex(8)  # app_id of our publishes: skipped on receipt
+        self.cloudevents = CloudEvents(make_source("axonbus", self.instance))
+        self.undecodable = Undecodable(logger)
         self.names = Names("axonbus")
         self.records = Records(self)
         self._conn: Any = None
@@ -157,6 +168,7 @@ class AmqpTransport(BrokerTransport):
 
     async def start(self, bus: Sink) -> None:
         self.names = Names(bus.name)
+        self.cloudevents = CloudEvents(make_source(bus.name, self.instance))
         for binding in self._bindings.values():  # bound before start: named now
             self._name_binding(binding)
         await super().start(bus)
@@ -273,7 +285,22 @@ class AmqpTransport(BrokerTransport):
 
     def publish_op(self, env: Envelope, data: bytes) -> Any:
         check_routable(env.topic)
+        if self.wire == "cloudevents":
+            # ("pub", topic, body, id, ce- headers, content type): one message per event
+            headers, content_type, body = self._cloudevent(env)
+            return ("pub", env.topic, body, env.id, headers, content_type)
         return ("pub", env.topic, data, env.id)
+
+    def _cloudevent(self, env: Envelope) -> tuple[dict[str, Any], str | None, bytes]:
+        """``env`` as a binary-mode CloudEvent: its ``ce-`` headers, content type and body;
+        MessageTooLarge when the body and headers exceed ``max_message_bytes``."""
+        headers, body = self.cloudevents.binary(env)
+        content_type = headers.pop("content-type", None)
+        if self.bus is not None:
+            size = len(body) + sum(map(len, headers)) + sum(map(len, headers.values()))
+            if size > self.bus.max_message_bytes:
+                raise MessageTooLarge(size, self.bus.max_message_bytes)
+        return headers, content_type, body
 
     def durable_topic(self, topic: str) -> bool:
         return any(b.durable and match(b.mailbox.pattern, topic) for b in self._bindings.values())
@@ -290,7 +317,11 @@ class AmqpTransport(BrokerTransport):
         for op in batch:
             kind = op[0]
             if kind == "pub":
-                props = _Props(delivery_mode=2, message_id=op[3], app_id=app_id)
+                if len(op) > 4:  # a CloudEvent: its attributes travel as headers
+                    props = _Props(delivery_mode=2, message_id=op[3], app_id=app_id,
+                                   headers=op[4], content_type=op[5])  # fmt: skip
+                else:
+                    props = _Props(delivery_mode=2, message_id=op[3], app_id=app_id)
                 pending.append(
                     loop.create_task(
                         publish(op[2], exchange=exchange, routing_key=op[1], properties=props,
@@ -303,10 +334,14 @@ class AmqpTransport(BrokerTransport):
                     continue  # the broker gave it back already
                 if kind == "ack":
                     await channel.basic_ack(op[2], wait=False)
-                else:
-                    await channel.basic_nack(op[2], requeue=True, wait=False)
+                else:  # requeued, unless undecodable (op[3]: rejected for good)
+                    await channel.basic_nack(op[2], requeue=len(op) < 4, wait=False)
             elif kind == "reply":
-                props = _Props(correlation_id=op[2], delivery_mode=1)
+                if len(op) > 4:  # a CloudEvent reply
+                    props = _Props(correlation_id=op[2], delivery_mode=1, headers=op[4],
+                                   content_type=op[5])  # fmt: skip
+                else:
+                    props = _Props(correlation_id=op[2], delivery_mode=1)
                 pending.append(
                     loop.create_task(
                         publish(op[3], routing_key=op[1], properties=props, wait=False)
@@ -389,10 +424,29 @@ class AmqpTransport(BrokerTransport):
         # the highest carried out (a batch that failed midway is sent again whole)
         self._registered = max(self._registered, op[-1])
 
+    def _decode(self, message: Any, where: str) -> Envelope | None:
+        """A delivery's envelope, in either wire (see ``_wire``); None, counted and logged,
+        when it is neither an envelope nor a CloudEvent."""
+        bus = self.bus
+        assert bus is not None
+        props = message.header.properties
+        # the routing key is the topic, unless the delivery is a retry (sent to the queue)
+        exchange = message.delivery.exchange
+        names = self.names
+        if exchange in (names.events, names.rpc):
+            topic = message.routing_key
+        else:
+            kept = (props.headers or {}).get(TOPIC_HEADER)
+            topic = kept if isinstance(kept, str) and kept else None
+        try:
+            return decode_delivery(self.cloudevents, bus.wire_codec, props, message.body, topic)[0]
+        except DecodeError as exc:
+            self.undecodable.report(str(self), where, str(exc))
+            return None
+
     async def _feed_plain(self, items: Binding, generation: int) -> None:
         bus = self.bus
         assert bus is not None
-        decode = bus.wire_codec.decode
         receive = bus.receive
         instance = self.instance
         queue, wake = items.items, items.wake
@@ -404,10 +458,8 @@ class AmqpTransport(BrokerTransport):
             message = queue.popleft()
             if message.header.properties.app_id == instance:
                 continue  # our own publish: delivered locally already
-            try:
-                env = decode(message.body)
-            except DecodeError as exc:
-                logger.error("%s: undecodable event on %r: %s", self, message.routing_key, exc)
+            env = self._decode(message, message.routing_key)
+            if env is None:
                 continue
             for pattern in list(self._watched):
                 if match(pattern, env.topic):
@@ -495,12 +547,11 @@ class AmqpTransport(BrokerTransport):
             if binding.kind == "respond":
                 await self._handle_request(binding, message)
                 continue
-            try:
-                env = bus.wire_codec.decode(message.body)
-            except DecodeError as exc:
-                logger.error("%s: undecodable delivery on %s: %s", self, binding.queue, exc)
+            env = self._decode(message, binding.queue)
+            if env is None:  # never redelivered: rejected for good
                 if binding.durable:
-                    self.send_control(("ack", message.channel, message.delivery.delivery_tag))
+                    tag = message.delivery.delivery_tag
+                    self.send_control(("nack", message.channel, tag, "undecodable"))
                 continue
             if not match(binding.mailbox.pattern, env.topic):  # a wildcard met a system topic
                 if binding.durable:
@@ -550,6 +601,8 @@ class AmqpTransport(BrokerTransport):
         """Publish the event again for call ``attempt`` after ``delay``, then acknowledge it."""
         props = message.header.properties
         headers = retry_headers(props.headers, attempt)
+        if message.delivery.exchange == self.names.events:  # the topic of a CloudEvent
+            headers.setdefault(TOPIC_HEADER, message.routing_key)  # without subject
         level = delay_level(delay)
         try:
             pub = self._pub
@@ -561,7 +614,7 @@ class AmqpTransport(BrokerTransport):
                 headers[DELAY_HEADER] = level
                 exchange = self.names.retry
             copy = _Props(delivery_mode=2, message_id=props.message_id, app_id=props.app_id,
-                          headers=headers)  # fmt: skip
+                          headers=headers, content_type=props.content_type)  # fmt: skip
             result = await pub.basic_publish(
                 message.body, exchange=exchange, routing_key=binding.queue, properties=copy
             )
@@ -604,92 +657,22 @@ class AmqpTransport(BrokerTransport):
                     break
                 await asyncio.sleep(0.02)
 
-    # -- request / reply -----------------------------------------------------------------------
-
-    async def _handle_request(self, binding: Binding, message: Any) -> None:
-        bus = self.bus
-        assert bus is not None
-        props = message.header.properties
-        try:
-            env = bus.wire_codec.decode(message.body)
-        except DecodeError as exc:
-            logger.error("%s: undecodable request on %s: %s", self, binding.queue, exc)
-            return
-        reply_to, request_id = props.reply_to, props.correlation_id
-        reply: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        env.reply = reply
-
-        def answer(fut: asyncio.Future[Any]) -> None:
-            frame = encode_reply(bus.wire_codec, env, fut)
-            self.send_control(("reply", reply_to, request_id, frame))
-
-        if reply_to:
-            reply.add_done_callback(answer)
-        if not await bus.put(binding.mailbox, env) and not reply.done():
-            reply.set_exception(ConnectionLost("the responder closed before handling the request"))
-
-    def _on_reply(self, message: Any) -> None:
-        fut = self._replies.pop(message.header.properties.correlation_id or "", None)
-        if fut is not None and self.bus is not None:  # else it timed out already
-            settle_reply(self.bus.wire_codec, fut, message.body)
-
-    async def request(self, env: Envelope, data: bytes, timeout: float | None) -> Any:
-        bus = self.bus
-        assert bus is not None
-        check_routable(env.topic)
-        loop = asyncio.get_running_loop()
-        expires = None if timeout is None else loop.time() + timeout
-        try:
-            async with asyncio.timeout_at(expires):
-                if not self.connected:
-                    await self._until_connected()
-                if self._registered < self._registrations:
-                    await self.flush()  # our own responders are registered first
-        except TimeoutError:
-            raise RequestTimeout(env.topic, timeout or 0.0) from None
-        rpc = self._rpc
-        if rpc is None:
-            raise ConnectionLost(f"{self.address}: not connected")
-        reply: asyncio.Future[Any] = loop.create_future()
-        self._replies[env.id] = reply
-        if expires is not None:
-            bus.deadlines.watch(reply, expires, env.topic, timeout or 0.0)
-        props = _Props(
-            reply_to=REPLY_TO, correlation_id=env.id, message_id=env.id, delivery_mode=1,
-            expiration=None if timeout is None else str(max(1, int(timeout * 1000))),
-        )  # fmt: skip
-        try:
-            try:
-                async with asyncio.timeout_at(expires):
-                    sent = await rpc.basic_publish(
-                        data, exchange=self.names.rpc, routing_key=env.topic, properties=props,
-                        mandatory=True,
-                    )  # fmt: skip
-            except TimeoutError:
-                raise RequestTimeout(env.topic, timeout or 0.0) from None
-            except aexc.PublishError:  # returned: no responder queue takes it
-                raise NoResponders(env.topic) from None
-            except self.connection_errors as exc:
-                self.lost(exc)
-                raise ConnectionLost(f"{self.address}: request not sent: {exc}") from exc
-            if not isinstance(sent, spec.Basic.Ack):  # returned: no responder queue takes it
-                raise NoResponders(env.topic)
-            try:
-                return await reply
-            except RemoteError as exc:
-                raise RemoteError(exc.remote_type, exc.remote_message, topic=env.topic) from None
-        finally:
-            self._replies.pop(env.id, None)
-            if expires is not None:
-                bus.deadlines.forget(reply)
-            if reply.done() and not reply.cancelled():
-                reply.exception()  # a deadline that fired while sending: nobody awaits it
-
     # -- dead letters --------------------------------------------------------------------------
 
     async def stored_dead_letters(self, limit: int) -> list[tuple[str, bytes]]:
         await self.flush()  # dead letters this bus published
-        return await self.records.peek(self.names.dead_letters, limit)
+        bus = self.bus
+        assert bus is not None
+        out: list[tuple[str, bytes]] = []
+        for key, props, body in await self.records.peek(self.names.dead_letters, limit):
+            # the bus reads its codec's envelopes: a dead letter kept as a CloudEvent is one
+            try:
+                env, ce = decode_delivery(self.cloudevents, bus.wire_codec, props, body)
+            except DecodeError as exc:
+                self.undecodable.report(str(self), self.names.dead_letters, str(exc))
+                continue
+            out.append((key, bus.wire_codec.encode(env) if ce else body))
+        return out
 
     async def drop_dead_letter(self, key: str) -> None:
         await self.records.take(self.names.dead_letters, key)
