@@ -93,7 +93,7 @@ class BusConfig(Table):
     name: str | None = field(None, "a bus name (a string)", min_length=1)
     codec: Literal["json", "msgpack"] = field("json", "'json' or 'msgpack'")
     wire: Literal["compact", "cloudevents"] | None = field(
-        None, "'compact' or 'cloudevents' (redis:// and nats://; merged into the URL)"
+        None, "'compact' or 'cloudevents' (redis://, nats://, amqp://; merged into the URL)"
     )
     max_message_bytes: int = field(1_048_576, "a positive number of bytes", gt=0)
     history: int = field(0, "the number of events kept for bus.history(), an int >= 0", ge=0)

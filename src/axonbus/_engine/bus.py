@@ -72,9 +72,9 @@ class Bus(Publisher):
     ``unavailable_timeout``: ``"raise"`` :class:`ConnectionLost` (default) or ``"log"`` it,
     count it in ``bus.transport.lost_publishes`` and carry on. With ``"log"``, :meth:`start`
     does not fail on an unreachable broker either: it connects in the background.
-    ``wire``: how events travel on a broker (``redis://``, ``nats://``): ``"compact"`` (the
-    default, axonbus's own framing) or ``"cloudevents"`` (one CloudEvent 1.0 per message, which
-    any client can read); the same as the URL option ``wire``.
+    ``wire``: how events travel on a broker (``redis://``, ``nats://``, ``amqp://``):
+    ``"compact"`` (the default, axonbus's own framing) or ``"cloudevents"`` (one CloudEvent 1.0
+    per message, which any client can read); the same as the URL option ``wire``.
     """
 
     def __init__(
