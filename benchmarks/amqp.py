@@ -415,7 +415,9 @@ VERSIONS = ("axonbus", "pydantic", "orjson", "aio-pika", "aiormq", "faststream")
 
 def run(cfg: Config, printer: Printer, only: set[str] | None = None) -> dict[str, Any]:
     env = environment(VERSIONS)
-    env["amqp_url"] = amqp_url().split("@")[-1]  # no credentials in the report
+    from axonbus.transports.base import redact_url
+
+    env["amqp_url"] = redact_url(amqp_url())  # no password in the report
     started = begin(
         printer,
         "axonbus AMQP benchmarks",

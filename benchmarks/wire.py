@@ -393,7 +393,9 @@ VERSIONS = ("axonbus", "pydantic", "orjson", "redis", "hiredis", "nats-py", "aio
 def run(cfg: Config, printer: Printer, only: set[str] | None = None) -> dict[str, Any]:
     env = environment(VERSIONS)
     env["redis_url"], env["nats_url"] = redis_url(), nats_url()
-    env["amqp_url"] = amqp_url().split("@")[-1]  # no credentials in the report
+    from axonbus.transports.base import redact_url
+
+    env["amqp_url"] = redact_url(amqp_url())  # no password in the report
     started = begin(
         printer,
         "axonbus wire formats: compact and CloudEvents",

@@ -153,7 +153,6 @@ class AmqpTransport(RequestReply, BrokerTransport):
         self._plain_queue = ""
         self._plain_items: Any = None
         self._admin: Any = None  # declarations outside the outbox (delay queues, records)
-        self._replies_out: Any = None  # replies: no confirms (direct reply-to keeps nothing)
         self._watched: dict[str, int] = {}  # pattern -> local mailboxes on it
         self._bindings: dict[int, Binding] = {}  # id(mailbox) -> binding
         self._parked: list[Any] = []  # channels of unbound consumers, closed at disconnect
@@ -188,7 +187,6 @@ class AmqpTransport(RequestReply, BrokerTransport):
         await admin.queue_declare(names.dead_letters, durable=True)
         await admin.queue_bind(names.dead_letters, names.events, routing_key=self.DEAD_LETTER_TOPIC)
         self._rpc = await self._channel(generation, "rpc", confirms=True)
-        self._replies_out = await conn.channel(publisher_confirms=False)
         await self._rpc.basic_consume(REPLY_TO, self._on_reply, no_ack=True)
         plain = self._plain = await self._channel(generation, "plain")
         declared = await plain.queue_declare("", exclusive=True, auto_delete=True)
@@ -250,7 +248,7 @@ class AmqpTransport(RequestReply, BrokerTransport):
         self._generation += 1  # callbacks and readers of the old connection stop
         await self.stop_tasks(set(self._feeders))
         conn, self._conn = self._conn, None
-        self._pub = self._rpc = self._plain = self._admin = self._replies_out = None
+        self._pub = self._rpc = self._plain = self._admin = None
         self._plain_items = None
         self._parked.clear()
         self._delays.clear()
@@ -352,18 +350,6 @@ class AmqpTransport(RequestReply, BrokerTransport):
                 pending = []
                 await self._register(op)
         await self._confirmed(pending, pub)
-
-    async def _reply(self, reply_to: str, request_id: str, frame: bytes) -> None:
-        """Send a reply to a requester's direct reply-to: not confirmed, as RabbitMQ keeps
-        nothing of it; a requester gone meanwhile may close the channel, which is then
-        opened again for the next reply."""
-        channel = self._replies_out
-        if channel is None or channel.is_closed:
-            if self._conn is None or self._conn.is_closed:
-                raise _Down("not connected")
-            channel = self._replies_out = await self._conn.channel(publisher_confirms=False)
-        props = _Props(correlation_id=request_id, delivery_mode=1)
-        await channel.basic_publish(frame, routing_key=reply_to, properties=props, wait=False)
 
     async def _confirmed(self, pending: list[asyncio.Future[Any]], channel: Any) -> None:
         if not pending:
